@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the system packages the build, the tests and the benchmarks need on a fresh
+# Debian 12 machine (x86_64). Safe to run again: apt skips what is already there.
+set -euo pipefail
+
+packages=(
+  build-essential g++ gdb strace patchelf b3sum lld hyperfine binutils file
+  qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
+  rustc libstd-rust-dev:arm64
+  python3 perl curl git
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+dpkg --print-foreign-architectures | grep -qx arm64 || $sudo dpkg --add-architecture arm64
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
