@@ -1,0 +1,7 @@
+//! elfpatch: rewrites ELF binaries so that they name their libraries by content, does every
+//! edit patchelf does (with patchelf's command line), and manages ld-cas stores.
+//!
+//! The binary's entry point is `main.rs`; this library holds everything it does so the
+//! end-to-end tests and benches can call it too.
+
+pub mod patchelf_cli;
