@@ -22,5 +22,5 @@ fn main() -> ExitCode {
     if patchelf_style {
         return elfpatch::patchelf_cli::run(args.into_iter().skip(1).collect());
     }
-    ExitCode::SUCCESS
+    elfpatch::cli::run()
 }

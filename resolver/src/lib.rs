@@ -16,4 +16,10 @@ pub mod table;
 pub mod uri;
 
 #[cfg(feature = "std")]
+pub mod atomic;
+#[cfg(feature = "std")]
+mod cycles;
+#[cfg(feature = "std")]
 pub mod hash;
+#[cfg(feature = "std")]
+pub mod store;
