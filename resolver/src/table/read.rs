@@ -231,13 +231,18 @@ impl<'a> Table<'a> {
                 });
             }
             previous = Some(e.hash);
-            let (start, end) =
-                self.bucket_range(format::bucket_of(e.hash.prefix64(), self.bits))?;
-            if index < start || index >= end {
-                return Err(TableError::BadEntry {
-                    index,
-                    problem: "its bucket does not cover it",
-                });
+        }
+        // Every bucket must start exactly at its first entry (entries are sorted, so
+        // bucket b starts after all the entries of the buckets below b).
+        let mut first = 0u32;
+        for bucket in 0..=(1u64 << self.bits) {
+            while first < self.count
+                && format::bucket_of(self.hash_at(first).prefix64(), self.bits) < bucket
+            {
+                first += 1;
+            }
+            if read_u32(self.buckets, bucket as usize * 4) != first {
+                return Err(TableError::BadBucket { bucket });
             }
         }
         Ok(())
@@ -302,6 +307,13 @@ impl<'a> Table<'a> {
         Ok(None)
     }
 
+    /// The hash of entry `index`, which the caller keeps below `count`.
+    fn hash_at(&self, index: u32) -> Hash {
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&self.entry_bytes(index)[entry::HASH..entry::HASH + 32]);
+        Hash(hash)
+    }
+
     /// The raw bytes of entry `index`, which the caller keeps below `count`.
     fn entry_bytes(&self, index: u32) -> &'a [u8] {
         let at = index as usize * ENTRY_LEN;
@@ -338,8 +350,6 @@ impl<'a> Table<'a> {
             });
         }
         let raw = self.entry_bytes(index);
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(&raw[entry::HASH..entry::HASH + 32]);
         let path = self.string(index, raw, entry::PATH_OFF, entry::PATH_LEN)?;
         let soname = self.string(index, raw, entry::SONAME_OFF, entry::SONAME_LEN)?;
         let kind = Kind::from_code(raw[entry::KIND]).ok_or(TableError::BadEntry {
@@ -353,7 +363,7 @@ impl<'a> Table<'a> {
             });
         }
         Ok(Entry {
-            hash: Hash(hash),
+            hash: self.hash_at(index),
             path,
             soname,
             size: read_u64(raw, entry::SIZE),
