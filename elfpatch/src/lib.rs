@@ -4,4 +4,6 @@
 //! The binary's entry point is `main.rs`; this library holds everything it does so the
 //! end-to-end tests and benches can call it too.
 
+pub mod cli;
+pub mod inspect;
 pub mod patchelf_cli;

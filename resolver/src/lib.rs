@@ -9,4 +9,17 @@
 //! dependencies: only [`uri`] and [`table`]'s reader are compiled, and they build with
 //! Rust 1.63 so the interpreter can embed them on every target.
 #![cfg_attr(not(feature = "std"), no_std)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+pub mod refs;
+pub mod table;
+pub mod uri;
+
+#[cfg(feature = "std")]
+pub mod atomic;
+#[cfg(feature = "std")]
+mod cycles;
+#[cfg(feature = "std")]
+pub mod hash;
+#[cfg(feature = "std")]
+pub mod store;

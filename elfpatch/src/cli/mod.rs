@@ -1,0 +1,55 @@
+//! The `elfpatch` subcommands (`store ...`) and their manual (`--help`).
+
+mod store;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Rewrites ELF programs and libraries to name their dependencies by content, and manages
+/// the stores that hold them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "elfpatch",
+    version,
+    about = "Content-addressed ELF: convert binaries, edit them like patchelf, manage stores",
+    long_about = "elfpatch rewrites ELF binaries so that each DT_NEEDED entry names a library by \
+the BLAKE3 hash of its bytes (uri:blake3:<64 hex digits>) instead of by file name and search path. \
+The ld-cas interpreter resolves those names through a store's lookup table, so programs start \
+without searching RUNPATH directories, and a store can be moved anywhere without rebuilding.\n\n\
+Invoked with patchelf options (elfpatch --set-interpreter PATH FILE, or through a symlink named \
+patchelf), it takes patchelf's command line: run `elfpatch --help-patchelf` for that manual.",
+    after_help = "EXAMPLES:\n  \
+elfpatch store init --store ~/store\n  \
+elfpatch store add --store ~/store /usr/lib/x86_64-linux-gnu/libz.so.1\n  \
+elfpatch store list --store ~/store --json\n  \
+elfpatch store resolve --store ~/store uri:blake3:<hash>\n  \
+elfpatch store verify --store ~/store\n\n\
+EXIT STATUS:\n  0 success; 1 failure (a message says what and where); 2 bad command line."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, fill, query and check stores.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
+}
+
+/// Parses the command line and runs it.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Store(cmd) => store::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("elfpatch: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

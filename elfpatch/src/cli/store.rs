@@ -1,0 +1,199 @@
+//! `elfpatch store`: init, add, resolve, list, verify.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use resolver::store::{Content, NewObject, Store};
+use resolver::table::Kind;
+use resolver::uri::Hash;
+
+use crate::inspect::elf_facts;
+
+/// The store directory, shared by every store subcommand.
+#[derive(Debug, Args)]
+pub struct StoreArg {
+    /// The store directory.
+    #[arg(long, value_name = "DIR")]
+    store: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Create an empty store (or check that DIR already is one).
+    ///
+    /// A store is a directory holding `objects/` (read-only files named
+    /// `<hash>-<file name>`), `table` (the lookup table ld-cas maps) and `lock`. Every path
+    /// in the table is relative to the store, so the directory can be moved freely.
+    Init(StoreArg),
+    /// Copy files into the store; print `URI<TAB>FILE` for each.
+    ///
+    /// Each file is copied, hashed (BLAKE3 of its bytes, the value `b3sum` prints) and
+    /// listed in the table with its soname and kind. Adding a file that is already there
+    /// changes nothing. Several `add` commands may run at once: they take turns.
+    Add {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Record this kind instead of the one inferred from the file
+        /// (program: has an interpreter and no soname; interpreter: an ld.so soname).
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<Kind>,
+        /// ELF files to add.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Print the absolute path of each URI's object, one per line.
+    ///
+    /// An unknown URI is reported by name and makes the command exit with status 1.
+    Resolve {
+        #[command(flatten)]
+        store: StoreArg,
+        /// URIs (`uri:blake3:<64 hex digits>`).
+        #[arg(required = true, value_name = "URI")]
+        uris: Vec<String>,
+    },
+    /// List the objects: URI, kind, size, soname, path.
+    List {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Print a JSON array of objects with `uri`, `soname`, `size`, `kind`, `path`
+        /// (absolute).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rehash every object and check the table.
+    ///
+    /// Each object must hash to its URI (by the cycle rule of docs/uri.md) and have the
+    /// recorded size; the table must be intact. Every problem is printed with the object's
+    /// URI and path, and the command exits with status 1 if there is any.
+    Verify(StoreArg),
+}
+
+fn parse_kind(text: &str) -> Result<Kind, String> {
+    Kind::from_name(text)
+        .ok_or_else(|| format!("unknown kind {text:?}: expected library, interpreter or program"))
+}
+
+fn open(arg: &StoreArg) -> Result<Store> {
+    Ok(Store::open(&arg.store)?)
+}
+
+/// Runs a store subcommand.
+pub fn run(cmd: StoreCommand) -> Result<ExitCode> {
+    match cmd {
+        StoreCommand::Init(arg) => {
+            let store = Store::init(&arg.store)?;
+            println!("{}", store.root().display());
+            Ok(ExitCode::SUCCESS)
+        }
+        StoreCommand::Add { store, kind, files } => add(&open(&store)?, kind, &files),
+        StoreCommand::Resolve { store, uris } => resolve(&open(&store)?, &uris),
+        StoreCommand::List { store, json } => list(&open(&store)?, json),
+        StoreCommand::Verify(arg) => verify(&open(&arg)?),
+    }
+}
+
+fn add(store: &Store, kind: Option<Kind>, files: &[PathBuf]) -> Result<ExitCode> {
+    let mut objects = Vec::with_capacity(files.len());
+    for file in files {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let facts = elf_facts(&bytes, &file.display().to_string())?;
+        objects.push(NewObject {
+            content: Content::File(file),
+            name: file_name(file),
+            soname: facts.soname.unwrap_or_default().into_bytes(),
+            kind: kind.unwrap_or(facts.kind),
+        });
+    }
+    let added = store.add(&objects)?;
+    let mut out = io::stdout().lock();
+    for (a, file) in added.iter().zip(files) {
+        writeln!(out, "{}\t{}", a.hash, file.display())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn resolve(store: &Store, uris: &[String]) -> Result<ExitCode> {
+    let mut out = io::stdout().lock();
+    let mut status = ExitCode::SUCCESS;
+    for uri in uris {
+        let hash = Hash::parse_uri(uri.as_bytes())
+            .map_err(|e| anyhow::anyhow!("{uri:?} is not a URI: it {e}"))?;
+        match store.resolve(&hash)? {
+            Some(path) => writeln!(out, "{}", path.display())?,
+            None => {
+                eprintln!(
+                    "elfpatch: {uri} is not in the store {}",
+                    store.root().display()
+                );
+                status = ExitCode::FAILURE;
+            }
+        }
+    }
+    Ok(status)
+}
+
+fn list(store: &Store, json: bool) -> Result<ExitCode> {
+    let entries = store.entries()?;
+    let mut out = io::stdout().lock();
+    if json {
+        let items: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "uri": e.hash.to_string(),
+                    "soname": String::from_utf8_lossy(&e.soname),
+                    "size": e.size,
+                    "kind": e.kind.name(),
+                    "path": store.absolute(&e.path).to_string_lossy(),
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &items)?;
+        writeln!(out)?;
+    } else {
+        for e in &entries {
+            let soname = if e.soname.is_empty() {
+                "-".into()
+            } else {
+                String::from_utf8_lossy(&e.soname)
+            };
+            writeln!(
+                out,
+                "{}\t{}\t{}\t{}\t{}",
+                e.hash,
+                e.kind,
+                e.size,
+                soname,
+                store.absolute(&e.path).display()
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(store: &Store) -> Result<ExitCode> {
+    let (problems, checked) = store.verify()?;
+    for p in &problems {
+        eprintln!("elfpatch: {}: {p}", store.root().display());
+    }
+    if problems.is_empty() {
+        println!("{checked} objects verified in {}", store.root().display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "elfpatch: {} problem(s) among {checked} objects",
+            problems.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}

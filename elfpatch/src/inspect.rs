@@ -1,0 +1,42 @@
+//! What the store needs to know about a file before adding it: whether it is ELF, its
+//! `DT_SONAME`, and whether it is a library, a program or a program interpreter.
+
+use anyhow::{bail, Context, Result};
+use goblin::elf::{header::ET_EXEC, Elf};
+use resolver::table::Kind;
+
+/// Facts about an ELF file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElfFacts {
+    /// `DT_SONAME`, if any.
+    pub soname: Option<String>,
+    /// What the file is.
+    pub kind: Kind,
+}
+
+/// Sonames of the program interpreters of glibc and musl on the supported targets.
+fn is_interpreter_soname(soname: &str) -> bool {
+    soname.starts_with("ld-linux")
+        || soname.starts_with("ld64.so")
+        || soname.starts_with("ld-musl")
+        || soname == "ld.so.1"
+}
+
+/// Inspects `bytes`, the contents of the file called `name` in messages.
+pub fn elf_facts(bytes: &[u8], name: &str) -> Result<ElfFacts> {
+    if !bytes.starts_with(b"\x7fELF") {
+        bail!("{name} is not an ELF file");
+    }
+    let elf = Elf::parse(bytes).with_context(|| format!("{name} is not a valid ELF file"))?;
+    let soname = elf.soname.map(str::to_owned);
+    // A program has an interpreter or a fixed address; libc.so.6 has an interpreter too (it
+    // runs to print its version) but, being a library, it has a soname.
+    let kind = if elf.header.e_type == ET_EXEC || (elf.interpreter.is_some() && soname.is_none()) {
+        Kind::Program
+    } else if soname.as_deref().is_some_and(is_interpreter_soname) {
+        Kind::Interpreter
+    } else {
+        Kind::Library
+    };
+    Ok(ElfFacts { soname, kind })
+}

@@ -1,0 +1,47 @@
+//! Durable, atomic file replacement: write a temporary file in the destination's
+//! directory, fsync it, rename it over the destination, fsync the directory. A reader sees
+//! the old file or the new one, never a mixture, and after a crash the rename either
+//! happened completely or not at all.
+
+use std::fs::{self, File, Permissions};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Replaces `dest` with `bytes`, giving it `permissions` (or leaving the temporary file's
+/// default mode when `None`).
+pub fn replace_file(dest: &Path, bytes: &[u8], permissions: Option<Permissions>) -> io::Result<()> {
+    let dir = parent_dir(dest);
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    if let Some(p) = permissions {
+        tmp.as_file().set_permissions(p)?;
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(dest).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+/// Fsyncs a directory, making renames and creations inside it durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The directory that holds `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Removes the temporary files (`.tmp-*`) a killed writer left in `dir`. Only call it
+/// while holding the lock that every writer of `dir` takes.
+pub fn remove_stale_temporaries(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().as_encoded_bytes().starts_with(b".tmp-") {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}

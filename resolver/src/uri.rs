@@ -1,0 +1,283 @@
+//! The URI grammar: `uri:blake3:<64 lowercase hex digits>` (specified in `docs/uri.md`).
+//!
+//! This is the only place that parses or prints a URI. It is `no_std`, allocation-free and
+//! builds with Rust 1.63: the interpreter parses the names in `DT_NEEDED` with it.
+
+use core::fmt;
+
+/// The text every URI starts with.
+pub const URI_PREFIX: &[u8] = b"uri:blake3:";
+
+/// Number of hex digits after the prefix.
+pub const HEX_LEN: usize = 64;
+
+/// Length of every URI in bytes (75). A fixed length lets a patcher reserve space for a URI
+/// and lets the cycle rule replace a URI by a placeholder without moving any byte.
+pub const URI_LEN: usize = URI_PREFIX.len() + HEX_LEN;
+
+/// The placeholder written in place of a URI that points inside a dependency cycle while
+/// the cycle's members are hashed: the prefix followed by 64 `x`. It has the length of a
+/// URI but is not one (`x` is not a hex digit), so a reference scan never mistakes it for
+/// a reference.
+pub const PLACEHOLDER: [u8; URI_LEN] = placeholder();
+
+const fn placeholder() -> [u8; URI_LEN] {
+    let mut out = [b'x'; URI_LEN];
+    let mut i = 0;
+    while i < URI_PREFIX.len() {
+        out[i] = URI_PREFIX[i];
+        i += 1;
+    }
+    out
+}
+
+/// A BLAKE3 hash: the content address of an object.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Hash(pub [u8; 32]);
+
+/// What is wrong with a string that was meant to be a URI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UriError {
+    /// The text does not start with `uri:blake3:`; `at` is the first byte that differs.
+    BadPrefix { at: usize },
+    /// The text has `len` bytes; a URI has exactly [`URI_LEN`].
+    BadLength { len: usize },
+    /// The byte at `at` (counted from the start of the URI) is `byte`, not a lowercase hex
+    /// digit (`0-9`, `a-f`).
+    BadDigit { at: usize, byte: u8 },
+}
+
+impl fmt::Display for UriError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            UriError::BadPrefix { at } => write!(
+                f,
+                "does not start with \"uri:blake3:\" (byte {at} differs)"
+            ),
+            UriError::BadLength { len } => write!(
+                f,
+                "is {len} bytes long; a URI is exactly {URI_LEN} (\"uri:blake3:\" and 64 hex digits)"
+            ),
+            UriError::BadDigit { at, byte } => {
+                if byte.is_ascii_graphic() {
+                    write!(
+                        f,
+                        "has '{}' at byte {at}, where a lowercase hex digit (0-9, a-f) was expected",
+                        byte as char
+                    )
+                } else {
+                    write!(
+                        f,
+                        "has byte 0x{byte:02x} at byte {at}, where a lowercase hex digit (0-9, a-f) was expected"
+                    )
+                }
+            }
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for UriError {}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        _ => None,
+    }
+}
+
+impl Hash {
+    /// Parses a URI. Exactly `uri:blake3:` followed by 64 lowercase hex digits; nothing
+    /// before or after (no trailing NUL, no whitespace).
+    pub fn parse_uri(text: &[u8]) -> Result<Hash, UriError> {
+        let prefix_len = URI_PREFIX.len().min(text.len());
+        if let Some(at) = (0..prefix_len).find(|&i| text[i] != URI_PREFIX[i]) {
+            return Err(UriError::BadPrefix { at });
+        }
+        if text.len() < URI_PREFIX.len() {
+            return Err(UriError::BadLength { len: text.len() });
+        }
+        let digits = &text[URI_PREFIX.len()..];
+        // Report a bad digit before a bad length: "uri:blake3:abc/..." is more usefully
+        // described by the '/' than by its length.
+        for (i, &byte) in digits.iter().enumerate().take(HEX_LEN) {
+            if hex_value(byte).is_none() {
+                return Err(UriError::BadDigit {
+                    at: URI_PREFIX.len() + i,
+                    byte,
+                });
+            }
+        }
+        if text.len() != URI_LEN {
+            return Err(UriError::BadLength { len: text.len() });
+        }
+        Ok(Hash::from_hex_digits(digits))
+    }
+
+    /// Parses 64 lowercase hex digits (a URI without its prefix, as in object file names).
+    pub fn parse_hex(text: &[u8]) -> Result<Hash, UriError> {
+        for (at, &byte) in text.iter().enumerate().take(HEX_LEN) {
+            if hex_value(byte).is_none() {
+                return Err(UriError::BadDigit { at, byte });
+            }
+        }
+        if text.len() != HEX_LEN {
+            return Err(UriError::BadLength {
+                len: text.len() + URI_PREFIX.len(),
+            });
+        }
+        Ok(Hash::from_hex_digits(text))
+    }
+
+    /// `digits` must be 64 valid lowercase hex digits.
+    fn from_hex_digits(digits: &[u8]) -> Hash {
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+            let hi = hex_value(pair[0]).unwrap_or(0);
+            let lo = hex_value(pair[1]).unwrap_or(0);
+            *byte = hi << 4 | lo;
+        }
+        Hash(out)
+    }
+
+    /// Is `text` a URI? Cheap test used to tell `uri:` names from plain sonames.
+    pub fn is_uri(text: &[u8]) -> bool {
+        Hash::parse_uri(text).is_ok()
+    }
+
+    /// Writes the URI (75 bytes, no terminator) into `out`.
+    pub fn write_uri(&self, out: &mut [u8; URI_LEN]) {
+        out[..URI_PREFIX.len()].copy_from_slice(URI_PREFIX);
+        self.write_hex(&mut out[URI_PREFIX.len()..]);
+    }
+
+    /// The URI as a fixed-size byte array.
+    pub fn to_uri_bytes(&self) -> [u8; URI_LEN] {
+        let mut out = [0u8; URI_LEN];
+        self.write_uri(&mut out);
+        out
+    }
+
+    /// Writes the 64 hex digits into `out`, which must be at least 64 bytes long.
+    pub fn write_hex(&self, out: &mut [u8]) {
+        for (pair, byte) in out.chunks_exact_mut(2).zip(self.0.iter()) {
+            pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
+            pair[1] = HEX_DIGITS[usize::from(byte & 0xf)];
+        }
+    }
+
+    /// The hash as 64 lowercase hex digits.
+    pub fn to_hex_bytes(&self) -> [u8; HEX_LEN] {
+        let mut out = [0u8; HEX_LEN];
+        self.write_hex(&mut out);
+        out
+    }
+
+    /// The hash's leading 64 bits, big-endian: the key of the table's bucket index.
+    pub fn prefix64(&self) -> u64 {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        u64::from_be_bytes(first)
+    }
+}
+
+/// Displays the full URI.
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let uri = self.to_uri_bytes();
+        // The bytes are ASCII by construction.
+        f.write_str(core::str::from_utf8(&uri).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::str::FromStr for Hash {
+    type Err = UriError;
+    fn from_str(s: &str) -> Result<Hash, UriError> {
+        Hash::parse_uri(s.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str =
+        "uri:blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+
+    #[test]
+    fn round_trip() {
+        let h = Hash::parse_uri(SAMPLE.as_bytes()).unwrap();
+        assert_eq!(h.to_string(), SAMPLE);
+        assert_eq!(h.0[0], 0xaf);
+        assert_eq!(h.0[31], 0x62);
+        assert_eq!(
+            Hash::parse_hex(&SAMPLE.as_bytes()[URI_PREFIX.len()..]).unwrap(),
+            h
+        );
+    }
+
+    #[test]
+    fn errors_name_the_byte() {
+        assert_eq!(
+            Hash::parse_uri(b"uri:sha256:00"),
+            Err(UriError::BadPrefix { at: 4 })
+        );
+        let mut upper = SAMPLE.as_bytes().to_vec();
+        upper[20] = b'A';
+        assert_eq!(
+            Hash::parse_uri(&upper),
+            Err(UriError::BadDigit { at: 20, byte: b'A' })
+        );
+        let mut slash = SAMPLE.as_bytes().to_vec();
+        slash[11] = b'/';
+        assert_eq!(
+            Hash::parse_uri(&slash),
+            Err(UriError::BadDigit { at: 11, byte: b'/' })
+        );
+        assert_eq!(
+            Hash::parse_uri(&SAMPLE.as_bytes()[..74]),
+            Err(UriError::BadLength { len: 74 })
+        );
+        let long = [SAMPLE.as_bytes(), b"0"].concat();
+        assert_eq!(Hash::parse_uri(&long), Err(UriError::BadLength { len: 76 }));
+        assert_eq!(
+            Hash::parse_uri(b"uri:"),
+            Err(UriError::BadLength { len: 4 })
+        );
+        assert!(UriError::BadDigit { at: 20, byte: b'A' }
+            .to_string()
+            .contains("'A' at byte 20"));
+    }
+
+    #[test]
+    fn placeholder_is_not_a_uri() {
+        assert_eq!(PLACEHOLDER.len(), URI_LEN);
+        assert!(PLACEHOLDER.starts_with(URI_PREFIX));
+        assert!(!Hash::is_uri(&PLACEHOLDER));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_hash_round_trips(bytes in proptest::array::uniform32(0u8..)) {
+            let h = Hash(bytes);
+            let uri = h.to_uri_bytes();
+            proptest::prop_assert!(!uri.contains(&b'/'));
+            proptest::prop_assert_eq!(Hash::parse_uri(&uri), Ok(h));
+        }
+
+        #[test]
+        fn parse_never_panics(text in proptest::collection::vec(0u8.., 0..100)) {
+            let _ = Hash::parse_uri(&text);
+        }
+    }
+}
