@@ -213,7 +213,9 @@ pub fn handover(
         }),
     };
 
-    if uses_uri {
+    if uses_uri && secure {
+        secure_needed(prog, name);
+    } else if uses_uri {
         let strtab = prog.strtab;
         // SAFETY: the program's dynamic section has not been read by ld.so yet.
         if let Err(e) = unsafe { audit::install(prog.dynamic, strtab) } {
@@ -233,6 +235,48 @@ pub fn handover(
     stack.set_aux(AT_BASE, ld.bias);
     // SAFETY: the stack is the process's initial stack, edited consistently; ld.so is mapped.
     unsafe { arch::jump(stack.sp, ld.entry) }
+}
+
+/// Under `AT_SECURE` glibc ignores audit modules named by path, so the program's own
+/// `uri:` entries are pointed (in memory) at the objects' absolute paths in the recorded
+/// store instead. An object that itself needs `uri:` names cannot be served that way: the
+/// program then fails closed with a message.
+fn secure_needed(prog: Program, name: &[u8]) {
+    let strtab = prog.strtab;
+    let strings = prog.strings;
+    // SAFETY: single-threaded before the hand-over.
+    let r = unsafe { audit::state() };
+    for d in prog.dynamic.iter_mut().take_while(|d| d.d_tag != DT_NULL) {
+        if d.d_tag != DT_NEEDED {
+            continue;
+        }
+        let needed = elf::str_at(strings, d.d_val);
+        let path = match audit::resolve(r, needed, name) {
+            Some(audit::Found::Path(p)) => p,
+            _ => continue,
+        };
+        // SAFETY: `resolve` returns a NUL-terminated copy that lives for good.
+        let file = unsafe { cstr(path) };
+        if let Some(inner) = nested_uri(file) {
+            die(127, |o| {
+                o.bytes(name).str(" runs set-user-ID or set-group-ID, and ").bytes(file).str(" needs ").bytes(inner);
+                o.str(": glibc ignores path-named audit modules in secure mode, so only the program's own DT_NEEDED may be content addresses");
+            });
+        }
+        d.d_val = (path as u64).wrapping_sub(strtab as u64);
+    }
+}
+
+/// The first `uri:` name the ELF file at `path` needs, if any.
+fn nested_uri(path: &[u8]) -> Option<&'static [u8]> {
+    let mut p = PathBuf::new();
+    p.push(path);
+    let fd = sys::open(p.c()).ok()?;
+    let len = sys::file_size(&fd).ok()?;
+    let bytes = sys::map_file(&fd, len as usize).ok()?;
+    let file = elf::File::parse(bytes, arch::EM_MACHINE)?;
+    let found = file.needed().find(|n| n.starts_with(URI_PREFIX));
+    found
 }
 
 /// The directory of the running program, from `/proc/self/exe`.
