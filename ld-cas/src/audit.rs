@@ -154,10 +154,10 @@ pub fn resolve(r: &mut Resolver, name: &[u8], requester: &[u8]) -> Option<Found>
                 .bytes(r.store.bytes());
         };
         if r.running {
-            let mut o = Out::new(STDERR);
-            o.str("ld-cas: ");
-            print(&mut o);
-            o.str("\n");
+            // A failing dlopen: dlerror() tells the program; trace only when asked.
+            if r.debug {
+                trace(print);
+            }
             return None;
         }
         die(127, print)

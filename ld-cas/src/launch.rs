@@ -6,14 +6,14 @@ use crate::audit::{self, trace, InstallError};
 use crate::cas::{Hash, Kind, URI_PREFIX};
 use crate::elf::{
     self, Dyn, Phdr, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NEEDED, DT_NULL, DT_STRSZ, DT_STRTAB,
-    PT_DYNAMIC, PT_PHDR,
+    DT_VERNEED, DT_VERNEEDNUM, PT_DYNAMIC, PT_PHDR,
 };
 use crate::loadmap;
 use crate::out::{cstr, die, Out};
 use crate::path::{dirname, PathBuf};
 use crate::startup::{Stack, AT_BASE, AT_EXECFN, AT_PAGESZ, AT_PHDR, AT_PHNUM, AT_SECURE};
 use crate::store::{self, OpenError, Source};
-use crate::sys;
+use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 
 /// The program as mapped in memory (by the kernel, or by ld-cas when run as a command).
 pub struct Program {
@@ -25,6 +25,8 @@ pub struct Program {
     pub strtab: usize,
     /// Its string table.
     pub strings: &'static [u8],
+    /// Its program headers.
+    pub phdrs: &'static [Phdr],
 }
 
 impl Program {
@@ -68,6 +70,7 @@ impl Program {
             dynamic,
             strtab,
             strings,
+            phdrs: ph,
         }
     }
 
@@ -238,12 +241,48 @@ pub fn handover(
 }
 
 /// Under `AT_SECURE` glibc ignores audit modules named by path, so the program's own
-/// `uri:` entries are pointed (in memory) at the objects' absolute paths in the recorded
-/// store instead. An object that itself needs `uri:` names cannot be served that way: the
-/// program then fails closed with a message.
+/// `uri:` entries (`DT_NEEDED` and the `vn_file` of `.gnu.version_r`, which must name the
+/// same object) are pointed, in memory, at the objects' absolute paths in the recorded
+/// store instead. The strings go in a page mapped above the program, within the 32-bit
+/// reach of `vn_file`. An object that itself needs `uri:` names cannot be served this
+/// way: the program then fails closed with a message.
 fn secure_needed(prog: Program, name: &[u8]) {
     let strtab = prog.strtab;
     let strings = prog.strings;
+    let fail = |why: &str| -> ! {
+        die(127, |o| {
+            o.bytes(name)
+                .str(" runs set-user-ID or set-group-ID: ")
+                .str(why);
+        })
+    };
+    let end = prog
+        .phdrs
+        .iter()
+        .filter(|p| p.p_type == elf::PT_LOAD)
+        .map(|p| prog.bias.wrapping_add((p.p_vaddr + p.p_memsz) as usize))
+        .max()
+        .unwrap_or(strtab);
+    const NEAR: usize = 1 << 16;
+    let hint = (end + (1 << 30)) & !0xffff;
+    // SAFETY: a fresh anonymous mapping (the address is only a hint).
+    let near = unsafe {
+        sys::mmap(
+            hint,
+            NEAR,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    }
+    .unwrap_or_else(|_| fail("cannot map memory for its library paths"));
+    if near < strtab || near + NEAR - strtab > u32::MAX as usize {
+        fail("no memory within reach of its string table for its library paths");
+    }
+    let mut used = 0;
+    let mut moved = [(0u64, 0u64); 64];
+    let mut nmoved = 0;
     // SAFETY: single-threaded before the hand-over.
     let r = unsafe { audit::state() };
     for d in prog.dynamic.iter_mut().take_while(|d| d.d_tag != DT_NULL) {
@@ -259,11 +298,76 @@ fn secure_needed(prog: Program, name: &[u8]) {
         let file = unsafe { cstr(path) };
         if let Some(inner) = nested_uri(file) {
             die(127, |o| {
-                o.bytes(name).str(" runs set-user-ID or set-group-ID, and ").bytes(file).str(" needs ").bytes(inner);
+                o.bytes(name)
+                    .str(" runs set-user-ID or set-group-ID, and ")
+                    .bytes(file)
+                    .str(" needs ")
+                    .bytes(inner);
                 o.str(": glibc ignores path-named audit modules in secure mode, so only the program's own DT_NEEDED may be content addresses");
             });
         }
-        d.d_val = (path as u64).wrapping_sub(strtab as u64);
+        if used + file.len() + 1 > NEAR || nmoved == moved.len() {
+            fail("too many content-addressed libraries");
+        }
+        // SAFETY: `near` is our fresh writable mapping of NEAR bytes; `used + len + 1` fits.
+        unsafe {
+            core::ptr::copy_nonoverlapping(file.as_ptr(), (near + used) as *mut u8, file.len());
+            *((near + used + file.len()) as *mut u8) = 0;
+        }
+        let value = (near + used - strtab) as u64;
+        moved[nmoved] = (d.d_val, value);
+        nmoved += 1;
+        d.d_val = value;
+        used += file.len() + 1;
+    }
+    retarget_verneed(&prog, &moved[..nmoved]);
+}
+
+/// Points each `vn_file` that named a moved `DT_NEEDED` string at its new string.
+fn retarget_verneed(prog: &Program, moved: &[(u64, u64)]) {
+    let (mut addr, mut num) = (0usize, 0usize);
+    for d in prog.dynamic.iter().take_while(|d| d.d_tag != DT_NULL) {
+        match d.d_tag {
+            DT_VERNEED => addr = prog.bias.wrapping_add(d.d_val as usize),
+            DT_VERNEEDNUM => num = d.d_val as usize,
+            _ => {}
+        }
+    }
+    if addr == 0 || moved.is_empty() {
+        return;
+    }
+    let seg = prog.phdrs.iter().find(|p| {
+        let start = prog.bias.wrapping_add(p.p_vaddr as usize);
+        p.p_type == elf::PT_LOAD && addr >= start && addr < start + p.p_memsz as usize
+    });
+    let seg = match seg {
+        Some(s) => s,
+        None => return,
+    };
+    let start = prog.bias.wrapping_add(seg.p_vaddr as usize) & !0xfff;
+    let len =
+        (prog.bias.wrapping_add((seg.p_vaddr + seg.p_memsz) as usize) - start + 0xfff) & !0xfff;
+    let prot = loadmap::prot(seg);
+    // SAFETY: the range is the program's own segment; nothing else runs while it is
+    // writable, and its protection is restored before the hand-over.
+    unsafe {
+        if sys::mprotect(start, len, prot | PROT_WRITE).is_err() {
+            return;
+        }
+        let mut vn = addr;
+        for _ in 0..num {
+            // Elf64_Verneed: vn_version u16, vn_cnt u16, vn_file u32, vn_aux u32, vn_next u32.
+            let file = (vn + 4) as *mut u32;
+            if let Some(m) = moved.iter().find(|m| m.0 == *file as u64) {
+                *file = m.1 as u32;
+            }
+            let next = *((vn + 12) as *const u32) as usize;
+            if next == 0 {
+                break;
+            }
+            vn += next;
+        }
+        let _ = sys::mprotect(start, len, prot);
     }
 }
 

@@ -42,10 +42,13 @@ impl MapError {
     }
 }
 
-const HEAD: usize = 1024;
-const MAX_PHDRS: usize = (HEAD - 64) / 56;
+/// Bytes read at the start of the file: the ELF header and, normally, the program headers
+/// (tools like patchelf add headers, so this is generous).
+const HEAD: usize = 4096;
+const MAX_PHDRS: usize = 64;
 
-fn prot(p: &Phdr) -> usize {
+/// The `mmap` protection of a segment.
+pub fn prot(p: &Phdr) -> usize {
     let mut prot = 0;
     if p.p_flags & 4 != 0 {
         prot |= PROT_READ;

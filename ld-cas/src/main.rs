@@ -12,6 +12,16 @@ use aarch64_linux as arch;
 #[cfg(target_arch = "x86_64")]
 use x86_64_linux as arch;
 
+/// The resolver's URI grammar (`resolver/src/uri.rs`), compiled in without `std`.
+#[path = "../../resolver/src/uri.rs"]
+#[allow(dead_code)]
+mod uri;
+
+/// The resolver's table reader (`resolver/src/table`), compiled in without `std`.
+#[path = "../../resolver/src/table/mod.rs"]
+#[allow(dead_code)]
+mod table;
+
 mod audit;
 mod cas;
 mod cli;

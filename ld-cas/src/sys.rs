@@ -263,3 +263,12 @@ pub fn memfd_create(name: &[u8], flags: usize) -> SysResult<Fd> {
 pub fn close_raw(fd: i32) {
     drop(Fd(fd));
 }
+
+/// Changes the protection of whole pages.
+///
+/// # Safety
+/// The caller must own the range and keep every use of it valid under the new protection.
+pub unsafe fn mprotect(addr: usize, len: usize, prot: usize) -> SysResult<()> {
+    // SAFETY: per the caller's contract.
+    check(syscall6(nr::MPROTECT, addr, len, prot, 0, 0, 0)).map(|_| ())
+}

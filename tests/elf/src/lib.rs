@@ -82,7 +82,12 @@ pub fn fixture_dir() -> PathBuf {
 pub fn add_dynamic_string_tags(path: &Path, tags: &[(u64, &str)]) {
     require_tool("patchelf");
     for (_, value) in tags {
-        run_ok(Command::new("patchelf").arg("--add-needed").arg(value).arg(path));
+        run_ok(
+            Command::new("patchelf")
+                .arg("--add-needed")
+                .arg(value)
+                .arg(path),
+        );
     }
     let mut data = std::fs::read(path).unwrap();
     let u16_at = |d: &[u8], o: usize| u16::from_le_bytes(d[o..o + 2].try_into().unwrap()) as usize;
@@ -92,7 +97,13 @@ pub fn add_dynamic_string_tags(path: &Path, tags: &[(u64, &str)]) {
         .map(|i| {
             let o = phoff + i * 56;
             let t = u32::from_le_bytes(data[o..o + 4].try_into().unwrap()) as u64;
-            [t, u64_at(&data, o + 8), u64_at(&data, o + 16), u64_at(&data, o + 32), 0]
+            [
+                t,
+                u64_at(&data, o + 8),
+                u64_at(&data, o + 16),
+                u64_at(&data, o + 32),
+                0,
+            ]
         })
         .collect();
     let dynamic = phdrs.iter().find(|p| p[0] == 2).expect("PT_DYNAMIC");
