@@ -40,7 +40,8 @@ pub struct Resolver {
     /// Set once start-up loading is over: a missing object then fails `dlopen` instead of
     /// ending the process.
     running: bool,
-    memfd: i32,
+    /// The module's memfd plus one (0: none), so the state starts all-zero.
+    memfd_plus_one: i32,
 }
 
 static mut STATE: Resolver = Resolver {
@@ -49,7 +50,7 @@ static mut STATE: Resolver = Resolver {
     program: &[],
     debug: false,
     running: false,
-    memfd: -1,
+    memfd_plus_one: 0,
 };
 
 static mut ARENA: [u8; 16384] = [0; 16384];
@@ -228,9 +229,9 @@ extern "C" fn preinit() {
     // SAFETY: callbacks run one at a time.
     let r = unsafe { state() };
     r.running = true;
-    if r.memfd >= 0 {
-        sys::close_raw(r.memfd);
-        r.memfd = -1;
+    if r.memfd_plus_one > 0 {
+        sys::close_raw(r.memfd_plus_one - 1);
+        r.memfd_plus_one = 0;
     }
 }
 
@@ -258,8 +259,8 @@ pub unsafe fn install(dynamic: &mut [Dyn], strtab: usize) -> Result<(), InstallE
         .ok_or(InstallError::NoHook)?;
     let fd = sys::memfd_create(b"ld-cas-audit\0", MFD_CLOEXEC).map_err(InstallError::Memfd)?;
     let mut fns = [0u8; 16];
-    fns[..8].copy_from_slice(&(objsearch as usize as u64).to_le_bytes());
-    fns[8..].copy_from_slice(&(preinit as usize as u64).to_le_bytes());
+    fns[..8].copy_from_slice(&(objsearch as *const () as usize as u64).to_le_bytes());
+    fns[8..].copy_from_slice(&(preinit as *const () as usize as u64).to_le_bytes());
     sys::write_all(fd.0, &MODULE[..hook + 16]);
     sys::write_all(fd.0, &fns);
     sys::write_all(fd.0, &MODULE[hook + 32..]);
@@ -316,6 +317,6 @@ pub unsafe fn install(dynamic: &mut [Dyn], strtab: usize) -> Result<(), InstallE
         d_tag: DT_AUDIT,
         d_val: value,
     };
-    state().memfd = fd.into_raw();
+    state().memfd_plus_one = fd.into_raw() + 1;
     Ok(())
 }

@@ -132,7 +132,7 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
     let mut failed = false;
     if let Some(uri) = file.tag(DT_LDCAS_LOADER).map(|v| file.string(v)) {
         o.str("\tloader ");
-        failed |= !show(&mut o, table, dir.bytes(), uri, verify).is_some();
+        failed |= show(&mut o, table, dir.bytes(), uri, verify).is_none();
     }
     let mut seen = [Hash([0; 32]); 1024];
     let mut n = 0;

@@ -5,12 +5,8 @@
 pub const PT_LOAD: u32 = 1;
 /// `PT_DYNAMIC`.
 pub const PT_DYNAMIC: u32 = 2;
-/// `PT_INTERP`.
-pub const PT_INTERP: u32 = 3;
 /// `PT_PHDR`.
 pub const PT_PHDR: u32 = 6;
-/// `PT_GNU_STACK`.
-pub const PT_GNU_STACK: u32 = 0x6474_e551;
 
 /// `DT_NULL`.
 pub const DT_NULL: i64 = 0;
@@ -20,8 +16,6 @@ pub const DT_NEEDED: i64 = 1;
 pub const DT_STRTAB: i64 = 5;
 /// `DT_STRSZ`.
 pub const DT_STRSZ: i64 = 10;
-/// `DT_SONAME`.
-pub const DT_SONAME: i64 = 14;
 /// `DT_VERNEED`: address of `.gnu.version_r`.
 pub const DT_VERNEED: i64 = 0x6fff_fffe;
 /// `DT_VERNEEDNUM`: its number of entries.
@@ -222,15 +216,6 @@ impl<'a> File<'a> {
     /// The value of the first entry tagged `tag`.
     pub fn tag(&self, tag: i64) -> Option<u64> {
         self.dynamic().find(|d| d.d_tag == tag).map(|d| d.d_val)
-    }
-
-    /// The `PT_INTERP` string without its terminator.
-    pub fn interp(&self) -> Option<&'a [u8]> {
-        let p = self.phdrs().find(|p| p.p_type == PT_INTERP)?;
-        let s = self
-            .data
-            .get(p.p_offset as usize..(p.p_offset.checked_add(p.p_filesz)?) as usize)?;
-        Some(str_at(s, 0))
     }
 }
 

@@ -14,12 +14,12 @@ use x86_64_linux as arch;
 
 /// The resolver's URI grammar (`resolver/src/uri.rs`), compiled in without `std`.
 #[path = "../../resolver/src/uri.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::all)]
 mod uri;
 
 /// The resolver's table reader (`resolver/src/table`), compiled in without `std`.
 #[path = "../../resolver/src/table/mod.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports, clippy::all)]
 mod table;
 
 mod audit;

@@ -28,6 +28,7 @@ impl Out {
     }
 
     /// Appends raw bytes (e.g. a path that need not be UTF-8).
+    #[inline(never)]
     pub fn bytes(&mut self, mut b: &[u8]) -> &mut Out {
         while !b.is_empty() {
             if self.len == self.buf.len() {
@@ -85,6 +86,11 @@ pub fn die(code: i32, f: impl FnOnce(&mut Out)) -> ! {
     let mut o = Out::new(STDERR);
     o.str("ld-cas: ");
     f(&mut o);
+    finish(o, code)
+}
+
+#[inline(never)]
+fn finish(mut o: Out, code: i32) -> ! {
     o.str("\n");
     o.flush();
     sys::exit(code)

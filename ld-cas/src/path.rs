@@ -35,14 +35,6 @@ impl PathBuf {
         self.buf[0] = 0;
     }
 
-    /// Cuts the path back to `len` bytes.
-    pub fn truncate(&mut self, len: usize) {
-        if len < self.len {
-            self.len = len;
-            self.buf[len] = 0;
-        }
-    }
-
     /// The path without its terminator.
     pub fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]
@@ -56,11 +48,6 @@ impl PathBuf {
     /// Length without the terminator.
     pub fn len(&self) -> usize {
         self.len
-    }
-
-    /// Whether the path is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 

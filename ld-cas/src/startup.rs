@@ -50,8 +50,6 @@ pub unsafe fn relocate_self(dynamic: *const Dyn, base: usize) {
 pub const AT_NULL: usize = 0;
 /// `AT_PHDR`: the program's program headers.
 pub const AT_PHDR: usize = 3;
-/// `AT_PHENT`: size of one program header.
-pub const AT_PHENT: usize = 4;
 /// `AT_PHNUM`: number of program headers.
 pub const AT_PHNUM: usize = 5;
 /// `AT_PAGESZ`: the page size.

@@ -1,7 +1,7 @@
 //! Finding the store and mapping its lookup table.
 
 use crate::cas::{Entry, Hash, Table, TableError};
-use crate::path::{dirname, PathBuf};
+use crate::path::PathBuf;
 use crate::sys::{self, Errno};
 
 /// The store used when neither the environment nor the program names one.
@@ -52,11 +52,6 @@ pub fn locate(
     }
     out.push(DEFAULT_STORE);
     Source::Default
-}
-
-/// The directory of `program` (its path as given; see `docs/ld-cas.md`).
-pub fn program_dir(program: &[u8]) -> &[u8] {
-    dirname(program)
 }
 
 /// Why the table could not be used.
