@@ -4,4 +4,5 @@
 //! The binary's entry point is `main.rs`; this library holds everything it does so the
 //! end-to-end tests and benches can call it too.
 
+pub mod elf;
 pub mod patchelf_cli;

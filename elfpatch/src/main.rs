@@ -16,7 +16,9 @@ fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     let first = args.get(1).and_then(|a| a.to_str());
     let patchelf_style = invoked_as_patchelf(args.first())
-        || first.is_some_and(|a| (a.starts_with("--") && a != "--help" && a != "--version") || a.starts_with('@'));
+        || first.is_some_and(|a| {
+            (a.starts_with("--") && a != "--help" && a != "--version") || a.starts_with('@')
+        });
     if patchelf_style {
         return elfpatch::patchelf_cli::run(args.into_iter().skip(1).collect());
     }
