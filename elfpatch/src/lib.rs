@@ -8,3 +8,4 @@ pub mod cli;
 pub mod elf;
 pub mod inspect;
 pub mod patchelf_cli;
+pub mod convert;
