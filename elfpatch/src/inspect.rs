@@ -2,8 +2,12 @@
 //! `DT_SONAME`, and whether it is a library, a program or a program interpreter.
 
 use anyhow::{bail, Context, Result};
-use goblin::elf::{header::ET_EXEC, Elf};
 use resolver::table::Kind;
+
+use crate::elf::Elf;
+
+/// `e_type` of a fixed-address executable.
+const ET_EXEC: u16 = 2;
 
 /// Facts about an ELF file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,10 +32,10 @@ pub fn elf_facts(bytes: &[u8], name: &str) -> Result<ElfFacts> {
         bail!("{name} is not an ELF file");
     }
     let elf = Elf::parse(bytes).with_context(|| format!("{name} is not a valid ELF file"))?;
-    let soname = elf.soname.map(str::to_owned);
+    let soname = elf.soname().map(|s| String::from_utf8_lossy(s).into_owned());
     // A program has an interpreter or a fixed address; libc.so.6 has an interpreter too (it
     // runs to print its version) but, being a library, it has a soname.
-    let kind = if elf.header.e_type == ET_EXEC || (elf.interpreter.is_some() && soname.is_none()) {
+    let kind = if elf.file_type() == ET_EXEC || (elf.interpreter().is_some() && soname.is_none()) {
         Kind::Program
     } else if soname.as_deref().is_some_and(is_interpreter_soname) {
         Kind::Interpreter

@@ -1,12 +1,195 @@
 //! patchelf's command line: `elfpatch --set-interpreter ... FILE` and `patchelf ...` (when
-//! the binary is invoked through a symlink named `patchelf`).
+//! the binary is invoked through a symlink named `patchelf`). Options, their spelling and
+//! their semantics follow patchelf 0.19; the edits are done by [`crate::elf`].
+
+mod args;
+mod rpath;
 
 use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+use crate::elf::{self, Edit, Elf};
+pub use args::{parse_args, Options};
 
 /// Runs a patchelf-style command line (`args` excludes the program name).
 pub fn run(args: Vec<OsString>) -> ExitCode {
-    let _ = args;
-    eprintln!("elfpatch: patchelf-style editing is not implemented yet");
-    ExitCode::from(2)
+    let opts = match parse_args(args) {
+        Ok(args::Parsed::Run(o)) => o,
+        Ok(args::Parsed::Help) => {
+            print!("{}", args::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(args::Parsed::Version) => {
+            println!("patchelf 0.19.0 (elfpatch {})", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("patchelf: {e:#}");
+            eprint!("{}", args::USAGE);
+            return ExitCode::FAILURE;
+        }
+    };
+    for file in &opts.files {
+        if let Err(e) = process(&opts, file) {
+            eprintln!("patchelf: {}: {e:#}", file.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+const OS_ABIS: &[(u8, &str, &[&str])] = &[
+    (0, "System V", &["none", "system v", "sysv"]),
+    (1, "HP-UX", &["hp-ux", "hpux"]),
+    (2, "NetBSD", &["netbsd"]),
+    (3, "Linux", &["linux", "gnu/linux", "gnu"]),
+    (4, "GNU Hurd", &["gnu hurd", "hurd"]),
+    (6, "Solaris", &["solaris"]),
+    (7, "AIX", &["aix"]),
+    (8, "IRIX", &["irix"]),
+    (9, "FreeBSD", &["freebsd"]),
+    (10, "Tru64", &["tru64"]),
+    (12, "OpenBSD", &["openbsd"]),
+    (13, "OpenVMS", &["openvms"]),
+];
+
+/// `EI_OSABI` for a name accepted by `--set-os-abi`.
+fn os_abi_from_name(name: &str) -> Result<u8> {
+    let n = name.to_ascii_lowercase();
+    OS_ABIS
+        .iter()
+        .find(|(_, _, names)| names.contains(&n.as_str()))
+        .map(|(v, _, _)| *v)
+        .with_context(|| format!("unrecognized OS ABI '{name}'"))
+}
+
+fn process(o: &Options, file: &Path) -> Result<()> {
+    let data = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let elf = Elf::parse(&data)?;
+    if o.debug {
+        eprintln!("patching ELF file '{}'", file.display());
+    }
+    let mut out = std::io::stdout().lock();
+    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    if o.print_interpreter {
+        let i = elf.interpreter().context(
+            "cannot find section '.interp'. The input file is most likely statically linked",
+        )?;
+        writeln!(out, "{}", s(i))?;
+    }
+    if o.print_os_abi {
+        let abi = elf.os_abi();
+        match OS_ABIS.iter().find(|a| a.0 == abi) {
+            Some(a) => writeln!(out, "{}", a.1)?,
+            None => writeln!(out, "0x{abi:02x}")?,
+        }
+    }
+    if o.print_soname {
+        if let Some(n) = elf.soname() {
+            writeln!(out, "{}", s(n))?;
+        }
+    }
+    if o.print_rpath {
+        let r = elf.runpath().or_else(|| elf.rpath()).unwrap_or_default();
+        writeln!(out, "{}", s(r))?;
+    }
+    if o.print_needed {
+        for n in elf.needed() {
+            writeln!(out, "{}", s(n))?;
+        }
+    }
+    if o.print_execstack {
+        let v = match elf.gnu_stack_flags() {
+            Some(f) if f & 1 != 0 => "X",
+            Some(_) => "-",
+            None => "?",
+        };
+        writeln!(out, "execstack: {v}")?;
+    }
+    out.flush()?;
+    drop(out);
+
+    let mut edit = build_edit(o, &elf, file)?;
+    if let Some(p) = o.page_size {
+        edit.page_size(p);
+    }
+    let result = edit.apply_to(&elf)?;
+    let target = o.output.as_deref().unwrap_or(file);
+    if o.debug {
+        eprintln!(
+            "{}: {} -> {} bytes{}",
+            file.display(),
+            data.len(),
+            result.len(),
+            if result == data { " (unchanged)" } else { "" }
+        );
+    }
+    if result != data || o.output.is_some() {
+        elf::write_atomic(target, &result)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+        if o.output.is_some() && target != file {
+            // A fresh output keeps the input's permissions, like patchelf.
+            if let Ok(m) = std::fs::metadata(file) {
+                let _ = std::fs::set_permissions(target, m.permissions());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn build_edit(o: &Options, elf: &Elf, file: &Path) -> Result<Edit> {
+    let mut e = Edit::new();
+    if let Some(abi) = &o.set_os_abi {
+        e.set_os_abi(os_abi_from_name(abi)?);
+    }
+    if let Some(s) = &o.set_soname {
+        if elf.file_type() != 3 {
+            bail!("--set-soname only works on shared libraries (ET_DYN)");
+        }
+        e.set_soname(s.clone());
+    }
+    if let Some(i) = &o.set_interpreter {
+        e.set_interpreter(i.clone());
+    }
+    e.force_rpath(o.force_rpath);
+    if o.remove_rpath {
+        e.remove_runpath();
+    } else if o.shrink_rpath {
+        if let Some(new) = rpath::shrink(elf, file, &o.allowed_rpath_prefixes)? {
+            e.set_runpath(new);
+        }
+    } else if let Some(r) = &o.set_rpath {
+        e.set_runpath(r.clone());
+    } else if let Some(r) = &o.add_rpath {
+        e.add_runpath(r.clone());
+    }
+    for n in &o.remove_needed {
+        e.remove_needed(n.clone());
+    }
+    for (a, b) in &o.replace_needed {
+        e.replace_needed(a.clone(), b.clone());
+    }
+    for n in &o.add_needed {
+        e.add_needed(n.clone());
+    }
+    if o.no_default_lib {
+        e.no_default_lib();
+    }
+    if o.add_debug_tag {
+        e.add_debug_tag();
+    }
+    for s in &o.clear_symbol_version {
+        e.clear_symbol_version(s.clone());
+    }
+    for (a, b) in &o.rename_symbols {
+        e.rename_dynamic_symbol(a.clone(), b.clone());
+    }
+    if let Some(x) = o.execstack {
+        e.set_execstack(x);
+    }
+    Ok(e)
 }

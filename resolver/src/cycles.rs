@@ -88,8 +88,8 @@ mod tests {
         // 0 -> 1 -> 2 -> 0 (a cycle), 2 -> 3, 3 -> 3 (self loop), 4 alone, 5 -> 4.
         let edges = vec![vec![1], vec![2], vec![0, 3], vec![3], vec![], vec![4]];
         let cycles = cycle_members(&edges);
-        for n in 0..3 {
-            let mut m = cycles[n].clone();
+        for members in &cycles[..3] {
+            let mut m = members.clone();
             m.sort();
             assert_eq!(m, vec![0, 1, 2]);
         }

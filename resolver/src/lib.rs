@@ -18,7 +18,7 @@ pub mod uri;
 #[cfg(feature = "std")]
 pub mod atomic;
 #[cfg(feature = "std")]
-mod cycles;
+pub mod cycles;
 #[cfg(feature = "std")]
 pub mod hash;
 #[cfg(feature = "std")]

@@ -28,10 +28,7 @@ impl<'a> Iterator for References<'a> {
             let found = rest.iter().position(|&b| b == URI_PREFIX[0])?;
             let start = self.at + found;
             self.at = start + 1;
-            let candidate = match self.bytes.get(start..start + URI_LEN) {
-                Some(c) => c,
-                None => return None,
-            };
+            let candidate = self.bytes.get(start..start + URI_LEN)?;
             if !candidate.starts_with(URI_PREFIX) {
                 continue;
             }

@@ -224,7 +224,7 @@ impl<'a> Table<'a> {
         let mut previous: Option<Hash> = None;
         for index in 0..self.count {
             let e = self.entry_checked(index)?;
-            if previous.map_or(false, |p| p >= e.hash) {
+            if matches!(previous, Some(p) if p >= e.hash) {
                 return Err(TableError::BadEntry {
                     index,
                     problem: "entries are not sorted by hash, or one is repeated",

@@ -63,7 +63,7 @@ fn align8(n: usize) -> usize {
 /// first occurrence wins (so callers list existing entries before new ones).
 /// `generation` is recorded in the header.
 pub fn build(mut entries: Vec<NewEntry>, generation: u64) -> Result<Vec<u8>, BuildError> {
-    entries.sort_by(|a, b| a.hash.cmp(&b.hash));
+    entries.sort_by_key(|e| e.hash);
     entries.dedup_by(|later, earlier| later.hash == earlier.hash);
     let count =
         u32::try_from(entries.len()).map_err(|_| BuildError::TooManyEntries(entries.len()))?;

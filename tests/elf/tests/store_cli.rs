@@ -256,6 +256,10 @@ fn killed_writers_never_lose_reported_entries() {
         !reported.is_empty(),
         "no writer ever finished: the kill timing is off"
     );
+    assert!(
+        killed >= rounds / 4,
+        "only {killed} of {rounds} writers were killed: the kill timing is off"
+    );
     run_ok(elfpatch().args(["store", "verify", "--store"]).arg(&store));
 }
 

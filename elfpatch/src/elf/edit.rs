@@ -1,0 +1,607 @@
+//! The edit plan: what to change, expressed on the logical content (dynamic entries,
+//! strings, interpreter, version tables). [`super::layout`] then decides where the bytes go.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::codec::cstr;
+use super::consts::*;
+use super::error::{malformed, Error, Result};
+use super::parse::Elf;
+use super::tables::{self, Verneed, VerneedTable};
+
+/// How to change the library search path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RpathEdit {
+    /// Replace it (an empty string is kept as an empty entry, like patchelf).
+    Set(String),
+    /// Append entries (`:`-separated) after the current ones.
+    Add(String),
+    /// Remove every `DT_RPATH` and `DT_RUNPATH`.
+    Remove,
+}
+
+/// A set of changes to apply in one pass. Build it with the methods, then call
+/// [`Edit::apply`] (or [`super::edit_bytes`]).
+#[derive(Clone, Debug, Default)]
+pub struct Edit {
+    pub(crate) interpreter: Option<String>,
+    pub(crate) soname: Option<String>,
+    pub(crate) rpath: Option<RpathEdit>,
+    pub(crate) force_rpath: bool,
+    pub(crate) replace_needed: Vec<(String, String)>,
+    pub(crate) add_needed: Vec<String>,
+    pub(crate) remove_needed: Vec<String>,
+    pub(crate) dyn_tags: Vec<(u64, String)>,
+    pub(crate) no_default_lib: bool,
+    pub(crate) add_debug_tag: bool,
+    pub(crate) clear_symbol_version: Vec<String>,
+    pub(crate) rename_symbols: BTreeMap<String, String>,
+    pub(crate) osabi: Option<u8>,
+    pub(crate) execstack: Option<bool>,
+    pub(crate) page_size: Option<u64>,
+}
+
+impl Edit {
+    /// An empty plan.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets `PT_INTERP`.
+    pub fn set_interpreter(&mut self, path: impl Into<String>) -> &mut Self {
+        self.interpreter = Some(path.into());
+        self
+    }
+    /// Sets (or adds) `DT_SONAME`.
+    pub fn set_soname(&mut self, name: impl Into<String>) -> &mut Self {
+        self.soname = Some(name.into());
+        self
+    }
+    /// Replaces the search path; `DT_RUNPATH` unless [`Edit::force_rpath`].
+    pub fn set_runpath(&mut self, path: impl Into<String>) -> &mut Self {
+        self.rpath = Some(RpathEdit::Set(path.into()));
+        self
+    }
+    /// Appends to the search path.
+    pub fn add_runpath(&mut self, path: impl Into<String>) -> &mut Self {
+        self.rpath = Some(RpathEdit::Add(path.into()));
+        self
+    }
+    /// Removes `DT_RPATH` and `DT_RUNPATH`.
+    pub fn remove_runpath(&mut self) -> &mut Self {
+        self.rpath = Some(RpathEdit::Remove);
+        self
+    }
+    /// Writes the search path as the obsolete `DT_RPATH` instead of `DT_RUNPATH`.
+    pub fn force_rpath(&mut self, yes: bool) -> &mut Self {
+        self.force_rpath = yes;
+        self
+    }
+    /// Replaces `DT_NEEDED` entries named `old` by `new`, and the matching
+    /// `.gnu.version_r` `vn_file` (ld.so checks versions by file name).
+    pub fn replace_needed(&mut self, old: impl Into<String>, new: impl Into<String>) -> &mut Self {
+        self.replace_needed.push((old.into(), new.into()));
+        self
+    }
+    /// Replaces every `DT_NEEDED` named by a key of `map`.
+    pub fn replace_needed_map<'m>(
+        &mut self,
+        map: impl IntoIterator<Item = (&'m str, &'m str)>,
+    ) -> &mut Self {
+        for (o, n) in map {
+            self.replace_needed(o, n);
+        }
+        self
+    }
+    /// Adds a `DT_NEEDED` in front of the others (as patchelf does) unless already there.
+    pub fn add_needed(&mut self, name: impl Into<String>) -> &mut Self {
+        self.add_needed.push(name.into());
+        self
+    }
+    /// Removes `DT_NEEDED` entries with this name and their `.gnu.version_r` record.
+    pub fn remove_needed(&mut self, name: impl Into<String>) -> &mut Self {
+        self.remove_needed.push(name.into());
+        self
+    }
+    /// Adds or replaces a dynamic tag whose value is a `.dynstr` offset (for example
+    /// [`DT_LDCAS_LOADER`] and [`DT_LDCAS_STORE`]).
+    pub fn set_dynamic_tag(&mut self, tag: u64, value: impl Into<String>) -> &mut Self {
+        self.dyn_tags.push((tag, value.into()));
+        self
+    }
+    /// Sets `DF_1_NODEFLIB` in `DT_FLAGS_1`.
+    pub fn no_default_lib(&mut self) -> &mut Self {
+        self.no_default_lib = true;
+        self
+    }
+    /// Adds a `DT_DEBUG` entry when there is none.
+    pub fn add_debug_tag(&mut self) -> &mut Self {
+        self.add_debug_tag = true;
+        self
+    }
+    /// Makes dynamic symbols named `sym` unversioned (`VER_NDX_GLOBAL`).
+    pub fn clear_symbol_version(&mut self, sym: impl Into<String>) -> &mut Self {
+        self.clear_symbol_version.push(sym.into());
+        self
+    }
+    /// Renames dynamic symbols (`old` → `new`).
+    pub fn rename_dynamic_symbol(
+        &mut self,
+        old: impl Into<String>,
+        new: impl Into<String>,
+    ) -> &mut Self {
+        self.rename_symbols.insert(old.into(), new.into());
+        self
+    }
+    /// Sets `EI_OSABI`.
+    pub fn set_os_abi(&mut self, abi: u8) -> &mut Self {
+        self.osabi = Some(abi);
+        self
+    }
+    /// Sets (`true`) or clears (`false`) the executable bit of `PT_GNU_STACK`.
+    pub fn set_execstack(&mut self, exec: bool) -> &mut Self {
+        self.execstack = Some(exec);
+        self
+    }
+    /// Aligns new segments to `size` instead of the machine's maximum page size.
+    pub fn page_size(&mut self, size: u64) -> &mut Self {
+        self.page_size = Some(size);
+        self
+    }
+
+    fn touches_dynamic(&self) -> bool {
+        self.soname.is_some()
+            || self.rpath.is_some()
+            || !self.replace_needed.is_empty()
+            || !self.add_needed.is_empty()
+            || !self.remove_needed.is_empty()
+            || !self.dyn_tags.is_empty()
+            || self.no_default_lib
+            || self.add_debug_tag
+            || !self.clear_symbol_version.is_empty()
+            || !self.rename_symbols.is_empty()
+    }
+}
+
+/// The logical result of an edit, before layout.
+#[derive(Clone, Debug)]
+pub(crate) struct Logical {
+    /// Dynamic entries (without the terminating `DT_NULL`).
+    pub entries: Vec<(u64, u64)>,
+    /// The new dynamic string table (a copy of the old one plus appended strings).
+    pub strings: Vec<u8>,
+    /// New `PT_INTERP` contents, NUL included.
+    pub interp: Option<Vec<u8>>,
+    /// Byte writes at file offsets of the original image (version tables, `EI_OSABI`).
+    pub patches: Vec<(u64, Vec<u8>)>,
+    /// New flags for `PT_GNU_STACK` (added when missing).
+    pub gnu_stack: Option<u32>,
+}
+
+struct Strings<'e> {
+    bytes: Vec<u8>,
+    elf: &'e Elf<'e>,
+}
+
+impl Strings<'_> {
+    /// Offset of `s` in the table, appending it when it is not already there (suffixes of
+    /// existing strings are shared, as linkers do).
+    fn add(&mut self, s: &str) -> Result<u64> {
+        let s = s.as_bytes();
+        if s.contains(&0) {
+            return Err(Error::Unsupported(
+                "a string to add contains a NUL byte".into(),
+            ));
+        }
+        let mut pat = s.to_vec();
+        pat.push(0);
+        if let Some(p) = find(&self.bytes, &pat) {
+            return Ok(p as u64);
+        }
+        if self.bytes.is_empty() {
+            self.bytes.push(0);
+        }
+        let at = self.bytes.len() as u64;
+        self.bytes.extend_from_slice(&pat);
+        Ok(at)
+    }
+    fn get(&self, off: u64) -> Option<&[u8]> {
+        cstr(&self.bytes, off)
+    }
+    fn _elf(&self) -> &Elf<'_> {
+        self.elf
+    }
+}
+
+fn find(hay: &[u8], pat: &[u8]) -> Option<usize> {
+    let first = *pat.first()?;
+    let mut i = 0;
+    while i + pat.len() <= hay.len() {
+        match hay[i..].iter().position(|&b| b == first) {
+            Some(p) => i += p,
+            None => return None,
+        }
+        if hay.get(i..i + pat.len()) == Some(pat) {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+impl Edit {
+    /// Computes the logical result of this edit on `elf`.
+    pub(crate) fn plan(&self, elf: &Elf) -> Result<Logical> {
+        let mut patches = Vec::new();
+        if let Some(abi) = self.osabi {
+            if elf.osabi != abi {
+                patches.push((7u64, vec![abi]));
+            }
+        }
+        let interp = match &self.interpreter {
+            Some(i) => {
+                if !elf.phdrs.iter().any(|p| p.p_type == PT_INTERP) {
+                    return Err(Error::Missing(
+                        "no PT_INTERP: the file has no interpreter (statically linked or a library)".into(),
+                    ));
+                }
+                if i.as_bytes().contains(&0) {
+                    return Err(Error::Unsupported(
+                        "interpreter path contains a NUL byte".into(),
+                    ));
+                }
+                let mut v = i.as_bytes().to_vec();
+                v.push(0);
+                Some(v)
+            }
+            None => None,
+        };
+        let gnu_stack = self.execstack.and_then(|x| {
+            let cur = elf
+                .phdrs
+                .iter()
+                .find(|p| p.p_type == PT_GNU_STACK)
+                .map(|p| p.p_flags);
+            let base = cur.unwrap_or(PF_R | PF_W);
+            let want = if x { base | PF_X } else { base & !PF_X };
+            (Some(want) != cur).then_some(want)
+        });
+        let Some(dynamic) = &elf.dynamic else {
+            if self.touches_dynamic() {
+                return Err(Error::Missing(
+                    "no dynamic section (PT_DYNAMIC): the file is statically linked".into(),
+                ));
+            }
+            return Ok(Logical {
+                entries: Vec::new(),
+                strings: Vec::new(),
+                interp,
+                patches,
+                gnu_stack,
+            });
+        };
+        if elf.strtab.is_none() && self.touches_dynamic() {
+            return Err(malformed("dynamic section has no DT_STRTAB/DT_STRSZ"));
+        }
+        let mut st = Strings {
+            bytes: elf.strtab_bytes().to_vec(),
+            elf,
+        };
+        let mut entries = dynamic.entries.clone();
+        let mut removed: Vec<u64> = Vec::new();
+        let mut verneed = tables::read_verneed(elf)?;
+        let mut new_vn: Option<Vec<Verneed>> = verneed.as_ref().map(|t| t.entries.clone());
+        let mut cleared_versions: BTreeSet<u16> = BTreeSet::new();
+
+        for (old, new) in &self.replace_needed {
+            let mut new_off = None;
+            for e in entries.iter_mut().filter(|e| e.0 == DT_NEEDED) {
+                if st.get(e.1) == Some(old.as_bytes()) && old != new {
+                    let off = match new_off {
+                        Some(o) => o,
+                        None => *new_off.insert(st.add(new)?),
+                    };
+                    removed.push(e.1);
+                    e.1 = off;
+                }
+            }
+            if let Some(vn) = new_vn.as_mut() {
+                for v in vn.iter_mut() {
+                    if st.get(u64::from(v.file)) == Some(old.as_bytes()) && old != new {
+                        let off = match new_off {
+                            Some(o) => o,
+                            None => *new_off.insert(st.add(new)?),
+                        };
+                        removed.push(u64::from(v.file));
+                        v.file = u32::try_from(off).map_err(|_| {
+                            Error::Unsupported("string table larger than 4 GiB".into())
+                        })?;
+                    }
+                }
+            }
+        }
+        for name in &self.remove_needed {
+            entries.retain(|e| {
+                let hit = e.0 == DT_NEEDED && st.get(e.1) == Some(name.as_bytes());
+                if hit {
+                    removed.push(e.1);
+                }
+                !hit
+            });
+            if let Some(vn) = new_vn.as_mut() {
+                vn.retain(|v| {
+                    let hit = st.get(u64::from(v.file)) == Some(name.as_bytes());
+                    if hit {
+                        removed.push(u64::from(v.file));
+                        cleared_versions.extend(v.aux.iter().map(|a| a.other & 0x7fff));
+                    }
+                    !hit
+                });
+            }
+        }
+        let mut front = 0;
+        for name in &self.add_needed {
+            let present = entries
+                .iter()
+                .any(|e| e.0 == DT_NEEDED && st.get(e.1) == Some(name.as_bytes()));
+            if !present {
+                let off = st.add(name)?;
+                entries.insert(front, (DT_NEEDED, off));
+                front += 1;
+            }
+        }
+        if let Some(s) = &self.soname {
+            set_string_tag(&mut entries, &mut st, &mut removed, DT_SONAME, s)?;
+        }
+        if let Some(r) = &self.rpath {
+            self.edit_rpath(r, &mut entries, &mut st, &mut removed)?;
+        }
+        for (tag, val) in &self.dyn_tags {
+            set_string_tag(&mut entries, &mut st, &mut removed, *tag, val)?;
+        }
+        if self.no_default_lib {
+            match entries.iter_mut().find(|e| e.0 == DT_FLAGS_1) {
+                Some(e) => e.1 |= DF_1_NODEFLIB,
+                None => entries.push((DT_FLAGS_1, DF_1_NODEFLIB)),
+            }
+        }
+        if self.add_debug_tag && !entries.iter().any(|e| e.0 == DT_DEBUG) {
+            entries.push((DT_DEBUG, 0));
+        }
+        if !self.rename_symbols.is_empty() {
+            return Err(Error::Unsupported(
+                "--rename-dynamic-symbols is not supported yet (it needs the symbol hash tables rebuilt)".into(),
+            ));
+        }
+        // Version table writes.
+        if let (Some(table), Some(vn)) = (verneed.as_mut(), new_vn.as_ref()) {
+            if &table.entries != vn {
+                verneed_patch(elf, table, vn, &mut patches, &mut entries)?;
+            }
+        }
+        if !self.clear_symbol_version.is_empty() || !cleared_versions.is_empty() {
+            versym_patch(
+                elf,
+                &st,
+                &self.clear_symbol_version,
+                &cleared_versions,
+                &mut patches,
+            )?;
+        }
+        scrub(elf, &mut st, &entries, new_vn.as_deref(), &removed)?;
+        Ok(Logical {
+            entries,
+            strings: st.bytes,
+            interp,
+            patches,
+            gnu_stack,
+        })
+    }
+
+    fn edit_rpath(
+        &self,
+        r: &RpathEdit,
+        entries: &mut Vec<(u64, u64)>,
+        st: &mut Strings,
+        removed: &mut Vec<u64>,
+    ) -> Result<()> {
+        let is_path = |t: u64| t == DT_RPATH || t == DT_RUNPATH;
+        let value = match r {
+            RpathEdit::Remove => {
+                entries.retain(|e| {
+                    if is_path(e.0) {
+                        removed.push(e.1);
+                    }
+                    !is_path(e.0)
+                });
+                return Ok(());
+            }
+            RpathEdit::Set(v) => v.clone(),
+            RpathEdit::Add(v) => {
+                let cur = entries
+                    .iter()
+                    .find(|e| e.0 == DT_RUNPATH)
+                    .or_else(|| entries.iter().find(|e| e.0 == DT_RPATH))
+                    .and_then(|e| st.get(e.1))
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                if cur.is_empty() {
+                    v.clone()
+                } else {
+                    format!("{cur}:{v}")
+                }
+            }
+        };
+        let tag = if self.force_rpath {
+            DT_RPATH
+        } else {
+            DT_RUNPATH
+        };
+        let unchanged = entries.iter().filter(|e| is_path(e.0)).count() == 1
+            && entries
+                .iter()
+                .any(|e| e.0 == tag && st.get(e.1) == Some(value.as_bytes()));
+        if unchanged {
+            return Ok(());
+        }
+        let off = st.add(&value)?;
+        let mut done = false;
+        entries.retain_mut(|e| {
+            if !is_path(e.0) {
+                return true;
+            }
+            removed.push(e.1);
+            if done {
+                return false;
+            }
+            *e = (tag, off);
+            done = true;
+            true
+        });
+        if !done {
+            entries.push((tag, off));
+        }
+        Ok(())
+    }
+}
+
+fn set_string_tag(
+    entries: &mut Vec<(u64, u64)>,
+    st: &mut Strings,
+    removed: &mut Vec<u64>,
+    tag: u64,
+    value: &str,
+) -> Result<()> {
+    if let Some(e) = entries.iter().find(|e| e.0 == tag) {
+        if st.get(e.1) == Some(value.as_bytes()) {
+            return Ok(());
+        }
+    }
+    let off = st.add(value)?;
+    match entries.iter_mut().find(|e| e.0 == tag) {
+        Some(e) => {
+            removed.push(e.1);
+            e.1 = off;
+        }
+        None => entries.push((tag, off)),
+    }
+    Ok(())
+}
+
+fn verneed_patch(
+    elf: &Elf,
+    table: &VerneedTable,
+    new: &[Verneed],
+    patches: &mut Vec<(u64, Vec<u8>)>,
+    entries: &mut [(u64, u64)],
+) -> Result<()> {
+    let mut bytes = tables::encode_verneed(elf, new)?;
+    if bytes.len() as u64 > table.size {
+        return Err(Error::Unsupported(".gnu.version_r would grow".into()));
+    }
+    bytes.resize(table.size as usize, 0);
+    patches.push((table.offset, bytes));
+    for e in entries.iter_mut().filter(|e| e.0 == DT_VERNEEDNUM) {
+        e.1 = new.len() as u64;
+    }
+    // Keep the section header's sh_info (entry count) in step with DT_VERNEEDNUM.
+    if let Some(s) = elf
+        .sections
+        .iter()
+        .find(|s| s.hdr.sh_type == SHT_GNU_VERNEED && s.hdr.sh_offset == table.offset)
+    {
+        let at = s.at + if elf.codec.word_size() == 8 { 44 } else { 28 };
+        let mut b = vec![0u8; 4];
+        elf.codec.put_u32(&mut b, 0, new.len() as u32)?;
+        patches.push((at, b));
+    }
+    Ok(())
+}
+
+fn versym_patch(
+    elf: &Elf,
+    st: &Strings,
+    names: &[String],
+    cleared: &BTreeSet<u16>,
+    patches: &mut Vec<(u64, Vec<u8>)>,
+) -> Result<()> {
+    let Some(versym) = elf.dyn_val(DT_VERSYM) else {
+        return Ok(());
+    };
+    let Some((symoff, count)) = tables::dynsym(elf)? else {
+        return Ok(());
+    };
+    let base = elf.vaddr_to_offset(versym, count * 2).ok_or_else(|| {
+        malformed(format!(
+            "DT_VERSYM {versym:#x} ({count} entries) is not mapped"
+        ))
+    })?;
+    for i in 0..count {
+        let v = elf.codec.u16(elf.data, base + 2 * i)?;
+        let name = st
+            .get(u64::from(tables::sym_name(elf, symoff, i)?))
+            .unwrap_or_default();
+        let by_name = names.iter().any(|n| n.as_bytes() == name);
+        if (by_name && v > 1) || (v > 1 && cleared.contains(&(v & 0x7fff))) {
+            let mut b = vec![0u8; 2];
+            elf.codec.put_u16(&mut b, 0, 1)?;
+            patches.push((base + 2 * i, b));
+        }
+    }
+    Ok(())
+}
+
+/// Zeroes the bytes of strings that are no longer referenced (Nix and others scan binaries
+/// for store paths). A byte is kept when any live reference (dynamic tag, symbol name,
+/// version record) still covers it, since strings share suffixes.
+fn scrub(
+    elf: &Elf,
+    st: &mut Strings,
+    entries: &[(u64, u64)],
+    verneed: Option<&[Verneed]>,
+    removed: &[u64],
+) -> Result<()> {
+    if removed.is_empty() {
+        return Ok(());
+    }
+    let Some(syms) = tables::dynsym(elf).ok().flatten() else {
+        return Ok(()); // symbol names unknown: scrubbing could break one of them
+    };
+    let mut live: Vec<u64> = Vec::new();
+    for &(tag, val) in entries {
+        if is_string_tag(tag) || !is_known_non_string_tag(tag) {
+            live.push(val);
+        }
+    }
+    for i in 0..syms.1 {
+        live.push(u64::from(tables::sym_name(elf, syms.0, i)?));
+    }
+    for v in verneed.unwrap_or_default() {
+        live.push(u64::from(v.file));
+        live.extend(v.aux.iter().map(|a| u64::from(a.name)));
+    }
+    live.extend(tables::verdef_names(elf)?.into_iter().map(u64::from));
+    let len = st.bytes.len() as u64;
+    let mut keep = vec![false; st.bytes.len()];
+    for off in live {
+        if off >= len {
+            continue;
+        }
+        let n = st.get(off).map_or(0, |s| s.len() as u64);
+        for k in keep
+            .iter_mut()
+            .take((off + n + 1).min(len) as usize)
+            .skip(off as usize)
+        {
+            *k = true;
+        }
+    }
+    for &off in removed {
+        let n = st.get(off).map_or(0, |s| s.len() as u64);
+        for i in off..(off + n).min(len) {
+            if !keep[i as usize] {
+                st.bytes[i as usize] = 0;
+            }
+        }
+    }
+    Ok(())
+}

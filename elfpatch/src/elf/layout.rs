@@ -1,0 +1,430 @@
+//! Layout: where the edited pieces go in the output file.
+//!
+//! Original bytes stay where they are. What no longer fits in its old place (the
+//! interpreter string, `.dynstr`, `.dynamic`, the program header table) goes to a region
+//! appended at the end of the file and mapped by at most two new `PT_LOAD`s: one read-only
+//! (program headers, interpreter, strings) and one read-write (`.dynamic`, which ld.so
+//! writes `DT_DEBUG` into). A region made by an earlier edit is recognised and rebuilt, so
+//! any number of successive edits adds at most two segments.
+
+use super::codec::{align_up, Phdr};
+use super::consts::*;
+use super::edit::Logical;
+use super::error::{malformed, Error, Result};
+use super::parse::Elf;
+
+/// The program header table and the pieces that may move, as file ranges.
+fn pieces(elf: &Elf) -> Vec<(u64, u64)> {
+    let mut v = vec![(elf.phoff, elf.phdrs.len() as u64 * elf.codec.phdr_size())];
+    for p in &elf.phdrs {
+        if p.p_type == PT_INTERP || p.p_type == PT_DYNAMIC {
+            v.push((p.p_offset, p.p_filesz));
+        }
+    }
+    if let Some(s) = &elf.strtab {
+        v.push((s.offset, s.size));
+    }
+    v
+}
+
+/// Finds the region appended by an earlier edit: the last `PT_LOAD`s of the file that
+/// hold nothing but pieces this module regenerates. Returns the length of the file
+/// without that region and the indices of its program headers.
+fn find_tail(elf: &Elf) -> (u64, Vec<usize>) {
+    let len = elf.data.len() as u64;
+    let shdr_end = elf.shoff + elf.shnum * elf.codec.shdr_size();
+    let pcs = pieces(elf);
+    let mut loads: Vec<usize> = (0..elf.phdrs.len())
+        .filter(|&i| elf.phdrs[i].p_type == PT_LOAD)
+        .collect();
+    loads.sort_by_key(|&i| std::cmp::Reverse(elf.phdrs[i].p_offset));
+    let mut base = len;
+    let mut dropped = Vec::new();
+    for &i in loads.iter().take(2) {
+        let p = elf.phdrs[i];
+        let (start, end) = (p.p_offset, p.file_end());
+        let others_before = loads
+            .iter()
+            .filter(|&&j| j != i && !dropped.contains(&j))
+            .all(|&j| elf.phdrs[j].file_end() <= start);
+        let ok = end <= base
+            && (dropped.is_empty() && end == len || !dropped.is_empty())
+            && p.p_filesz == p.p_memsz
+            && p.p_filesz > 0
+            && start >= shdr_end
+            && others_before
+            && elf.sections.iter().all(|s| {
+                let h = &s.hdr;
+                h.sh_type == SHT_NOBITS
+                    || h.sh_size == 0
+                    || h.sh_offset.saturating_add(h.sh_size) <= start
+                    || h.sh_offset >= end
+                    || pcs.iter().any(|&(o, _)| o == h.sh_offset)
+            })
+            && elf.phdrs.iter().all(|q| {
+                matches!(q.p_type, PT_LOAD | PT_PHDR | PT_INTERP | PT_DYNAMIC)
+                    || q.p_filesz == 0
+                    || q.file_end() <= start
+                    || q.p_offset >= end
+            })
+            && (start..end).all(|b| {
+                elf.data.get(b as usize) == Some(&0)
+                    || pcs.iter().any(|&(o, n)| b >= o && b < o.saturating_add(n))
+            });
+        if !ok {
+            break;
+        }
+        dropped.push(i);
+        base = start;
+    }
+    (base, dropped)
+}
+
+/// Produces the edited image of `elf` with the logical content `lg`.
+pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Vec<u8>> {
+    let c = elf.codec;
+    let phsize = c.phdr_size();
+    let (base_len, dropped) = find_tail(elf);
+    let in_tail = |off: u64| off >= base_len;
+    let old_interp = elf.phdrs.iter().find(|p| p.p_type == PT_INTERP).copied();
+    let interp: Option<Vec<u8>> = match (&lg.interp, old_interp) {
+        (Some(v), _) => Some(v.clone()),
+        (None, Some(p)) if in_tail(p.p_offset) => Some(
+            elf.data
+                .get(p.p_offset as usize..p.file_end() as usize)
+                .ok_or_else(|| malformed("PT_INTERP past end of file"))?
+                .to_vec(),
+        ),
+        _ => None,
+    };
+    let interp_move = match (&interp, old_interp) {
+        (Some(v), Some(p)) => v.len() as u64 > p.p_filesz || in_tail(p.p_offset),
+        _ => false,
+    };
+    let str_move = match &elf.strtab {
+        Some(s) => lg.strings.len() as u64 > s.size || in_tail(s.offset),
+        None => false,
+    };
+    let dyn_move = match &elf.dynamic {
+        Some(d) => lg.entries.len() as u64 + 1 > d.capacity || in_tail(d.offset),
+        None => false,
+    };
+    // The program headers that stay, and whether the table must move.
+    let mut kept: Vec<Phdr> = elf
+        .phdrs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !dropped.contains(i))
+        .map(|(_, p)| *p)
+        .collect();
+    let add_stack = lg.gnu_stack.is_some() && !kept.iter().any(|p| p.p_type == PT_GNU_STACK);
+    let slots = if in_tail(elf.phoff) {
+        0
+    } else {
+        elf.phdrs.len()
+    };
+    let count_for =
+        |kept: &[Phdr], r: bool| kept.len() + add_stack as usize + r as usize + dyn_move as usize;
+    let mut ph_move = in_tail(elf.phoff);
+    let r_wanted = interp_move || str_move;
+    if count_for(&kept, r_wanted || ph_move) > slots {
+        kept.retain(|p| p.p_type != PT_NULL);
+        if count_for(&kept, r_wanted) > slots {
+            ph_move = true;
+        }
+    }
+    let r_needed = r_wanted || ph_move;
+    let count = count_for(&kept, r_needed) as u64;
+    let table_changes = count != elf.phdrs.len() as u64
+        || ph_move
+        || interp_move
+        || dyn_move
+        || lg.gnu_stack.is_some()
+        || lg.interp.is_some()
+        || !dropped.is_empty();
+    if elf.phnum_extended && table_changes {
+        return Err(Error::Unsupported(
+            "program header count uses the PN_XNUM extension".into(),
+        ));
+    }
+    if count >= 0xffff {
+        return Err(Error::Unsupported("too many program headers".into()));
+    }
+
+    // Addresses of the new region.
+    let loads: Vec<&Phdr> = kept.iter().filter(|p| p.p_type == PT_LOAD).collect();
+    let top = loads.iter().map(|p| p.mem_end()).max().unwrap_or(0);
+    let v_base = align_up(top, page).ok_or_else(|| malformed("segment end overflows"))?;
+    let ovf = || Error::Unsupported("new region would overflow the address space".into());
+    let mut cursor = align_up(base_len, 16).ok_or_else(ovf)?;
+    let mut region: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut new_loads: Vec<Phdr> = Vec::new();
+    let (mut ph_at, mut interp_at, mut str_at) = (None, None, None);
+    let mut v_next = v_base;
+    if r_needed {
+        let exe = elf.e_type == ET_EXEC || old_interp.is_some();
+        let first = loads.iter().min_by_key(|p| p.p_vaddr);
+        let bias0 = first.and_then(|p| p.p_vaddr.checked_sub(p.p_offset));
+        let mut o_r = cursor;
+        let v_r = match bias0 {
+            // Programs: keep `vaddr - offset` of the new region equal to the first
+            // segment's, so every kernel (old ones compute AT_PHDR as load address +
+            // e_phoff) and qemu-user agree on where the program headers are.
+            Some(b) if ph_move && exe && b % page == 0 => {
+                let want = v_base.max(o_r.checked_add(b).ok_or_else(ovf)?);
+                let want = align_up(want, page).ok_or_else(ovf)?;
+                o_r = want - b;
+                want
+            }
+            _ => v_base + o_r % page,
+        };
+        let mut size = 0u64;
+        if ph_move {
+            ph_at = Some((o_r, v_r));
+            size = count * phsize;
+        }
+        if interp_move {
+            interp_at = Some((o_r + size, v_r + size));
+            size += interp.as_ref().map_or(0, |v| v.len() as u64);
+        }
+        if str_move {
+            str_at = Some((o_r + size, v_r + size));
+            size += lg.strings.len() as u64;
+        }
+        new_loads.push(Phdr {
+            p_type: PT_LOAD,
+            p_flags: PF_R,
+            p_offset: o_r,
+            p_vaddr: v_r,
+            p_paddr: v_r,
+            p_filesz: size,
+            p_memsz: size,
+            p_align: page,
+        });
+        cursor = align_up(o_r + size, 16).ok_or_else(ovf)?;
+        v_next = align_up(v_r + size, page).ok_or_else(ovf)?;
+    }
+    let mut dyn_at = None;
+    let dyn_bytes = lg.entries.len() as u64 + 1;
+    if dyn_move {
+        let o_w = cursor;
+        let v_w = v_next + o_w % page;
+        dyn_at = Some((o_w, v_w));
+        let size = dyn_bytes * c.dyn_size();
+        new_loads.push(Phdr {
+            p_type: PT_LOAD,
+            p_flags: PF_R | PF_W,
+            p_offset: o_w,
+            p_vaddr: v_w,
+            p_paddr: v_w,
+            p_filesz: size,
+            p_memsz: size,
+            p_align: page,
+        });
+    }
+    let final_len = new_loads
+        .iter()
+        .map(|p| p.file_end())
+        .max()
+        .unwrap_or(base_len)
+        .max(base_len);
+
+    // Program header list.
+    let mut phdrs = kept;
+    let last_load = phdrs
+        .iter()
+        .rposition(|p| p.p_type == PT_LOAD)
+        .map_or(phdrs.len(), |i| i + 1);
+    for (k, p) in new_loads.iter().enumerate() {
+        phdrs.insert(last_load + k, *p);
+    }
+    if add_stack {
+        phdrs.push(Phdr {
+            p_type: PT_GNU_STACK,
+            p_align: 16,
+            ..Phdr::default()
+        });
+    }
+    for p in phdrs.iter_mut() {
+        match p.p_type {
+            PT_PHDR => {
+                if let Some((o, v)) = ph_at {
+                    p.p_offset = o;
+                    p.p_vaddr = v;
+                    p.p_paddr = v;
+                }
+                p.p_filesz = count * phsize;
+                p.p_memsz = count * phsize;
+            }
+            PT_INTERP => {
+                if let Some((o, v)) = interp_at {
+                    p.p_offset = o;
+                    p.p_vaddr = v;
+                    p.p_paddr = v;
+                }
+                if let Some(i) = &interp {
+                    p.p_filesz = i.len() as u64;
+                    p.p_memsz = i.len() as u64;
+                }
+            }
+            PT_DYNAMIC => {
+                if let Some((o, v)) = dyn_at {
+                    p.p_offset = o;
+                    p.p_vaddr = v;
+                    p.p_paddr = v;
+                    p.p_filesz = dyn_bytes * c.dyn_size();
+                    p.p_memsz = p.p_filesz;
+                }
+            }
+            PT_GNU_STACK => {
+                if let Some(f) = lg.gnu_stack {
+                    p.p_flags = f;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // Assemble.
+    let mut out = elf
+        .data
+        .get(..base_len as usize)
+        .ok_or_else(|| malformed("file shorter than its own region"))?
+        .to_vec();
+    out.resize(final_len as usize, 0);
+    region.clear();
+    let zero = |out: &mut Vec<u8>, off: u64, n: u64| {
+        if off < base_len {
+            let end = (off.saturating_add(n)).min(base_len) as usize;
+            out[off as usize..end].fill(0);
+        }
+    };
+    let mut entries = lg.entries.clone();
+    if let Some(s) = &elf.strtab {
+        match str_at {
+            Some((o, v)) => {
+                zero(&mut out, s.offset, s.size);
+                region.push((o, lg.strings.clone()));
+                for e in entries.iter_mut() {
+                    match e.0 {
+                        DT_STRTAB => e.1 = v,
+                        DT_STRSZ => e.1 = lg.strings.len() as u64,
+                        _ => {}
+                    }
+                }
+            }
+            None => region.push((s.offset, lg.strings.clone())),
+        }
+    }
+    if let (Some(i), Some(p)) = (&interp, old_interp) {
+        match interp_at {
+            Some((o, _)) => {
+                zero(&mut out, p.p_offset, p.p_filesz);
+                region.push((o, i.clone()));
+            }
+            None => {
+                zero(&mut out, p.p_offset, p.p_filesz);
+                region.push((p.p_offset, i.clone()));
+            }
+        }
+    }
+    if let Some(d) = &elf.dynamic {
+        let (at, cap) = match dyn_at {
+            Some((o, _)) => (o, dyn_bytes),
+            None => (d.offset, d.capacity),
+        };
+        let mut b = vec![0u8; (cap * c.dyn_size()) as usize];
+        for (k, &(t, v)) in entries.iter().enumerate() {
+            c.write_dyn(&mut b, k as u64 * c.dyn_size(), t, v)?;
+        }
+        region.push((at, b));
+    }
+    for (off, bytes) in region.iter().chain(lg.patches.iter()) {
+        let end = (*off as usize)
+            .checked_add(bytes.len())
+            .filter(|&e| e <= out.len());
+        let end = end.ok_or_else(|| {
+            malformed(format!(
+                "write of {} bytes at {off:#x} past end",
+                bytes.len()
+            ))
+        })?;
+        out[*off as usize..end].copy_from_slice(bytes);
+    }
+    if table_changes {
+        let phoff = ph_at.map_or(elf.phoff, |(o, _)| o);
+        if ph_at.is_none() {
+            zero(&mut out, elf.phoff, elf.phdrs.len() as u64 * phsize);
+        }
+        for (k, p) in phdrs.iter().enumerate() {
+            c.write_phdr(&mut out, phoff + k as u64 * phsize, p)?;
+        }
+        c.put_word(&mut out, c.ehdr_phoff_at(), phoff)?;
+        c.put_u16(&mut out, c.ehdr_phnum_at(), count as u16)?;
+    }
+    update_sections(
+        elf,
+        &mut out,
+        &phdrs,
+        interp_at,
+        str_at,
+        lg.strings.len() as u64,
+        dyn_at,
+        dyn_bytes,
+    )?;
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn update_sections(
+    elf: &Elf,
+    out: &mut [u8],
+    phdrs: &[Phdr],
+    interp_at: Option<(u64, u64)>,
+    str_at: Option<(u64, u64)>,
+    str_len: u64,
+    dyn_at: Option<(u64, u64)>,
+    dyn_n: u64,
+) -> Result<()> {
+    let c = elf.codec;
+    let old_interp = elf.phdrs.iter().find(|p| p.p_type == PT_INTERP);
+    let new_interp = phdrs.iter().find(|p| p.p_type == PT_INTERP);
+    for s in &elf.sections {
+        let mut h = s.hdr;
+        let mut changed = false;
+        if let (Some(o), Some(n)) = (old_interp, new_interp) {
+            if h.sh_type != SHT_NOBITS
+                && h.sh_offset == o.p_offset
+                && h.sh_size > 0
+                && s.name == b".interp"
+            {
+                if let Some((off, v)) = interp_at {
+                    h.sh_offset = off;
+                    h.sh_addr = v;
+                }
+                h.sh_size = n.p_filesz;
+                changed = true;
+            }
+        }
+        if let (Some(st), Some((off, v))) = (&elf.strtab, str_at) {
+            if h.sh_type == SHT_STRTAB && h.sh_offset == st.offset && h.sh_addr == st.vaddr {
+                h.sh_offset = off;
+                h.sh_addr = v;
+                h.sh_size = str_len;
+                changed = true;
+            }
+        }
+        if let (Some(d), Some((off, v))) = (&elf.dynamic, dyn_at) {
+            if h.sh_type == SHT_DYNAMIC && h.sh_offset == d.offset {
+                h.sh_offset = off;
+                h.sh_addr = v;
+                h.sh_size = dyn_n * c.dyn_size();
+                changed = true;
+            }
+        }
+        if changed {
+            c.write_shdr_place(out, s.at, &h)?;
+        }
+    }
+    Ok(())
+}

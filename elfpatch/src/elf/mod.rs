@@ -1,0 +1,138 @@
+//! The ELF editing engine.
+//!
+//! ```no_run
+//! use elfpatch::elf::{Edit, Elf};
+//! let input = std::fs::read("prog").unwrap();
+//! let mut edit = Edit::new();
+//! edit.set_interpreter("/lib/ld-cas").replace_needed("libc.so.6", "uri:blake3:...");
+//! let output = edit.apply(&input).unwrap(); // parsed, edited and verified
+//! elfpatch::elf::write_atomic("prog".as_ref(), &output).unwrap();
+//! ```
+//!
+//! Reading goes through [`Elf::parse`] and its accessors; changes are collected in an
+//! [`Edit`] and applied in one pass. Original bytes are kept; what grows moves to a region
+//! at the end of the file (see `layout`). Every output passes [`verify`] before it is
+//! returned.
+
+mod codec;
+mod consts;
+mod edit;
+mod error;
+mod layout;
+mod parse;
+mod tables;
+mod verify;
+mod write;
+
+pub use codec::{Class, Endian, Phdr, Shdr};
+pub use consts::{max_page_size, DT_LDCAS_LOADER, DT_LDCAS_STORE};
+pub use edit::{Edit, RpathEdit};
+pub use error::{Error, Result};
+pub use parse::Elf;
+pub use verify::{findings, verify, verify_edit, Finding};
+pub use write::write_atomic;
+
+use consts::*;
+
+impl Edit {
+    /// Parses `input`, applies this edit, verifies the result against the input and
+    /// returns the new image. An edit that changes nothing returns `input` unchanged.
+    pub fn apply(&self, input: &[u8]) -> Result<Vec<u8>> {
+        let elf = Elf::parse(input)?;
+        self.apply_to(&elf)
+    }
+
+    /// Like [`Edit::apply`] on an already parsed file.
+    pub fn apply_to(&self, elf: &Elf) -> Result<Vec<u8>> {
+        let logical = self.plan(elf)?;
+        let page = match self.page_size {
+            Some(p) if p.is_power_of_two() => p,
+            Some(p) => {
+                return Err(Error::Unsupported(format!(
+                    "page size {p:#x} is not a power of two"
+                )))
+            }
+            None => max_page_size(elf.machine),
+        };
+        let out = layout::build(elf, &logical, page)?;
+        if out == elf.data {
+            return Ok(out);
+        }
+        verify_edit(elf.data, &out)?;
+        Ok(out)
+    }
+}
+
+impl<'a> Elf<'a> {
+    /// 32- or 64-bit.
+    pub fn class(&self) -> Class {
+        self.codec.class
+    }
+    /// Byte order.
+    pub fn endian(&self) -> Endian {
+        self.codec.endian
+    }
+    /// `e_machine` (62 = x86_64, 183 = aarch64, ...).
+    pub fn machine(&self) -> u16 {
+        self.machine
+    }
+    /// `e_type` (2 = `ET_EXEC`, 3 = `ET_DYN`).
+    pub fn file_type(&self) -> u16 {
+        self.e_type
+    }
+    /// `EI_OSABI`.
+    pub fn os_abi(&self) -> u8 {
+        self.osabi
+    }
+    /// The program headers.
+    pub fn program_headers(&self) -> &[Phdr] {
+        &self.phdrs
+    }
+    /// True when the file has a dynamic section.
+    pub fn is_dynamic(&self) -> bool {
+        self.dynamic.is_some()
+    }
+    /// The `PT_INTERP` string.
+    pub fn interpreter(&self) -> Option<&'a [u8]> {
+        let p = self.phdrs.iter().find(|p| p.p_type == PT_INTERP)?;
+        let s = self.data.get(p.p_offset as usize..p.file_end() as usize)?;
+        Some(s.split(|&b| b == 0).next().unwrap_or(s))
+    }
+    /// `DT_NEEDED` names, in order.
+    pub fn needed(&self) -> Vec<&'a [u8]> {
+        self.string_tags(DT_NEEDED)
+    }
+    /// `DT_SONAME`.
+    pub fn soname(&self) -> Option<&'a [u8]> {
+        self.string_tags(DT_SONAME).into_iter().next()
+    }
+    /// `DT_RUNPATH`.
+    pub fn runpath(&self) -> Option<&'a [u8]> {
+        self.string_tags(DT_RUNPATH).into_iter().next()
+    }
+    /// `DT_RPATH`.
+    pub fn rpath(&self) -> Option<&'a [u8]> {
+        self.string_tags(DT_RPATH).into_iter().next()
+    }
+    /// The string value of the first dynamic entry with `tag` (e.g. [`DT_LDCAS_STORE`]).
+    pub fn dynamic_string(&self, tag: u64) -> Option<&'a [u8]> {
+        self.string_tags(tag).into_iter().next()
+    }
+    /// Flags of `PT_GNU_STACK`, if present.
+    pub fn gnu_stack_flags(&self) -> Option<u32> {
+        self.phdrs
+            .iter()
+            .find(|p| p.p_type == PT_GNU_STACK)
+            .map(|p| p.p_flags)
+    }
+    fn string_tags(&self, tag: u64) -> Vec<&'a [u8]> {
+        let Some(d) = &self.dynamic else {
+            return Vec::new();
+        };
+        d.entries
+            .iter()
+            .filter(|e| e.0 == tag)
+            .filter_map(|e| self.dynstr(e.1))
+            .collect()
+    }
+}

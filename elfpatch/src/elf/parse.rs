@@ -1,0 +1,287 @@
+//! Parsing: the file header, program and section headers are read with `object`; the
+//! dynamic section, string table and version tables through the bounds-checked codec.
+
+use object::read::elf::{FileHeader, ProgramHeader as _, SectionHeader as _};
+use object::Endianness;
+
+use super::codec::{cstr, Class, Codec, Endian, Phdr, Shdr};
+use super::consts::*;
+use super::error::{malformed, Error, Result};
+
+/// A section header with its name.
+#[derive(Clone, Debug)]
+pub struct Section {
+    /// Name from `.shstrtab` (empty when unreadable).
+    pub name: Vec<u8>,
+    /// The header itself.
+    pub hdr: Shdr,
+    /// File offset of this header in the section header table.
+    pub at: u64,
+}
+
+/// The dynamic section as found through `PT_DYNAMIC`.
+#[derive(Clone, Debug)]
+pub struct Dynamic {
+    /// File offset of the array.
+    pub offset: u64,
+    /// Virtual address.
+    pub vaddr: u64,
+    /// How many entries fit in its file range (spare `DT_NULL`s included).
+    pub capacity: u64,
+    /// Entries up to (excluding) the first `DT_NULL`.
+    pub entries: Vec<(u64, u64)>,
+}
+
+/// The dynamic string table (`DT_STRTAB`/`DT_STRSZ`).
+#[derive(Clone, Debug)]
+pub struct StrTab {
+    pub vaddr: u64,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// A parsed ELF file: the headers as plain data plus the original bytes.
+#[derive(Clone, Debug)]
+pub struct Elf<'a> {
+    pub(crate) data: &'a [u8],
+    pub(crate) codec: Codec,
+    pub(crate) e_type: u16,
+    pub(crate) machine: u16,
+    pub(crate) osabi: u8,
+    pub(crate) phoff: u64,
+    pub(crate) phdrs: Vec<Phdr>,
+    pub(crate) phnum_extended: bool,
+    pub(crate) shoff: u64,
+    pub(crate) shnum: u64,
+    pub(crate) sections: Vec<Section>,
+    pub(crate) dynamic: Option<Dynamic>,
+    pub(crate) strtab: Option<StrTab>,
+}
+
+fn obj_err(what: &str) -> impl Fn(object::read::Error) -> Error + '_ {
+    move |e| malformed(format!("{what}: {e}"))
+}
+
+impl<'a> Elf<'a> {
+    /// Parses `data`. Truncated or inconsistent headers are errors, never panics.
+    pub fn parse(data: &'a [u8]) -> Result<Elf<'a>> {
+        if data.len() < 16 || &data[..4] != b"\x7fELF" {
+            return Err(Error::NotElf(if data.len() < 4 {
+                format!(
+                    "file is {} bytes long, too short for an ELF header",
+                    data.len()
+                )
+            } else {
+                "no \\x7fELF magic at offset 0".into()
+            }));
+        }
+        let class = match data[4] {
+            1 => Class::Elf32,
+            2 => Class::Elf64,
+            c => return Err(malformed(format!("unknown EI_CLASS {c} at offset 4"))),
+        };
+        let endian = match data[5] {
+            1 => Endian::Little,
+            2 => Endian::Big,
+            e => return Err(malformed(format!("unknown EI_DATA {e} at offset 5"))),
+        };
+        let codec = Codec { class, endian };
+        let mut elf = match class {
+            Class::Elf32 => parse_headers::<object::elf::FileHeader32<Endianness>>(data, codec)?,
+            Class::Elf64 => parse_headers::<object::elf::FileHeader64<Endianness>>(data, codec)?,
+        };
+        elf.read_dynamic()?;
+        Ok(elf)
+    }
+
+    /// Translates a virtual address to a file offset through the `PT_LOAD` that holds
+    /// `size` bytes there.
+    pub(crate) fn vaddr_to_offset(&self, vaddr: u64, size: u64) -> Option<u64> {
+        self.phdrs
+            .iter()
+            .filter(|p| p.p_type == PT_LOAD)
+            .find_map(|p| {
+                let end = vaddr.checked_add(size)?;
+                if vaddr >= p.p_vaddr && end <= p.p_vaddr.checked_add(p.p_filesz)? {
+                    p.p_offset.checked_add(vaddr - p.p_vaddr)
+                } else {
+                    None
+                }
+            })
+    }
+
+    fn read_dynamic(&mut self) -> Result<()> {
+        let Some(ph) = self.phdrs.iter().find(|p| p.p_type == PT_DYNAMIC).copied() else {
+            return Ok(());
+        };
+        let ds = self.codec.dyn_size();
+        if ph.file_end() > self.data.len() as u64 {
+            return Err(malformed(format!(
+                "PT_DYNAMIC file range {:#x}..{:#x} past end of file ({:#x})",
+                ph.p_offset,
+                ph.file_end(),
+                self.data.len()
+            )));
+        }
+        let capacity = ph.p_filesz / ds;
+        let mut entries = Vec::new();
+        let mut found_null = false;
+        for i in 0..capacity {
+            let (tag, val) = self.codec.read_dyn(self.data, ph.p_offset + i * ds)?;
+            if tag == DT_NULL {
+                found_null = true;
+                break;
+            }
+            entries.push((tag, val));
+        }
+        if !found_null {
+            return Err(malformed(format!(
+                "dynamic section at {:#x} has no DT_NULL terminator within its {} entries",
+                ph.p_offset, capacity
+            )));
+        }
+        let get = |t: u64| entries.iter().find(|e| e.0 == t).map(|e| e.1);
+        if let (Some(vaddr), Some(size)) = (get(DT_STRTAB), get(DT_STRSZ)) {
+            let offset = self.vaddr_to_offset(vaddr, size).ok_or_else(|| {
+                malformed(format!(
+                    "DT_STRTAB {vaddr:#x} (+DT_STRSZ {size:#x}) is not inside any PT_LOAD's file range"
+                ))
+            })?;
+            if offset.saturating_add(size) > self.data.len() as u64 {
+                return Err(malformed(format!(
+                    "dynamic string table at {offset:#x} runs past end of file"
+                )));
+            }
+            self.strtab = Some(StrTab {
+                vaddr,
+                offset,
+                size,
+            });
+        }
+        self.dynamic = Some(Dynamic {
+            offset: ph.p_offset,
+            vaddr: ph.p_vaddr,
+            capacity,
+            entries,
+        });
+        Ok(())
+    }
+
+    /// The bytes of the dynamic string table (empty when there is none).
+    pub(crate) fn strtab_bytes(&self) -> &'a [u8] {
+        match &self.strtab {
+            Some(s) => self
+                .data
+                .get(s.offset as usize..(s.offset + s.size) as usize)
+                .unwrap_or(&[]),
+            None => &[],
+        }
+    }
+
+    /// The string at `off` of the dynamic string table.
+    pub(crate) fn dynstr(&self, off: u64) -> Option<&'a [u8]> {
+        cstr(self.strtab_bytes(), off)
+    }
+
+    /// Value of the first dynamic entry with `tag`.
+    pub(crate) fn dyn_val(&self, tag: u64) -> Option<u64> {
+        self.dynamic
+            .as_ref()?
+            .entries
+            .iter()
+            .find(|e| e.0 == tag)
+            .map(|e| e.1)
+    }
+
+    /// The section whose header has this type and address, if any.
+    pub(crate) fn section_at(&self, sh_type: u32, addr: u64) -> Option<&Section> {
+        self.sections
+            .iter()
+            .find(|s| s.hdr.sh_type == sh_type && s.hdr.sh_addr == addr && s.hdr.sh_size > 0)
+    }
+}
+
+fn parse_headers<H>(data: &[u8], codec: Codec) -> Result<Elf<'_>>
+where
+    H: FileHeader<Endian = Endianness>,
+{
+    let hdr = H::parse(data).map_err(obj_err("ELF file header"))?;
+    let endian = hdr.endian().map_err(obj_err("ELF byte order"))?;
+    let phdrs_raw = hdr
+        .program_headers(endian, data)
+        .map_err(obj_err("program header table"))?;
+    let phdrs: Vec<Phdr> = phdrs_raw
+        .iter()
+        .map(|p| Phdr {
+            p_type: p.p_type(endian),
+            p_flags: p.p_flags(endian),
+            p_offset: p.p_offset(endian).into(),
+            p_vaddr: p.p_vaddr(endian).into(),
+            p_paddr: p.p_paddr(endian).into(),
+            p_filesz: p.p_filesz(endian).into(),
+            p_memsz: p.p_memsz(endian).into(),
+            p_align: p.p_align(endian).into(),
+        })
+        .collect();
+    let shoff: u64 = hdr.e_shoff(endian).into();
+    let shdrs = hdr
+        .section_headers(endian, data)
+        .map_err(obj_err("section header table"))?;
+    let shstr = if shdrs.is_empty() {
+        None
+    } else {
+        hdr.section_strings(endian, data, shdrs).ok()
+    };
+    let shsize = codec.shdr_size();
+    let sections = shdrs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Section {
+            name: shstr
+                .and_then(|t| t.get(s.sh_name(endian)).ok())
+                .map(|n| n.to_vec())
+                .unwrap_or_default(),
+            hdr: Shdr {
+                sh_name: s.sh_name(endian),
+                sh_type: s.sh_type(endian),
+                sh_flags: s.sh_flags(endian).into(),
+                sh_addr: s.sh_addr(endian).into(),
+                sh_offset: s.sh_offset(endian).into(),
+                sh_size: s.sh_size(endian).into(),
+                sh_link: s.sh_link(endian),
+                sh_info: s.sh_info(endian),
+                sh_addralign: s.sh_addralign(endian).into(),
+                sh_entsize: s.sh_entsize(endian).into(),
+            },
+            at: shoff + i as u64 * shsize,
+        })
+        .collect::<Vec<_>>();
+    if !phdrs.is_empty() && u64::from(hdr.e_phentsize(endian)) != codec.phdr_size() {
+        return Err(malformed(format!(
+            "e_phentsize is {}, expected {}",
+            hdr.e_phentsize(endian),
+            codec.phdr_size()
+        )));
+    }
+    if !sections.is_empty() && u64::from(hdr.e_shentsize(endian)) != shsize {
+        return Err(malformed(format!(
+            "e_shentsize is {}, expected {shsize}",
+            hdr.e_shentsize(endian)
+        )));
+    }
+    Ok(Elf {
+        data,
+        codec,
+        e_type: hdr.e_type(endian),
+        machine: hdr.e_machine(endian),
+        osabi: hdr.e_ident().os_abi,
+        phoff: hdr.e_phoff(endian).into(),
+        phnum_extended: hdr.e_phnum(endian) == 0xffff,
+        phdrs,
+        shoff,
+        shnum: sections.len() as u64,
+        sections,
+        dynamic: None,
+        strtab: None,
+    })
+}

@@ -1,0 +1,270 @@
+//! The verify pass: structural checks every output must pass before it is written.
+//!
+//! A check that fails on the output but already failed on the input (say, a W+X segment
+//! the linker made) is the input's own property, not damage done by the edit; the edit is
+//! refused only for problems it introduced.
+
+use super::codec::{cstr, Phdr};
+use super::consts::*;
+use super::error::{Error, Result};
+use super::parse::Elf;
+use super::tables;
+
+/// One problem found by the verify pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// A short, stable name of the check.
+    pub check: &'static str,
+    /// What is wrong and where.
+    pub detail: String,
+}
+
+fn mapped(loads: &[&Phdr], vaddr: u64) -> bool {
+    loads
+        .iter()
+        .any(|p| vaddr >= p.p_vaddr && vaddr < p.mem_end())
+}
+
+/// Runs every check on `data`; an empty list means the file passed.
+pub fn findings(data: &[u8]) -> Vec<Finding> {
+    let mut f = Vec::new();
+    let mut add = |check: &'static str, detail: String| f.push(Finding { check, detail });
+    let elf = match Elf::parse(data) {
+        Ok(e) => e,
+        Err(e) => {
+            add("parse", e.to_string());
+            return f;
+        }
+    };
+    let len = data.len() as u64;
+    let loads: Vec<&Phdr> = elf.phdrs.iter().filter(|p| p.p_type == PT_LOAD).collect();
+    let mut prev: Option<&Phdr> = None;
+    for (i, p) in loads.iter().enumerate() {
+        if p.file_end() > len {
+            add(
+                "load-past-eof",
+                format!(
+                    "PT_LOAD #{i} file range ends at {:#x}, file is {len:#x}",
+                    p.file_end()
+                ),
+            );
+        }
+        if p.p_filesz > p.p_memsz {
+            add(
+                "load-filesz",
+                format!("PT_LOAD #{i} at {:#x}: p_filesz > p_memsz", p.p_vaddr),
+            );
+        }
+        if p.p_align > 1
+            && (!p.p_align.is_power_of_two() || p.p_offset % p.p_align != p.p_vaddr % p.p_align)
+        {
+            add(
+                "load-align",
+                format!(
+                    "PT_LOAD #{i}: offset {:#x} and vaddr {:#x} not congruent modulo {:#x}",
+                    p.p_offset, p.p_vaddr, p.p_align
+                ),
+            );
+        }
+        if p.p_flags & PF_W != 0 && p.p_flags & PF_X != 0 {
+            add(
+                "load-wx",
+                format!(
+                    "PT_LOAD #{i} at {:#x} is writable and executable",
+                    p.p_vaddr
+                ),
+            );
+        }
+        if let Some(q) = prev {
+            if p.p_vaddr < q.p_vaddr {
+                add(
+                    "load-order",
+                    format!("PT_LOAD #{i} at {:#x} is not sorted by address", p.p_vaddr),
+                );
+            } else if p.p_vaddr < q.mem_end() {
+                add(
+                    "load-overlap",
+                    format!(
+                        "PT_LOAD #{i} at {:#x} overlaps the previous one (ends {:#x})",
+                        p.p_vaddr,
+                        q.mem_end()
+                    ),
+                );
+            }
+        }
+        prev = Some(p);
+    }
+    let in_load = |off: u64, vaddr: u64, size: u64| {
+        loads.iter().any(|p| {
+            vaddr >= p.p_vaddr
+                && vaddr.saturating_add(size) <= p.p_vaddr.saturating_add(p.p_filesz)
+                && vaddr - p.p_vaddr == off.wrapping_sub(p.p_offset)
+        })
+    };
+    for p in &elf.phdrs {
+        match p.p_type {
+            PT_PHDR => {
+                if p.p_offset != elf.phoff {
+                    add(
+                        "phdr",
+                        format!(
+                            "PT_PHDR offset {:#x} differs from e_phoff {:#x}",
+                            p.p_offset, elf.phoff
+                        ),
+                    );
+                }
+                if !in_load(p.p_offset, p.p_vaddr, p.p_filesz) {
+                    add(
+                        "phdr",
+                        format!("PT_PHDR at {:#x} is not covered by a PT_LOAD", p.p_vaddr),
+                    );
+                }
+            }
+            PT_INTERP => {
+                if !in_load(p.p_offset, p.p_vaddr, p.p_filesz) {
+                    add(
+                        "interp",
+                        format!("PT_INTERP at {:#x} is not covered by a PT_LOAD", p.p_vaddr),
+                    );
+                }
+                let s = data
+                    .get(p.p_offset as usize..p.file_end().min(len) as usize)
+                    .unwrap_or(&[]);
+                if !s.contains(&0) {
+                    add(
+                        "interp",
+                        format!("PT_INTERP at {:#x} is not NUL-terminated", p.p_offset),
+                    );
+                }
+            }
+            PT_DYNAMIC => {
+                if !in_load(p.p_offset, p.p_vaddr, p.p_filesz) {
+                    add(
+                        "dynamic-unmapped",
+                        format!("PT_DYNAMIC at {:#x} is not covered by a PT_LOAD", p.p_vaddr),
+                    );
+                } else if !loads.iter().any(|l| {
+                    l.p_flags & PF_W != 0 && p.p_vaddr >= l.p_vaddr && p.p_vaddr < l.mem_end()
+                }) {
+                    add(
+                        "dynamic-readonly",
+                        format!("PT_DYNAMIC at {:#x} is in a read-only segment", p.p_vaddr),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(d) = &elf.dynamic {
+        for &(tag, val) in &d.entries {
+            if let Some(&(_, name)) = ADDRESS_TAGS.iter().find(|t| t.0 == tag) {
+                if val != 0 && !mapped(&loads, val) {
+                    add(
+                        "tag-unmapped",
+                        format!("{name} = {val:#x} is outside every PT_LOAD"),
+                    );
+                }
+            }
+            if is_string_tag(tag) && cstr(elf.strtab_bytes(), val).is_none() {
+                add(
+                    "tag-string",
+                    format!("dynamic tag {tag:#x}: string offset {val:#x} is outside .dynstr"),
+                );
+            }
+        }
+        if elf.strtab.is_none() {
+            add(
+                "dynstr",
+                "dynamic section without DT_STRTAB/DT_STRSZ".into(),
+            );
+        }
+    }
+    for s in &elf.sections {
+        let h = &s.hdr;
+        if s.name == b".dynstr" {
+            match &elf.strtab {
+                Some(st) if st.vaddr == h.sh_addr && st.size == h.sh_size && st.offset == h.sh_offset => {}
+                Some(st) => add(
+                    "dynstr-section",
+                    format!(".dynstr section ({:#x}, {:#x} bytes) differs from DT_STRTAB {:#x} / DT_STRSZ {:#x}", h.sh_addr, h.sh_size, st.vaddr, st.size),
+                ),
+                None => {}
+            }
+        }
+        if h.sh_type == SHT_DYNAMIC {
+            if let Some(d) = &elf.dynamic {
+                if d.offset != h.sh_offset || d.vaddr != h.sh_addr {
+                    add(
+                        "dynamic-section",
+                        format!(
+                            ".dynamic section at {:#x} differs from PT_DYNAMIC {:#x}",
+                            h.sh_offset, d.offset
+                        ),
+                    );
+                }
+            }
+        }
+        if h.sh_flags & SHF_ALLOC != 0
+            && h.sh_type != SHT_NOBITS
+            && h.sh_size > 0
+            && !elf.phdrs.is_empty()
+            && !in_load(h.sh_offset, h.sh_addr, h.sh_size)
+        {
+            add(
+                "section-outside",
+                format!(
+                    "section {} at {:#x} is not inside a PT_LOAD",
+                    String::from_utf8_lossy(&s.name),
+                    h.sh_addr
+                ),
+            );
+        }
+    }
+    match tables::read_verneed(&elf) {
+        Ok(Some(t)) => {
+            for v in &t.entries {
+                if elf.dynstr(u64::from(v.file)).is_none() {
+                    add(
+                        "verneed",
+                        format!(".gnu.version_r vn_file {:#x} is outside .dynstr", v.file),
+                    );
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => add("verneed", e.to_string()),
+    }
+    f
+}
+
+/// Checks `data`; the error lists every problem found.
+pub fn verify(data: &[u8]) -> Result<()> {
+    let f = findings(data);
+    if f.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Verify(join(&f)))
+    }
+}
+
+fn join(f: &[Finding]) -> String {
+    f.iter()
+        .map(|x| format!("{}: {}", x.check, x.detail))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Checks an edit's output against its input: fails on any check that the output fails
+/// and the input passed.
+pub fn verify_edit(input: &[u8], output: &[u8]) -> Result<()> {
+    let before = findings(input);
+    let new: Vec<Finding> = findings(output)
+        .into_iter()
+        .filter(|x| !before.iter().any(|b| b.check == x.check))
+        .collect();
+    if new.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Verify(join(&new)))
+    }
+}

@@ -1,0 +1,228 @@
+//! Parsing of patchelf's options. `@FILE` as an option's value reads the value from FILE
+//! (patchelf's convention); `@FILE` where an option is expected expands to the
+//! whitespace-separated arguments written in FILE.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+/// patchelf's usage text.
+pub const USAGE: &str = "syntax: patchelf
+  [--set-interpreter FILENAME]
+  [--page-size SIZE]
+  [--print-interpreter]
+  [--print-os-abi]		Prints 'EI_OSABI' field of ELF header
+  [--set-os-abi ABI]		Sets 'EI_OSABI' field of ELF header to ABI.
+  [--print-soname]		Prints 'DT_SONAME' entry of .dynamic section. Raises an error if DT_SONAME doesn't exist
+  [--set-soname SONAME]		Sets 'DT_SONAME' entry to SONAME.
+  [--set-rpath RPATH]
+  [--add-rpath RPATH]
+  [--remove-rpath]
+  [--shrink-rpath]
+  [--allowed-rpath-prefixes PREFIXES]		With '--shrink-rpath', reject rpath entries not starting with the allowed prefix
+  [--print-rpath]
+  [--force-rpath]
+  [--add-needed LIBRARY]
+  [--remove-needed LIBRARY]
+  [--replace-needed LIBRARY NEW_LIBRARY]
+  [--print-needed]
+  [--no-default-lib]
+  [--clear-symbol-version SYMBOL]
+  [--add-debug-tag]
+  [--print-execstack]		Prints whether the object requests an executable stack
+  [--clear-execstack]
+  [--set-execstack]
+  [--rename-dynamic-symbols NAME_MAP_FILE]	Renames dynamic symbols. The map file should contain two symbols (old_name new_name) per line
+  [--output FILE]
+  [--debug]
+  [--version]
+  FILENAME...
+";
+
+/// Everything the command line asked for.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub set_interpreter: Option<String>,
+    pub page_size: Option<u64>,
+    pub print_interpreter: bool,
+    pub print_os_abi: bool,
+    pub set_os_abi: Option<String>,
+    pub print_soname: bool,
+    pub set_soname: Option<String>,
+    pub set_rpath: Option<String>,
+    pub add_rpath: Option<String>,
+    pub remove_rpath: bool,
+    pub shrink_rpath: bool,
+    pub allowed_rpath_prefixes: Vec<String>,
+    pub print_rpath: bool,
+    pub force_rpath: bool,
+    pub add_needed: Vec<String>,
+    pub remove_needed: Vec<String>,
+    pub replace_needed: Vec<(String, String)>,
+    pub print_needed: bool,
+    pub no_default_lib: bool,
+    pub add_debug_tag: bool,
+    pub clear_symbol_version: Vec<String>,
+    pub rename_symbols: Vec<(String, String)>,
+    pub print_execstack: bool,
+    pub execstack: Option<bool>,
+    pub output: Option<PathBuf>,
+    pub debug: bool,
+    pub files: Vec<PathBuf>,
+}
+
+/// Result of parsing.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Options),
+    Help,
+    Version,
+}
+
+fn value(arg: &str) -> Result<String> {
+    match arg.strip_prefix('@') {
+        Some(f) if !f.is_empty() => {
+            std::fs::read_to_string(f).with_context(|| format!("cannot read argument file '{f}'"))
+        }
+        _ => Ok(arg.to_string()),
+    }
+}
+
+fn expand(args: Vec<OsString>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for a in args {
+        let a = a
+            .into_string()
+            .map_err(|a| anyhow::anyhow!("argument is not valid UTF-8: {a:?}"))?;
+        match a.strip_prefix('@') {
+            Some(f) if !f.is_empty() && !out.last().is_some_and(|p: &String| takes_value(p)) => {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read response file '{f}'"))?;
+                out.extend(text.split_whitespace().map(str::to_string));
+            }
+            _ => out.push(a),
+        }
+    }
+    Ok(out)
+}
+
+fn takes_value(opt: &str) -> bool {
+    matches!(
+        opt,
+        "--set-interpreter"
+            | "--interpreter"
+            | "--page-size"
+            | "--set-os-abi"
+            | "--set-soname"
+            | "--set-rpath"
+            | "--add-rpath"
+            | "--allowed-rpath-prefixes"
+            | "--add-needed"
+            | "--remove-needed"
+            | "--replace-needed"
+            | "--clear-symbol-version"
+            | "--rename-dynamic-symbols"
+            | "--output"
+    )
+}
+
+/// Parses patchelf's command line (without the program name).
+pub fn parse_args(args: Vec<OsString>) -> Result<Parsed> {
+    let args = expand(args)?;
+    let mut o = Options::default();
+    let mut it = args.into_iter();
+    let mut next = |it: &mut std::vec::IntoIter<String>, opt: &str| -> Result<String> {
+        it.next()
+            .with_context(|| format!("option '{opt}' needs an argument"))
+    };
+    let mut only_files = false;
+    while let Some(a) = it.next() {
+        if only_files || !a.starts_with('-') || a == "-" {
+            o.files.push(PathBuf::from(a));
+            continue;
+        }
+        match a.as_str() {
+            "--" => only_files = true,
+            "--set-interpreter" | "--interpreter" => {
+                o.set_interpreter = Some(value(&next(&mut it, &a)?)?)
+            }
+            "--page-size" => {
+                let v = next(&mut it, &a)?;
+                let n = parse_num(&v).with_context(|| format!("invalid page size '{v}'"))?;
+                if n == 0 || !n.is_power_of_two() {
+                    bail!("invalid page size '{v}': must be a power of two");
+                }
+                o.page_size = Some(n);
+            }
+            "--print-interpreter" => o.print_interpreter = true,
+            "--print-os-abi" => o.print_os_abi = true,
+            "--set-os-abi" => o.set_os_abi = Some(next(&mut it, &a)?),
+            "--print-soname" => o.print_soname = true,
+            "--set-soname" => o.set_soname = Some(value(&next(&mut it, &a)?)?),
+            "--set-rpath" => o.set_rpath = Some(value(&next(&mut it, &a)?)?),
+            "--add-rpath" => o.add_rpath = Some(value(&next(&mut it, &a)?)?),
+            "--remove-rpath" => o.remove_rpath = true,
+            "--shrink-rpath" => o.shrink_rpath = true,
+            "--allowed-rpath-prefixes" => {
+                let v = next(&mut it, &a)?;
+                o.allowed_rpath_prefixes = v
+                    .split(':')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
+            "--print-rpath" => o.print_rpath = true,
+            "--force-rpath" => o.force_rpath = true,
+            "--add-needed" => o.add_needed.push(next(&mut it, &a)?),
+            "--remove-needed" => o.remove_needed.push(next(&mut it, &a)?),
+            "--replace-needed" => {
+                let old = next(&mut it, &a)?;
+                let new = next(&mut it, &a)?;
+                o.replace_needed.push((old, new));
+            }
+            "--print-needed" => o.print_needed = true,
+            "--no-default-lib" => o.no_default_lib = true,
+            "--add-debug-tag" => o.add_debug_tag = true,
+            "--clear-symbol-version" => o.clear_symbol_version.push(next(&mut it, &a)?),
+            "--rename-dynamic-symbols" => {
+                let f = next(&mut it, &a)?;
+                let text = std::fs::read_to_string(&f)
+                    .with_context(|| format!("cannot read symbol map '{f}'"))?;
+                for (n, line) in text.lines().enumerate() {
+                    let w: Vec<&str> = line.split_whitespace().collect();
+                    match w.as_slice() {
+                        [] => {}
+                        [old, new] => o.rename_symbols.push((old.to_string(), new.to_string())),
+                        _ => bail!("{f}:{}: expected 'old_name new_name'", n + 1),
+                    }
+                }
+            }
+            "--print-execstack" => o.print_execstack = true,
+            "--clear-execstack" => o.execstack = Some(false),
+            "--set-execstack" => o.execstack = Some(true),
+            "--output" => o.output = Some(PathBuf::from(next(&mut it, &a)?)),
+            "--debug" => o.debug = true,
+            "--help" | "-h" => return Ok(Parsed::Help),
+            "--version" | "-V" => return Ok(Parsed::Version),
+            _ => bail!("unknown option '{a}'"),
+        }
+    }
+    if o.files.is_empty() {
+        bail!("missing filename");
+    }
+    if o.output.is_some() && o.files.len() > 1 {
+        bail!("--output option only allowed with single input file");
+    }
+    if o.set_rpath.is_some() && o.add_rpath.is_some() {
+        bail!("--set-rpath and --add-rpath cannot be combined");
+    }
+    Ok(Parsed::Run(o))
+}
+
+fn parse_num(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
