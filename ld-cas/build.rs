@@ -1,51 +1,38 @@
-//! Builds the libc-free audit module that ld-cas embeds, and links ld-cas itself as a
-//! freestanding static PIE with its own `_start`.
+//! Links ld-cas as a freestanding position-independent ELF with its own `_start`: a shared
+//! object (so that ld.so can also load it as an audit module: glibc refuses to load objects
+//! flagged as PIE) that exports nothing but the `la_*` audit entry points and binds every
+//! reference to itself (`-Bsymbolic`), leaving only relative relocations, which it applies
+//! to itself at start. The kernel runs it like a static PIE. See `src/audit.rs`.
 
 use std::env;
+use std::fs;
 use std::path::PathBuf;
-use std::process::Command;
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
-    let cc = env::var("LD_CAS_AUDIT_CC").unwrap_or_else(|_| match arch.as_str() {
-        "aarch64" if !cfg!(target_arch = "aarch64") => "aarch64-linux-gnu-gcc".into(),
-        _ => "gcc".into(),
-    });
-    let so = out.join("audit.so");
-    let status = Command::new(&cc)
-        .args([
-            "-shared",
-            "-fPIC",
-            "-nostdlib",
-            "-Os",
-            "-fno-stack-protector",
-            "-fno-asynchronous-unwind-tables",
-            "-fno-unwind-tables",
-            "-Wl,-z,norelro",
-            "-Wl,-z,noseparate-code",
-            "-Wl,--build-id=none",
-            "-Wl,--hash-style=gnu",
-            "-s",
-            "-o",
-        ])
-        .arg(&so)
-        .arg("audit/audit.c")
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {cc} to build the audit module: {e}"));
-    assert!(status.success(), "{cc} failed to build the audit module");
-    println!("cargo:rerun-if-changed=audit/audit.c");
-    println!("cargo:rerun-if-env-changed=LD_CAS_AUDIT_CC");
-
+    let script = out.join("exports.map");
+    fs::write(
+        &script,
+        "{\n  global: la_version; la_objopen; la_objsearch; la_preinit;\n  local: *;\n};\n",
+    )
+    .expect("OUT_DIR is writable");
     for arg in [
         "-nostartfiles",
         "-nostdlib",
-        "-static-pie",
+        "-shared",
+        "-Wl,-Bsymbolic",
+        "-Wl,-e,_start",
         "-Wl,-u,_start",
         "-Wl,-z,noseparate-code",
         "-Wl,--build-id=none",
         "-Wl,-z,norelro",
+        "-Wl,--hash-style=gnu",
     ] {
         println!("cargo:rustc-link-arg-bins={arg}");
     }
+    println!(
+        "cargo:rustc-link-arg-bins=-Wl,--version-script={}",
+        script.display()
+    );
+    println!("cargo:rerun-if-changed=build.rs");
 }

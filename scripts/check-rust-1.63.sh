@@ -13,3 +13,4 @@ for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do
     -C opt-level=2 -D warnings --out-dir "$out/$target" resolver/src/lib.rs
   echo "rustc 1.63 ($target): resolver ok"
 done
+ld-cas/scripts/check-rust-1.63.sh "$rustc163"

@@ -14,18 +14,22 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 "$rustc" --version
-gcc -shared -fPIC -nostdlib -Os -fno-stack-protector -fno-asynchronous-unwind-tables \
-    -Wl,--build-id=none -s -o "$out/audit.so" "$root/ld-cas/audit/audit.c"
-export OUT_DIR=$out CARGO_PKG_VERSION=0.0.0-msrv
+export CARGO_PKG_VERSION=0.0.0-msrv
 common=(--edition 2021 -C panic=abort -C opt-level=s -D warnings -A unknown-lints)
 
 # 1. x86_64, linked like cargo links it.
 "$rustc" "${common[@]}" --crate-type rlib --crate-name x86_64_linux \
     -o "$out/libx86_64_linux.rlib" "$root/x86_64-linux/src/lib.rs"
+printf '{\n  global: la_version; la_objopen; la_objsearch; la_preinit;\n  local: *;\n};\n' >"$out/exports.map"
+link=()
+for a in -nostartfiles -nostdlib -shared -Wl,-Bsymbolic -Wl,-e,_start -Wl,-u,_start \
+    -Wl,-z,noseparate-code -Wl,--build-id=none -Wl,-z,norelro -Wl,--hash-style=gnu \
+    "-Wl,--version-script=$out/exports.map"; do
+  link+=(-C "link-arg=$a")
+done
 "$rustc" "${common[@]}" --crate-type bin --crate-name ld_cas \
-    --extern x86_64_linux="$out/libx86_64_linux.rlib" -C relocation-model=pie \
-    -C link-arg=-nostartfiles -C link-arg=-nostdlib -C link-arg=-static-pie \
-    -C link-arg=-Wl,-u,_start -o "$out/ld-cas" "$root/ld-cas/src/main.rs"
+    --extern x86_64_linux="$out/libx86_64_linux.rlib" -C relocation-model=pie "${link[@]}" \
+    -o "$out/ld-cas" "$root/ld-cas/src/main.rs"
 "$out/ld-cas" --version
 
 # 2. aarch64: the shared code against a stand-in platform layer (type-check only).
@@ -35,13 +39,14 @@ if "$rustc" --print target-libdir --target aarch64-unknown-linux-gnu >/dev/null 
 #![no_std]
 pub const R_RELATIVE: u32 = 1027;
 pub const EM_MACHINE: u16 = 183;
+pub const STAT_MODE_OFFSET: usize = 16;
 pub const DEFAULT_LOADER: &[u8] = b"/lib/ld-linux-aarch64.so.1\0";
 pub mod nr {
     pub const READ: usize = 63; pub const WRITE: usize = 64; pub const CLOSE: usize = 57;
     pub const FSTAT: usize = 80; pub const MMAP: usize = 222; pub const MPROTECT: usize = 226;
     pub const MUNMAP: usize = 215; pub const PREAD64: usize = 67; pub const EXIT_GROUP: usize = 94;
     pub const OPENAT: usize = 56; pub const READLINKAT: usize = 78; pub const FACCESSAT: usize = 48;
-    pub const MEMFD_CREATE: usize = 279;
+    pub const NEWFSTATAT: usize = 79; pub const GETCWD: usize = 17;
 }
 pub unsafe fn jump(_sp: *mut usize, _entry: usize) -> ! { loop {} }
 pub unsafe fn syscall6(_n: usize, _a: usize, _b: usize, _c: usize, _d: usize, _e: usize, _f: usize) -> isize { -38 }

@@ -1,28 +1,23 @@
 //! The hand-over's name service. glibc's ld.so asks an audit module (`la_objsearch`) for
-//! every name before it searches; ld-cas gives it a tiny libc-free module (built from
-//! `audit/audit.c`) through a `DT_AUDIT` entry written into the program's own dynamic
-//! section in memory. The module forwards to the callbacks below, which live in ld-cas's
-//! image: it stays mapped after the hand-over, and so does the mapped lookup table.
+//! every name before it searches. ld-cas is its own audit module: it exports the `la_*`
+//! entry points, and a `DT_AUDIT` entry written into the program's dynamic section (in
+//! memory) names ld-cas's own file. ld.so then maps a second copy of ld-cas in the audit
+//! namespace; that copy only forwards, through a `DT_LDCAS_HOOK` entry of the program's
+//! dynamic section, to the callbacks of the first copy, which stays mapped after the
+//! hand-over together with the lookup table.
 //!
-//! Nothing is added to the environment, no file is created (the module is served from a
-//! close-on-exec memfd, closed again before the program's constructors run), and a `uri:`
-//! name costs no file-system look-up at all: it is answered from the table with the
-//! object's real path, so `$ORIGIN` is the object's own directory.
+//! Nothing is added to the environment and no file or descriptor is created; a `uri:` name
+//! costs no file-system look-up at all: it is answered from the table with the object's
+//! real path, so `$ORIGIN` is the object's own directory.
 
 use core::ptr::addr_of_mut;
 
 use crate::cas::{Hash, URI_LEN, URI_PREFIX};
-use crate::elf::{Dyn, DT_AUDIT, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NULL};
+use crate::elf::{Dyn, DT_AUDIT, DT_LDCAS_HOOK, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NULL};
 use crate::out::{cstr, die, Out, STDERR};
 use crate::path::PathBuf;
 use crate::store;
-use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, MFD_CLOEXEC, PROT_READ, PROT_WRITE};
-
-/// The audit module, as built by `build.rs`.
-static MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/audit.so"));
-
-/// The magic words that mark `ldcas_hook` in the module's data (see `audit/audit.c`).
-const MAGIC: [u64; 2] = [0x6f6f_682d_7361_636c, 0x3176_312d_6b6f_6f68];
+use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 
 /// `LA_SER_ORIG`: the name as it was asked for, before any search.
 const LA_SER_ORIG: u32 = 1;
@@ -40,8 +35,6 @@ pub struct Resolver {
     /// Set once start-up loading is over: a missing object then fails `dlopen` instead of
     /// ending the process.
     running: bool,
-    /// The module's memfd plus one (0: none), so the state starts all-zero.
-    memfd_plus_one: i32,
 }
 
 static mut STATE: Resolver = Resolver {
@@ -50,7 +43,6 @@ static mut STATE: Resolver = Resolver {
     program: &[],
     debug: false,
     running: false,
-    memfd_plus_one: 0,
 };
 
 static mut ARENA: [u8; 16384] = [0; 16384];
@@ -199,12 +191,28 @@ pub fn trace(f: impl FnOnce(&mut Out)) {
     o.str("\n");
 }
 
-/// `la_objsearch`, forwarded by the module. `requester` is the requesting object's
-/// `struct link_map` (glibc's default audit cookie) or null.
-extern "C" fn objsearch(name: *const u8, flag: u32, requester: *const usize) -> *const u8 {
-    if flag != LA_SER_ORIG || name.is_null() {
-        return name;
-    }
+/// The first copy's callbacks, reached by the audit copy through `DT_LDCAS_HOOK`.
+#[repr(C)]
+pub struct Hooks {
+    magic: u64,
+    objsearch: extern "C" fn(*const u8, *const usize) -> *const u8,
+    preinit: extern "C" fn(),
+}
+
+const HOOK_MAGIC: u64 = 0x6b6f_6f68_7361_636c;
+
+static HOOKS: Hooks = Hooks {
+    magic: HOOK_MAGIC,
+    objsearch,
+    preinit,
+};
+
+/// In the audit copy: the first copy's hooks, once found.
+static mut FOUND: *const Hooks = core::ptr::null();
+
+/// Resolves a name for ld.so (runs in the first copy). `requester` is the requesting
+/// object's `struct link_map` (glibc's default audit cookie) or null.
+extern "C" fn objsearch(name: *const u8, requester: *const usize) -> *const u8 {
     // SAFETY: ld.so passes a NUL-terminated name; a non-null cookie is a link_map whose
     // second word is its NUL-terminated `l_name`. Callbacks run one at a time.
     let (n, req, r) = unsafe {
@@ -223,100 +231,169 @@ extern "C" fn objsearch(name: *const u8, flag: u32, requester: *const usize) -> 
     }
 }
 
-/// `la_preinit`: start-up loading is over. Closes the module's memfd so the program never
-/// sees it.
+/// Start-up loading is over (runs in the first copy).
 extern "C" fn preinit() {
     // SAFETY: callbacks run one at a time.
-    let r = unsafe { state() };
-    r.running = true;
-    if r.memfd_plus_one > 0 {
-        sys::close_raw(r.memfd_plus_one - 1);
-        r.memfd_plus_one = 0;
+    unsafe { state() }.running = true;
+}
+
+/// The hooks of the first copy, if the audit copy has found them.
+#[allow(unused_unsafe)]
+fn found() -> Option<&'static Hooks> {
+    // SAFETY: FOUND is written once, by `la_objopen`, under ld.so's loader lock, and then
+    // points into the first copy's image, which is never unmapped.
+    unsafe {
+        let h = *addr_of_mut!(FOUND);
+        if h.is_null() {
+            None
+        } else {
+            Some(&*h)
+        }
     }
 }
 
-static mut AUDIT_PATH: [u8; 512] = [0; 512];
-
-/// Why the module could not be installed.
-pub enum InstallError {
-    /// `memfd_create` or writing the module failed.
-    Memfd(sys::Errno),
-    /// The program's dynamic section has no free slot for `DT_AUDIT`.
-    NoSlot,
-    /// The module was built without its hook (a build error).
-    NoHook,
+/// Audit interface: accept ld.so's version.
+#[no_mangle]
+pub extern "C" fn la_version(version: u32) -> u32 {
+    version
 }
 
-/// Serves the module from a memfd and points a `DT_AUDIT` entry of the program's in-memory
-/// dynamic section at it. `strtab` is the run-time address of the program's string table.
+/// Audit interface: called for every object ld.so maps. On the main program (the first
+/// one, namespace 0) the audit copy finds the first copy's hooks in its dynamic section.
+///
+/// # Safety
+/// Called by ld.so with a valid `struct link_map`.
+#[no_mangle]
+pub unsafe extern "C" fn la_objopen(map: *const usize, lmid: isize, _cookie: *mut usize) -> u32 {
+    if lmid != 0 || map.is_null() || found().is_some() {
+        return 0;
+    }
+    // SAFETY: link_map starts { l_addr, l_name, l_ld, ... }; l_ld is the object's dynamic
+    // section, DT_NULL-terminated.
+    let mut d = *map.add(2) as *const Dyn;
+    while !d.is_null() && (*d).d_tag != DT_NULL {
+        if (*d).d_tag == DT_LDCAS_HOOK {
+            let h = (*d).d_val as usize as *const Hooks;
+            if !h.is_null() && (*h).magic == HOOK_MAGIC {
+                *addr_of_mut!(FOUND) = h;
+            }
+            break;
+        }
+        d = d.add(1);
+    }
+    0
+}
+
+/// Audit interface: maps a name before ld.so searches for it.
+///
+/// # Safety
+/// Called by ld.so with a NUL-terminated name and its cookie.
+#[no_mangle]
+pub unsafe extern "C" fn la_objsearch(
+    name: *const u8,
+    cookie: *const usize,
+    flag: u32,
+) -> *const u8 {
+    match found() {
+        Some(h) if flag == LA_SER_ORIG && !name.is_null() => {
+            let requester = if cookie.is_null() {
+                core::ptr::null()
+            } else {
+                *cookie as *const usize
+            };
+            (h.objsearch)(name, requester)
+        }
+        _ => name,
+    }
+}
+
+/// Audit interface: start-up loading is over; later failures only fail `dlopen`.
+#[no_mangle]
+pub extern "C" fn la_preinit(_cookie: *mut usize) {
+    if let Some(h) = found() {
+        (h.preinit)();
+    }
+}
+
+/// Why the name service could not be installed.
+pub enum InstallError {
+    /// The program's dynamic section has no free slots for `DT_AUDIT` and the hook.
+    NoSlot,
+    /// The audit list would be too long.
+    TooLong,
+}
+
+static mut AUDIT_PATH: [u8; 1024] = [0; 1024];
+
+/// Points a `DT_AUDIT` entry of the program's in-memory dynamic section at `me` (ld-cas's
+/// own path) and a `DT_LDCAS_HOOK` entry at the hooks. `strtab` is the run-time address of
+/// the program's string table. Uses the slots of `DT_LDCAS_STORE`/`DT_LDCAS_LOADER` (read
+/// already) or spare `DT_NULL` entries.
 ///
 /// # Safety
 /// `dynamic` must be the program's writable dynamic section, not yet read by ld.so.
-pub unsafe fn install(dynamic: &mut [Dyn], strtab: usize) -> Result<(), InstallError> {
-    let hook = MODULE
-        .windows(16)
-        .position(|w| w[..8] == MAGIC[0].to_le_bytes() && w[8..] == MAGIC[1].to_le_bytes())
-        .ok_or(InstallError::NoHook)?;
-    let fd = sys::memfd_create(b"ld-cas-audit\0", MFD_CLOEXEC).map_err(InstallError::Memfd)?;
-    let mut fns = [0u8; 16];
-    fns[..8].copy_from_slice(&(objsearch as *const () as usize as u64).to_le_bytes());
-    fns[8..].copy_from_slice(&(preinit as *const () as usize as u64).to_le_bytes());
-    sys::write_all(fd.0, &MODULE[..hook + 16]);
-    sys::write_all(fd.0, &fns);
-    sys::write_all(fd.0, &MODULE[hook + 32..]);
-    if sys::file_size(&fd).map_err(InstallError::Memfd)? != MODULE.len() as u64 {
-        return Err(InstallError::Memfd(sys::Errno(5)));
-    }
-
-    // "/proc/self/fd/N", after the program's own DT_AUDIT list if it has one.
+pub unsafe fn install(dynamic: &mut [Dyn], strtab: usize, me: &[u8]) -> Result<(), InstallError> {
+    // The audit list: the program's own DT_AUDIT list, then ld-cas.
     let mut p = PathBuf::new();
-    let existing = dynamic.iter().position(|d| d.d_tag == DT_AUDIT);
+    let existing = dynamic
+        .iter()
+        .take_while(|d| d.d_tag != DT_NULL)
+        .position(|d| d.d_tag == DT_AUDIT);
     if let Some(i) = existing {
         p.push(cstr(
             (strtab as u64).wrapping_add(dynamic[i].d_val) as usize as *const u8,
         ));
         p.push(b":");
     }
-    p.push(b"/proc/self/fd/");
-    let mut digits = [0u8; 10];
-    let (mut n, mut i) = (fd.0 as u32, digits.len());
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+    // ld.so knows the program's PT_INTERP string (our path) as one of its own names and
+    // would hand out itself for it: name the same file differently, `DIR/./ld-cas`.
+    let base = me
+        .iter()
+        .rposition(|&c| c == b'/')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    if !(p.push(&me[..base]) && p.push(b"./") && p.push(&me[base..])) {
+        return Err(InstallError::TooLong);
     }
-    p.push(&digits[i..]);
-    // SAFETY: AUDIT_PATH is written once, here, before ld.so runs; it outlives the process's
-    // use of it.
+    // SAFETY: AUDIT_PATH is written once, here, before ld.so runs, and never freed.
     let buf = &mut *addr_of_mut!(AUDIT_PATH);
     if p.c().len() > buf.len() {
-        return Err(InstallError::NoSlot);
+        return Err(InstallError::TooLong);
     }
     buf[..p.c().len()].copy_from_slice(p.c());
     let value = (buf.as_ptr() as u64).wrapping_sub(strtab as u64);
 
-    let slot = match existing {
-        Some(i) => Some(i),
-        None => dynamic
-            .iter()
-            .position(|d| d.d_tag == DT_LDCAS_STORE || d.d_tag == DT_LDCAS_LOADER)
-            .or_else(|| {
-                let end = dynamic.iter().position(|d| d.d_tag == DT_NULL)?;
-                if end + 1 < dynamic.len() {
-                    Some(end)
-                } else {
-                    None
-                }
-            }),
-    };
-    let i = slot.ok_or(InstallError::NoSlot)?;
-    dynamic[i] = Dyn {
+    let end = dynamic
+        .iter()
+        .position(|d| d.d_tag == DT_NULL)
+        .unwrap_or(dynamic.len());
+    let mut free = [usize::MAX; 2];
+    let mut n = 0;
+    for (i, d) in dynamic[..end].iter().enumerate() {
+        if n < 2 && (d.d_tag == DT_LDCAS_STORE || d.d_tag == DT_LDCAS_LOADER) {
+            free[n] = i;
+            n += 1;
+        }
+    }
+    // Spare DT_NULLs after the terminator's first one (one must stay a terminator).
+    let mut spare = end;
+    while n < 2 && spare + 1 < dynamic.len() && dynamic[spare + 1].d_tag == DT_NULL {
+        free[n] = spare;
+        n += 1;
+        spare += 1;
+    }
+    let audit_slot = existing.unwrap_or(free[0]);
+    let hook_slot = if existing.is_some() { free[0] } else { free[1] };
+    if audit_slot == usize::MAX || hook_slot == usize::MAX {
+        return Err(InstallError::NoSlot);
+    }
+    dynamic[audit_slot] = Dyn {
         d_tag: DT_AUDIT,
         d_val: value,
     };
-    state().memfd_plus_one = fd.into_raw() + 1;
+    dynamic[hook_slot] = Dyn {
+        d_tag: DT_LDCAS_HOOK,
+        d_val: &HOOKS as *const Hooks as u64,
+    };
     Ok(())
 }

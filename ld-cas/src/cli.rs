@@ -23,6 +23,8 @@ Environment: LD_CAS_STORE (the store; ignored for setuid programs), LD_CAS_DEBUG
 (trace every resolution to stderr).
 ";
 
+static mut ME: PathBuf = PathBuf::new();
+
 /// Entry point when run as a command.
 pub fn main(mut stack: Stack) -> ! {
     let mut i = 1;
@@ -80,7 +82,14 @@ pub fn main(mut stack: Stack) -> ! {
     stack.shift_args(i);
     // SAFETY: the program was just mapped with these headers.
     let program = unsafe { Program::from_phdrs(m.phdr, m.phnum) };
-    launch::handover(stack, program, prog, Some(dirname(prog)))
+    // SAFETY: single-threaded before the hand-over.
+    let me = unsafe { &mut *core::ptr::addr_of_mut!(ME) };
+    if !me.fill(|buf| sys::readlink(b"/proc/self/exe\0", buf).ok()) {
+        die(127, |o| {
+            o.str("cannot find ld-cas's own path in /proc/self/exe");
+        });
+    }
+    launch::handover(stack, program, prog, Some(dirname(prog)), me.bytes())
 }
 
 /// Maps the file at `path` read-only for good.

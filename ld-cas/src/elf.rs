@@ -27,6 +27,11 @@ pub const DT_LDCAS_LOADER: i64 = 0x6c64_6301;
 /// The store directory, relative to the program's directory when relative (`elfpatch`).
 pub const DT_LDCAS_STORE: i64 = 0x6c64_6302;
 
+/// Written by ld-cas in memory only: the address of its hooks for its audit copy.
+pub const DT_LDCAS_HOOK: i64 = 0x6c64_6303;
+/// `PT_INTERP`.
+pub const PT_INTERP: u32 = 3;
+
 /// `ET_DYN`.
 pub const ET_DYN: u16 = 3;
 /// `ET_EXEC`.

@@ -4,6 +4,7 @@
 use crate::arch;
 use crate::audit::{self, trace, InstallError};
 use crate::cas::{Hash, Kind, URI_PREFIX};
+use crate::elf::PT_INTERP;
 use crate::elf::{
     self, Dyn, Phdr, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NEEDED, DT_NULL, DT_STRSZ, DT_STRTAB,
     DT_VERNEED, DT_VERNEEDNUM, PT_DYNAMIC, PT_PHDR,
@@ -27,6 +28,8 @@ pub struct Program {
     pub strings: &'static [u8],
     /// Its program headers.
     pub phdrs: &'static [Phdr],
+    /// Its `PT_INTERP` string (empty if none).
+    pub interp: &'static [u8],
 }
 
 impl Program {
@@ -71,6 +74,11 @@ impl Program {
             strtab,
             strings,
             phdrs: ph,
+            interp: match ph.iter().find(|p| p.p_type == PT_INTERP) {
+                // SAFETY: PT_INTERP is a NUL-terminated string in the mapped image.
+                Some(p) => cstr(bias.wrapping_add(p.p_vaddr as usize) as *const u8),
+                None => &[],
+            },
         }
     }
 
@@ -105,7 +113,8 @@ pub fn interp(stack: Stack) -> ! {
         // SAFETY: AT_EXECFN is a NUL-terminated string on the initial stack.
         unsafe { cstr(execfn as *const u8) }
     };
-    handover(stack, prog, name, None)
+    let me = prog.interp;
+    handover(stack, prog, name, None, me)
 }
 
 static mut SCRATCH: PathBuf = PathBuf::new();
@@ -119,13 +128,14 @@ pub fn debug_enabled(stack: &Stack) -> bool {
 }
 
 /// Finds the store, the loader and the names, then jumps into the loader. `dir` is the
-/// program's directory when known (run as a command), else it is read from
-/// `/proc/self/exe` if needed.
+/// program's directory when known (run as a command), else it is found from `AT_EXECFN`
+/// or `/proc/self/exe` if needed. `me` is ld-cas's own path (for `DT_AUDIT`).
 pub fn handover(
     mut stack: Stack,
     prog: Program,
     name: &'static [u8],
     dir: Option<&'static [u8]>,
+    me: &[u8],
 ) -> ! {
     let secure = stack.aux(AT_SECURE) != 0;
     let debug = debug_enabled(&stack);
@@ -154,7 +164,7 @@ pub fn handover(
         };
         let recorded = prog.tag_str(DT_LDCAS_STORE);
         let pdir: &[u8] = match (env, recorded, dir) {
-            (None, Some(rec), None) if !rec.starts_with(b"/") => exe_dir(),
+            (None, Some(rec), None) if !rec.starts_with(b"/") => exe_dir(&stack, secure),
             (_, _, Some(d)) => d,
             _ => b"",
         };
@@ -221,15 +231,14 @@ pub fn handover(
     } else if uses_uri {
         let strtab = prog.strtab;
         // SAFETY: the program's dynamic section has not been read by ld.so yet.
-        if let Err(e) = unsafe { audit::install(prog.dynamic, strtab) } {
+        if let Err(e) = unsafe { audit::install(prog.dynamic, strtab, me) } {
             die(127, |o| {
                 o.bytes(name).str(": cannot install the name service: ");
                 match e {
-                    InstallError::Memfd(e) => o.str("memfd: ").str(e.describe()),
                     InstallError::NoSlot => o.str(
-                        "no free slot in its dynamic section (convert it again with elfpatch)",
+                        "no free slots in its dynamic section (convert it again with elfpatch)",
                     ),
-                    InstallError::NoHook => o.str("the audit module has no hook (broken build)"),
+                    InstallError::TooLong => o.str("its audit list is too long"),
                 };
             });
         }
@@ -384,17 +393,35 @@ fn nested_uri(path: &[u8]) -> Option<&'static [u8]> {
 }
 
 /// The directory of the running program, from `/proc/self/exe`.
-fn exe_dir() -> &'static [u8] {
+///
+/// The path given to `execve` (`AT_EXECFN`) is used when it is not a symbolic link (one
+/// cheap `lstat`; a symlinked *directory* on the way is fine, as `..` is resolved after it);
+/// otherwise, and always under `AT_SECURE` (the caller chooses that path),
+/// `/proc/self/exe`.
+fn exe_dir(stack: &Stack, secure: bool) -> &'static [u8] {
     // SAFETY: single-threaded before the hand-over.
     let exe = unsafe { &mut *core::ptr::addr_of_mut!(EXE) };
-    let mut buf = [0u8; 4096];
-    match sys::readlink(b"/proc/self/exe\0", &mut buf) {
-        Ok(n) if n < buf.len() => {
-            exe.clear();
-            exe.push(&buf[..n]);
-            dirname(exe.bytes())
+    let execfn = stack.aux(AT_EXECFN);
+    if !secure && execfn != 0 {
+        // SAFETY: AT_EXECFN is a NUL-terminated string on the initial stack.
+        let path = unsafe { cstr(execfn as *const u8) };
+        exe.clear();
+        if exe.push(path) && sys::is_symlink(exe.c()) == Ok(false) {
+            if path.starts_with(b"/") {
+                return dirname(path);
+            }
+            // Relative to the working directory, which the program may change: make it
+            // absolute, or later `dlopen`s and `$ORIGIN` would follow the program around.
+            if exe.fill(|buf| sys::getcwd(buf).ok()) && exe.push(b"/") && exe.push(path) {
+                return dirname(exe.bytes());
+            }
         }
-        _ => b".",
+    }
+    exe.clear();
+    if exe.fill(|buf| sys::readlink(b"/proc/self/exe\0", buf).ok()) {
+        dirname(exe.bytes())
+    } else {
+        b"."
     }
 }
 

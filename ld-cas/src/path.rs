@@ -35,6 +35,20 @@ impl PathBuf {
         self.buf[0] = 0;
     }
 
+    /// Replaces the path with what `f` writes into the buffer (returning its length).
+    /// Returns `false`, leaving the path empty, when `f` fails or fills the whole buffer.
+    pub fn fill(&mut self, f: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        self.clear();
+        match f(&mut self.buf[..PATH_MAX - 1]) {
+            Some(n) if n < PATH_MAX - 1 && !self.buf[..n].contains(&0) => {
+                self.len = n;
+                self.buf[n] = 0;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The path without its terminator.
     pub fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]

@@ -47,6 +47,8 @@ fn check(ret: isize) -> SysResult<usize> {
 
 /// `AT_FDCWD`: resolve relative paths against the working directory.
 pub const AT_FDCWD: isize = -100;
+/// `AT_SYMLINK_NOFOLLOW`.
+pub const AT_SYMLINK_NOFOLLOW: usize = 0x100;
 /// `O_RDONLY | O_CLOEXEC`.
 pub const O_RDONLY_CLOEXEC: usize = 0o2000000;
 /// Page protection bits.
@@ -61,8 +63,6 @@ pub const MAP_PRIVATE: usize = 0x02;
 pub const MAP_FIXED: usize = 0x10;
 /// `MAP_ANONYMOUS`.
 pub const MAP_ANONYMOUS: usize = 0x20;
-/// `MFD_CLOEXEC`.
-pub const MFD_CLOEXEC: usize = 1;
 
 /// The parts of `struct stat` ld-cas reads (x86_64 and aarch64 share `st_size` at 48).
 const STAT_SIZE: usize = 144;
@@ -74,15 +74,6 @@ impl Drop for Fd {
     fn drop(&mut self) {
         // SAFETY: closing a descriptor we own has no memory-safety requirements.
         unsafe { syscall6(nr::CLOSE, self.0 as usize, 0, 0, 0, 0, 0) };
-    }
-}
-
-impl Fd {
-    /// Gives the descriptor up without closing it.
-    pub fn into_raw(self) -> i32 {
-        let fd = self.0;
-        core::mem::forget(self);
-        fd
     }
 }
 
@@ -120,6 +111,35 @@ pub fn access_read(path: &[u8]) -> SysResult<()> {
         )
     };
     check(r).map(|_| ())
+}
+
+/// Whether the NUL-terminated `path` is a symbolic link (`lstat`).
+pub fn is_symlink(path: &[u8]) -> SysResult<bool> {
+    let mut st = [0u64; STAT_SIZE / 8];
+    // SAFETY: `path` is NUL-terminated and `st` as large as the kernel's `struct stat`.
+    let r = unsafe {
+        syscall6(
+            nr::NEWFSTATAT,
+            AT_FDCWD as usize,
+            path.as_ptr() as usize,
+            st.as_mut_ptr() as usize,
+            AT_SYMLINK_NOFOLLOW,
+            0,
+            0,
+        )
+    };
+    check(r)?;
+    let mode_word = st[crate::arch::STAT_MODE_OFFSET / 8];
+    let mode = (mode_word >> (8 * (crate::arch::STAT_MODE_OFFSET % 8))) as u32;
+    Ok(mode & 0o170000 == 0o120000)
+}
+
+/// The working directory (without a terminator counted in the length).
+pub fn getcwd(buf: &mut [u8]) -> SysResult<usize> {
+    // SAFETY: `buf` is writable for its length.
+    let r = unsafe { syscall6(nr::GETCWD, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0, 0) };
+    // The kernel counts the terminating NUL.
+    check(r).map(|n| n.saturating_sub(1))
 }
 
 /// The size of the open file `fd`.
@@ -250,18 +270,6 @@ pub fn readlink(path: &[u8], buf: &mut [u8]) -> SysResult<usize> {
         )
     };
     check(r)
-}
-
-/// Creates an anonymous memory file named by the NUL-terminated `name`.
-pub fn memfd_create(name: &[u8], flags: usize) -> SysResult<Fd> {
-    // SAFETY: `name` is NUL-terminated.
-    let r = unsafe { syscall6(nr::MEMFD_CREATE, name.as_ptr() as usize, flags, 0, 0, 0, 0) };
-    check(r).map(|fd| Fd(fd as i32))
-}
-
-/// Closes a raw descriptor.
-pub fn close_raw(fd: i32) {
-    drop(Fd(fd));
 }
 
 /// Changes the protection of whole pages.

@@ -14,6 +14,9 @@ pub const R_RELATIVE: u32 = 8;
 /// The ELF machine this platform runs (`EM_X86_64`).
 pub const EM_MACHINE: u16 = 62;
 
+/// Offset of `st_mode` in the kernel's `struct stat`.
+pub const STAT_MODE_OFFSET: usize = 24;
+
 /// System call numbers used by ld-cas.
 pub mod nr {
     #![allow(missing_docs)]
@@ -26,10 +29,11 @@ pub mod nr {
     pub const MUNMAP: usize = 11;
     pub const PREAD64: usize = 17;
     pub const EXIT_GROUP: usize = 231;
+    pub const GETCWD: usize = 79;
     pub const OPENAT: usize = 257;
+    pub const NEWFSTATAT: usize = 262;
     pub const READLINKAT: usize = 267;
     pub const FACCESSAT: usize = 269;
-    pub const MEMFD_CREATE: usize = 319;
 }
 
 // The entry point. The kernel starts us with the initial stack (argc, argv, envp, auxv) at
@@ -57,13 +61,14 @@ global_asm!(
 /// point of a mapped, ready-to-run loader or program.
 pub unsafe fn jump(sp: *mut usize, entry: usize) -> ! {
     // SAFETY: per the caller's contract; nothing after the jump uses our stack frame.
+    // Fixed registers: an operand allocated to %rdx would be cleared before the jump.
     asm!(
-        "mov rsp, {sp}",
+        "mov rsp, rdi",
         "xor edx, edx",
         "xor ebp, ebp",
-        "jmp {entry}",
-        sp = in(reg) sp,
-        entry = in(reg) entry,
+        "jmp rsi",
+        in("rdi") sp,
+        in("rsi") entry,
         options(noreturn)
     )
 }

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Start-up benchmark of ld-cas (results in BENCHMARKS.md).
+#
+# A trivial program (libc only) and a program with 20 libraries, each built four ways and
+# timed side by side in one hyperfine run:
+#   original   linked the ordinary way (libraries through one RUNPATH directory)
+#   runpath30  Nix-style: a RUNPATH of 30 directories, one library per directory, libc in
+#              the 25th
+#   absolute   absolute-path DT_NEEDED entries (Shrinkwrap-style)
+#   ld-cas     converted: uri:blake3 names, ld-cas as PT_INTERP, libc and ld.so in the store
+# then counted with `strace -f -c` (all system calls) and `strace -f -e trace=%file`
+# (failed file look-ups).
+#
+# Usage: benches/startup/run.sh [RUNS]   (needs `cargo build --release --workspace`)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+runs=${1:-1000}
+ldcas=$root/target/release/ld-cas
+elfpatch=$root/target/release/elfpatch
+for tool in gcc patchelf hyperfine strace python3; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing: run scripts/install-deps.sh" >&2; exit 1; }
+done
+[ -x "$ldcas" ] && [ -x "$elfpatch" ] || { echo "run cargo build --release --workspace first" >&2; exit 1; }
+w=$(mktemp -d /tmp/ld-cas-bench.XXXXXX)
+trap 'rm -rf "$w"' EXIT
+cd "$w"
+mkdir -p src lib bin
+libc=/lib/x86_64-linux-gnu/libc.so.6
+
+# Sources.
+echo 'int main(void) { return 0; }' >src/trivial.c
+{
+  for i in $(seq -w 1 20); do echo "int f$i(void);"; done
+  echo 'int main(void) { int s = 0;'
+  for i in $(seq -w 1 20); do echo "  s += f$i();"; done
+  echo '  return s == 210 ? 0 : 1; }'
+} >src/many.c
+libs=()
+for i in $(seq -w 1 20); do
+  echo "int f$i(void) { return $((10#$i)); }" >"src/l$i.c"
+  gcc -O2 -shared -fPIC -Wl,-soname,libl$i.so -o "lib/libl$i.so" "src/l$i.c"
+  libs+=("-l:libl$i.so")
+done
+
+# original
+gcc -O2 -o bin/trivial-original src/trivial.c
+gcc -O2 -o bin/many-original src/many.c -Llib "${libs[@]}" -Wl,-rpath,"$w/lib"
+
+# runpath30
+rp=""
+for d in $(seq -w 1 30); do mkdir -p "rp/d$d"; rp="$rp${rp:+:}$w/rp/d$d"; done
+for i in $(seq -w 1 20); do cp "lib/libl$i.so" "rp/d$i/"; done
+cp "$libc" rp/d25/
+gcc -O2 -o bin/trivial-runpath30 src/trivial.c -Wl,--enable-new-dtags,-rpath,"$rp"
+gcc -O2 -o bin/many-runpath30 src/many.c -Llib "${libs[@]}" -Wl,--enable-new-dtags,-rpath,"$rp"
+
+# absolute
+for p in trivial many; do
+  cp "bin/$p-original" "bin/$p-absolute"
+  args=(--replace-needed libc.so.6 "$libc")
+  for i in $(seq -w 1 20); do args+=(--replace-needed "libl$i.so" "$w/lib/libl$i.so"); done
+  patchelf "${args[@]}" "bin/$p-absolute"
+  patchelf --remove-rpath "bin/$p-absolute"
+done
+
+# ld-cas
+"$elfpatch" store init --store store >/dev/null
+uri() { "$elfpatch" store add --store store "$1" | cut -f1; }
+args=(--replace-needed libc.so.6 "$(uri "$libc")")
+loader=$(uri /lib64/ld-linux-x86-64.so.2)
+for i in $(seq -w 1 20); do args+=(--replace-needed "libl$i.so" "$(uri "lib/libl$i.so")"); done
+for p in trivial many; do
+  cp "bin/$p-original" "bin/$p-ld-cas"
+  patchelf "${args[@]}" "bin/$p-ld-cas"
+  patchelf --remove-rpath --set-interpreter "$ldcas" "bin/$p-ld-cas"
+  "$root/benches/startup/addtags.py" "bin/$p-ld-cas" "$loader" ../store
+done
+
+variants=(original runpath30 absolute ld-cas)
+for p in trivial many; do
+  for v in "${variants[@]}"; do "bin/$p-$v" || { echo "bin/$p-$v failed" >&2; exit 1; }; done
+  cmds=()
+  for v in "${variants[@]}"; do cmds+=("bin/$p-$v"); done
+  hyperfine -N --warmup 100 --runs "$runs" --export-json "$p.json" "${cmds[@]}" >/dev/null 2>&1
+  for v in "${variants[@]}"; do
+    strace -f -c -o "$p-$v.count" "bin/$p-$v"
+    strace -f -e trace=%file -o "$p-$v.files" "bin/$p-$v"
+  done
+done
+
+python3 - "${variants[@]}" <<'PY'
+import json, re, sys
+variants = sys.argv[1:]
+print("| program | variant | mean (µs) | σ (µs) | vs absolute | vs original | syscalls | failed file look-ups | look-ups of `uri:` names |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for p in ["trivial", "many"]:
+    res = {r["command"].split("-", 1)[1]: r for r in json.load(open(f"{p}.json"))["results"]}
+    for v in variants:
+        r = res[v]
+        mean, sd = r["mean"] * 1e6, r["stddev"] * 1e6
+        total = 0
+        for line in open(f"{p}-{v}.count"):
+            parts = line.split()
+            if parts and parts[-1] == "total":
+                total = int(parts[3])
+        files = open(f"{p}-{v}.files").read().splitlines()
+        failed = sum(1 for l in files if re.search(r"= -1 E", l))
+        uri = sum(1 for l in files if "uri:blake3" in l)
+        ra = mean / (res["absolute"]["mean"] * 1e6)
+        ro = mean / (res["original"]["mean"] * 1e6)
+        name = "trivial" if p == "trivial" else "20 libraries"
+        print(f"| {name} | {v} | {mean:.0f} | {sd:.0f} | {ra:.3f} | {ro:.3f} | {total} | {failed} | {uri} |")
+PY
