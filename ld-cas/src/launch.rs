@@ -169,6 +169,9 @@ pub fn handover(
             _ => b"",
         };
         let source = store::locate(&mut r.store, env, recorded, pdir);
+        if r.store.overflowed() {
+            too_long(name, "the store's path");
+        }
         if debug {
             trace(|o| {
                 o.str("store ")
@@ -207,6 +210,9 @@ pub fn handover(
         None => {
             loader_path.push(&arch::DEFAULT_LOADER[..arch::DEFAULT_LOADER.len() - 1]);
         }
+    }
+    if loader_path.overflowed() {
+        too_long(name, "the loader's path");
     }
     if debug {
         trace(|o| {
@@ -423,6 +429,16 @@ fn exe_dir(stack: &Stack, secure: bool) -> &'static [u8] {
     } else {
         b"."
     }
+}
+
+fn too_long(name: &[u8], what: &str) -> ! {
+    die(127, |o| {
+        o.bytes(name).str(": ").str(what);
+        let _ = core::fmt::write(
+            o,
+            format_args!(" is longer than {} bytes", crate::path::PATH_MAX - 1),
+        );
+    })
 }
 
 fn store_error(

@@ -44,8 +44,8 @@ impl MapError {
 
 /// Bytes read at the start of the file: the ELF header and, normally, the program headers
 /// (tools like patchelf add headers, so this is generous).
-const HEAD: usize = 4096;
-const MAX_PHDRS: usize = 64;
+const HEAD: usize = 1024;
+const MAX_PHDRS: usize = 32;
 
 /// The `mmap` protection of a segment.
 pub fn prot(p: &Phdr) -> usize {
@@ -71,24 +71,42 @@ pub fn map_path(path: &[u8], machine: u16, page: usize) -> Result<Mapped, MapErr
 
 /// Maps the segments of the ELF file open as `fd`.
 pub fn map_fd(fd: &Fd, machine: u16, page: usize) -> Result<Mapped, MapError> {
+    // One read for the ELF header and (nearly always) the program headers.
     let mut head = [0u8; HEAD];
     let n = sys::pread(fd, &mut head, 0).map_err(MapError::Read)?;
-    let head = &head[..n];
-    let h = elf::header(head, machine).ok_or(MapError::NotElf)?;
+    let h = elf::header(&head[..n], machine).ok_or(MapError::NotElf)?;
     let phnum = h.e_phnum as usize;
     if phnum == 0 || phnum > MAX_PHDRS {
         return Err(MapError::NotElf);
     }
     let mut ph = [Phdr::default(); MAX_PHDRS];
-    for (i, slot) in ph.iter_mut().enumerate().take(phnum) {
-        *slot = elf::phdr(head, &h, i).ok_or(MapError::NotElf)?;
+    let end = (h.e_phoff as usize).saturating_add(phnum * 56);
+    if end > n {
+        // Program headers further in (e.g. moved by an editor): read them separately.
+        let mut more = [0u8; MAX_PHDRS * 56];
+        let want = &mut more[..phnum * 56];
+        if sys::pread(fd, want, h.e_phoff).map_err(MapError::Read)? != want.len() {
+            return Err(MapError::NotElf);
+        }
+        let at0 = elf::Header { e_phoff: 0, ..h };
+        for (i, slot) in ph.iter_mut().enumerate().take(phnum) {
+            *slot = elf::phdr(want, &at0, i).ok_or(MapError::NotElf)?;
+        }
+    } else {
+        for (i, slot) in ph.iter_mut().enumerate().take(phnum) {
+            *slot = elf::phdr(&head[..n], &h, i).ok_or(MapError::NotElf)?;
+        }
     }
     let ph = &ph[..phnum];
     let mask = page - 1;
     let (mut lo, mut hi, mut align) = (u64::MAX, 0u64, page as u64);
+    let mut first: Option<&Phdr> = None;
     for p in ph.iter().filter(|p| p.p_type == PT_LOAD) {
         if p.p_filesz > p.p_memsz || p.p_offset & mask as u64 != p.p_vaddr & mask as u64 {
             return Err(MapError::NotElf);
+        }
+        if p.p_vaddr & !(mask as u64) < lo {
+            first = Some(p);
         }
         lo = lo.min(p.p_vaddr & !(mask as u64));
         hi = hi.max(p.p_vaddr.checked_add(p.p_memsz).ok_or(MapError::NotElf)?);
@@ -96,11 +114,30 @@ pub fn map_fd(fd: &Fd, machine: u16, page: usize) -> Result<Mapped, MapError> {
             align = align.max(p.p_align.min(1 << 30));
         }
     }
-    if lo >= hi {
-        return Err(MapError::NotElf);
-    }
+    let first = match first {
+        Some(f) if lo < hi => f,
+        _ => return Err(MapError::NotElf),
+    };
     let span = ((hi - lo) as usize + mask) & !mask;
-    let bias = if h.e_type == ET_DYN {
+    let bias = if h.e_type != ET_DYN {
+        0
+    } else if align as usize <= page && first.p_filesz > 0 {
+        // Like the kernel and ld.so: map the lowest segment with the whole span, which
+        // reserves room for the others; they are mapped over it below.
+        // SAFETY: a fresh mapping chosen by the kernel.
+        let at = unsafe {
+            sys::mmap(
+                0,
+                span,
+                prot(first),
+                MAP_PRIVATE,
+                fd.0,
+                first.p_offset & !(mask as u64),
+            )
+        }
+        .map_err(MapError::Map)?;
+        at.wrapping_sub(lo as usize)
+    } else {
         // SAFETY: a fresh inaccessible reservation chosen by the kernel, trimmed to an
         // aligned window; we own all of it.
         unsafe {
@@ -114,8 +151,6 @@ pub fn map_fd(fd: &Fd, machine: u16, page: usize) -> Result<Mapped, MapError> {
             let _ = sys::munmap(start + span, r + a - start);
             start.wrapping_sub(lo as usize)
         }
-    } else {
-        0
     };
     for p in ph.iter().filter(|p| p.p_type == PT_LOAD) {
         let vstart = bias + (p.p_vaddr as usize & !mask);
@@ -126,7 +161,8 @@ pub fn map_fd(fd: &Fd, machine: u16, page: usize) -> Result<Mapped, MapError> {
         // SAFETY: the range lies in our reservation (or at the fixed addresses of an
         // ET_EXEC program, which nothing else occupies in a fresh process).
         unsafe {
-            if p.p_filesz > 0 {
+            let done = h.e_type == ET_DYN && align as usize <= page && core::ptr::eq(p, first);
+            if p.p_filesz > 0 && !done {
                 sys::mmap(
                     vstart,
                     flen,

@@ -1,12 +1,16 @@
 //! A fixed-capacity, always NUL-terminated path buffer (no allocator).
 
-/// Longest path ld-cas builds, terminator included (Linux's `PATH_MAX`).
-pub const PATH_MAX: usize = 4096;
+/// Longest path ld-cas builds, terminator included. Smaller than Linux's 4096 so that the
+/// few buffers fit in fewer pages (each touched page is a page fault at every start);
+/// longer store paths are reported as errors, never truncated.
+pub const PATH_MAX: usize = 1024;
 
-/// A path under construction.
+/// A path under construction. Appending past the capacity marks it overflowed: it then
+/// reads as empty, which no system call accepts, and [`PathBuf::overflowed`] says why.
 pub struct PathBuf {
     buf: [u8; PATH_MAX],
     len: usize,
+    overflow: bool,
 }
 
 impl PathBuf {
@@ -15,12 +19,16 @@ impl PathBuf {
         PathBuf {
             buf: [0; PATH_MAX],
             len: 0,
+            overflow: false,
         }
     }
 
-    /// Appends bytes; returns `false` (leaving the path unchanged) if they do not fit.
+    /// Appends bytes; returns `false` (and marks the path overflowed) if they do not fit.
     pub fn push(&mut self, s: &[u8]) -> bool {
-        if self.len + s.len() + 1 > PATH_MAX || s.contains(&0) {
+        if self.overflow || self.len + s.len() + 1 > PATH_MAX || s.contains(&0) {
+            self.overflow = true;
+            self.len = 0;
+            self.buf[0] = 0;
             return false;
         }
         self.buf[self.len..self.len + s.len()].copy_from_slice(s);
@@ -32,6 +40,7 @@ impl PathBuf {
     /// Empties the path.
     pub fn clear(&mut self) {
         self.len = 0;
+        self.overflow = false;
         self.buf[0] = 0;
     }
 
@@ -57,6 +66,11 @@ impl PathBuf {
     /// The path with its terminator, for system calls.
     pub fn c(&self) -> &[u8] {
         &self.buf[..self.len + 1]
+    }
+
+    /// Whether something appended did not fit.
+    pub fn overflowed(&self) -> bool {
+        self.overflow
     }
 
     /// Length without the terminator.
