@@ -2,7 +2,8 @@
 # Start-up benchmark of ld-cas (results in BENCHMARKS.md).
 #
 # A trivial program (libc only) and a program with 20 libraries, each built four ways and
-# timed side by side in one hyperfine run:
+# timed side by side: `spawn.c` runs the variants in interleaved rounds (so the noise of a
+# busy machine hits all alike) and reports medians:
 #   original   linked the ordinary way (libraries through one RUNPATH directory)
 #   runpath30  Nix-style: a RUNPATH of 30 directories, one library per directory, libc in
 #              the 25th
@@ -17,12 +18,16 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 runs=${1:-1000}
 ldcas=$root/target/release/ld-cas
 elfpatch=$root/target/release/elfpatch
-for tool in gcc patchelf hyperfine strace python3; do
+for tool in gcc patchelf strace python3; do
   command -v "$tool" >/dev/null || { echo "$tool is missing: run scripts/install-deps.sh" >&2; exit 1; }
 done
 [ -x "$ldcas" ] && [ -x "$elfpatch" ] || { echo "run cargo build --release --workspace first" >&2; exit 1; }
-w=$(mktemp -d /tmp/ld-cas-bench.XXXXXX)
-trap 'rm -rf "$w"' EXIT
+if [ -n "${LD_CAS_BENCH_DIR:-}" ]; then   # keep the fixtures for inspection
+  w=$LD_CAS_BENCH_DIR; rm -rf "$w"; mkdir -p "$w"
+else
+  w=$(mktemp -d /tmp/ld-cas-bench.XXXXXX)
+  trap 'rm -rf "$w"' EXIT
+fi
 cd "$w"
 mkdir -p src lib bin
 libc=/lib/x86_64-linux-gnu/libc.so.6
@@ -76,12 +81,13 @@ for p in trivial many; do
   "$root/benches/startup/addtags.py" "bin/$p-ld-cas" "$loader" ../store
 done
 
+gcc -O2 -o spawn "$root/benches/startup/spawn.c"
 variants=(original runpath30 absolute ld-cas)
 for p in trivial many; do
   for v in "${variants[@]}"; do "bin/$p-$v" || { echo "bin/$p-$v failed" >&2; exit 1; }; done
   cmds=()
   for v in "${variants[@]}"; do cmds+=("bin/$p-$v"); done
-  hyperfine -N --warmup 100 --runs "$runs" --export-json "$p.json" "${cmds[@]}" >/dev/null 2>&1
+  "$w/spawn" "$runs" 100 "${cmds[@]}" >"$p.times"
   for v in "${variants[@]}"; do
     strace -f -c -o "$p-$v.count" "bin/$p-$v"
     strace -f -e trace=%file -o "$p-$v.files" "bin/$p-$v"
@@ -89,15 +95,17 @@ for p in trivial many; do
 done
 
 python3 - "${variants[@]}" <<'PY'
-import json, re, sys
+import re, sys
 variants = sys.argv[1:]
-print("| program | variant | mean (µs) | σ (µs) | vs absolute | vs original | syscalls | failed file look-ups | look-ups of `uri:` names |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| program | variant | median (µs) | p10 (µs) | median − absolute (µs) | vs absolute | vs original | syscalls | failed file look-ups | look-ups of `uri:` names |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for p in ["trivial", "many"]:
-    res = {r["command"].split("-", 1)[1]: r for r in json.load(open(f"{p}.json"))["results"]}
+    res = {}
+    for line in open(f"{p}.times"):
+        cmd, med, p10, mean = line.split("\t")
+        res[cmd.split("/")[-1].split("-", 1)[1]] = (float(med), float(p10))
     for v in variants:
-        r = res[v]
-        mean, sd = r["mean"] * 1e6, r["stddev"] * 1e6
+        med, p10 = res[v]
         total = 0
         for line in open(f"{p}-{v}.count"):
             parts = line.split()
@@ -106,8 +114,7 @@ for p in ["trivial", "many"]:
         files = open(f"{p}-{v}.files").read().splitlines()
         failed = sum(1 for l in files if re.search(r"= -1 E", l))
         uri = sum(1 for l in files if "uri:blake3" in l)
-        ra = mean / (res["absolute"]["mean"] * 1e6)
-        ro = mean / (res["original"]["mean"] * 1e6)
+        ab, orig = res["absolute"][0], res["original"][0]
         name = "trivial" if p == "trivial" else "20 libraries"
-        print(f"| {name} | {v} | {mean:.0f} | {sd:.0f} | {ra:.3f} | {ro:.3f} | {total} | {failed} | {uri} |")
+        print(f"| {name} | {v} | {med:.0f} | {p10:.0f} | {med - ab:+.0f} | {med / ab:.3f} | {med / orig:.3f} | {total} | {failed} | {uri} |")
 PY

@@ -132,19 +132,13 @@ pub fn resolve(r: &mut Resolver, name: &[u8], requester: &[u8]) -> Option<Found>
         }
         return Some(Found::Plain);
     }
-    let fail = |r: &Resolver, soname: &[u8], why: &str| -> Option<Found> {
+    let fail = |r: &Resolver, why: &str| -> Option<Found> {
         let print = |o: &mut Out| {
             o.bytes(r.program).str(": cannot load ").bytes(name);
-            if !soname.is_empty() {
-                o.str(" (").bytes(soname).str(")");
+            if !requester.is_empty() && requester != r.program {
+                o.str(" (needed by ").bytes(requester).str(")");
             }
-            if !requester.is_empty() {
-                o.str(" needed by ").bytes(requester);
-            }
-            o.str(": ")
-                .str(why)
-                .str(" in the store ")
-                .bytes(r.store.bytes());
+            o.str(": ").str(why).str("; store ").bytes(r.store.bytes());
         };
         if r.running {
             // A failing dlopen: dlerror() tells the program; trace only when asked.
@@ -157,22 +151,18 @@ pub fn resolve(r: &mut Resolver, name: &[u8], requester: &[u8]) -> Option<Found>
     };
     let hash = match Hash::parse_uri(name) {
         Ok(h) if name.len() == URI_LEN => h,
-        _ => return fail(r, b"", "malformed content address"),
+        _ => return fail(r, "malformed content address"),
     };
     let entry = match store::lookup(r.table, &hash) {
         Ok(Some(e)) => e,
-        Ok(None) => return fail(r, b"", "not found (soname unknown)"),
-        Err(_) => return fail(r, b"", "corrupt table entry"),
+        Ok(None) => return fail(r, "not in the lookup table"),
+        Err(_) => return fail(r, "corrupt table entry"),
     };
     // SAFETY: resolutions are serialized (see `state`).
     let path = unsafe { keep(&[r.store.bytes(), b"/", entry.path]) };
-    if !r.running {
-        // SAFETY: `keep` returned a NUL-terminated copy.
-        let c = unsafe { core::slice::from_raw_parts(path, r.store.len() + entry.path.len() + 2) };
-        if let Err(e) = sys::access_read(c) {
-            return fail(r, entry.soname, e.describe());
-        }
-    }
+    // The object's existence is not checked here: that would cost a system call per
+    // library at every start. A table entry whose file is gone (a damaged store) makes
+    // ld.so fail with the object's path, which holds the hash and the name.
     if r.debug {
         trace(|o| {
             o.bytes(name).str(" (").bytes(entry.soname).str(") => ");

@@ -72,11 +72,6 @@ impl PathBuf {
     pub fn overflowed(&self) -> bool {
         self.overflow
     }
-
-    /// Length without the terminator.
-    pub fn len(&self) -> usize {
-        self.len
-    }
 }
 
 /// The directory part of `path` (`.` when it has none, `/` for top-level entries).

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -384,36 +385,12 @@ fn store_and_programs_move_together_without_rewriting() {
 }
 
 #[test]
-fn missing_library_names_uri_soname_store_and_program() {
+fn missing_library_names_uri_store_and_program() {
     let w = world();
     let dir = tempfile::tempdir().unwrap();
     copy_world(w, dir.path());
-    let uri = w.uri("libchain_c.so");
-    let hex = uri.strip_prefix("uri:blake3:").unwrap();
-    let objects = dir.path().join("store/objects");
-    for e in fs::read_dir(&objects).unwrap() {
-        let p = e.unwrap().path();
-        if p.file_name().unwrap().to_string_lossy().starts_with(hex) {
-            fs::remove_file(p).unwrap();
-        }
-    }
-    let prog = dir.path().join("bin/chain");
-    let out = run(&mut Command::new(&prog));
-    assert_eq!(out.status.code(), Some(127));
-    let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    for part in [
-        uri,
-        "libchain_c.so",
-        &prog.display().to_string(),
-        "/store",
-        "no such file",
-    ] {
-        assert!(err.contains(part), "{part:?} missing from {err:?}");
-    }
-    assert!(err.starts_with("ld-cas: "), "{err}");
 
-    // A URI the table does not know.
+    // A URI the store's table does not know: ld-cas says so, in one line, exit 127.
     let unknown = dir.path().join("bin/unknown");
     fs::copy(w.bin("hello"), &unknown).unwrap();
     let fake = format!("uri:blake3:{}", "f".repeat(64));
@@ -427,10 +404,71 @@ fn missing_library_names_uri_soname_store_and_program() {
     let out = run(&mut Command::new(&unknown));
     assert_eq!(out.status.code(), Some(127));
     let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("ld-cas: "), "{err}");
+    for part in [
+        fake.as_str(),
+        "not in the lookup table",
+        &unknown.display().to_string(),
+        "/store",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from {err:?}");
+    }
+
+    // The same for a name a library needs: the message names that library too.
+    let chain = dir.path().join("bin/chain-b");
+    let b_uri = w.uri("libchain_b.so");
+    let b_hex = b_uri.strip_prefix("uri:blake3:").unwrap();
+    fs::copy(w.bin("chain"), &chain).unwrap();
+    let objects = dir.path().join("store/objects");
+    let b_obj = fs::read_dir(&objects)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(b_hex))
+        .unwrap();
+    let mut bytes = fs::read(&b_obj).unwrap();
+    let c_uri = w.uri("libchain_c.so");
+    let at = bytes
+        .windows(c_uri.len())
+        .position(|x| x == c_uri.as_bytes())
+        .unwrap();
+    bytes[at..at + c_uri.len()].copy_from_slice(fake.as_bytes());
+    fs::set_permissions(&b_obj, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&b_obj, &bytes).unwrap();
+    let out = run(&mut Command::new(&chain));
+    assert_eq!(out.status.code(), Some(127));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains(&fake) && err.contains("not found") && err.contains("bin/unknown"),
+        err.contains(&fake) && err.contains("needed by") && err.contains(b_hex),
         "{err}"
     );
+
+    // An object the table lists but whose file is gone (a damaged store): ld.so reports the
+    // object's path, which holds its hash and name.
+    let c_hex = c_uri.strip_prefix("uri:blake3:").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    copy_world(w, dir.path());
+    let objects = dir.path().join("store/objects");
+    for e in fs::read_dir(&objects).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap().to_string_lossy().starts_with(c_hex) {
+            fs::remove_file(p).unwrap();
+        }
+    }
+    let prog = dir.path().join("bin/chain");
+    let out = run(&mut Command::new(&prog));
+    assert_eq!(out.status.code(), Some(127));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for part in [
+        c_hex,
+        "libchain_c.so",
+        &prog.display().to_string(),
+        "/store/objects/",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from {err:?}");
+    }
 }
 
 #[test]
