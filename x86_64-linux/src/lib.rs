@@ -1,2 +1,197 @@
-//! The x86_64 Linux platform layer of ld-cas.
+//! The x86_64 Linux platform layer of ld-cas: the process entry point, raw system calls,
+//! the memory primitives a `no_std` static binary must bring itself, and the jump into the
+//! real loader.
+//!
+//! Everything architecture-specific lives here; `aarch64-linux/` is its twin with the same
+//! items. The rest of ld-cas is portable and builds with Rust 1.63.
 #![no_std]
+
+use core::arch::{asm, global_asm};
+
+/// The relocation type of `R_X86_64_RELATIVE`: the only one a static PIE applies to itself.
+pub const R_RELATIVE: u32 = 8;
+
+/// The ELF machine this platform runs (`EM_X86_64`).
+pub const EM_MACHINE: u16 = 62;
+
+/// System call numbers used by ld-cas.
+pub mod nr {
+    #![allow(missing_docs)]
+    pub const READ: usize = 0;
+    pub const WRITE: usize = 1;
+    pub const CLOSE: usize = 3;
+    pub const FSTAT: usize = 5;
+    pub const MMAP: usize = 9;
+    pub const MPROTECT: usize = 10;
+    pub const MUNMAP: usize = 11;
+    pub const PREAD64: usize = 17;
+    pub const EXIT_GROUP: usize = 231;
+    pub const OPENAT: usize = 257;
+    pub const READLINKAT: usize = 267;
+    pub const FACCESSAT: usize = 269;
+    pub const MEMFD_CREATE: usize = 319;
+}
+
+// The entry point. The kernel starts us with the initial stack (argc, argv, envp, auxv) at
+// %rsp and nothing else we may rely on. We pass the stack pointer, the run-time address of
+// our own `_DYNAMIC` and of our own ELF header to `ldcas_start`, which relocates us before
+// touching any relocated data. `lea` is PC-relative, so it needs no relocation itself.
+global_asm!(
+    ".globl _start",
+    ".type _start,@function",
+    "_start:",
+    "xor ebp, ebp",
+    "mov rdi, rsp",
+    "lea rsi, [rip + _DYNAMIC]",
+    "lea rdx, [rip + __ehdr_start]",
+    "and rsp, -16",
+    "call ldcas_start",
+    "ud2",
+);
+
+/// Restores the initial stack pointer `sp` and jumps to `entry` with the register state the
+/// kernel gives a new process (`%rdx` = 0: no finalizer to register).
+///
+/// # Safety
+/// `sp` must be the process's initial stack (possibly edited in place) and `entry` the entry
+/// point of a mapped, ready-to-run loader or program.
+pub unsafe fn jump(sp: *mut usize, entry: usize) -> ! {
+    // SAFETY: per the caller's contract; nothing after the jump uses our stack frame.
+    asm!(
+        "mov rsp, {sp}",
+        "xor edx, edx",
+        "xor ebp, ebp",
+        "jmp {entry}",
+        sp = in(reg) sp,
+        entry = in(reg) entry,
+        options(noreturn)
+    )
+}
+
+/// A raw system call with up to six arguments. Returns the kernel's result: a negative
+/// value in `-4095..0` is `-errno`.
+///
+/// # Safety
+/// The arguments must be valid for system call `n` (pointers to live memory of the right
+/// size, and so on).
+#[inline(always)]
+pub unsafe fn syscall6(
+    n: usize,
+    a: usize,
+    b: usize,
+    c: usize,
+    d: usize,
+    e: usize,
+    f: usize,
+) -> isize {
+    let ret: isize;
+    // SAFETY: per the caller's contract; `syscall` clobbers rcx and r11 only.
+    asm!(
+        "syscall",
+        inlateout("rax") n as isize => ret,
+        in("rdi") a,
+        in("rsi") b,
+        in("rdx") c,
+        in("r10") d,
+        in("r8") e,
+        in("r9") f,
+        lateout("rcx") _,
+        lateout("r11") _,
+        options(nostack)
+    );
+    ret
+}
+
+// The memory functions the compiler may call. A `no_std` static binary linked with
+// `-nostdlib` has no libc to provide them. `rep movsb`/`rep stosb` are short and fast on
+// every x86_64 since Ivy Bridge (ERMSB), and cannot be turned back into calls to themselves.
+
+/// Copies `n` bytes from `src` to `dest` (non-overlapping).
+///
+/// # Safety
+/// Same contract as C's `memcpy`.
+#[no_mangle]
+pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    // SAFETY: per the caller's contract.
+    asm!("rep movsb", inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _,
+         options(nostack, preserves_flags));
+    dest
+}
+
+/// Copies `n` bytes from `src` to `dest`; the ranges may overlap.
+///
+/// # Safety
+/// Same contract as C's `memmove`.
+#[no_mangle]
+pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    if (dest as usize).wrapping_sub(src as usize) >= n {
+        // Forward copy is safe: dest is below src or past its end.
+        return memcpy(dest, src, n);
+    }
+    // SAFETY: copy backwards with the direction flag set, then clear it again.
+    asm!("std", "rep movsb", "cld",
+         inout("rcx") n => _, inout("rdi") dest.add(n).wrapping_sub(1) => _,
+         inout("rsi") src.add(n).wrapping_sub(1) => _, options(nostack));
+    dest
+}
+
+/// Fills `n` bytes at `dest` with `c`.
+///
+/// # Safety
+/// Same contract as C's `memset`.
+#[no_mangle]
+pub unsafe extern "C" fn memset(dest: *mut u8, c: i32, n: usize) -> *mut u8 {
+    // SAFETY: per the caller's contract.
+    asm!("rep stosb", inout("rcx") n => _, inout("rdi") dest => _, in("al") c as u8,
+         options(nostack, preserves_flags));
+    dest
+}
+
+/// Compares `n` bytes; same contract and result sign as C's `memcmp`.
+///
+/// # Safety
+/// Both pointers must be valid for `n` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    let mut i = 0;
+    while i < n {
+        // SAFETY: i < n and both ranges are valid for n bytes.
+        let (x, y) = (*a.add(i), *b.add(i));
+        if x != y {
+            return x as i32 - y as i32;
+        }
+        i += 1;
+    }
+    0
+}
+
+/// Like [`memcmp`] but only tells equal (0) from different (non-zero).
+///
+/// # Safety
+/// Both pointers must be valid for `n` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    // SAFETY: same contract.
+    memcmp(a, b, n)
+}
+
+/// The loader used when a program records none: glibc's ld.so at its ABI path.
+pub const DEFAULT_LOADER: &[u8] = b"/lib64/ld-linux-x86-64.so.2\0";
+
+/// Length of the NUL-terminated string at `s`.
+///
+/// # Safety
+/// Same contract as C's `strlen`.
+#[no_mangle]
+pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
+    let end: *const u8;
+    // SAFETY: scans forward to the terminator the caller guarantees.
+    asm!("repne scasb", inout("rdi") s => end, inout("rcx") usize::MAX => _, in("al") 0u8,
+         options(nostack, readonly));
+    end as usize - s as usize - 1
+}
+
+/// Never called: ld-cas aborts on panic, but the precompiled `core` still names the
+/// unwinding personality routine in its unwind tables.
+#[no_mangle]
+pub extern "C" fn rust_eh_personality() {}

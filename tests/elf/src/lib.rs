@@ -74,3 +74,64 @@ pub fn compile(compiler: &str, sources: &[&Path], output: &Path, args: &[&str]) 
 pub fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
+
+/// Adds string-valued dynamic entries (`tag`, `value`) to the ELF file at `path`, the way a
+/// converter records extra data for the interpreter: Debian's `patchelf --add-needed` adds
+/// each string to `.dynstr` as a `DT_NEEDED`, then that entry is retagged in place.
+/// Test-only: real conversions use `elfpatch`.
+pub fn add_dynamic_string_tags(path: &Path, tags: &[(u64, &str)]) {
+    require_tool("patchelf");
+    for (_, value) in tags {
+        run_ok(
+            Command::new("patchelf")
+                .arg("--add-needed")
+                .arg(value)
+                .arg(path),
+        );
+    }
+    let mut data = std::fs::read(path).unwrap();
+    let u16_at = |d: &[u8], o: usize| u16::from_le_bytes(d[o..o + 2].try_into().unwrap()) as usize;
+    let u64_at = |d: &[u8], o: usize| u64::from_le_bytes(d[o..o + 8].try_into().unwrap());
+    let (phoff, phnum) = (u64_at(&data, 32) as usize, u16_at(&data, 56));
+    let phdrs: Vec<[u64; 5]> = (0..phnum)
+        .map(|i| {
+            let o = phoff + i * 56;
+            let t = u32::from_le_bytes(data[o..o + 4].try_into().unwrap()) as u64;
+            [
+                t,
+                u64_at(&data, o + 8),
+                u64_at(&data, o + 16),
+                u64_at(&data, o + 32),
+                0,
+            ]
+        })
+        .collect();
+    let dynamic = phdrs.iter().find(|p| p[0] == 2).expect("PT_DYNAMIC");
+    let to_off = |vaddr: u64| {
+        phdrs
+            .iter()
+            .find(|p| p[0] == 1 && vaddr >= p[2] && vaddr < p[2] + p[3])
+            .map(|p| (vaddr - p[2] + p[1]) as usize)
+            .expect("address in a PT_LOAD")
+    };
+    let entries: Vec<(usize, u64, u64)> = (0..dynamic[3] as usize / 16)
+        .map(|i| {
+            let o = dynamic[1] as usize + i * 16;
+            (o, u64_at(&data, o), u64_at(&data, o + 8))
+        })
+        .collect();
+    let strtab = to_off(entries.iter().find(|e| e.1 == 5).expect("DT_STRTAB").2);
+    for (tag, value) in tags {
+        let slot = entries
+            .iter()
+            .find(|e| {
+                e.1 == 1 && {
+                    let s = strtab + e.2 as usize;
+                    data[s..].split(|&c| c == 0).next() == Some(value.as_bytes())
+                }
+            })
+            .unwrap_or_else(|| panic!("patchelf did not add {value:?}"));
+        data[slot.0..slot.0 + 8].copy_from_slice(&tag.to_le_bytes());
+    }
+    std::fs::write(path, data).unwrap();
+}

@@ -1,0 +1,227 @@
+//! ld-cas run as a command (`AT_BASE` = 0): run a program, list or verify its closure.
+
+use crate::arch;
+use crate::cas::{Hash, URI_LEN, URI_PREFIX};
+use crate::elf::{self, DT_LDCAS_LOADER, DT_LDCAS_STORE};
+use crate::launch::{self, Program};
+use crate::loadmap;
+use crate::out::{die, Out, STDOUT};
+use crate::path::{dirname, PathBuf};
+use crate::startup::{Stack, AT_ENTRY, AT_PAGESZ, AT_PHDR, AT_PHNUM};
+use crate::store;
+use crate::sys;
+
+const USAGE: &str = "\
+usage: ld-cas [--] PROGRAM [ARGS...]   run PROGRAM through ld-cas
+       ld-cas --list PROGRAM           print the resolved closure (URI, soname, path)
+       ld-cas --verify PROGRAM         rehash the closure against its URIs
+       ld-cas --version | --help
+
+ld-cas is the ELF interpreter of content-addressed programs: their DT_NEEDED entries
+name libraries as uri:blake3:<hash>, resolved through the store's lookup table.
+Environment: LD_CAS_STORE (the store; ignored for setuid programs), LD_CAS_DEBUG=1
+(trace every resolution to stderr).
+";
+
+/// Entry point when run as a command.
+pub fn main(mut stack: Stack) -> ! {
+    let mut i = 1;
+    let mut mode = b"" as &[u8];
+    while let Some(a) = stack.arg(i) {
+        match a {
+            b"--help" | b"-h" => {
+                Out::new(STDOUT).str(USAGE);
+                sys::exit(0);
+            }
+            b"--version" => {
+                Out::new(STDOUT).str(concat!("ld-cas ", env!("CARGO_PKG_VERSION"), "\n"));
+                sys::exit(0);
+            }
+            b"--list" | b"--verify" => mode = a,
+            b"--" => {
+                i += 1;
+                break;
+            }
+            _ if a.starts_with(b"-") => die(2, |o| {
+                o.str("unknown option ")
+                    .bytes(a)
+                    .str(" (see ld-cas --help)");
+            }),
+            _ => break,
+        }
+        i += 1;
+    }
+    let prog = match stack.arg(i) {
+        Some(p) => p,
+        None => die(2, |o| {
+            o.str("no program given (see ld-cas --help)");
+        }),
+    };
+    match mode {
+        b"--list" => list(&stack, prog, false),
+        b"--verify" => list(&stack, prog, true),
+        _ => {}
+    }
+    let mut path = PathBuf::new();
+    path.push(prog);
+    let page = match stack.aux(AT_PAGESZ) {
+        0 => 4096,
+        p => p,
+    };
+    let m = match loadmap::map_path(path.c(), arch::EM_MACHINE, page) {
+        Ok(m) => m,
+        Err(e) => die(127, |o| {
+            o.str("cannot run ").bytes(prog).str(": ").str(e.describe());
+        }),
+    };
+    stack.set_aux(AT_PHDR, m.phdr);
+    stack.set_aux(AT_PHNUM, m.phnum);
+    stack.set_aux(AT_ENTRY, m.entry);
+    stack.shift_args(i);
+    // SAFETY: the program was just mapped with these headers.
+    let program = unsafe { Program::from_phdrs(m.phdr, m.phnum) };
+    launch::handover(stack, program, prog, Some(dirname(prog)))
+}
+
+/// Maps the file at `path` read-only for good.
+fn map(path: &[u8]) -> Result<&'static [u8], sys::Errno> {
+    let mut p = PathBuf::new();
+    p.push(path);
+    let fd = sys::open(p.c())?;
+    let len = sys::file_size(&fd)?;
+    sys::map_file(&fd, len as usize)
+}
+
+/// `--list` (and `--verify`): walks the closure breadth-first like ld.so would.
+fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
+    let data = match map(prog) {
+        Ok(d) => d,
+        Err(e) => die(1, |o| {
+            o.str("cannot read ")
+                .bytes(prog)
+                .str(": ")
+                .str(e.describe());
+        }),
+    };
+    let file = match elf::File::parse(data, arch::EM_MACHINE) {
+        Some(f) => f,
+        None => die(1, |o| {
+            o.bytes(prog).str(": not an ELF file for this machine");
+        }),
+    };
+    let env = if launch::debug_enabled(stack) || stack.aux(crate::startup::AT_SECURE) == 0 {
+        stack.env(b"LD_CAS_STORE")
+    } else {
+        None
+    };
+    let recorded = file.tag(DT_LDCAS_STORE).map(|o| file.string(o));
+    let mut dir = PathBuf::new();
+    let mut scratch = PathBuf::new();
+    let source = store::locate(&mut dir, env, recorded, dirname(prog));
+    let table = store::open_table(dir.bytes(), &mut scratch).ok();
+    let mut o = Out::new(STDOUT);
+    o.str("store ")
+        .bytes(dir.bytes())
+        .str(" (")
+        .str(source.describe())
+        .str(")");
+    if table.is_none() {
+        o.str(": no usable lookup table");
+    }
+    o.str("\n");
+    let mut failed = false;
+    if let Some(uri) = file.tag(DT_LDCAS_LOADER).map(|v| file.string(v)) {
+        o.str("\tloader ");
+        failed |= show(&mut o, table, dir.bytes(), uri, verify).is_none();
+    }
+    let mut seen = [Hash([0; 32]); 1024];
+    let mut n = 0;
+    let mut queue = [&[][..]; 1024];
+    queue[0] = data;
+    let (mut head, mut tail) = (0, 1);
+    while head < tail {
+        let f = match elf::File::parse(queue[head], arch::EM_MACHINE) {
+            Some(f) => f,
+            None => break,
+        };
+        head += 1;
+        for name in f.needed() {
+            if !name.starts_with(URI_PREFIX) {
+                o.str("\t").bytes(name).str(" => searched by ld.so\n");
+                continue;
+            }
+            let h = match Hash::parse_uri(name) {
+                Ok(h) if name.len() == URI_LEN => h,
+                _ => {
+                    o.str("\t")
+                        .bytes(name)
+                        .str(" => malformed content address\n");
+                    failed = true;
+                    continue;
+                }
+            };
+            if seen[..n].contains(&h) || n == seen.len() {
+                continue;
+            }
+            seen[n] = h;
+            n += 1;
+            o.str("\t");
+            match show(&mut o, table, dir.bytes(), name, verify) {
+                Some(bytes) if tail < queue.len() => {
+                    queue[tail] = bytes;
+                    tail += 1;
+                }
+                Some(_) => {}
+                None => failed = true,
+            }
+        }
+    }
+    o.flush();
+    sys::exit(if failed { 1 } else { 0 })
+}
+
+/// Prints `URI (soname) => path` and returns the object's bytes, or prints why not.
+fn show(
+    o: &mut Out,
+    table: Option<&'static [u8]>,
+    store: &[u8],
+    uri: &[u8],
+    verify: bool,
+) -> Option<&'static [u8]> {
+    o.bytes(uri);
+    let entry = match table.and_then(|t| Hash::parse_uri(uri).ok().map(|h| store::lookup(t, &h))) {
+        Some(Ok(Some(e))) => e,
+        _ => {
+            o.str(" => not found\n");
+            return None;
+        }
+    };
+    o.str(" (")
+        .bytes(entry.soname)
+        .str(") => ")
+        .bytes(store)
+        .str("/")
+        .bytes(entry.path);
+    let mut p = PathBuf::new();
+    p.push(store);
+    p.push(b"/");
+    p.push(entry.path);
+    let bytes = match map(p.bytes()) {
+        Ok(b) => b,
+        Err(e) => {
+            o.str(": ").str(e.describe()).str("\n");
+            return None;
+        }
+    };
+    if verify {
+        match crate::verify::check(bytes, uri) {
+            Ok(()) => o.str(" ok"),
+            Err(why) => {
+                o.str(" MISMATCH: ").str(why).str("\n");
+                return None;
+            }
+        };
+    }
+    o.str("\n");
+    Some(bytes)
+}

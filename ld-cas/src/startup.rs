@@ -1,0 +1,182 @@
+//! The first steps of the process: applying our own relocations, then reading the initial
+//! stack (arguments, environment, auxiliary vector) the kernel built.
+
+use crate::arch;
+use crate::elf::Dyn;
+
+const DT_RELA: i64 = 7;
+const DT_RELASZ: i64 = 8;
+const DT_RELAENT: i64 = 9;
+
+/// Applies ld-cas's own `R_*_RELATIVE` relocations.
+///
+/// It runs before anything relocated may be touched, so it uses no statics, no panics (a
+/// panic location is relocated data) and no slice indexing.
+///
+/// # Safety
+/// `dynamic` must be our own `_DYNAMIC` and `base` our load address, both at run time, and
+/// this must run exactly once, before any other Rust code.
+#[inline(never)]
+pub unsafe fn relocate_self(dynamic: *const Dyn, base: usize) {
+    let (mut rela, mut size, mut ent) = (0usize, 0usize, 24usize);
+    let mut d = dynamic;
+    // SAFETY: `_DYNAMIC` is a DT_NULL-terminated array in our own image.
+    while (*d).d_tag != 0 {
+        match (*d).d_tag {
+            DT_RELA => rela = (*d).d_val as usize,
+            DT_RELASZ => size = (*d).d_val as usize,
+            DT_RELAENT => ent = (*d).d_val as usize,
+            _ => {}
+        }
+        d = d.add(1);
+    }
+    if rela == 0 || ent == 0 {
+        return;
+    }
+    let mut off = 0;
+    while off < size {
+        let r = (base + rela + off) as *const u64;
+        // SAFETY: each Elf64_Rela is (r_offset, r_info, r_addend) inside our image; the
+        // target of a RELATIVE relocation is a word of our own writable data.
+        let (r_offset, r_info, r_addend) = (*r, *r.add(1), *r.add(2));
+        if (r_info & 0xffff_ffff) as u32 == arch::R_RELATIVE {
+            *((base as u64 + r_offset) as *mut u64) = (base as u64).wrapping_add(r_addend);
+        }
+        off += ent;
+    }
+}
+
+/// `AT_NULL`: ends the auxiliary vector.
+pub const AT_NULL: usize = 0;
+/// `AT_PHDR`: the program's program headers.
+pub const AT_PHDR: usize = 3;
+/// `AT_PHNUM`: number of program headers.
+pub const AT_PHNUM: usize = 5;
+/// `AT_PAGESZ`: the page size.
+pub const AT_PAGESZ: usize = 6;
+/// `AT_BASE`: the interpreter's load address (0 when run directly).
+pub const AT_BASE: usize = 7;
+/// `AT_ENTRY`: the program's entry point.
+pub const AT_ENTRY: usize = 9;
+/// `AT_SECURE`: set for setuid/setgid/capability-raising executions.
+pub const AT_SECURE: usize = 23;
+/// `AT_EXECFN`: the path given to `execve`.
+pub const AT_EXECFN: usize = 31;
+
+/// The initial process stack, edited in place before the hand-over.
+pub struct Stack {
+    /// The initial stack pointer (points at `argc`).
+    pub sp: *mut usize,
+    /// Number of arguments.
+    pub argc: usize,
+    /// The argument vector.
+    pub argv: *mut *const u8,
+    /// The environment, NULL-terminated.
+    pub envp: *mut *const u8,
+    /// The auxiliary vector, `(type, value)` pairs up to `AT_NULL`.
+    pub auxv: *mut [usize; 2],
+}
+
+impl Stack {
+    /// Reads the layout the kernel put at `sp`.
+    ///
+    /// # Safety
+    /// `sp` must be the initial stack pointer of the process.
+    pub unsafe fn new(sp: *mut usize) -> Stack {
+        // SAFETY: the System V initial stack layout: argc, argv[], NULL, envp[], NULL, auxv.
+        let argc = *sp;
+        let argv = sp.add(1) as *mut *const u8;
+        let envp = argv.add(argc + 1);
+        let mut e = envp;
+        while !(*e).is_null() {
+            e = e.add(1);
+        }
+        let auxv = e.add(1) as *mut [usize; 2];
+        Stack {
+            sp,
+            argc,
+            argv,
+            envp,
+            auxv,
+        }
+    }
+
+    /// Argument `i` (without its NUL), if `i < argc`.
+    pub fn arg(&self, i: usize) -> Option<&'static [u8]> {
+        if i >= self.argc {
+            return None;
+        }
+        // SAFETY: argv holds argc valid NUL-terminated strings that live as long as the process.
+        Some(unsafe { crate::out::cstr(*self.argv.add(i)) })
+    }
+
+    /// The value of the environment variable `name`, if set.
+    pub fn env(&self, name: &[u8]) -> Option<&'static [u8]> {
+        let mut e = self.envp;
+        // SAFETY: envp is NULL-terminated and its strings live as long as the process.
+        unsafe {
+            while !(*e).is_null() {
+                let s = crate::out::cstr(*e);
+                if s.len() > name.len() && s.starts_with(name) && s[name.len()] == b'=' {
+                    return Some(&s[name.len() + 1..]);
+                }
+                e = e.add(1);
+            }
+        }
+        None
+    }
+
+    fn aux_slot(&self, key: usize) -> Option<*mut [usize; 2]> {
+        let mut a = self.auxv;
+        // SAFETY: the auxiliary vector ends with AT_NULL.
+        unsafe {
+            while (*a)[0] != AT_NULL {
+                if (*a)[0] == key {
+                    return Some(a);
+                }
+                a = a.add(1);
+            }
+        }
+        None
+    }
+
+    /// The value of auxiliary entry `key` (0 when absent).
+    pub fn aux(&self, key: usize) -> usize {
+        // SAFETY: the slot points into the auxiliary vector.
+        self.aux_slot(key).map(|a| unsafe { (*a)[1] }).unwrap_or(0)
+    }
+
+    /// Replaces the value of auxiliary entry `key`, if present.
+    pub fn set_aux(&mut self, key: usize, value: usize) {
+        if let Some(a) = self.aux_slot(key) {
+            // SAFETY: the slot points into the (writable) auxiliary vector.
+            unsafe { (*a)[1] = value };
+        }
+    }
+
+    /// Drops the first `n` arguments the way ld.so does when run as a command. The argument
+    /// count moves up by `n` words; when that breaks the ABI's 16-byte stack alignment, the
+    /// whole vector block (argc, argv, envp, auxv) moves down one word.
+    pub fn shift_args(&mut self, n: usize) {
+        if n == 0 || n > self.argc {
+            return;
+        }
+        // SAFETY: all writes stay inside the initial vector block, which ends after the
+        // AT_NULL pair of the auxiliary vector; the strings it points to live above it.
+        unsafe {
+            let mut a = self.auxv;
+            while (*a)[0] != AT_NULL {
+                a = a.add(1);
+            }
+            let end = a.add(1) as *mut usize;
+            let mut sp = self.sp.add(n);
+            *sp = self.argc - n;
+            if (sp as usize) & 15 != 0 {
+                let words = end.offset_from(sp) as usize;
+                core::ptr::copy(sp, sp.sub(1), words);
+                sp = sp.sub(1);
+            }
+            *self = Stack::new(sp);
+        }
+    }
+}
