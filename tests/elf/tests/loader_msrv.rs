@@ -16,5 +16,8 @@ fn ld_cas_builds_with_rustc_1_63_for_x86_64_and_type_checks_for_aarch64() {
     let script = workspace_root().join("ld-cas/scripts/check-rust-1.63.sh");
     let out = run_ok(&mut Command::new(script));
     assert!(out.contains("rustc 1.63"), "{out}");
-    assert!(out.contains("aarch64: ld-cas's portable code type-checks"), "{out}");
+    assert!(
+        out.contains("aarch64: ld-cas's portable code type-checks"),
+        "{out}"
+    );
 }
