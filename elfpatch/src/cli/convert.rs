@@ -73,6 +73,12 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
             "elfpatch: warning: {by} needs {name}, which was not found; it stays a plain name"
         );
     }
+    for (path, why) in &report.unconverted {
+        eprintln!(
+            "elfpatch: warning: {} was copied unconverted: {why}",
+            path.display()
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

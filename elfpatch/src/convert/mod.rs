@@ -71,6 +71,9 @@ pub struct Report {
     pub objects: Vec<(String, String, PathBuf)>,
     /// Dependencies not found (with `--allow-missing`): name, needed by.
     pub missing: Vec<(String, String)>,
+    /// ELF files of trees that could not be converted and were copied as they are: path,
+    /// reason.
+    pub unconverted: Vec<(PathBuf, String)>,
 }
 
 /// Names that an interpreter satisfies by its own soname, so they are never rewritten:
@@ -268,6 +271,17 @@ pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         report.outputs.push((source.clone(), dest.clone()));
     }
     report.copied = output::copy_others(&outputs)?;
+    report.unconverted = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Copy {
+                source,
+                refused: Some(why),
+                ..
+            } => Some((source.clone(), why.clone())),
+            _ => None,
+        })
+        .collect();
     report.missing = closure.missing.clone();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)

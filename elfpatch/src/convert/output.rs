@@ -20,12 +20,17 @@ pub enum Output {
         /// `e_machine` and whether it is 64-bit.
         ident: (u16, bool),
     },
-    /// A file copied as it is (not ELF, or a static ELF file).
-    Copy { source: PathBuf, dest: PathBuf },
+    /// A file copied as it is (not ELF, or a static ELF file). `refused` says why an ELF
+    /// file that looked convertible was not (it is reported).
+    Copy {
+        source: PathBuf,
+        dest: PathBuf,
+        refused: Option<String>,
+    },
     /// A symbolic link recreated with the same target.
     Symlink { target: PathBuf, dest: PathBuf },
     /// A directory of a tree.
-    Dir { source: PathBuf, dest: PathBuf },
+    Dir { dest: PathBuf },
 }
 
 /// Classifies a regular file: an ELF file to convert, or one to copy.
@@ -38,6 +43,7 @@ fn classify(source: &Path, dest: PathBuf, strict: bool) -> Result<Output> {
         return Ok(Output::Copy {
             source: source.to_path_buf(),
             dest,
+            refused: None,
         });
     }
     match Elf::parse(&bytes) {
@@ -57,19 +63,20 @@ fn classify(source: &Path, dest: PathBuf, strict: bool) -> Result<Output> {
         Ok(_) => Ok(Output::Copy {
             source: source.to_path_buf(),
             dest,
+            refused: None,
         }),
         Err(e) if strict => Err(e).with_context(|| format!("{}", source.display())),
-        // Object files, debug files and the like inside a tree are copied as they are.
-        Err(_) => Ok(Output::Copy {
+        // Inside a tree such a file is copied as it is, and the reason is reported.
+        Err(e) => Ok(Output::Copy {
             source: source.to_path_buf(),
             dest,
+            refused: Some(e.to_string()),
         }),
     }
 }
 
 fn walk(source: &Path, dest: &Path, out: &mut Vec<Output>) -> Result<()> {
     out.push(Output::Dir {
-        source: source.to_path_buf(),
         dest: dest.to_path_buf(),
     });
     let mut entries: Vec<_> = fs::read_dir(source)
@@ -169,11 +176,11 @@ pub fn copy_others(outputs: &[Output]) -> Result<usize> {
     let mut copied = 0;
     for output in outputs {
         match output {
-            Output::Dir { dest, .. } => {
+            Output::Dir { dest } => {
                 fs::create_dir_all(dest)
                     .with_context(|| format!("cannot create {}", dest.display()))?;
             }
-            Output::Copy { source, dest } => {
+            Output::Copy { source, dest, .. } => {
                 let bytes = fs::read(source)
                     .with_context(|| format!("cannot read {}", source.display()))?;
                 write_file(source, dest, &bytes)?;
