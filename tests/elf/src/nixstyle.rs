@@ -122,6 +122,13 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// Records an ELF file placed in the store and queues the sonames it needs.
+fn place(file: PathBuf, placed: &mut Vec<(PathBuf, Vec<String>)>, queue: &mut VecDeque<String>) {
+    let needs = needed_names(&file);
+    queue.extend(needs.iter().cloned());
+    placed.push((file, needs));
+}
+
 /// Builds the store under `root` with the programs `programs` (each its own package, named
 /// after the program) and a python3 package.
 pub fn generate(root: &Path, programs: &[&str]) -> NixStyle {
@@ -134,13 +141,6 @@ pub fn generate(root: &Path, programs: &[&str]) -> NixStyle {
     let mut placed: Vec<(PathBuf, Vec<String>)> = Vec::new();
     let mut libraries: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut queue: VecDeque<String> = VecDeque::new();
-
-    let mut place =
-        |file: PathBuf, placed: &mut Vec<(PathBuf, Vec<String>)>, queue: &mut VecDeque<String>| {
-            let needs = needed_names(&file);
-            queue.extend(needs.iter().cloned());
-            placed.push((file, needs));
-        };
 
     for program in programs {
         let dir = package_dir(&store, program);
