@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on a built-in example: put a real program's closure into a store, check it,
-# move the store, check it again, and time each step.
+# The main job on a built-in example: convert real programs (curl and python3) and their
+# closures into a content-addressed store, run them, move the store, run them again, and
+# say what happened and how long each step took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -9,28 +10,49 @@ elfpatch=$PWD/target/release/elfpatch
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ld-cas-demo.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+ms() { date +%s%N; }
 step() {
   local title=$1; shift
   local start end
-  start=$(date +%s%N)
+  start=$(ms)
   "$@"
-  end=$(date +%s%N)
-  printf '   (%s: %d ms)\n' "$title" $(( (end - start) / 1000000 ))
+  end=$(ms)
+  printf '   [%s: %d ms]\n' "$title" $(( (end - start) / 1000000 ))
+}
+py_check='import ssl, sqlite3, json, zlib; print("python", ssl.OPENSSL_VERSION, "sqlite", sqlite3.sqlite_version)'
+run_programs() {
+  local bin=$1
+  "$bin/curl" --version | head -1
+  "$bin/python3" -c "$py_check"
 }
 
-program=/usr/bin/curl
-[ -x "$program" ] || program=/bin/ls
-closure=$(ldd "$program" | awk '/=> \// {print $3} /^\t\/.*ld-linux/ {print $1}' | sort -u)
+echo "== ld-cas is installed at a stable path, outside the store: $work/opt/ld-cas"
+mkdir -p "$work/opt"
+cp target/release/ld-cas "$work/opt/ld-cas"
 
-echo "== 1. Create a store in $work/store"
+echo "== 1. Create the store $work/store"
 step init "$elfpatch" store init --store "$work/store" >/dev/null
-echo "== 2. Add $program and its closure ($(echo "$closure" | wc -l) libraries)"
-step add "$elfpatch" store add --store "$work/store" "$program" $closure
-echo "== 3. Verify every object against its address"
-step verify "$elfpatch" store verify --store "$work/store"
-echo "== 4. Move the store to $work/moved"
-step move mv "$work/store" "$work/moved"
-echo "== 5. Verify and resolve from the new place, with no other step"
-step verify "$elfpatch" store verify --store "$work/moved"
-uri=$("$elfpatch" store list --store "$work/moved" | awk -F'\t' '$2 == "program" {print $1; exit}')
-step resolve "$elfpatch" store resolve --store "$work/moved" "$uri"
+
+echo "== 2. Convert /usr/bin/curl and /usr/bin/python3 with their closures"
+step convert "$elfpatch" convert --store "$work/store" --interp "$work/opt/ld-cas" /usr/bin/curl /usr/bin/python3
+echo "   what the converted curl needs now:"
+readelf -dW "$work/store/bin/curl" | awk '/NEEDED/ {print "     " $NF}' | head -3
+echo "     ..."
+
+echo "== 3. Run the originals and the converted programs"
+step originals run_programs /usr/bin
+step converted run_programs "$work/store/bin"
+diff <(run_programs /usr/bin) <(run_programs "$work/store/bin") && echo "   same output"
+
+echo "== 4. Move the store to $work/elsewhere/store2"
+mkdir -p "$work/elsewhere"
+step move mv "$work/store" "$work/elsewhere/store2"
+
+echo "== 5. Run them again from the new place (no file was rewritten)"
+step converted-after-move run_programs "$work/elsewhere/store2/bin"
+diff <(run_programs /usr/bin) <(run_programs "$work/elsewhere/store2/bin") && echo "   same output"
+
+echo "== 6. Check every object against its address"
+step verify "$elfpatch" store verify --store "$work/elsewhere/store2"
+echo "== How ld-cas resolved curl's libraries (LD_CAS_DEBUG=1, first lines):"
+LD_CAS_DEBUG=1 "$work/elsewhere/store2/bin/curl" --version 2>&1 >/dev/null | head -4 | sed 's/^/   /'

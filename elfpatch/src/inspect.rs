@@ -32,7 +32,9 @@ pub fn elf_facts(bytes: &[u8], name: &str) -> Result<ElfFacts> {
         bail!("{name} is not an ELF file");
     }
     let elf = Elf::parse(bytes).with_context(|| format!("{name} is not a valid ELF file"))?;
-    let soname = elf.soname().map(|s| String::from_utf8_lossy(s).into_owned());
+    let soname = elf
+        .soname()
+        .map(|s| String::from_utf8_lossy(s).into_owned());
     // A program has an interpreter or a fixed address; libc.so.6 has an interpreter too (it
     // runs to print its version) but, being a library, it has a soname.
     let kind = if elf.file_type() == ET_EXEC || (elf.interpreter().is_some() && soname.is_none()) {

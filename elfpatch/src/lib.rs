@@ -5,7 +5,7 @@
 //! end-to-end tests and benches can call it too.
 
 pub mod cli;
+pub mod convert;
 pub mod elf;
 pub mod inspect;
 pub mod patchelf_cli;
-pub mod convert;

@@ -1,5 +1,6 @@
 //! The `elfpatch` subcommands (`store ...`) and their manual (`--help`).
 
+mod convert;
 mod store;
 
 use std::process::ExitCode;
@@ -37,6 +38,17 @@ enum Command {
     /// Create, fill, query and check stores.
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Convert programs and trees, with their closures, into a store.
+    ///
+    /// Each PATH (a program or a directory tree) lands at DIR/<name of PATH>. Its
+    /// dependencies are found exactly as ld.so would find them (RPATH/RUNPATH with $ORIGIN,
+    /// $LIB and $PLATFORM, /etc/ld.so.cache, the default directories, glibc-hwcaps
+    /// subdirectories; all under --sysroot when given). The closure is rewritten
+    /// bottom-up so that every DT_NEEDED (and .gnu.version_r file name) is the URI of the
+    /// library's converted bytes; libraries and the original ld.so go into the store's
+    /// objects; programs get ld-cas as interpreter and record the ld.so by hash and the
+    /// store by a path relative to themselves. Converting again changes nothing.
+    Convert(convert::ConvertArgs),
 }
 
 /// Parses the command line and runs it.
@@ -44,6 +56,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Store(cmd) => store::run(cmd),
+        Command::Convert(args) => convert::run(args),
     };
     match result {
         Ok(code) => code,

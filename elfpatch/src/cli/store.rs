@@ -22,12 +22,20 @@ pub struct StoreArg {
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
-    /// Create an empty store (or check that DIR already is one).
+    /// Create an empty store (or check that DIR already is one) and install ld-cas in it.
     ///
     /// A store is a directory holding `objects/` (read-only files named
-    /// `<hash>-<file name>`), `table` (the lookup table ld-cas maps) and `lock`. Every path
-    /// in the table is relative to the store, so the directory can be moved freely.
-    Init(StoreArg),
+    /// `<hash>-<file name>`), `table` (the lookup table ld-cas maps), `lock`, and `ld-cas`
+    /// (the interpreter converted programs name by default). Every path in the table is
+    /// relative to the store, so the directory can be moved freely.
+    Init {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The ld-cas binary to install as STORE/ld-cas [default: the `ld-cas` beside this
+        /// elfpatch executable].
+        #[arg(long, value_name = "PATH")]
+        ld_cas: Option<PathBuf>,
+    },
     /// Copy files into the store; print `URI<TAB>FILE` for each.
     ///
     /// Each file is copied, hashed (BLAKE3 of its bytes, the value `b3sum` prints) and
@@ -83,8 +91,9 @@ fn open(arg: &StoreArg) -> Result<Store> {
 /// Runs a store subcommand.
 pub fn run(cmd: StoreCommand) -> Result<ExitCode> {
     match cmd {
-        StoreCommand::Init(arg) => {
-            let store = Store::init(&arg.store)?;
+        StoreCommand::Init { store, ld_cas } => {
+            let store = Store::init(&store.store)?;
+            install_ld_cas(&store, ld_cas)?;
             println!("{}", store.root().display());
             Ok(ExitCode::SUCCESS)
         }
@@ -93,6 +102,39 @@ pub fn run(cmd: StoreCommand) -> Result<ExitCode> {
         StoreCommand::List { store, json } => list(&open(&store)?, json),
         StoreCommand::Verify(arg) => verify(&open(&arg)?),
     }
+}
+
+/// Name of the interpreter's copy inside a store.
+pub const LD_CAS_IN_STORE: &str = "ld-cas";
+
+/// Copies ld-cas into the store (when it is not there already, byte for byte).
+fn install_ld_cas(store: &Store, given: Option<PathBuf>) -> Result<()> {
+    let source = match given {
+        Some(p) => p,
+        None => {
+            let beside = std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|d| d.join(LD_CAS_IN_STORE)));
+            match beside.filter(|p| p.is_file()) {
+                Some(p) => p,
+                None => {
+                    eprintln!(
+                        "elfpatch: note: no ld-cas beside elfpatch; pass --ld-cas PATH to install one in the store"
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let bytes =
+        std::fs::read(&source).with_context(|| format!("cannot read {}", source.display()))?;
+    let dest = store.root().join(LD_CAS_IN_STORE);
+    if std::fs::read(&dest).ok().as_deref() == Some(&bytes[..]) {
+        return Ok(());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    resolver::atomic::replace_file(&dest, &bytes, Some(std::fs::Permissions::from_mode(0o555)))
+        .with_context(|| format!("cannot install ld-cas as {}", dest.display()))
 }
 
 fn add(store: &Store, kind: Option<Kind>, files: &[PathBuf]) -> Result<ExitCode> {

@@ -106,7 +106,10 @@ impl LdCache {
             if hwcap & HWCAP_EXTENSION != 0 {
                 continue;
             }
-            let (Some(soname), Some(path)) = (c_string(cache, key as usize), c_string(cache, value as usize)) else {
+            let (Some(soname), Some(path)) = (
+                c_string(cache, key as usize),
+                c_string(cache, value as usize),
+            ) else {
                 bail!("entry {i} has a string offset past the end of the file");
             };
             entries.push(CacheEntry {
@@ -133,7 +136,9 @@ mod tests {
     #[test]
     fn reads_the_system_cache() {
         let cache = LdCache::load(Path::new("/etc/ld.so.cache"), 62).unwrap();
-        let libc = cache.lookup(b"libc.so.6").expect("libc.so.6 is in the cache");
+        let libc = cache
+            .lookup(b"libc.so.6")
+            .expect("libc.so.6 is in the cache");
         assert!(libc.ends_with("libc.so.6"), "{libc:?}");
         assert!(libc.exists());
     }

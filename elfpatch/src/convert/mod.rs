@@ -1,4 +1,308 @@
 //! `elfpatch convert`: programs and trees into a relocatable, content-addressed store.
+//!
+//! Each PATH is a program or a directory tree. Dependencies are found as `ld.so` would find
+//! them ([`search`]); the closure ([`closure`]) is rewritten bottom-up ([`rewrite`]) so
+//! every `DT_NEEDED` names a library by URI; libraries and the original interpreters go
+//! into the store's `objects/`; programs and trees land under `--out` (default
+//! `STORE/bin`) with `PT_INTERP` = ld-cas and the loader and store recorded in two dynamic
+//! tags.
 
+pub mod closure;
 pub mod ldcache;
+mod output;
+pub mod rewrite;
 pub mod search;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use resolver::hash::hash_file;
+use resolver::store::{Content, NewObject, Store};
+use resolver::table::Kind;
+use resolver::uri::Hash;
+
+use crate::elf::{Elf, DT_LDCAS_LOADER};
+use closure::{Closure, KeepRules};
+use output::{plan_outputs, Output};
+use rewrite::{is_program, ProgramRecord};
+use search::Search;
+
+/// What to convert and how.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The store (created by `elfpatch store init`).
+    pub store: PathBuf,
+    /// Where programs and trees land (default `STORE/bin`).
+    pub out: Option<PathBuf>,
+    /// The interpreter to record (default: the ld-cas installed in the store).
+    pub interp: Option<PathBuf>,
+    /// Root of the target system's files (for foreign-architecture closures).
+    pub sysroot: Option<PathBuf>,
+    /// Glob patterns of sonames left as plain names (found by the usual search at run time).
+    pub keep_sonames: Vec<String>,
+    /// Convert even when a dependency cannot be found.
+    pub allow_missing: bool,
+    /// Programs and trees.
+    pub paths: Vec<PathBuf>,
+}
+
+/// What a conversion did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Report {
+    /// Programs written.
+    pub programs: usize,
+    /// Other ELF files written in trees (libraries, modules).
+    pub tree_elf_files: usize,
+    /// Non-ELF files and symlinks copied with trees.
+    pub copied: usize,
+    /// Libraries in the closure.
+    pub libraries: usize,
+    /// Objects that were new to the store.
+    pub objects_added: usize,
+    /// Bytes written (objects and outputs).
+    pub bytes_written: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// Every converted output: source, destination.
+    pub outputs: Vec<(PathBuf, PathBuf)>,
+    /// Every library: URI, soname, source path.
+    pub objects: Vec<(String, String, PathBuf)>,
+    /// Dependencies not found (with `--allow-missing`): name, needed by.
+    pub missing: Vec<(String, String)>,
+    /// ELF files of trees that could not be converted and were copied as they are: path,
+    /// reason.
+    pub unconverted: Vec<(PathBuf, String)>,
+}
+
+/// Names that an interpreter satisfies by its own soname, so they are never rewritten:
+/// glibc's `ld-linux*.so.*` and `ld64.so.*`, musl's `ld-musl-*.so.1`.
+pub fn is_interpreter_soname(name: &[u8]) -> bool {
+    name.starts_with(b"ld-linux")
+        || name.starts_with(b"ld64.so")
+        || name.starts_with(b"ld-musl")
+        || name == b"ld.so.1"
+}
+
+/// The platform name used in the default interpreter's file name for a foreign machine.
+fn platform_name(machine: u16) -> String {
+    match machine {
+        search::EM_X86_64 => "x86_64".into(),
+        search::EM_AARCH64 => "aarch64".into(),
+        m => format!("machine{m}"),
+    }
+}
+
+fn host_machine() -> u16 {
+    if cfg!(target_arch = "aarch64") {
+        search::EM_AARCH64
+    } else {
+        search::EM_X86_64
+    }
+}
+
+/// Converts `options.paths` into the store. `progress` receives a line per phase.
+pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
+    let started = Instant::now();
+    let store = Store::open(&options.store)?;
+    let out_dir = match &options.out {
+        Some(d) => d.clone(),
+        None => store.root().join("bin"),
+    };
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let out_dir = out_dir
+        .canonicalize()
+        .with_context(|| format!("cannot open {}", out_dir.display()))?;
+    let keep = KeepRules {
+        patterns: options
+            .keep_sonames
+            .iter()
+            .map(|p| {
+                glob::Pattern::new(p)
+                    .with_context(|| format!("--keep-soname {p:?} is not a valid pattern"))
+            })
+            .collect::<Result<_>>()?,
+    };
+
+    progress("reading inputs");
+    let outputs = plan_outputs(&options.paths, &out_dir)?;
+    let mut closure = Closure::default();
+    let mut searches: HashMap<(u16, bool), Search> = HashMap::new();
+    let mut roots: Vec<(usize, (u16, bool))> = Vec::new();
+    let mut node_outputs: Vec<(usize, usize)> = Vec::new();
+    for (i, output) in outputs.iter().enumerate() {
+        let Output::Elf { source, ident, .. } = output else {
+            continue;
+        };
+        if !searches.contains_key(ident) {
+            searches.insert(
+                *ident,
+                Search::new(options.sysroot.as_deref(), ident.0, ident.1)?,
+            );
+        }
+        let search = &searches[ident];
+        let n = closure.node_for(source, search)?;
+        roots.push((n, *ident));
+        node_outputs.push((n, i));
+    }
+
+    progress("resolving dependencies");
+    for &(root, ident) in &roots {
+        closure.resolve_from(root, &searches[&ident], &keep, options.allow_missing)?;
+    }
+
+    progress("rewriting libraries");
+    let libraries = rewrite::convert_libraries(&closure)?;
+
+    // Interpreters: stored unmodified, recorded by hash.
+    let mut loaders: HashMap<PathBuf, Hash> = HashMap::new();
+    let mut objects: Vec<NewObject<'_>> = Vec::new();
+    for &(n, _) in &node_outputs {
+        let node = &closure.nodes[n];
+        if !is_program(node) || recorded_loader(node)?.is_some() {
+            continue;
+        }
+        if let Some(interp) = &node.interpreter {
+            if !loaders.contains_key(interp) {
+                let bytes = std::fs::read(interp).with_context(|| {
+                    format!(
+                        "cannot read the interpreter {} of {}",
+                        interp.display(),
+                        node.searcher.path.display()
+                    )
+                })?;
+                let soname = Elf::parse(&bytes)
+                    .ok()
+                    .and_then(|e| e.soname().map(<[u8]>::to_vec))
+                    .unwrap_or_default();
+                let hash = hash_file(interp)
+                    .with_context(|| format!("cannot hash {}", interp.display()))?;
+                loaders.insert(interp.clone(), hash);
+                objects.push(NewObject {
+                    content: Content::File(interp),
+                    name: file_name(interp),
+                    soname,
+                    kind: Kind::Interpreter,
+                });
+            }
+        }
+    }
+    let mut report = Report::default();
+    for (n, converted) in libraries.iter().enumerate() {
+        let node = &closure.nodes[n];
+        let Some(c) = converted.as_ref().filter(|_| node.is_library) else {
+            continue;
+        };
+        objects.push(NewObject {
+            content: Content::Bytes {
+                bytes: &c.bytes,
+                hash: c.hash,
+            },
+            name: node.name.clone(),
+            soname: node.soname.clone().unwrap_or_default(),
+            kind: Kind::Library,
+        });
+        report.libraries += 1;
+        report.objects.push((
+            c.hash.to_string(),
+            String::from_utf8_lossy(node.soname.as_deref().unwrap_or_default()).into_owned(),
+            node.searcher.path.clone(),
+        ));
+    }
+    progress("adding objects to the store");
+    let added = store.add(&objects)?;
+    for (a, o) in added.iter().zip(&objects) {
+        if !a.existed {
+            report.objects_added += 1;
+            report.bytes_written += match &o.content {
+                Content::Bytes { bytes, .. } => bytes.len() as u64,
+                Content::File(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            };
+        }
+    }
+
+    progress("writing programs and trees");
+    let host = host_machine();
+    for &(n, i) in &node_outputs {
+        let node = &closure.nodes[n];
+        let Output::Elf {
+            source,
+            dest,
+            ident,
+        } = &outputs[i]
+        else {
+            continue;
+        };
+        let bytes = if is_program(node) {
+            let loader = match recorded_loader(node)? {
+                Some(h) => h,
+                None => {
+                    let interp = node
+                        .interpreter
+                        .as_ref()
+                        .context("a program without interpreter")?;
+                    loaders[interp]
+                }
+            };
+            let interpreter = match &options.interp {
+                Some(p) => p.clone(),
+                None if ident.0 == host => store.root().join("ld-cas"),
+                None => store
+                    .root()
+                    .join(format!("ld-cas-{}", platform_name(ident.0))),
+            };
+            let record = ProgramRecord {
+                interpreter: interpreter.to_string_lossy().into_owned(),
+                loader,
+                store: output::store_reference(dest, store.root()),
+            };
+            report.programs += 1;
+            rewrite::convert_program(&closure, n, &libraries, &record)?
+        } else {
+            report.tree_elf_files += 1;
+            match &libraries[n] {
+                Some(c) => c.bytes.clone(),
+                None => bail!("{} was not converted", source.display()),
+            }
+        };
+        report.bytes_written += output::write_file(source, dest, &bytes)?;
+        report.outputs.push((source.clone(), dest.clone()));
+    }
+    report.copied = output::copy_others(&outputs)?;
+    report.unconverted = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Copy {
+                source,
+                refused: Some(why),
+                ..
+            } => Some((source.clone(), why.clone())),
+            _ => None,
+        })
+        .collect();
+    report.missing = closure.missing.clone();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The loader a converted program already records (converting it again keeps it).
+fn recorded_loader(node: &closure::Node) -> Result<Option<Hash>> {
+    let elf = Elf::parse(&node.bytes)?;
+    match elf.dynamic_string(DT_LDCAS_LOADER) {
+        Some(uri) => Ok(Some(Hash::parse_uri(uri).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: the recorded loader is not a URI: it {e}",
+                node.searcher.path.display()
+            )
+        })?)),
+        None => Ok(None),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

@@ -160,6 +160,11 @@ impl Search {
         })
     }
 
+    /// Whether paths are looked up under a sysroot.
+    pub fn has_sysroot(&self) -> bool {
+        self.sysroot.is_some()
+    }
+
     /// The host path of an absolute path of the target system.
     pub fn host_path(&self, target: &Path) -> PathBuf {
         match &self.sysroot {
@@ -213,7 +218,11 @@ impl Search {
             return None;
         }
         // `$ORIGIN` already is a host path; other absolute entries are target paths.
-        Some(if origin_relative || !path.is_absolute() { path } else { self.host_path(&path) })
+        Some(if origin_relative || !path.is_absolute() {
+            path
+        } else {
+            self.host_path(&path)
+        })
     }
 
     /// Looks for `name` in directory `dir`, its hwcaps subdirectories first.
@@ -230,10 +239,12 @@ impl Search {
 
     /// Searches one `DT_RPATH`/`DT_RUNPATH` list of the object at `owner`.
     fn in_list(&self, list: &[u8], owner: &Path, name: &Path) -> Option<(usize, PathBuf)> {
-        list.split(|&b| b == b':').enumerate().find_map(|(index, entry)| {
-            let dir = self.expand(entry, owner)?;
-            self.in_dir(&dir, name).map(|p| (index, p))
-        })
+        list.split(|&b| b == b':')
+            .enumerate()
+            .find_map(|(index, entry)| {
+                let dir = self.expand(entry, owner)?;
+                self.in_dir(&dir, name).map(|p| (index, p))
+            })
     }
 
     /// Finds `name`, needed by `chain[0]`, whose loaders are `chain[1..]` (up to the
@@ -247,7 +258,10 @@ impl Search {
             } else {
                 name_path.to_path_buf()
             };
-            return self.usable(&path).then_some(Found { path, via: Via::Path });
+            return self.usable(&path).then_some(Found {
+                path,
+                via: Via::Path,
+            });
         }
         if object.runpath.is_none() {
             for (owner, loader) in chain.iter().enumerate() {
@@ -278,13 +292,19 @@ impl Search {
         if let Some(path) = self.cache.lookup(name) {
             let path = self.host_path(path);
             if self.usable(&path) {
-                return Some(Found { path, via: Via::Cache });
+                return Some(Found {
+                    path,
+                    via: Via::Cache,
+                });
             }
         }
         self.defaults
             .iter()
             .find_map(|dir| self.in_dir(dir, name_path))
-            .map(|path| Found { path, via: Via::Default })
+            .map(|path| Found {
+                path,
+                via: Via::Default,
+            })
     }
 }
 
@@ -303,7 +323,9 @@ mod tests {
         assert_eq!(found.via, Via::Cache);
         assert_eq!(
             found.path.canonicalize().unwrap(),
-            Path::new("/lib/x86_64-linux-gnu/libc.so.6").canonicalize().unwrap()
+            Path::new("/lib/x86_64-linux-gnu/libc.so.6")
+                .canonicalize()
+                .unwrap()
         );
         assert!(search.find(b"libdoesnotexist.so.9", &[&program]).is_none());
     }
@@ -343,7 +365,10 @@ mod tests {
             runpath: Some(b"$ORIGIN/../lib".to_vec()),
             ..Searcher::default()
         };
-        assert_eq!(search.find(b"libc.so.6", &[&program]).unwrap().via, Via::Cache);
+        assert_eq!(
+            search.find(b"libc.so.6", &[&program]).unwrap().via,
+            Via::Cache
+        );
         // Unknown tokens drop the entry, as in ld.so.
         assert!(search.expand(b"$FOO/lib", &program.path).is_none());
         assert_eq!(

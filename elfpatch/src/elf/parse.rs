@@ -97,17 +97,30 @@ impl<'a> Elf<'a> {
     /// Translates a virtual address to a file offset through the `PT_LOAD` that holds
     /// `size` bytes there.
     pub(crate) fn vaddr_to_offset(&self, vaddr: u64, size: u64) -> Option<u64> {
-        self.phdrs
-            .iter()
-            .filter(|p| p.p_type == PT_LOAD)
-            .find_map(|p| {
-                let end = vaddr.checked_add(size)?;
-                if vaddr >= p.p_vaddr && end <= p.p_vaddr.checked_add(p.p_filesz)? {
-                    p.p_offset.checked_add(vaddr - p.p_vaddr)
-                } else {
-                    None
-                }
+        let end = vaddr.checked_add(size)?;
+        // The PT_LOAD holding `at` in its file-backed part.
+        let load_at = |at: u64| {
+            self.phdrs.iter().filter(|p| p.p_type == PT_LOAD).find(|p| {
+                p.p_vaddr.checked_add(p.p_filesz).is_some_and(|load_end| {
+                    at >= p.p_vaddr && (at < load_end || (size == 0 && at == load_end))
+                })
             })
+        };
+        let first = load_at(vaddr)?;
+        let offset = first.p_offset.checked_add(vaddr - first.p_vaddr)?;
+        // A range may run on into the next PT_LOAD when both map the file at the same
+        // offset-to-address delta (patchelf's prepended segments make such files).
+        let mut covered = first.p_vaddr.checked_add(first.p_filesz)?;
+        while covered < end {
+            let next = load_at(covered)?;
+            if next.p_vaddr.wrapping_sub(next.p_offset)
+                != first.p_vaddr.wrapping_sub(first.p_offset)
+            {
+                return None;
+            }
+            covered = next.p_vaddr.checked_add(next.p_filesz)?;
+        }
+        Some(offset)
     }
 
     fn read_dynamic(&mut self) -> Result<()> {

@@ -135,3 +135,4 @@ pub fn add_dynamic_string_tags(path: &Path, tags: &[(u64, &str)]) {
     }
     std::fs::write(path, data).unwrap();
 }
+pub mod nixstyle;

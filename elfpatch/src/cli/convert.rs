@@ -1,0 +1,100 @@
+//! `elfpatch convert`: the command line of [`crate::convert`].
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::convert::{convert, Options};
+
+/// Convert programs and directory trees, with their library closures, into a store.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The store (create it with `elfpatch store init`).
+    #[arg(long, value_name = "STORE")]
+    store: PathBuf,
+    /// Where programs and trees land: DIR/<name of PATH> [default: STORE/bin].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// The interpreter written into PT_INTERP [default: STORE/ld-cas, installed by `store
+    /// init`; for another architecture STORE/ld-cas-<arch>]. Give a stable path (say
+    /// /usr/local/lib/ld-cas) and the store can be moved without rewriting a file.
+    #[arg(long, value_name = "PATH")]
+    interp: Option<PathBuf>,
+    /// Look dependencies up under this root, as the target system's ld.so would (for
+    /// example /usr/aarch64-linux-gnu for an aarch64 closure).
+    #[arg(long, value_name = "DIR")]
+    sysroot: Option<PathBuf>,
+    /// Leave needed names matching this glob as plain sonames, found by the usual search at
+    /// run time (GPU drivers: 'libGL.so*', 'libcuda.so*'). Repeatable.
+    #[arg(long = "keep-soname", value_name = "PATTERN")]
+    keep_sonames: Vec<String>,
+    /// Convert even when a dependency cannot be found (it stays a plain name; warned).
+    #[arg(long)]
+    allow_missing: bool,
+    /// Print a JSON report instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// Programs and directory trees to convert.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+/// Runs `elfpatch convert`.
+pub fn run(args: ConvertArgs) -> Result<ExitCode> {
+    let options = Options {
+        store: args.store,
+        out: args.out,
+        interp: args.interp,
+        sysroot: args.sysroot,
+        keep_sonames: args.keep_sonames,
+        allow_missing: args.allow_missing,
+        paths: args.paths,
+    };
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        bar
+    });
+    let progress = |phase: &str| {
+        if let Some(bar) = &bar {
+            bar.set_message(phase.to_owned());
+        }
+    };
+    let report = convert(&options, &progress);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    for (name, by) in &report.missing {
+        eprintln!(
+            "elfpatch: warning: {by} needs {name}, which was not found; it stays a plain name"
+        );
+    }
+    for (path, why) in &report.unconverted {
+        eprintln!(
+            "elfpatch: warning: {} was copied unconverted: {why}",
+            path.display()
+        );
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for (source, dest) in &report.outputs {
+            println!("{}\t{}", source.display(), dest.display());
+        }
+        eprintln!(
+            "converted {} program(s), {} other ELF file(s) in trees, {} libraries ({} new objects); copied {} file(s); wrote {:.1} MB in {:.2} s",
+            report.programs,
+            report.tree_elf_files,
+            report.libraries,
+            report.objects_added,
+            report.copied,
+            report.bytes_written as f64 / 1e6,
+            report.seconds
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

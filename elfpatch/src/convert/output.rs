@@ -1,0 +1,225 @@
+//! What a conversion writes where: the plan of outputs for the PATHs given (programs, and
+//! trees copied whole with their ELF files converted), and the writing itself (atomic,
+//! modes kept, unchanged files left alone so converting twice changes nothing).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::elf::{Class, Elf};
+
+/// One thing to produce.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// A dynamically linked ELF file, converted.
+    Elf {
+        source: PathBuf,
+        dest: PathBuf,
+        /// `e_machine` and whether it is 64-bit.
+        ident: (u16, bool),
+    },
+    /// A file copied as it is (not ELF, or a static ELF file). `refused` says why an ELF
+    /// file that looked convertible was not (it is reported).
+    Copy {
+        source: PathBuf,
+        dest: PathBuf,
+        refused: Option<String>,
+    },
+    /// A symbolic link recreated with the same target.
+    Symlink { target: PathBuf, dest: PathBuf },
+    /// A directory of a tree.
+    Dir { dest: PathBuf },
+}
+
+/// Classifies a regular file: an ELF file to convert, or one to copy.
+fn classify(source: &Path, dest: PathBuf, strict: bool) -> Result<Output> {
+    let bytes = fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
+    if !bytes.starts_with(b"\x7fELF") {
+        if strict {
+            bail!("{} is not an ELF file", source.display());
+        }
+        return Ok(Output::Copy {
+            source: source.to_path_buf(),
+            dest,
+            refused: None,
+        });
+    }
+    match Elf::parse(&bytes) {
+        Ok(elf)
+            if elf.is_dynamic() && (elf.interpreter().is_some() || !elf.needed().is_empty()) =>
+        {
+            Ok(Output::Elf {
+                source: source.to_path_buf(),
+                dest,
+                ident: (elf.machine(), elf.class() == Class::Elf64),
+            })
+        }
+        Ok(_) if strict => bail!(
+            "{} is not dynamically linked: there is nothing to convert",
+            source.display()
+        ),
+        Ok(_) => Ok(Output::Copy {
+            source: source.to_path_buf(),
+            dest,
+            refused: None,
+        }),
+        Err(e) if strict => Err(e).with_context(|| format!("{}", source.display())),
+        // Inside a tree such a file is copied as it is, and the reason is reported.
+        Err(e) => Ok(Output::Copy {
+            source: source.to_path_buf(),
+            dest,
+            refused: Some(e.to_string()),
+        }),
+    }
+}
+
+fn walk(source: &Path, dest: &Path, out: &mut Vec<Output>) -> Result<()> {
+    out.push(Output::Dir {
+        dest: dest.to_path_buf(),
+    });
+    let mut entries: Vec<_> = fs::read_dir(source)
+        .with_context(|| format!("cannot list {}", source.display()))?
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("cannot list {}", source.display()))?;
+    // Sorted, so the same tree always converts the same way.
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let to = dest.join(entry.file_name());
+        let kind = entry
+            .file_type()
+            .with_context(|| format!("cannot stat {}", path.display()))?;
+        if kind.is_symlink() {
+            let target = fs::read_link(&path)
+                .with_context(|| format!("cannot read link {}", path.display()))?;
+            out.push(Output::Symlink { target, dest: to });
+        } else if kind.is_dir() {
+            walk(&path, &to, out)?;
+        } else if kind.is_file() {
+            out.push(classify(&path, to, false)?);
+        }
+        // Sockets, fifos and devices have no place in a store.
+    }
+    Ok(())
+}
+
+/// The outputs for `paths`: a file lands at `out_dir/<its name>`, a tree at
+/// `out_dir/<its name>/...`.
+pub fn plan_outputs(paths: &[PathBuf], out_dir: &Path) -> Result<Vec<Output>> {
+    let mut out = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    for path in paths {
+        let name = path
+            .file_name()
+            .with_context(|| format!("{} has no file name", path.display()))?;
+        if !names.insert(name.to_owned()) {
+            bail!(
+                "two inputs are named {}: they would land at the same place",
+                name.to_string_lossy()
+            );
+        }
+        let dest = out_dir.join(name);
+        let meta = fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
+        if meta.is_dir() {
+            walk(path, &dest, &mut out)?;
+        } else {
+            out.push(classify(path, dest, true)?);
+        }
+    }
+    Ok(out)
+}
+
+/// How a program at `dest` names the store: relative to its own directory when it lies
+/// inside the store (so moving the store keeps it true), else the store's absolute path.
+pub fn store_reference(dest: &Path, store_root: &Path) -> String {
+    let dir = dest.parent().unwrap_or(dest);
+    match dir.strip_prefix(store_root) {
+        Ok(inside) => {
+            let depth = inside.components().count();
+            if depth == 0 {
+                ".".into()
+            } else {
+                vec![".."; depth].join("/")
+            }
+        }
+        Err(_) => store_root.to_string_lossy().into_owned(),
+    }
+}
+
+/// Writes `bytes` to `dest` with `source`'s mode, atomically; a `dest` that already has
+/// these bytes is left alone. Returns the bytes written.
+pub fn write_file(source: &Path, dest: &Path, bytes: &[u8]) -> Result<u64> {
+    if fs::read(dest).ok().as_deref() == Some(bytes) {
+        return Ok(0);
+    }
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let mode = fs::metadata(source)
+        .with_context(|| format!("cannot stat {}", source.display()))?
+        .permissions()
+        .mode();
+    // Keep the file writable by its owner while it is replaced later (relocate, a second
+    // conversion); the other bits are the source's.
+    let perms = fs::Permissions::from_mode(mode | 0o200);
+    resolver::atomic::replace_file(dest, bytes, Some(perms))
+        .with_context(|| format!("cannot write {}", dest.display()))?;
+    Ok(bytes.len() as u64)
+}
+
+/// Creates the directories, copies the plain files and recreates the symlinks of the plan.
+/// Returns how many files and links were copied.
+pub fn copy_others(outputs: &[Output]) -> Result<usize> {
+    let mut copied = 0;
+    for output in outputs {
+        match output {
+            Output::Dir { dest } => {
+                fs::create_dir_all(dest)
+                    .with_context(|| format!("cannot create {}", dest.display()))?;
+            }
+            Output::Copy { source, dest, .. } => {
+                let bytes = fs::read(source)
+                    .with_context(|| format!("cannot read {}", source.display()))?;
+                write_file(source, dest, &bytes)?;
+                copied += 1;
+            }
+            Output::Symlink { target, dest } => {
+                if fs::read_link(dest).ok().as_ref() != Some(target) {
+                    if let Some(parent) = dest.parent() {
+                        fs::create_dir_all(parent)
+                            .with_context(|| format!("cannot create {}", parent.display()))?;
+                    }
+                    let _ = fs::remove_file(dest);
+                    std::os::unix::fs::symlink(target, dest)
+                        .with_context(|| format!("cannot create the link {}", dest.display()))?;
+                }
+                copied += 1;
+            }
+            Output::Elf { .. } => {}
+        }
+    }
+    Ok(copied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_reference_is_relative_inside_the_store() {
+        let root = Path::new("/s/store");
+        assert_eq!(store_reference(Path::new("/s/store/bin/curl"), root), "..");
+        assert_eq!(
+            store_reference(Path::new("/s/store/bin/py/bin/python3"), root),
+            "../../.."
+        );
+        assert_eq!(store_reference(Path::new("/s/store/prog"), root), ".");
+        assert_eq!(
+            store_reference(Path::new("/elsewhere/bin/curl"), root),
+            "/s/store"
+        );
+    }
+}

@@ -1,0 +1,304 @@
+//! Rewriting the closure bottom-up, as a Merkle DAG: a library's new bytes name its
+//! dependencies by URI, so its own URI can only be computed once theirs are known.
+//! Dependency cycles are hashed by the placeholder rule of `docs/uri.md`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+use resolver::cycles;
+use resolver::hash::hash_bytes;
+use resolver::uri::{Hash, PLACEHOLDER, URI_LEN, URI_PREFIX};
+
+use super::closure::{Closure, Need, Node, Served};
+use crate::elf::{Edit, DT_LDCAS_LOADER, DT_LDCAS_STORE};
+
+/// What a converted program records besides its URIs.
+#[derive(Clone, Debug)]
+pub struct ProgramRecord {
+    /// The new `PT_INTERP`: ld-cas.
+    pub interpreter: String,
+    /// The URI of the real ld.so the program hands over to.
+    pub loader: Hash,
+    /// The store, relative to the program's directory when the program lives in it.
+    pub store: String,
+}
+
+/// A library's converted form.
+#[derive(Clone, Debug)]
+pub struct Converted {
+    pub bytes: Vec<u8>,
+    pub hash: Hash,
+}
+
+/// A stand-in for the URI of cycle member `node` while the cycle is hashed: as long as a
+/// URI, unique, and not a URI (it has a `t`), so it can be found and replaced afterwards.
+fn token(node: usize) -> String {
+    let digits = node.to_string();
+    format!(
+        "{}t{}{}",
+        String::from_utf8_lossy(URI_PREFIX),
+        "0".repeat(URI_LEN - URI_PREFIX.len() - 1 - digits.len()),
+        digits
+    )
+}
+
+/// Replaces every occurrence of `from` (same length as `to`) in `bytes`.
+fn replace_all(bytes: &mut [u8], from: &[u8], to: &[u8]) {
+    debug_assert_eq!(from.len(), to.len());
+    let mut at = 0;
+    while let Some(pos) = bytes[at..].windows(from.len()).position(|w| w == from) {
+        let start = at + pos;
+        bytes[start..start + to.len()].copy_from_slice(to);
+        at = start + to.len();
+    }
+}
+
+/// The search-path entries each object keeps: an entry that served only converted names is
+/// dropped; one that served a kept name, or nothing at all (it may serve `dlopen`), stays.
+fn kept_entries(closure: &Closure) -> BTreeMap<(usize, bool), BTreeSet<usize>> {
+    let mut converted: BTreeSet<Served> = BTreeSet::new();
+    let mut kept: BTreeSet<Served> = BTreeSet::new();
+    for node in &closure.nodes {
+        for (_, need) in &node.needed {
+            match need {
+                Need::Node {
+                    served_by: Some(s), ..
+                } => {
+                    converted.insert(*s);
+                }
+                Need::Keep { served_by: Some(s) } => {
+                    kept.insert(*s);
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut dropped: BTreeMap<(usize, bool), BTreeSet<usize>> = BTreeMap::new();
+    for s in converted.difference(&kept) {
+        dropped
+            .entry((s.owner, s.rpath))
+            .or_default()
+            .insert(s.index);
+    }
+    dropped
+}
+
+/// The edit that converts `node` (its `DT_NEEDED` names, its search path, and for a
+/// program its interpreter and records). `uri_of` names a dependency.
+fn edit_for(
+    closure: &Closure,
+    n: usize,
+    dropped: &BTreeMap<(usize, bool), BTreeSet<usize>>,
+    uri_of: &dyn Fn(usize) -> String,
+    program: Option<&ProgramRecord>,
+) -> Result<Edit> {
+    let node = &closure.nodes[n];
+    let mut edit = Edit::new();
+    for (name, need) in &node.needed {
+        if let Need::Node { node: dep, .. } = need {
+            let name = std::str::from_utf8(name).with_context(|| {
+                format!(
+                    "{}: a DT_NEEDED name is not UTF-8",
+                    node.searcher.path.display()
+                )
+            })?;
+            edit.replace_needed(name, uri_of(*dep));
+        }
+    }
+    // glibc ignores DT_RPATH when DT_RUNPATH is present, so only the list in force changes.
+    let (list, rpath) = match (&node.searcher.runpath, &node.searcher.rpath) {
+        (Some(r), _) => (Some(r), false),
+        (None, Some(r)) => (Some(r), true),
+        (None, None) => (None, false),
+    };
+    if let (Some(list), Some(drop)) = (list, dropped.get(&(n, rpath))) {
+        let keep: Vec<&[u8]> = list
+            .split(|&b| b == b':')
+            .enumerate()
+            .filter(|(i, _)| !drop.contains(i))
+            .map(|(_, e)| e)
+            .collect();
+        if keep.is_empty() {
+            edit.remove_runpath();
+        } else {
+            let joined = String::from_utf8_lossy(&keep.join(&b':')).into_owned();
+            edit.force_rpath(rpath).set_runpath(joined);
+        }
+    }
+    if let Some(p) = program {
+        edit.set_interpreter(p.interpreter.clone())
+            .set_dynamic_tag(DT_LDCAS_LOADER, p.loader.to_string())
+            .set_dynamic_tag(DT_LDCAS_STORE, p.store.clone());
+    }
+    Ok(edit)
+}
+
+fn apply(node: &Node, edit: &Edit) -> Result<Vec<u8>> {
+    edit.apply(&node.bytes)
+        .with_context(|| format!("cannot convert {}", node.searcher.path.display()))
+}
+
+/// Converts every library of the closure (and every non-program tree file), bottom-up,
+/// levels in parallel. Returns each such node's converted bytes and URI.
+pub fn convert_libraries(closure: &Closure) -> Result<Vec<Option<Converted>>> {
+    let n = closure.nodes.len();
+    let edges: Vec<Vec<usize>> = closure
+        .nodes
+        .iter()
+        .map(|node| {
+            node.needed
+                .iter()
+                .filter_map(|(_, need)| match need {
+                    Need::Node { node, .. } => Some(*node),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    let component = cycles::components(&edges);
+    let count = component.iter().copied().max().map_or(0, |m| m + 1);
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); count];
+    for (node, &c) in component.iter().enumerate() {
+        members[c].push(node);
+    }
+    // Tarjan numbers components sinks first, so a component's dependencies have smaller
+    // numbers; its level is one more than the highest level among them.
+    let mut level = vec![0usize; count];
+    for c in 0..count {
+        for &m in &members[c] {
+            for &d in &edges[m] {
+                if component[d] != c {
+                    level[c] = level[c].max(level[component[d]] + 1);
+                }
+            }
+        }
+    }
+    let dropped = kept_entries(closure);
+    let wanted = |m: &usize| closure.nodes[*m].is_library || !is_program(&closure.nodes[*m]);
+    let mut done: Vec<Option<Converted>> = vec![None; n];
+    let top = level.iter().copied().max().unwrap_or(0);
+    for current in 0..=top {
+        let comps: Vec<usize> = (0..count).filter(|&c| level[c] == current).collect();
+        let results: Vec<Result<Vec<(usize, Converted)>>> = comps
+            .par_iter()
+            .map(|&c| {
+                let group: Vec<usize> = members[c].iter().copied().filter(wanted).collect();
+                let cyclic =
+                    members[c].len() > 1 || members[c].iter().any(|m| edges[*m].contains(m));
+                convert_component(closure, &group, cyclic, &dropped, &done)
+            })
+            .collect();
+        for r in results {
+            for (m, converted) in r? {
+                done[m] = Some(converted);
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Whether a node is a program: it has an interpreter and no soname (libc.so.6 has an
+/// interpreter too, to print its version, but it is a library).
+pub fn is_program(node: &Node) -> bool {
+    node.interpreter.is_some() && node.soname.is_none()
+}
+
+fn convert_component(
+    closure: &Closure,
+    group: &[usize],
+    cyclic: bool,
+    dropped: &BTreeMap<(usize, bool), BTreeSet<usize>>,
+    done: &[Option<Converted>],
+) -> Result<Vec<(usize, Converted)>> {
+    let uri_of = |d: usize| -> String {
+        match &done[d] {
+            Some(c) => c.hash.to_string(),
+            // A member of this component: its token until the cycle is hashed.
+            None => token(d),
+        }
+    };
+    let mut out = Vec::with_capacity(group.len());
+    for &m in group {
+        let edit = edit_for(closure, m, dropped, &uri_of, None)?;
+        let bytes = apply(&closure.nodes[m], &edit)?;
+        out.push((m, bytes));
+    }
+    if !cyclic {
+        return Ok(out
+            .into_iter()
+            .map(|(m, bytes)| {
+                let hash = hash_bytes(&bytes);
+                (m, Converted { bytes, hash })
+            })
+            .collect());
+    }
+    // Every member's address is the hash of its bytes with the cycle's references blanked;
+    // then the real URIs go where the tokens were.
+    let tokens: Vec<(usize, String)> = group.iter().map(|&m| (m, token(m))).collect();
+    let hashes: Vec<Hash> = out
+        .iter()
+        .map(|(_, bytes)| {
+            let mut blanked = bytes.clone();
+            for (_, t) in &tokens {
+                replace_all(&mut blanked, t.as_bytes(), &PLACEHOLDER);
+            }
+            hash_bytes(&blanked)
+        })
+        .collect();
+    let uris: Vec<(String, String)> = tokens
+        .iter()
+        .map(|(m, t)| {
+            let i = group.iter().position(|g| g == m).unwrap_or(0);
+            (t.clone(), hashes[i].to_string())
+        })
+        .collect();
+    Ok(out
+        .into_iter()
+        .zip(hashes)
+        .map(|((m, mut bytes), hash)| {
+            for (t, uri) in &uris {
+                replace_all(&mut bytes, t.as_bytes(), uri.as_bytes());
+            }
+            (m, Converted { bytes, hash })
+        })
+        .collect())
+}
+
+/// Converts a program for one output place.
+pub fn convert_program(
+    closure: &Closure,
+    n: usize,
+    libraries: &[Option<Converted>],
+    record: &ProgramRecord,
+) -> Result<Vec<u8>> {
+    let dropped = kept_entries(closure);
+    let uri_of = |d: usize| -> String {
+        libraries[d]
+            .as_ref()
+            .map(|c| c.hash.to_string())
+            .unwrap_or_default()
+    };
+    let edit = edit_for(closure, n, &dropped, &uri_of, Some(record))?;
+    apply(&closure.nodes[n], &edit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_uri_sized_and_not_uris() {
+        for n in [0usize, 7, 123_456] {
+            let t = token(n);
+            assert_eq!(t.len(), URI_LEN);
+            assert!(!Hash::is_uri(t.as_bytes()));
+            assert_ne!(t.as_bytes(), &PLACEHOLDER[..]);
+        }
+        assert_ne!(token(1), token(10));
+        let mut bytes = format!("a{}b{}c", token(3), token(3)).into_bytes();
+        replace_all(&mut bytes, token(3).as_bytes(), &PLACEHOLDER);
+        assert_eq!(bytes.len(), 2 * URI_LEN + 3);
+        assert_eq!(&bytes[1..1 + URI_LEN], &PLACEHOLDER[..]);
+    }
+}

@@ -1,0 +1,139 @@
+//! A foreign-architecture closure: an aarch64 C++ program and its libraries, found under
+//! `--sysroot /usr/aarch64-linux-gnu` exactly as the aarch64 ld.so would find them, convert
+//! into a store. (Running it through an aarch64 ld-cas is the aarch64 port's job; here the
+//! original runs under qemu to show the fixture is real.)
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use elf_tests::nixstyle::needed_names;
+use elf_tests::{built_binary, compile, fixture_dir, require_tool, run_ok};
+
+const SYSROOT: &str = "/usr/aarch64-linux-gnu";
+
+fn machine(file: &Path) -> String {
+    let out = run_ok(Command::new("readelf").arg("-hW").arg(file));
+    out.lines()
+        .find(|l| l.trim_start().starts_with("Machine:"))
+        .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn aarch64_closure_converts_with_sysroot() {
+    require_tool("aarch64-linux-gnu-gcc");
+    require_tool("qemu-aarch64");
+    let tmp = tempfile::tempdir().unwrap();
+    let lib_dir = tmp.path().join("lib");
+    fs::create_dir_all(&lib_dir).unwrap();
+    let src = fixture_dir().join("convert");
+    compile(
+        "aarch64-linux-gnu-gcc",
+        &[&src.join("greet.c")],
+        &lib_dir.join("libgreet.so.1"),
+        &[
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libgreet.so.1",
+            "-DWORD=\"aarch64\"",
+        ],
+    );
+    let program = tmp.path().join("prog");
+    compile(
+        "aarch64-linux-gnu-gcc",
+        &[&src.join("greet_main.c")],
+        &program,
+        &[
+            &format!("-L{}", lib_dir.display()),
+            "-l:libgreet.so.1",
+            "-Wl,-rpath,$ORIGIN/lib",
+            "-lm",
+        ],
+    );
+    let original = run_ok(
+        Command::new("qemu-aarch64")
+            .args(["-L", SYSROOT])
+            .arg(&program),
+    );
+    assert_eq!(original, "greet: aarch64\nmain: done\n");
+
+    let store = tmp.path().join("store");
+    run_ok(
+        Command::new(built_binary("elfpatch"))
+            .args(["store", "init", "--store"])
+            .arg(&store),
+    );
+    let out = run_ok(
+        Command::new(built_binary("elfpatch"))
+            .args(["convert", "--json", "--sysroot", SYSROOT, "--store"])
+            .arg(&store)
+            .arg(&program),
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let converted = store.join("bin/prog");
+    let needed = needed_names(&converted);
+    assert!(
+        needed.iter().all(|n| n.starts_with("uri:blake3:")),
+        "{needed:?}"
+    );
+    // libgreet (through $ORIGIN) and libc (from the sysroot), all aarch64.
+    let sonames: Vec<&str> = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o[1].as_str().unwrap())
+        .collect();
+    for expected in ["libgreet.so.1", "libc.so.6"] {
+        assert!(
+            sonames.contains(&expected),
+            "{expected} missing from {sonames:?}"
+        );
+    }
+    for o in report["objects"].as_array().unwrap() {
+        let source = o[2].as_str().unwrap();
+        assert!(
+            source.starts_with(SYSROOT) || source.starts_with(tmp.path().to_str().unwrap()),
+            "{source} is not from the sysroot or the program's $ORIGIN"
+        );
+        let path = run_ok(
+            Command::new(built_binary("elfpatch"))
+                .args(["store", "resolve", "--store"])
+                .arg(&store)
+                .arg(o[0].as_str().unwrap()),
+        );
+        assert_eq!(machine(Path::new(path.trim())), "AArch64");
+    }
+    // The aarch64 ld.so is stored as the program's loader, and the default interpreter is
+    // the aarch64 ld-cas of the store.
+    let list = run_ok(
+        Command::new(built_binary("elfpatch"))
+            .args(["store", "list", "--json", "--store"])
+            .arg(&store),
+    );
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["kind"] == "interpreter" && o["soname"] == "ld-linux-aarch64.so.1"));
+    let interp = run_ok(
+        Command::new(built_binary("elfpatch"))
+            .arg("--print-interpreter")
+            .arg(&converted),
+    );
+    assert_eq!(
+        interp.trim(),
+        store
+            .canonicalize()
+            .unwrap()
+            .join("ld-cas-aarch64")
+            .to_str()
+            .unwrap()
+    );
+    run_ok(
+        Command::new(built_binary("elfpatch"))
+            .args(["store", "verify", "--store"])
+            .arg(&store),
+    );
+}

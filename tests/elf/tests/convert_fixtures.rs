@@ -1,0 +1,388 @@
+//! `elfpatch convert` on small C fixtures: the run-time escape hatches users rely on
+//! (`LD_PRELOAD`, `--keep-soname` with a driver-style swap through the usual search), two
+//! different libraries with one soname, a dependency cycle, reproducibility and idempotence.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use elf_tests::{built_binary, compile, fixture_dir, run, run_ok};
+
+fn src(name: &str) -> PathBuf {
+    fixture_dir().join("convert").join(name)
+}
+
+fn elfpatch() -> Command {
+    Command::new(built_binary("elfpatch"))
+}
+
+/// Fixtures built in `dir`: `a/libgreet.so.1` ("alpha"), `b/libgreet.so.1` ("beta"),
+/// `prog-a` and `prog-b` linked against each with RUNPATH, `preload.so`, and the ring.
+struct Fixtures {
+    dir: PathBuf,
+}
+
+impl Fixtures {
+    fn build(dir: &Path) -> Fixtures {
+        for (sub, word) in [("a", "alpha"), ("b", "beta")] {
+            let d = dir.join(sub);
+            fs::create_dir_all(&d).unwrap();
+            compile(
+                "gcc",
+                &[&src("greet.c")],
+                &d.join("libgreet.so.1"),
+                &[
+                    "-shared",
+                    "-fPIC",
+                    "-Wl,-soname,libgreet.so.1",
+                    &format!("-DWORD=\"{word}\""),
+                ],
+            );
+            compile(
+                "gcc",
+                &[&src("greet_main.c")],
+                &dir.join(format!("prog-{sub}")),
+                &[
+                    &format!("-L{}", d.display()),
+                    "-l:libgreet.so.1",
+                    &format!("-Wl,-rpath,{}", d.display()),
+                ],
+            );
+        }
+        compile(
+            "gcc",
+            &[&src("preload.c")],
+            &dir.join("preload.so"),
+            &["-shared", "-fPIC"],
+        );
+        let ring = dir.join("ring");
+        fs::create_dir_all(&ring).unwrap();
+        let so = |name: &str| ring.join(format!("lib{name}.so"));
+        let common = |soname: &str| {
+            vec![
+                "-shared".to_string(),
+                "-fPIC".into(),
+                format!("-Wl,-soname,{soname}"),
+                "-Wl,-rpath,$ORIGIN".into(),
+                format!("-L{}", ring.display()),
+            ]
+        };
+        let args = |v: &Vec<String>| {
+            v.iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join("\u{1}")
+        };
+        let b_first = common("libring_b.so");
+        compile(
+            "gcc",
+            &[&src("ring_b.c")],
+            &so("ring_b"),
+            &args(&b_first).split('\u{1}').collect::<Vec<_>>(),
+        );
+        let mut a = common("libring_a.so");
+        a.push("-lring_b".into());
+        compile(
+            "gcc",
+            &[&src("ring_a.c")],
+            &so("ring_a"),
+            &args(&a).split('\u{1}').collect::<Vec<_>>(),
+        );
+        let mut b = common("libring_b.so");
+        b.push("-lring_a".into());
+        compile(
+            "gcc",
+            &[&src("ring_b.c")],
+            &so("ring_b"),
+            &args(&b).split('\u{1}').collect::<Vec<_>>(),
+        );
+        compile(
+            "gcc",
+            &[&src("ring_main.c")],
+            &dir.join("prog-ring"),
+            &[
+                &format!("-L{}", ring.display()),
+                "-lring_a",
+                "-lring_b",
+                &format!("-Wl,-rpath,{}", ring.display()),
+            ],
+        );
+        Fixtures {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+fn init_store(store: &Path) {
+    run_ok(
+        elfpatch()
+            .args(["store", "init", "--store"])
+            .arg(store)
+            .arg("--ld-cas")
+            .arg(built_binary("ld-cas")),
+    );
+}
+
+fn convert(store: &Path, extra: &[&str], paths: &[PathBuf]) -> serde_json::Value {
+    let out = run_ok(
+        elfpatch()
+            .args(["convert", "--json", "--store"])
+            .arg(store)
+            .args(extra)
+            .args(paths),
+    );
+    serde_json::from_str(&out).expect("convert --json prints JSON")
+}
+
+fn needed(file: &Path) -> Vec<String> {
+    let out = run_ok(Command::new("readelf").args(["-dW"]).arg(file));
+    out.lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| {
+            l.split('[')
+                .nth(1)
+                .map(|s| s.trim_end_matches(']').to_owned())
+        })
+        .collect()
+}
+
+fn stdout_of(cmd: &mut Command) -> String {
+    run_ok(cmd)
+}
+
+#[test]
+fn preload_keep_soname_and_duplicate_sonames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = Fixtures::build(&tmp.path().join("fx"));
+    let store = tmp.path().join("store");
+    init_store(&store);
+
+    // Two programs whose libgreet.so.1 differ: both land, both run with their own.
+    let report = convert(&store, &[], &[fx.path("prog-a"), fx.path("prog-b")]);
+    assert_eq!(report["programs"], 2);
+    let a = store.join("bin/prog-a");
+    let b = store.join("bin/prog-b");
+    assert_eq!(
+        stdout_of(&mut Command::new(&a)),
+        "greet: alpha\nmain: done\n"
+    );
+    assert_eq!(
+        stdout_of(&mut Command::new(&b)),
+        "greet: beta\nmain: done\n"
+    );
+    let objects = report["objects"].as_array().unwrap();
+    let greets: Vec<_> = objects.iter().filter(|o| o[1] == "libgreet.so.1").collect();
+    assert_eq!(
+        greets.len(),
+        2,
+        "both libgreet.so.1 are in the store: {objects:?}"
+    );
+    assert!(
+        needed(&a).iter().all(|n| n.starts_with("uri:blake3:")),
+        "{:?}",
+        needed(&a)
+    );
+    // The RUNPATH served only converted names: it is gone.
+    let dynamic = run_ok(Command::new("readelf").arg("-dW").arg(&a));
+    assert!(
+        !dynamic.contains("RUNPATH") && !dynamic.contains("RPATH"),
+        "{dynamic}"
+    );
+
+    // LD_PRELOAD still interposes.
+    let out = stdout_of(Command::new(&a).env("LD_PRELOAD", fx.path("preload.so")));
+    assert_eq!(out, "greet: interposed by LD_PRELOAD\nmain: done\n");
+
+    // --keep-soname leaves the name plain and its RUNPATH entry in place; the usual
+    // search (here LD_LIBRARY_PATH, as for /run/opengl-driver/lib) swaps the library.
+    let kept_out = tmp.path().join("kept");
+    convert(
+        &store,
+        &[
+            "--keep-soname",
+            "libgreet*",
+            "--out",
+            kept_out.to_str().unwrap(),
+        ],
+        &[fx.path("prog-a")],
+    );
+    let kept = kept_out.join("prog-a");
+    let names = needed(&kept);
+    assert!(names.contains(&"libgreet.so.1".to_owned()), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("uri:blake3:")),
+        "libc is still converted: {names:?}"
+    );
+    assert_eq!(
+        stdout_of(&mut Command::new(&kept)),
+        "greet: alpha\nmain: done\n"
+    );
+    let swapped = stdout_of(Command::new(&kept).env("LD_LIBRARY_PATH", fx.path("b")));
+    assert_eq!(swapped, "greet: beta\nmain: done\n");
+}
+
+#[test]
+fn cycles_convert_and_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = Fixtures::build(&tmp.path().join("fx"));
+    let store = tmp.path().join("store");
+    init_store(&store);
+    let original = stdout_of(&mut Command::new(fx.path("prog-ring")));
+    assert_eq!(original, "ring: a=1 b=2\n");
+    let report = convert(&store, &[], &[fx.path("prog-ring")]);
+    let objects: BTreeMap<String, String> = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o[1].as_str().unwrap().to_owned(),
+                o[0].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let a_uri = &objects["libring_a.so"];
+    let b_uri = &objects["libring_b.so"];
+    // Each member names the other by its real URI.
+    let resolve = |uri: &str| {
+        PathBuf::from(
+            run_ok(
+                elfpatch()
+                    .args(["store", "resolve", "--store"])
+                    .arg(&store)
+                    .arg(uri),
+            )
+            .trim(),
+        )
+    };
+    assert!(needed(&resolve(a_uri)).contains(b_uri));
+    assert!(needed(&resolve(b_uri)).contains(a_uri));
+    // The addresses follow the cycle rule, which verify checks.
+    run_ok(elfpatch().args(["store", "verify", "--store"]).arg(&store));
+    assert_eq!(
+        stdout_of(&mut Command::new(store.join("bin/prog-ring"))),
+        original
+    );
+}
+
+/// Every file under `dir`: relative path → bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() && e.file_name() != "lock" {
+                out.insert(
+                    e.path().strip_prefix(dir).unwrap().to_path_buf(),
+                    fs::read(e.path()).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn conversion_is_reproducible_and_idempotent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = Fixtures::build(&tmp.path().join("fx"));
+    let interp = tmp.path().join("stable/ld-cas");
+    fs::create_dir_all(interp.parent().unwrap()).unwrap();
+    fs::copy(built_binary("ld-cas"), &interp).unwrap();
+    let inputs = [
+        fx.path("prog-a"),
+        fx.path("prog-ring"),
+        PathBuf::from("/usr/bin/curl"),
+    ];
+    let mut snapshots = Vec::new();
+    for name in ["one", "two"] {
+        let store = tmp.path().join(name);
+        init_store(&store);
+        convert(&store, &["--interp", interp.to_str().unwrap()], &inputs);
+        snapshots.push(snapshot(&store));
+    }
+    assert_eq!(
+        snapshots[0].keys().collect::<Vec<_>>(),
+        snapshots[1].keys().collect::<Vec<_>>()
+    );
+    for (path, bytes) in &snapshots[0] {
+        // The table records its generation; everything else is byte-identical.
+        if path != Path::new("table") {
+            assert!(
+                &snapshots[1][path] == bytes,
+                "{} differs between two conversions",
+                path.display()
+            );
+        }
+    }
+
+    // Converting again, or converting the converted programs, changes nothing.
+    let store = tmp.path().join("one");
+    let report = convert(&store, &["--interp", interp.to_str().unwrap()], &inputs);
+    assert_eq!(report["bytes_written"], 0, "{report}");
+    assert!(
+        snapshot(&store) == snapshots[0],
+        "converting again changed the store"
+    );
+    // The converted programs themselves, converted where they lie: nothing changes.
+    let bin = store.join("bin");
+    let converted: Vec<PathBuf> = ["prog-a", "prog-ring", "curl"]
+        .iter()
+        .map(|p| bin.join(p))
+        .collect();
+    let report = convert(
+        &store,
+        &[
+            "--interp",
+            interp.to_str().unwrap(),
+            "--out",
+            bin.to_str().unwrap(),
+        ],
+        &converted,
+    );
+    assert_eq!(report["bytes_written"], 0, "{report}");
+    assert!(
+        snapshot(&store) == snapshots[0],
+        "reconverting converted programs changed the store"
+    );
+    let out = run(Command::new(store.join("bin/curl")).arg("--version"));
+    assert!(out.status.success());
+}
+
+#[test]
+fn missing_dependencies_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = Fixtures::build(&tmp.path().join("fx"));
+    let store = tmp.path().join("store");
+    init_store(&store);
+    let lonely = tmp.path().join("lonely");
+    fs::copy(fx.path("prog-a"), &lonely).unwrap();
+    fs::remove_file(fx.path("a/libgreet.so.1")).unwrap();
+    let out = run(elfpatch()
+        .args(["convert", "--store"])
+        .arg(&store)
+        .arg(&lonely));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("libgreet.so.1") && err.contains("lonely"),
+        "{err}"
+    );
+    assert!(!store.join("bin/lonely").exists());
+    let out = run(elfpatch()
+        .args(["convert", "--allow-missing", "--store"])
+        .arg(&store)
+        .arg(&lonely));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("libgreet.so.1"));
+    assert!(needed(&store.join("bin/lonely")).contains(&"libgreet.so.1".to_owned()));
+}
