@@ -677,3 +677,49 @@ fn programs_converted_by_elfpatch_run_and_survive_a_store_move() {
     }
     assert!(!list.contains("not found"), "{list}");
 }
+
+/// `gdb -batch -ex 'break F' -ex run -ex bt` cannot stop in a library function even for an
+/// ordinary program: in batch mode gdb refuses pending breakpoints, and no library is known
+/// before `run`. With pending breakpoints allowed, gdb stops in a `uri:` library's function
+/// with its symbols and sources (see docs/ld-cas.md, "Debugging").
+#[test]
+fn gdb_stops_in_a_uri_library_function_with_symbols() {
+    require_tool("gdb");
+    let w = world();
+    let out = run(Command::new("gdb")
+        .args([
+            "-batch",
+            "-ex",
+            "set breakpoint pending on",
+            "-ex",
+            "break chain_c",
+            "-ex",
+            "run",
+            "-ex",
+            "bt",
+        ])
+        .arg(w.bin("chain")));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Breakpoint 1, chain_c () at "),
+        "{text}\n{}",
+        stderr(&out)
+    );
+    let frames: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+    assert!(frames.len() >= 4, "{text}");
+    for (frame, func) in frames.iter().zip(["chain_c", "chain_b", "chain_a", "main"]) {
+        assert!(frame.contains(&format!("{func} () at ")), "{frame}");
+    }
+
+    // The plain command, on the same program linked the ordinary way: gdb refuses too.
+    let plain = run(Command::new("gdb")
+        .args(["-batch", "-ex", "break chain_c", "-ex", "run", "-ex", "bt"])
+        .arg(w.root.join("build/chain"))
+        .env("LD_LIBRARY_PATH", w.root.join("build")));
+    let all = format!("{}{}", stdout(&plain), stderr(&plain));
+    assert!(
+        all.contains("Make breakpoint pending on future shared library load?"),
+        "{all}"
+    );
+    assert!(all.contains("No stack."), "{all}");
+}
