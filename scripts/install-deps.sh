@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential g++ gdb strace patchelf b3sum lld hyperfine binutils file
-  qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
+  qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross musl-tools
   rustc libstd-rust-dev:arm64
   python3 perl curl git
 )

@@ -81,7 +81,7 @@ pub fn main(mut stack: Stack) -> ! {
     stack.set_aux(AT_ENTRY, m.entry);
     stack.shift_args(i);
     // SAFETY: the program was just mapped with these headers.
-    let program = unsafe { Program::from_phdrs(m.phdr, m.phnum) };
+    let program = unsafe { Program::from_phdrs(m.phdr, m.phnum, Some(m.bias)) };
     // SAFETY: single-threaded before the hand-over.
     let me = unsafe { &mut *core::ptr::addr_of_mut!(ME) };
     if !me.fill(|buf| sys::readlink(b"/proc/self/exe\0", buf).ok()) {

@@ -20,6 +20,8 @@ pub const DT_STRSZ: i64 = 10;
 pub const DT_VERNEED: i64 = 0x6fff_fffe;
 /// `DT_VERNEEDNUM`: its number of entries.
 pub const DT_VERNEEDNUM: i64 = 0x6fff_ffff;
+/// `DT_SONAME`.
+pub const DT_SONAME: i64 = 14;
 /// `DT_AUDIT`: a colon-separated list of audit libraries (glibc ≥ 2.32).
 pub const DT_AUDIT: i64 = 0x6fff_fefc;
 /// The URI of the real loader that goes with the program's libc (written by `elfpatch`).

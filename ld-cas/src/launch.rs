@@ -6,8 +6,8 @@ use crate::audit::{self, trace, InstallError};
 use crate::cas::{Hash, Kind, URI_PREFIX};
 use crate::elf::PT_INTERP;
 use crate::elf::{
-    self, Dyn, Phdr, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NEEDED, DT_NULL, DT_STRSZ, DT_STRTAB,
-    DT_VERNEED, DT_VERNEEDNUM, PT_DYNAMIC, PT_PHDR,
+    self, Dyn, Phdr, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NEEDED, DT_NULL, DT_SONAME, DT_STRSZ,
+    DT_STRTAB, DT_VERNEED, DT_VERNEEDNUM, PT_DYNAMIC, PT_PHDR,
 };
 use crate::loadmap;
 use crate::out::{cstr, die, Out};
@@ -37,14 +37,15 @@ impl Program {
     ///
     /// # Safety
     /// `phdr`/`phnum` must describe a mapped program image.
-    pub unsafe fn from_phdrs(phdr: usize, phnum: usize) -> Program {
+    pub unsafe fn from_phdrs(phdr: usize, phnum: usize, bias: Option<usize>) -> Program {
         // SAFETY: per the contract.
         let ph = core::slice::from_raw_parts(phdr as *const Phdr, phnum);
-        let bias = ph
-            .iter()
-            .find(|p| p.p_type == PT_PHDR)
-            .map(|p| phdr.wrapping_sub(p.p_vaddr as usize))
-            .unwrap_or(0);
+        let bias = bias.unwrap_or_else(|| {
+            ph.iter()
+                .find(|p| p.p_type == PT_PHDR)
+                .map(|p| phdr.wrapping_sub(p.p_vaddr as usize))
+                .unwrap_or(0)
+        });
         let dynamic: &'static mut [Dyn] = match ph.iter().find(|p| p.p_type == PT_DYNAMIC) {
             // SAFETY: PT_DYNAMIC lies in a writable PT_LOAD of the mapped image.
             Some(p) => core::slice::from_raw_parts_mut(
@@ -105,7 +106,7 @@ impl Program {
 /// Runs as the program's `PT_INTERP`: the kernel mapped the program.
 pub fn interp(stack: Stack) -> ! {
     // SAFETY: AT_PHDR/AT_PHNUM come from the kernel and describe the mapped program.
-    let prog = unsafe { Program::from_phdrs(stack.aux(AT_PHDR), stack.aux(AT_PHNUM)) };
+    let prog = unsafe { Program::from_phdrs(stack.aux(AT_PHDR), stack.aux(AT_PHNUM), None) };
     let execfn = stack.aux(AT_EXECFN);
     let name: &'static [u8] = if execfn == 0 {
         b"the program"
@@ -232,8 +233,17 @@ pub fn handover(
         }),
     };
 
-    if uses_uri && secure {
-        secure_needed(prog, name);
+    // SAFETY: the loader was just mapped with these headers at this bias.
+    let glibc = unsafe { Program::from_phdrs(ld.phdr, ld.phnum, Some(ld.bias)) }
+        .tag_str(DT_SONAME)
+        .map_or(false, |s| s.starts_with(b"ld-linux"));
+    if uses_uri && (secure || !glibc) {
+        let why = if secure {
+            "it runs set-user-ID or set-group-ID, and glibc ignores audit modules named by path then"
+        } else {
+            "its loader is not glibc's ld.so and has no audit interface"
+        };
+        direct_needed(prog, name, why);
     } else if uses_uri {
         let strtab = prog.strtab;
         // SAFETY: the program's dynamic section has not been read by ld.so yet.
@@ -255,20 +265,23 @@ pub fn handover(
     unsafe { arch::jump(stack.sp, ld.entry) }
 }
 
-/// Under `AT_SECURE` glibc ignores audit modules named by path, so the program's own
-/// `uri:` entries (`DT_NEEDED` and the `vn_file` of `.gnu.version_r`, which must name the
+/// Without the name service (under `AT_SECURE` glibc ignores audit modules named by path;
+/// musl has no audit interface), the program's own `uri:` entries (`DT_NEEDED` and the `vn_file` of `.gnu.version_r`, which must name the
 /// same object) are pointed, in memory, at the objects' absolute paths in the recorded
 /// store instead. The strings go in a page mapped above the program, within the 32-bit
 /// reach of `vn_file`. An object that itself needs `uri:` names cannot be served this
 /// way: the program then fails closed with a message.
-fn secure_needed(prog: Program, name: &[u8]) {
+fn direct_needed(prog: Program, name: &[u8], why: &str) {
     let strtab = prog.strtab;
     let strings = prog.strings;
-    let fail = |why: &str| -> ! {
+    let fail = |detail: &str| -> ! {
         die(127, |o| {
             o.bytes(name)
-                .str(" runs set-user-ID or set-group-ID: ")
-                .str(why);
+                .str(": ")
+                .str(detail)
+                .str(" (")
+                .str(why)
+                .str(")");
         })
     };
     let end = prog
@@ -314,11 +327,13 @@ fn secure_needed(prog: Program, name: &[u8]) {
         if let Some(inner) = nested_uri(file) {
             die(127, |o| {
                 o.bytes(name)
-                    .str(" runs set-user-ID or set-group-ID, and ")
+                    .str(": ")
                     .bytes(file)
                     .str(" needs ")
                     .bytes(inner);
-                o.str(": glibc ignores path-named audit modules in secure mode, so only the program's own DT_NEEDED may be content addresses");
+                o.str(", but ")
+                    .str(why)
+                    .str(": only the program's own DT_NEEDED can then be content addresses");
             });
         }
         if used + file.len() + 1 > NEAR || nmoved == moved.len() {

@@ -723,3 +723,51 @@ fn gdb_stops_in_a_uri_library_function_with_symbols() {
     );
     assert!(all.contains("No stack."), "{all}");
 }
+
+/// musl has no audit interface: ld-cas points the program's own `uri:` entries at the
+/// objects' paths instead (a library that needs `uri:` names itself is refused).
+#[test]
+fn musl_programs_run_with_content_addressed_libraries() {
+    require_tool("musl-gcc");
+    let musl_ld = Path::new("/lib/ld-musl-x86_64.so.1");
+    assert!(
+        musl_ld.exists(),
+        "musl's loader is missing: run scripts/install-deps.sh"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (d, fx) = (dir.path(), fixture_dir().join("loader"));
+    let lib = d.join("libml.so");
+    compile(
+        "musl-gcc",
+        &[&fx.join("musl_lib.c")],
+        &lib,
+        &["-shared", "-fPIC", "-Wl,-soname,libml.so"],
+    );
+    let prog = d.join("musl");
+    let lflag = format!("-L{}", d.display());
+    compile(
+        "musl-gcc",
+        &[&fx.join("musl_main.c")],
+        &prog,
+        &[&lflag, "-l:libml.so"],
+    );
+    let store = d.join("store");
+    run_ok(
+        Command::new(elfpatch())
+            .args(["store", "init", "--store"])
+            .arg(&store),
+    );
+    let loader = store_add(&store, musl_ld);
+    let mut uris = BTreeMap::new();
+    uris.insert("libml.so".to_string(), store_add(&store, &lib));
+    fs::create_dir(d.join("bin")).unwrap();
+    // musl's libc.so is its loader: that entry stays, like glibc's ld-linux name.
+    convert_program(&prog, &d.join("bin/musl"), &uris, &loader, "../store");
+    let out = run(Command::new(d.join("bin/musl")).env("LD_CAS_DEBUG", "1"));
+    assert_eq!(stdout(&out), "musl 5\n", "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ld-musl-x86_64.so.1"),
+        "{}",
+        stderr(&out)
+    );
+}
