@@ -234,9 +234,10 @@ pub fn handover(
     };
 
     // SAFETY: the loader was just mapped with these headers at this bias.
-    let glibc = unsafe { Program::from_phdrs(ld.phdr, ld.phnum, Some(ld.bias)) }
-        .tag_str(DT_SONAME)
-        .map_or(false, |s| s.starts_with(b"ld-linux"));
+    let glibc = matches!(
+        unsafe { Program::from_phdrs(ld.phdr, ld.phnum, Some(ld.bias)) }.tag_str(DT_SONAME),
+        Some(s) if s.starts_with(b"ld-linux")
+    );
     if uses_uri && (secure || !glibc) {
         let why = if secure {
             "it runs set-user-ID or set-group-ID, and glibc ignores audit modules named by path then"
