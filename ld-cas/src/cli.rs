@@ -10,6 +10,7 @@ use crate::path::{dirname, PathBuf};
 use crate::startup::{Stack, AT_ENTRY, AT_PAGESZ, AT_PHDR, AT_PHNUM};
 use crate::store;
 use crate::sys;
+use crate::verify;
 
 const USAGE: &str = "\
 usage: ld-cas [--] PROGRAM [ARGS...]   run PROGRAM through ld-cas
@@ -118,7 +119,7 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
             o.bytes(prog).str(": not an ELF file for this machine");
         }),
     };
-    let env = if launch::debug_enabled(stack) || stack.aux(crate::startup::AT_SECURE) == 0 {
+    let env = if stack.aux(crate::startup::AT_SECURE) == 0 {
         stack.env(b"LD_CAS_STORE")
     } else {
         None
@@ -139,9 +140,19 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
     }
     o.str("\n");
     let mut failed = false;
+    let mut objs = [(Hash([0; 32]), &[][..]); verify::MAX];
+    let mut m = 0;
     if let Some(uri) = file.tag(DT_LDCAS_LOADER).map(|v| file.string(v)) {
         o.str("\tloader ");
-        failed |= show(&mut o, table, dir.bytes(), uri, verify).is_none();
+        match show(&mut o, table, dir.bytes(), uri) {
+            Some(bytes) => {
+                if let Ok(h) = Hash::parse_uri(uri) {
+                    objs[m] = (h, bytes);
+                    m += 1;
+                }
+            }
+            None => failed = true,
+        }
     }
     let mut seen = [Hash([0; 32]); 1024];
     let mut n = 0;
@@ -175,15 +186,23 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
             seen[n] = h;
             n += 1;
             o.str("\t");
-            match show(&mut o, table, dir.bytes(), name, verify) {
-                Some(bytes) if tail < queue.len() => {
-                    queue[tail] = bytes;
-                    tail += 1;
+            match show(&mut o, table, dir.bytes(), name) {
+                Some(bytes) => {
+                    if tail < queue.len() {
+                        queue[tail] = bytes;
+                        tail += 1;
+                    }
+                    if m < objs.len() {
+                        objs[m] = (h, bytes);
+                        m += 1;
+                    }
                 }
-                Some(_) => {}
                 None => failed = true,
             }
         }
+    }
+    if verify && !verify::closure(&objs[..m], &mut o) {
+        failed = true;
     }
     o.flush();
     sys::exit(if failed { 1 } else { 0 })
@@ -195,7 +214,6 @@ fn show(
     table: Option<&'static [u8]>,
     store: &[u8],
     uri: &[u8],
-    verify: bool,
 ) -> Option<&'static [u8]> {
     o.bytes(uri);
     let entry = match table.and_then(|t| Hash::parse_uri(uri).ok().map(|h| store::lookup(t, &h))) {
@@ -222,15 +240,6 @@ fn show(
             return None;
         }
     };
-    if verify {
-        match crate::verify::check(bytes, uri) {
-            Ok(()) => o.str(" ok"),
-            Err(why) => {
-                o.str(" MISMATCH: ").str(why).str("\n");
-                return None;
-            }
-        };
-    }
     o.str("\n");
     Some(bytes)
 }

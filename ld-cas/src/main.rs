@@ -23,6 +23,7 @@ mod uri;
 mod table;
 
 mod audit;
+mod blake3;
 mod cas;
 mod cli;
 mod elf;

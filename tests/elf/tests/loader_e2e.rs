@@ -771,3 +771,83 @@ fn musl_programs_run_with_content_addressed_libraries() {
         stderr(&out)
     );
 }
+
+/// A dependency cycle converted by `elfpatch convert` runs, `--verify` applies the cycle
+/// rule to it, and a damaged object is reported.
+#[test]
+fn verify_rehashes_the_closure_with_the_cycle_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, fx) = (dir.path(), fixture_dir().join("loader"));
+    let l = format!("-L{}", d.display());
+    let shared = |src: &str, soname: &str, dep: Option<&str>| {
+        let mut args = vec![
+            "-shared".to_string(),
+            "-fPIC".into(),
+            format!("-Wl,-soname,{soname}"),
+            l.clone(),
+        ];
+        args.extend(dep.map(|dep| format!("-l:{dep}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        compile("gcc", &[&fx.join(src)], &d.join(soname), &args);
+    };
+    shared("cyc_a.c", "libcyca.so", None);
+    shared("cyc_b.c", "libcycb.so", Some("libcyca.so"));
+    shared("cyc_a.c", "libcyca.so", Some("libcycb.so"));
+    let prog = d.join("cycle");
+    let rpath = format!("-Wl,--disable-new-dtags,-rpath,{}", d.display());
+    compile(
+        "gcc",
+        &[&fx.join("cycle.c")],
+        &prog,
+        &[&l, &rpath, "-l:libcyca.so"],
+    );
+    let store = d.join("store");
+    run_ok(
+        Command::new(elfpatch())
+            .args(["store", "init", "--store"])
+            .arg(&store),
+    );
+    run_ok(
+        Command::new(elfpatch())
+            .args(["convert", "--store"])
+            .arg(&store)
+            .arg("--interp")
+            .arg(ld_cas())
+            .arg(&prog),
+    );
+    let converted = store.join("bin/cycle");
+    assert_eq!(run_ok(&mut Command::new(&converted)), "cycle 5\n");
+
+    let out = run_ok(Command::new(ld_cas()).arg("--verify").arg(&converted));
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("verify ")).collect();
+    assert_eq!(lines.len(), 4, "loader, libc, two cycle members:\n{out}");
+    assert!(lines.iter().all(|l| l.contains(" ok")), "{out}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.ends_with("ok (in a dependency cycle)"))
+            .count(),
+        2,
+        "{out}"
+    );
+
+    // Damage one byte of the C library's copy in the store.
+    let libc = fs::read_dir(store.join("objects"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-libc.so.6"))
+        .unwrap();
+    let mut bytes = fs::read(&libc).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::set_permissions(&libc, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&libc, &bytes).unwrap();
+    let out = run(Command::new(ld_cas()).arg("--verify").arg(&converted));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out).matches("MISMATCH").count(),
+        1,
+        "{}",
+        stdout(&out)
+    );
+}
