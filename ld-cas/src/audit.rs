@@ -45,8 +45,14 @@ static mut STATE: Resolver = Resolver {
     running: false,
 };
 
-static mut ARENA: [u8; 16384] = [0; 16384];
+// Mutable statics live in `.data`, not `.bss`: with no `.bss` past the last file page,
+// neither the kernel nor ld.so (loading the audit copy) needs an extra anonymous mapping.
+#[link_section = ".data"]
+static mut ARENA: [u8; ARENA_SIZE] = [0; ARENA_SIZE];
+const ARENA_SIZE: usize = 4096;
+#[link_section = ".data"]
 static mut ARENA_POS: usize = 0;
+#[link_section = ".data"]
 static mut ARENA_END: usize = 0;
 
 /// The resolver state.
@@ -72,7 +78,7 @@ unsafe fn keep(parts: &[&[u8]]) -> *const u8 {
     if *end - *pos < len {
         let (start, size) = if *end == 0 {
             // SAFETY: taking the address of the arena does not access it.
-            (unsafe { addr_of_mut!(ARENA) as usize }, 16384)
+            (unsafe { addr_of_mut!(ARENA) as usize }, ARENA_SIZE)
         } else {
             let size = (len + 0xffff) & !0xffff;
             // SAFETY: a fresh anonymous mapping that we own.
@@ -198,6 +204,7 @@ static HOOKS: Hooks = Hooks {
 };
 
 /// In the audit copy: the first copy's hooks, once found.
+#[link_section = ".data"]
 static mut FOUND: *const Hooks = core::ptr::null();
 
 /// Resolves a name for ld.so (runs in the first copy). `requester` is the requesting
@@ -313,6 +320,7 @@ pub enum InstallError {
     TooLong,
 }
 
+#[link_section = ".data"]
 static mut AUDIT_PATH: [u8; 1024] = [0; 1024];
 
 /// Points a `DT_AUDIT` entry of the program's in-memory dynamic section at `me` (ld-cas's

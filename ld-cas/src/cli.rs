@@ -24,6 +24,7 @@ Environment: LD_CAS_STORE (the store; ignored for setuid programs), LD_CAS_DEBUG
 (trace every resolution to stderr).
 ";
 
+#[link_section = ".data"]
 static mut ME: PathBuf = PathBuf::new();
 
 /// Entry point when run as a command.

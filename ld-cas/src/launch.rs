@@ -118,8 +118,11 @@ pub fn interp(stack: Stack) -> ! {
     handover(stack, prog, name, None, me)
 }
 
+#[link_section = ".data"]
 static mut SCRATCH: PathBuf = PathBuf::new();
+#[link_section = ".data"]
 static mut LOADER: PathBuf = PathBuf::new();
+#[link_section = ".data"]
 static mut EXE: PathBuf = PathBuf::new();
 
 /// Whether `LD_CAS_DEBUG` asks for traces (never under `AT_SECURE`).
