@@ -143,7 +143,8 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
     let mut failed = false;
     let mut objs = [(Hash([0; 32]), &[][..]); verify::MAX];
     let mut m = 0;
-    if let Some(uri) = file.tag(DT_LDCAS_LOADER).map(|v| file.string(v)) {
+    let loader_uri = file.tag(DT_LDCAS_LOADER).map(|v| file.string(v));
+    if let Some(uri) = loader_uri {
         o.str("\tloader ");
         match show(&mut o, table, dir.bytes(), uri) {
             Some(bytes) => {
@@ -155,11 +156,25 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
             None => failed = true,
         }
     }
+    let default = &arch::DEFAULT_LOADER[..arch::DEFAULT_LOADER.len() - 1];
+    let default = &default[default
+        .iter()
+        .rposition(|&c| c == b'/')
+        .map_or(0, |i| i + 1)..];
+    let loader_soname: &[u8] = match (loader_uri.map(Hash::parse_uri), table) {
+        (Some(Ok(h)), Some(t)) => match store::lookup(t, &h) {
+            Ok(Some(e)) => e.soname,
+            _ => default,
+        },
+        _ => default,
+    };
     let mut seen = [Hash([0; 32]); 1024];
     let mut n = 0;
     let mut queue = [&[][..]; 1024];
     queue[0] = data;
     let (mut head, mut tail) = (0, 1);
+    let mut plain = [&[][..]; 128];
+    let mut np = 0;
     while head < tail {
         let f = match elf::File::parse(queue[head], arch::EM_MACHINE) {
             Some(f) => f,
@@ -168,7 +183,18 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
         head += 1;
         for name in f.needed() {
             if !name.starts_with(URI_PREFIX) {
-                o.str("\t").bytes(name).str(" => searched by ld.so\n");
+                if !plain[..np].contains(&name) {
+                    o.str("\t").bytes(name);
+                    if name == loader_soname {
+                        o.str(" => the loader itself\n");
+                    } else {
+                        o.str(" => searched by ld.so\n");
+                    }
+                    if np < plain.len() {
+                        plain[np] = name;
+                        np += 1;
+                    }
+                }
                 continue;
             }
             let h = match Hash::parse_uri(name) {
