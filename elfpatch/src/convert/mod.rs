@@ -271,6 +271,8 @@ pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         report.outputs.push((source.clone(), dest.clone()));
     }
     report.copied = output::copy_others(&outputs)?;
+    resolver::atomic::sync_filesystem(&out_dir)
+        .with_context(|| format!("cannot sync {}", out_dir.display()))?;
     report.unconverted = outputs
         .iter()
         .filter_map(|o| match o {
