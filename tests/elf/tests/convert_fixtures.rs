@@ -386,3 +386,81 @@ fn missing_dependencies_are_named() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("libgreet.so.1"));
     assert!(needed(&store.join("bin/lonely")).contains(&"libgreet.so.1".to_owned()));
 }
+
+#[test]
+fn relocate_follows_a_store_that_moved_with_its_ld_cas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = Fixtures::build(&tmp.path().join("fx"));
+    let store = tmp.path().join("store-1");
+    init_store(&store);
+    // The default interpreter: the ld-cas that `store init` installed in the store.
+    convert(
+        &store,
+        &[],
+        &[fx.path("prog-a"), PathBuf::from("/usr/bin/curl")],
+    );
+    let expected = "greet: alpha\nmain: done\n";
+    assert_eq!(
+        stdout_of(&mut Command::new(store.join("bin/prog-a"))),
+        expected
+    );
+    let before = snapshot(&store);
+
+    // Same length: the interpreter string is rewritten where it lies, nothing else.
+    let same = tmp.path().join("store-2");
+    fs::rename(&store, &same).unwrap();
+    let report = run_ok(
+        elfpatch()
+            .args(["relocate", "--json", "--store"])
+            .arg(&same),
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["in_place"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(
+        stdout_of(&mut Command::new(same.join("bin/prog-a"))),
+        expected
+    );
+    let after = snapshot(&same);
+    for (path, bytes) in &before {
+        let new = &after[path];
+        let differing = bytes.iter().zip(new).filter(|(a, b)| a != b).count();
+        if path.starts_with("bin") {
+            assert!(
+                differing > 0 && differing <= 2,
+                "{}: {differing} bytes changed",
+                path.display()
+            );
+            assert_eq!(bytes.len(), new.len());
+        } else {
+            assert!(bytes == new, "{} changed", path.display());
+        }
+    }
+
+    // Longer: the program is rewritten with its interpreter moved, and still runs.
+    let longer = tmp.path().join("a-much-longer-directory-name/store-3");
+    fs::create_dir_all(longer.parent().unwrap()).unwrap();
+    fs::rename(&same, &longer).unwrap();
+    let report = run_ok(
+        elfpatch()
+            .args(["relocate", "--json", "--store"])
+            .arg(&longer),
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["rewritten"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(
+        stdout_of(&mut Command::new(longer.join("bin/prog-a"))),
+        expected
+    );
+    assert!(run(Command::new(longer.join("bin/curl")).arg("--version"))
+        .status
+        .success());
+    // Relocating again finds nothing to do.
+    let report = run_ok(
+        elfpatch()
+            .args(["relocate", "--json", "--store"])
+            .arg(&longer),
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["unchanged"], 2, "{report}");
+    assert_eq!(report["bytes_written"], 0, "{report}");
+}
