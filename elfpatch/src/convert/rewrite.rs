@@ -54,9 +54,11 @@ fn replace_all(bytes: &mut [u8], from: &[u8], to: &[u8]) {
     }
 }
 
-/// The search-path entries each object keeps: an entry that served only converted names is
-/// dropped; one that served a kept name, or nothing at all (it may serve `dlopen`), stays.
-fn kept_entries(closure: &Closure) -> BTreeMap<(usize, bool), BTreeSet<usize>> {
+/// The search-path entries each object drops: an absolute entry that served only converted
+/// names (it would point into the old location forever). An entry that served a kept name
+/// or nothing at all stays (it may serve `dlopen` by name), and so does an `$ORIGIN` entry:
+/// it moves with a converted tree, where plugins are `dlopen`ed by name through it.
+fn dropped_entries(closure: &Closure) -> BTreeMap<(usize, bool), BTreeSet<usize>> {
     let mut converted: BTreeSet<Served> = BTreeSet::new();
     let mut kept: BTreeSet<Served> = BTreeSet::new();
     for node in &closure.nodes {
@@ -76,12 +78,28 @@ fn kept_entries(closure: &Closure) -> BTreeMap<(usize, bool), BTreeSet<usize>> {
     }
     let mut dropped: BTreeMap<(usize, bool), BTreeSet<usize>> = BTreeMap::new();
     for s in converted.difference(&kept) {
-        dropped
-            .entry((s.owner, s.rpath))
-            .or_default()
-            .insert(s.index);
+        let searcher = &closure.nodes[s.owner].searcher;
+        let list = if s.rpath {
+            &searcher.rpath
+        } else {
+            &searcher.runpath
+        };
+        let entry = list
+            .as_ref()
+            .and_then(|l| l.split(|&b| b == b':').nth(s.index));
+        if !entry.is_some_and(is_origin_relative) {
+            dropped
+                .entry((s.owner, s.rpath))
+                .or_default()
+                .insert(s.index);
+        }
     }
     dropped
+}
+
+/// Whether a search-path entry is relative to the object's own directory.
+fn is_origin_relative(entry: &[u8]) -> bool {
+    entry.starts_with(b"$ORIGIN") || entry.starts_with(b"${ORIGIN}")
 }
 
 /// The edit that converts `node` (its `DT_NEEDED` names, its search path, and for a
@@ -174,7 +192,7 @@ pub fn convert_libraries(closure: &Closure) -> Result<Vec<Option<Converted>>> {
             }
         }
     }
-    let dropped = kept_entries(closure);
+    let dropped = dropped_entries(closure);
     let wanted = |m: &usize| closure.nodes[*m].is_library || !is_program(&closure.nodes[*m]);
     let mut done: Vec<Option<Converted>> = vec![None; n];
     let top = level.iter().copied().max().unwrap_or(0);
@@ -272,7 +290,7 @@ pub fn convert_program(
     libraries: &[Option<Converted>],
     record: &ProgramRecord,
 ) -> Result<Vec<u8>> {
-    let dropped = kept_entries(closure);
+    let dropped = dropped_entries(closure);
     let uri_of = |d: usize| -> String {
         libraries[d]
             .as_ref()

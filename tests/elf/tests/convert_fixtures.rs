@@ -464,3 +464,74 @@ fn relocate_follows_a_store_that_moved_with_its_ld_cas() {
     assert_eq!(report["unchanged"], 2, "{report}");
     assert_eq!(report["bytes_written"], 0, "{report}");
 }
+
+#[test]
+fn plugins_dlopened_by_name_in_a_converted_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("plugtree");
+    fs::create_dir_all(tree.join("bin")).unwrap();
+    fs::create_dir_all(tree.join("lib")).unwrap();
+    let lib = tree.join("lib");
+    compile(
+        "gcc",
+        &[&src("dep.c")],
+        &lib.join("libdep.so.1"),
+        &["-shared", "-fPIC", "-Wl,-soname,libdep.so.1"],
+    );
+    compile(
+        "gcc",
+        &[&src("plugin.c")],
+        &lib.join("libplugin.so"),
+        &[
+            "-shared",
+            "-fPIC",
+            &format!("-L{}", lib.display()),
+            "-l:libdep.so.1",
+            "-Wl,-rpath,$ORIGIN",
+        ],
+    );
+    compile(
+        "gcc",
+        &[&src("plugin_host.c")],
+        &tree.join("bin/host"),
+        &[
+            &format!("-L{}", lib.display()),
+            "-l:libdep.so.1",
+            "-ldl",
+            "-Wl,-rpath,$ORIGIN/../lib",
+        ],
+    );
+    let expected = "dep 4 plugin 40\n";
+    assert_eq!(
+        stdout_of(&mut Command::new(tree.join("bin/host"))),
+        expected
+    );
+
+    let interp = tmp.path().join("stable/ld-cas");
+    fs::create_dir_all(interp.parent().unwrap()).unwrap();
+    fs::copy(built_binary("ld-cas"), &interp).unwrap();
+    let store = tmp.path().join("store");
+    init_store(&store);
+    let report = convert(
+        &store,
+        &["--interp", interp.to_str().unwrap()],
+        &[tree.clone()],
+    );
+    // host is a program, libplugin a converted tree file; libdep needs nothing and is copied.
+    assert_eq!(report["programs"], 1, "{report}");
+    assert_eq!(report["tree_elf_files"], 1, "{report}");
+    fs::remove_dir_all(&tree).unwrap();
+    let host = store.join("bin/plugtree/bin/host");
+    assert!(needed(&host).iter().all(|n| n.starts_with("uri:blake3:")));
+    // The plugin found by name in the converted tree resolves its own uri: needs.
+    assert!(needed(&store.join("bin/plugtree/lib/libplugin.so"))
+        .iter()
+        .all(|n| n.starts_with("uri:blake3:")));
+    assert_eq!(stdout_of(&mut Command::new(&host)), expected);
+    let moved = tmp.path().join("moved");
+    fs::rename(&store, &moved).unwrap();
+    assert_eq!(
+        stdout_of(&mut Command::new(moved.join("bin/plugtree/bin/host"))),
+        expected
+    );
+}
