@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use elf_tests::nixstyle::needed_names;
+use elf_tests::conversion::needed as needed_names;
 use elf_tests::{built_binary, compile, fixture_dir, require_tool, run_ok};
 
 const SYSROOT: &str = "/usr/aarch64-linux-gnu";
