@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use crate::convert::{convert, Options};
+use crate::convert::{convert, Missing, Options, Unconverted, Written};
 
 /// Convert programs and directory trees, with their library closures, into a store.
 #[derive(Debug, Args)]
@@ -68,12 +68,16 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
         bar.finish_and_clear();
     }
     let report = report?;
-    for (name, by) in &report.missing {
+    for Missing {
+        name,
+        needed_by: by,
+    } in &report.missing
+    {
         eprintln!(
             "elfpatch: warning: {by} needs {name}, which was not found; it stays a plain name"
         );
     }
-    for (path, why) in &report.unconverted {
+    for Unconverted { path, reason: why } in &report.unconverted {
         eprintln!(
             "elfpatch: warning: {} was copied unconverted: {why}",
             path.display()
@@ -82,7 +86,7 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        for (source, dest) in &report.outputs {
+        for Written { source, dest } in &report.outputs {
             println!("{}\t{}", source.display(), dest.display());
         }
         eprintln!(

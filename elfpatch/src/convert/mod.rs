@@ -65,15 +65,44 @@ pub struct Report {
     pub bytes_written: u64,
     /// Wall time.
     pub seconds: f64,
-    /// Every converted output: source, destination.
-    pub outputs: Vec<(PathBuf, PathBuf)>,
-    /// Every library: URI, soname, source path.
-    pub objects: Vec<(String, String, PathBuf)>,
-    /// Dependencies not found (with `--allow-missing`): name, needed by.
-    pub missing: Vec<(String, String)>,
-    /// ELF files of trees that could not be converted and were copied as they are: path,
-    /// reason.
-    pub unconverted: Vec<(PathBuf, String)>,
+    /// Every converted ELF output.
+    pub outputs: Vec<Written>,
+    /// Every library of the closure.
+    pub objects: Vec<Object>,
+    /// Dependencies not found (with `--allow-missing`).
+    pub missing: Vec<Missing>,
+    /// ELF files of trees that could not be converted and were copied as they are.
+    pub unconverted: Vec<Unconverted>,
+}
+
+/// A converted file and where it was written.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Written {
+    pub source: PathBuf,
+    pub dest: PathBuf,
+}
+
+/// A library of the closure, as stored.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Object {
+    pub uri: String,
+    pub soname: String,
+    /// Where it was found.
+    pub source: PathBuf,
+}
+
+/// A dependency that was not found.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Missing {
+    pub name: String,
+    pub needed_by: String,
+}
+
+/// A tree file copied unconverted, and why.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Unconverted {
+    pub path: PathBuf,
+    pub reason: String,
 }
 
 /// Names that an interpreter satisfies by its own soname, so they are never rewritten:
@@ -205,11 +234,12 @@ pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
             kind: Kind::Library,
         });
         report.libraries += 1;
-        report.objects.push((
-            c.hash.to_string(),
-            String::from_utf8_lossy(node.soname.as_deref().unwrap_or_default()).into_owned(),
-            node.searcher.path.clone(),
-        ));
+        report.objects.push(Object {
+            uri: c.hash.to_string(),
+            soname: String::from_utf8_lossy(node.soname.as_deref().unwrap_or_default())
+                .into_owned(),
+            source: node.searcher.path.clone(),
+        });
     }
     progress("adding objects to the store");
     let added = store.add(&objects)?;
@@ -268,7 +298,10 @@ pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
             }
         };
         report.bytes_written += output::write_file(source, dest, &bytes)?;
-        report.outputs.push((source.clone(), dest.clone()));
+        report.outputs.push(Written {
+            source: source.clone(),
+            dest: dest.clone(),
+        });
     }
     report.copied = output::copy_others(&outputs)?;
     resolver::atomic::sync_filesystem(&out_dir)
@@ -280,11 +313,21 @@ pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
                 source,
                 refused: Some(why),
                 ..
-            } => Some((source.clone(), why.clone())),
+            } => Some(Unconverted {
+                path: source.clone(),
+                reason: why.clone(),
+            }),
             _ => None,
         })
         .collect();
-    report.missing = closure.missing.clone();
+    report.missing = closure
+        .missing
+        .iter()
+        .map(|(name, by)| Missing {
+            name: name.clone(),
+            needed_by: by.clone(),
+        })
+        .collect();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -130,7 +130,10 @@ fn preload_keep_soname_and_duplicate_sonames() {
     assert_eq!(run_ok(&mut Command::new(&a)), "greet: alpha\nmain: done\n");
     assert_eq!(run_ok(&mut Command::new(&b)), "greet: beta\nmain: done\n");
     let objects = report["objects"].as_array().unwrap();
-    let greets: Vec<_> = objects.iter().filter(|o| o[1] == "libgreet.so.1").collect();
+    let greets: Vec<_> = objects
+        .iter()
+        .filter(|o| o["soname"] == "libgreet.so.1")
+        .collect();
     assert_eq!(
         greets.len(),
         2,
@@ -195,8 +198,8 @@ fn cycles_convert_and_verify() {
         .iter()
         .map(|o| {
             (
-                o[1].as_str().unwrap().to_owned(),
-                o[0].as_str().unwrap().to_owned(),
+                o["soname"].as_str().unwrap().to_owned(),
+                o["uri"].as_str().unwrap().to_owned(),
             )
         })
         .collect();
