@@ -131,8 +131,24 @@ fn host_machine() -> u16 {
     }
 }
 
-/// Converts `options.paths` into the store. `progress` receives a line per phase.
-pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
+/// Where a conversion reports how far it got (a progress bar on a terminal).
+pub trait Progress: Sync {
+    /// A phase starts, with `total` steps (0: unknown).
+    fn phase(&self, name: &str, total: u64);
+    /// `n` more steps of the current phase are done.
+    fn advance(&self, n: u64);
+}
+
+/// Reports nothing.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn phase(&self, _: &str, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
+
+/// Converts `options.paths` into the store.
+pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
     let started = Instant::now();
     let store = Store::open(&options.store)?;
     let out_dir = match &options.out {
@@ -155,7 +171,7 @@ pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
             .collect::<Result<_>>()?,
     };
 
-    progress("reading inputs");
+    progress.phase("reading inputs", 0);
     let outputs = plan_outputs(&options.paths, &out_dir)?;
     let mut closure = Closure::default();
     let mut searches: HashMap<(u16, bool), Search> = HashMap::new();
@@ -177,13 +193,14 @@ pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         node_outputs.push((n, i));
     }
 
-    progress("resolving dependencies");
+    progress.phase("resolving dependencies", roots.len() as u64);
     for &(root, ident) in &roots {
         closure.resolve_from(root, &searches[&ident], &keep, options.allow_missing)?;
+        progress.advance(1);
     }
 
-    progress("rewriting libraries");
-    let libraries = rewrite::convert_libraries(&closure)?;
+    progress.phase("rewriting libraries", closure.nodes.len() as u64);
+    let libraries = rewrite::convert_libraries(&closure, progress)?;
 
     // Interpreters: stored unmodified, recorded by hash.
     let mut loaders: HashMap<PathBuf, Hash> = HashMap::new();
@@ -241,7 +258,7 @@ pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
             source: node.searcher.path.clone(),
         });
     }
-    progress("adding objects to the store");
+    progress.phase("adding objects to the store", 0);
     let added = store.add(&objects)?;
     for (a, o) in added.iter().zip(&objects) {
         if !a.existed {
@@ -253,7 +270,7 @@ pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         }
     }
 
-    progress("writing programs and trees");
+    progress.phase("writing programs and trees", node_outputs.len() as u64);
     let host = host_machine();
     for &(n, i) in &node_outputs {
         let node = &closure.nodes[n];
@@ -298,6 +315,7 @@ pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
             }
         };
         report.bytes_written += output::write_file(source, dest, &bytes)?;
+        progress.advance(1);
         report.outputs.push(Written {
             source: source.clone(),
             dest: dest.clone(),

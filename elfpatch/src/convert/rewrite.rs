@@ -159,7 +159,10 @@ fn apply(node: &Node, edit: &Edit) -> Result<Vec<u8>> {
 
 /// Converts every library of the closure (and every non-program tree file), bottom-up,
 /// levels in parallel. Returns each such node's converted bytes and URI.
-pub fn convert_libraries(closure: &Closure) -> Result<Vec<Option<Converted>>> {
+pub fn convert_libraries(
+    closure: &Closure,
+    progress: &dyn super::Progress,
+) -> Result<Vec<Option<Converted>>> {
     let n = closure.nodes.len();
     let edges: Vec<Vec<usize>> = closure
         .nodes
@@ -204,7 +207,9 @@ pub fn convert_libraries(closure: &Closure) -> Result<Vec<Option<Converted>>> {
                 let group: Vec<usize> = members[c].iter().copied().filter(wanted).collect();
                 let cyclic =
                     members[c].len() > 1 || members[c].iter().any(|m| edges[*m].contains(m));
-                convert_component(closure, &group, cyclic, &dropped, &done)
+                let converted = convert_component(closure, &group, cyclic, &dropped, &done);
+                progress.advance(members[c].len() as u64);
+                converted
             })
             .collect();
         for r in results {
