@@ -140,7 +140,9 @@ fn install_ld_cas(store: &Store, given: Option<PathBuf>) -> Result<()> {
 fn add(store: &Store, kind: Option<Kind>, files: &[PathBuf]) -> Result<ExitCode> {
     let mut objects = Vec::with_capacity(files.len());
     for file in files {
-        if !file.is_file() {
+        let meta =
+            std::fs::metadata(file).with_context(|| format!("cannot open {}", file.display()))?;
+        if !meta.is_file() {
             anyhow::bail!("{} is not a regular file", file.display());
         }
         let bytes = std::fs::File::open(file)
