@@ -9,3 +9,4 @@ pub mod convert;
 pub mod elf;
 pub mod inspect;
 pub mod patchelf_cli;
+pub mod relocate;

@@ -8,17 +8,47 @@ use std::io::{self, Write};
 use std::path::Path;
 
 /// Replaces `dest` with `bytes`, giving it `permissions` (or leaving the temporary file's
-/// default mode when `None`).
+/// default mode when `None`), durably: when this returns, the new contents survive a crash.
 pub fn replace_file(dest: &Path, bytes: &[u8], permissions: Option<Permissions>) -> io::Result<()> {
+    rename_into_place(dest, bytes, permissions, true)
+}
+
+/// Replaces `dest` atomically but without waiting for the disk: for writers of many files
+/// (a converted tree) that make them durable together with one [`sync_filesystem`].
+pub fn replace_file_unsynced(
+    dest: &Path,
+    bytes: &[u8],
+    permissions: Option<Permissions>,
+) -> io::Result<()> {
+    rename_into_place(dest, bytes, permissions, false)
+}
+
+fn rename_into_place(
+    dest: &Path,
+    bytes: &[u8],
+    permissions: Option<Permissions>,
+    sync: bool,
+) -> io::Result<()> {
     let dir = parent_dir(dest);
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     if let Some(p) = permissions {
         tmp.as_file().set_permissions(p)?;
     }
-    tmp.as_file().sync_all()?;
+    if sync {
+        tmp.as_file().sync_all()?;
+    }
     tmp.persist(dest).map_err(|e| e.error)?;
-    sync_dir(dir)
+    if sync {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Flushes the whole filesystem that holds `path` to disk (`syncfs`).
+pub fn sync_filesystem(path: &Path) -> io::Result<()> {
+    let dir = File::open(path)?;
+    rustix::fs::syncfs(&dir).map_err(io::Error::from)
 }
 
 /// Fsyncs a directory, making renames and creations inside it durable.

@@ -7,7 +7,32 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use crate::convert::{convert, Options};
+use crate::convert::{convert, Missing, Options, Progress, Silent, Unconverted, Written};
+
+/// A progress bar on the terminal.
+struct Bar(indicatif::ProgressBar);
+
+impl Progress for Bar {
+    fn phase(&self, name: &str, total: u64) {
+        let style = if total == 0 {
+            indicatif::ProgressStyle::with_template("{spinner} {msg}")
+        } else {
+            indicatif::ProgressStyle::with_template("{msg:28} [{bar:40}] {pos}/{len}")
+        };
+        if let Ok(style) = style {
+            self.0.set_style(style.progress_chars("=> "));
+        }
+        self.0.set_message(name.to_owned());
+        self.0.set_length(total);
+        self.0.set_position(0);
+        self.0
+            .enable_steady_tick(std::time::Duration::from_millis(100));
+    }
+
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
 
 /// Convert programs and directory trees, with their library closures, into a store.
 #[derive(Debug, Args)]
@@ -53,27 +78,24 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
         allow_missing: args.allow_missing,
         paths: args.paths,
     };
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.enable_steady_tick(std::time::Duration::from_millis(100));
-        bar
-    });
-    let progress = |phase: &str| {
-        if let Some(bar) = &bar {
-            bar.set_message(phase.to_owned());
-        }
+    let report = if std::io::stderr().is_terminal() {
+        let bar = Bar(indicatif::ProgressBar::new(0));
+        let report = convert(&options, &bar);
+        bar.0.finish_and_clear();
+        report?
+    } else {
+        convert(&options, &Silent)?
     };
-    let report = convert(&options, &progress);
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    let report = report?;
-    for (name, by) in &report.missing {
+    for Missing {
+        name,
+        needed_by: by,
+    } in &report.missing
+    {
         eprintln!(
             "elfpatch: warning: {by} needs {name}, which was not found; it stays a plain name"
         );
     }
-    for (path, why) in &report.unconverted {
+    for Unconverted { path, reason: why } in &report.unconverted {
         eprintln!(
             "elfpatch: warning: {} was copied unconverted: {why}",
             path.display()
@@ -82,7 +104,7 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        for (source, dest) in &report.outputs {
+        for Written { source, dest } in &report.outputs {
             println!("{}\t{}", source.display(), dest.display());
         }
         eprintln!(

@@ -3,7 +3,10 @@
 mod convert;
 mod store;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::Result;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +52,20 @@ enum Command {
     /// objects; programs get ld-cas as interpreter and record the ld.so by hash and the
     /// store by a path relative to themselves. Converting again changes nothing.
     Convert(convert::ConvertArgs),
+    /// After moving a store together with its ld-cas, point the converted programs at it.
+    ///
+    /// Rewrites only PT_INTERP of the programs under STORE/bin (those a conversion wrote)
+    /// to STORE/ld-cas at the store's new place: in the file itself when the new path fits
+    /// the old one's room, otherwise by rewriting the file atomically. Programs converted
+    /// with --interp at a stable path never need this.
+    Relocate {
+        /// The store, at its new place.
+        #[arg(long, value_name = "STORE")]
+        store: PathBuf,
+        /// Print a JSON report.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Parses the command line and runs it.
@@ -57,6 +74,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Store(cmd) => store::run(cmd),
         Command::Convert(args) => convert::run(args),
+        Command::Relocate { store, json } => relocate(&store, json),
     };
     match result {
         Ok(code) => code,
@@ -65,4 +83,22 @@ pub fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn relocate(store: &Path, json: bool) -> Result<ExitCode> {
+    let store = resolver::store::Store::open(store)?;
+    let interpreter = store.root().join(store::LD_CAS_IN_STORE);
+    let report = crate::relocate::relocate(&store.root().join("bin"), &interpreter)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "relocated {} program(s) in place and {} by rewriting; {} already right; wrote {} bytes",
+            report.in_place.len(),
+            report.rewritten.len(),
+            report.unchanged,
+            report.bytes_written
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -140,8 +140,14 @@ fn install_ld_cas(store: &Store, given: Option<PathBuf>) -> Result<()> {
 fn add(store: &Store, kind: Option<Kind>, files: &[PathBuf]) -> Result<ExitCode> {
     let mut objects = Vec::with_capacity(files.len());
     for file in files {
-        let bytes =
-            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let meta =
+            std::fs::metadata(file).with_context(|| format!("cannot open {}", file.display()))?;
+        if !meta.is_file() {
+            anyhow::bail!("{} is not a regular file", file.display());
+        }
+        let bytes = std::fs::File::open(file)
+            .and_then(|f| resolver::hash::map_file(&f))
+            .with_context(|| format!("cannot read {}", file.display()))?;
         let facts = elf_facts(&bytes, &file.display().to_string())?;
         objects.push(NewObject {
             content: Content::File(file),

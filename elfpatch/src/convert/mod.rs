@@ -65,15 +65,44 @@ pub struct Report {
     pub bytes_written: u64,
     /// Wall time.
     pub seconds: f64,
-    /// Every converted output: source, destination.
-    pub outputs: Vec<(PathBuf, PathBuf)>,
-    /// Every library: URI, soname, source path.
-    pub objects: Vec<(String, String, PathBuf)>,
-    /// Dependencies not found (with `--allow-missing`): name, needed by.
-    pub missing: Vec<(String, String)>,
-    /// ELF files of trees that could not be converted and were copied as they are: path,
-    /// reason.
-    pub unconverted: Vec<(PathBuf, String)>,
+    /// Every converted ELF output.
+    pub outputs: Vec<Written>,
+    /// Every library of the closure.
+    pub objects: Vec<Object>,
+    /// Dependencies not found (with `--allow-missing`).
+    pub missing: Vec<Missing>,
+    /// ELF files of trees that could not be converted and were copied as they are.
+    pub unconverted: Vec<Unconverted>,
+}
+
+/// A converted file and where it was written.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Written {
+    pub source: PathBuf,
+    pub dest: PathBuf,
+}
+
+/// A library of the closure, as stored.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Object {
+    pub uri: String,
+    pub soname: String,
+    /// Where it was found.
+    pub source: PathBuf,
+}
+
+/// A dependency that was not found.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Missing {
+    pub name: String,
+    pub needed_by: String,
+}
+
+/// A tree file copied unconverted, and why.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Unconverted {
+    pub path: PathBuf,
+    pub reason: String,
 }
 
 /// Names that an interpreter satisfies by its own soname, so they are never rewritten:
@@ -102,8 +131,24 @@ fn host_machine() -> u16 {
     }
 }
 
-/// Converts `options.paths` into the store. `progress` receives a line per phase.
-pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
+/// Where a conversion reports how far it got (a progress bar on a terminal).
+pub trait Progress: Sync {
+    /// A phase starts, with `total` steps (0: unknown).
+    fn phase(&self, name: &str, total: u64);
+    /// `n` more steps of the current phase are done.
+    fn advance(&self, n: u64);
+}
+
+/// Reports nothing.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn phase(&self, _: &str, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
+
+/// Converts `options.paths` into the store.
+pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
     let started = Instant::now();
     let store = Store::open(&options.store)?;
     let out_dir = match &options.out {
@@ -126,7 +171,7 @@ pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
             .collect::<Result<_>>()?,
     };
 
-    progress("reading inputs");
+    progress.phase("reading inputs", 0);
     let outputs = plan_outputs(&options.paths, &out_dir)?;
     let mut closure = Closure::default();
     let mut searches: HashMap<(u16, bool), Search> = HashMap::new();
@@ -148,13 +193,14 @@ pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         node_outputs.push((n, i));
     }
 
-    progress("resolving dependencies");
+    progress.phase("resolving dependencies", roots.len() as u64);
     for &(root, ident) in &roots {
         closure.resolve_from(root, &searches[&ident], &keep, options.allow_missing)?;
+        progress.advance(1);
     }
 
-    progress("rewriting libraries");
-    let libraries = rewrite::convert_libraries(&closure)?;
+    progress.phase("rewriting libraries", closure.nodes.len() as u64);
+    let libraries = rewrite::convert_libraries(&closure, progress)?;
 
     // Interpreters: stored unmodified, recorded by hash.
     let mut loaders: HashMap<PathBuf, Hash> = HashMap::new();
@@ -205,13 +251,14 @@ pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
             kind: Kind::Library,
         });
         report.libraries += 1;
-        report.objects.push((
-            c.hash.to_string(),
-            String::from_utf8_lossy(node.soname.as_deref().unwrap_or_default()).into_owned(),
-            node.searcher.path.clone(),
-        ));
+        report.objects.push(Object {
+            uri: c.hash.to_string(),
+            soname: String::from_utf8_lossy(node.soname.as_deref().unwrap_or_default())
+                .into_owned(),
+            source: node.searcher.path.clone(),
+        });
     }
-    progress("adding objects to the store");
+    progress.phase("adding objects to the store", 0);
     let added = store.add(&objects)?;
     for (a, o) in added.iter().zip(&objects) {
         if !a.existed {
@@ -223,7 +270,7 @@ pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
         }
     }
 
-    progress("writing programs and trees");
+    progress.phase("writing programs and trees", node_outputs.len() as u64);
     let host = host_machine();
     for &(n, i) in &node_outputs {
         let node = &closure.nodes[n];
@@ -268,9 +315,15 @@ pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
             }
         };
         report.bytes_written += output::write_file(source, dest, &bytes)?;
-        report.outputs.push((source.clone(), dest.clone()));
+        progress.advance(1);
+        report.outputs.push(Written {
+            source: source.clone(),
+            dest: dest.clone(),
+        });
     }
     report.copied = output::copy_others(&outputs)?;
+    resolver::atomic::sync_filesystem(&out_dir)
+        .with_context(|| format!("cannot sync {}", out_dir.display()))?;
     report.unconverted = outputs
         .iter()
         .filter_map(|o| match o {
@@ -278,11 +331,21 @@ pub fn convert(options: &Options, progress: &dyn Fn(&str)) -> Result<Report> {
                 source,
                 refused: Some(why),
                 ..
-            } => Some((source.clone(), why.clone())),
+            } => Some(Unconverted {
+                path: source.clone(),
+                reason: why.clone(),
+            }),
             _ => None,
         })
         .collect();
-    report.missing = closure.missing.clone();
+    report.missing = closure
+        .missing
+        .iter()
+        .map(|(name, by)| Missing {
+            name: name.clone(),
+            needed_by: by.clone(),
+        })
+        .collect();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

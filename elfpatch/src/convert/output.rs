@@ -35,8 +35,12 @@ pub enum Output {
 
 /// Classifies a regular file: an ELF file to convert, or one to copy.
 fn classify(source: &Path, dest: PathBuf, strict: bool) -> Result<Output> {
-    let bytes = fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
-    if !bytes.starts_with(b"\x7fELF") {
+    let mut magic = [0u8; 4];
+    let is_elf = fs::File::open(source)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && magic == *b"\x7fELF";
+    if !is_elf {
         if strict {
             bail!("{} is not an ELF file", source.display());
         }
@@ -46,6 +50,7 @@ fn classify(source: &Path, dest: PathBuf, strict: bool) -> Result<Output> {
             refused: None,
         });
     }
+    let bytes = fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
     match Elf::parse(&bytes) {
         Ok(elf)
             if elf.is_dynamic() && (elf.interpreter().is_some() || !elf.needed().is_empty()) =>
@@ -163,9 +168,10 @@ pub fn write_file(source: &Path, dest: &Path, bytes: &[u8]) -> Result<u64> {
         .permissions()
         .mode();
     // Keep the file writable by its owner while it is replaced later (relocate, a second
-    // conversion); the other bits are the source's.
+    // conversion); the other bits are the source's. The conversion syncs the filesystem
+    // once at the end rather than each of a tree's files.
     let perms = fs::Permissions::from_mode(mode | 0o200);
-    resolver::atomic::replace_file(dest, bytes, Some(perms))
+    resolver::atomic::replace_file_unsynced(dest, bytes, Some(perms))
         .with_context(|| format!("cannot write {}", dest.display()))?;
     Ok(bytes.len() as u64)
 }
@@ -173,35 +179,43 @@ pub fn write_file(source: &Path, dest: &Path, bytes: &[u8]) -> Result<u64> {
 /// Creates the directories, copies the plain files and recreates the symlinks of the plan.
 /// Returns how many files and links were copied.
 pub fn copy_others(outputs: &[Output]) -> Result<usize> {
-    let mut copied = 0;
+    use rayon::prelude::*;
     for output in outputs {
-        match output {
-            Output::Dir { dest } => {
-                fs::create_dir_all(dest)
-                    .with_context(|| format!("cannot create {}", dest.display()))?;
-            }
-            Output::Copy { source, dest, .. } => {
-                let bytes = fs::read(source)
-                    .with_context(|| format!("cannot read {}", source.display()))?;
-                write_file(source, dest, &bytes)?;
-                copied += 1;
-            }
-            Output::Symlink { target, dest } => {
-                if fs::read_link(dest).ok().as_ref() != Some(target) {
-                    if let Some(parent) = dest.parent() {
-                        fs::create_dir_all(parent)
-                            .with_context(|| format!("cannot create {}", parent.display()))?;
-                    }
-                    let _ = fs::remove_file(dest);
-                    std::os::unix::fs::symlink(target, dest)
-                        .with_context(|| format!("cannot create the link {}", dest.display()))?;
-                }
-                copied += 1;
-            }
-            Output::Elf { .. } => {}
+        if let Output::Dir { dest } = output {
+            fs::create_dir_all(dest)
+                .with_context(|| format!("cannot create {}", dest.display()))?;
         }
     }
-    Ok(copied)
+    let copied = outputs
+        .par_iter()
+        .map(copy_one)
+        .collect::<Result<Vec<bool>>>()?;
+    Ok(copied.into_iter().filter(|&c| c).count())
+}
+
+/// Copies one plain file or recreates one link of the plan; true when it was one.
+fn copy_one(output: &Output) -> Result<bool> {
+    match output {
+        Output::Copy { source, dest, .. } => {
+            let bytes =
+                fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
+            write_file(source, dest, &bytes)?;
+            Ok(true)
+        }
+        Output::Symlink { target, dest } => {
+            if fs::read_link(dest).ok().as_ref() != Some(target) {
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent)
+                        .with_context(|| format!("cannot create {}", parent.display()))?;
+                }
+                let _ = fs::remove_file(dest);
+                std::os::unix::fs::symlink(target, dest)
+                    .with_context(|| format!("cannot create the link {}", dest.display()))?;
+            }
+            Ok(true)
+        }
+        Output::Dir { .. } | Output::Elf { .. } => Ok(false),
+    }
 }
 
 #[cfg(test)]

@@ -54,9 +54,11 @@ fn replace_all(bytes: &mut [u8], from: &[u8], to: &[u8]) {
     }
 }
 
-/// The search-path entries each object keeps: an entry that served only converted names is
-/// dropped; one that served a kept name, or nothing at all (it may serve `dlopen`), stays.
-fn kept_entries(closure: &Closure) -> BTreeMap<(usize, bool), BTreeSet<usize>> {
+/// The search-path entries each object drops: an absolute entry that served only converted
+/// names (it would point into the old location forever). An entry that served a kept name
+/// or nothing at all stays (it may serve `dlopen` by name), and so does an `$ORIGIN` entry:
+/// it moves with a converted tree, where plugins are `dlopen`ed by name through it.
+fn dropped_entries(closure: &Closure) -> BTreeMap<(usize, bool), BTreeSet<usize>> {
     let mut converted: BTreeSet<Served> = BTreeSet::new();
     let mut kept: BTreeSet<Served> = BTreeSet::new();
     for node in &closure.nodes {
@@ -76,12 +78,28 @@ fn kept_entries(closure: &Closure) -> BTreeMap<(usize, bool), BTreeSet<usize>> {
     }
     let mut dropped: BTreeMap<(usize, bool), BTreeSet<usize>> = BTreeMap::new();
     for s in converted.difference(&kept) {
-        dropped
-            .entry((s.owner, s.rpath))
-            .or_default()
-            .insert(s.index);
+        let searcher = &closure.nodes[s.owner].searcher;
+        let list = if s.rpath {
+            &searcher.rpath
+        } else {
+            &searcher.runpath
+        };
+        let entry = list
+            .as_ref()
+            .and_then(|l| l.split(|&b| b == b':').nth(s.index));
+        if !entry.is_some_and(is_origin_relative) {
+            dropped
+                .entry((s.owner, s.rpath))
+                .or_default()
+                .insert(s.index);
+        }
     }
     dropped
+}
+
+/// Whether a search-path entry is relative to the object's own directory.
+fn is_origin_relative(entry: &[u8]) -> bool {
+    entry.starts_with(b"$ORIGIN") || entry.starts_with(b"${ORIGIN}")
 }
 
 /// The edit that converts `node` (its `DT_NEEDED` names, its search path, and for a
@@ -141,7 +159,10 @@ fn apply(node: &Node, edit: &Edit) -> Result<Vec<u8>> {
 
 /// Converts every library of the closure (and every non-program tree file), bottom-up,
 /// levels in parallel. Returns each such node's converted bytes and URI.
-pub fn convert_libraries(closure: &Closure) -> Result<Vec<Option<Converted>>> {
+pub fn convert_libraries(
+    closure: &Closure,
+    progress: &dyn super::Progress,
+) -> Result<Vec<Option<Converted>>> {
     let n = closure.nodes.len();
     let edges: Vec<Vec<usize>> = closure
         .nodes
@@ -174,7 +195,7 @@ pub fn convert_libraries(closure: &Closure) -> Result<Vec<Option<Converted>>> {
             }
         }
     }
-    let dropped = kept_entries(closure);
+    let dropped = dropped_entries(closure);
     let wanted = |m: &usize| closure.nodes[*m].is_library || !is_program(&closure.nodes[*m]);
     let mut done: Vec<Option<Converted>> = vec![None; n];
     let top = level.iter().copied().max().unwrap_or(0);
@@ -186,7 +207,9 @@ pub fn convert_libraries(closure: &Closure) -> Result<Vec<Option<Converted>>> {
                 let group: Vec<usize> = members[c].iter().copied().filter(wanted).collect();
                 let cyclic =
                     members[c].len() > 1 || members[c].iter().any(|m| edges[*m].contains(m));
-                convert_component(closure, &group, cyclic, &dropped, &done)
+                let converted = convert_component(closure, &group, cyclic, &dropped, &done);
+                progress.advance(members[c].len() as u64);
+                converted
             })
             .collect();
         for r in results {
@@ -272,7 +295,7 @@ pub fn convert_program(
     libraries: &[Option<Converted>],
     record: &ProgramRecord,
 ) -> Result<Vec<u8>> {
-    let dropped = kept_entries(closure);
+    let dropped = dropped_entries(closure);
     let uri_of = |d: usize| -> String {
         libraries[d]
             .as_ref()

@@ -12,6 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::conversion::needed as needed_names;
 use crate::{require_tool, run_ok};
 
 /// Libraries that belong to the glibc package.
@@ -65,19 +66,6 @@ fn name_hash(bytes: &[u8]) -> String {
         out.push_str(&format!("{h:016x}"));
     }
     out
-}
-
-/// `DT_NEEDED` names of an ELF file (read with `readelf`).
-pub fn needed_names(file: &Path) -> Vec<String> {
-    let out = run_ok(Command::new("readelf").arg("-dW").arg(file));
-    out.lines()
-        .filter(|l| l.contains("(NEEDED)"))
-        .filter_map(|l| {
-            l.split('[')
-                .nth(1)
-                .map(|s| s.trim_end_matches(']').to_owned())
-        })
-        .collect()
 }
 
 fn system_library(soname: &str) -> PathBuf {

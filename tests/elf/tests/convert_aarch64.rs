@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use elf_tests::nixstyle::needed_names;
+use elf_tests::conversion::needed as needed_names;
 use elf_tests::{built_binary, compile, fixture_dir, require_tool, run_ok};
 
 const SYSROOT: &str = "/usr/aarch64-linux-gnu";
@@ -82,7 +82,7 @@ fn aarch64_closure_converts_with_sysroot() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| o[1].as_str().unwrap())
+        .map(|o| o["soname"].as_str().unwrap())
         .collect();
     for expected in ["libgreet.so.1", "libc.so.6"] {
         assert!(
@@ -91,7 +91,7 @@ fn aarch64_closure_converts_with_sysroot() {
         );
     }
     for o in report["objects"].as_array().unwrap() {
-        let source = o[2].as_str().unwrap();
+        let source = o["source"].as_str().unwrap();
         assert!(
             source.starts_with(SYSROOT) || source.starts_with(tmp.path().to_str().unwrap()),
             "{source} is not from the sysroot or the program's $ORIGIN"
@@ -100,7 +100,7 @@ fn aarch64_closure_converts_with_sysroot() {
             Command::new(built_binary("elfpatch"))
                 .args(["store", "resolve", "--store"])
                 .arg(&store)
-                .arg(o[0].as_str().unwrap()),
+                .arg(o["uri"].as_str().unwrap()),
         );
         assert_eq!(machine(Path::new(path.trim())), "AArch64");
     }

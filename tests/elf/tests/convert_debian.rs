@@ -8,6 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use elf_tests::conversion::{init_store, stable_ld_cas};
 use elf_tests::{built_binary, run, run_ok};
 
 /// A program run: the program's name and its arguments.
@@ -75,15 +76,9 @@ fn run_all(bin: &Path, cwd: &Path) -> Vec<String> {
 #[test]
 fn debian_programs_convert_run_and_move() {
     let tmp = tempfile::tempdir().unwrap();
-    let interp = tmp.path().join("stable/ld-cas");
-    fs::create_dir_all(interp.parent().unwrap()).unwrap();
-    fs::copy(built_binary("ld-cas"), &interp).unwrap();
+    let interp = stable_ld_cas(tmp.path());
     let store = tmp.path().join("store");
-    run_ok(
-        Command::new(built_binary("elfpatch"))
-            .args(["store", "init", "--store"])
-            .arg(&store),
-    );
+    init_store(&store);
     let programs: Vec<PathBuf> = RUNS.iter().map(|(name, _)| which(name)).collect();
     run_ok(
         Command::new(built_binary("elfpatch"))

@@ -7,14 +7,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use elf_tests::{built_binary, compile, fixture_dir, run, run_ok};
+use elf_tests::conversion::{convert, elfpatch, init_store, needed, stable_ld_cas};
+use elf_tests::{compile, fixture_dir, run, run_ok};
 
 fn src(name: &str) -> PathBuf {
     fixture_dir().join("convert").join(name)
-}
-
-fn elfpatch() -> Command {
-    Command::new(built_binary("elfpatch"))
 }
 
 /// Fixtures built in `dir`: `a/libgreet.so.1` ("alpha"), `b/libgreet.so.1` ("beta"),
@@ -118,43 +115,6 @@ impl Fixtures {
     }
 }
 
-fn init_store(store: &Path) {
-    run_ok(
-        elfpatch()
-            .args(["store", "init", "--store"])
-            .arg(store)
-            .arg("--ld-cas")
-            .arg(built_binary("ld-cas")),
-    );
-}
-
-fn convert(store: &Path, extra: &[&str], paths: &[PathBuf]) -> serde_json::Value {
-    let out = run_ok(
-        elfpatch()
-            .args(["convert", "--json", "--store"])
-            .arg(store)
-            .args(extra)
-            .args(paths),
-    );
-    serde_json::from_str(&out).expect("convert --json prints JSON")
-}
-
-fn needed(file: &Path) -> Vec<String> {
-    let out = run_ok(Command::new("readelf").args(["-dW"]).arg(file));
-    out.lines()
-        .filter(|l| l.contains("(NEEDED)"))
-        .filter_map(|l| {
-            l.split('[')
-                .nth(1)
-                .map(|s| s.trim_end_matches(']').to_owned())
-        })
-        .collect()
-}
-
-fn stdout_of(cmd: &mut Command) -> String {
-    run_ok(cmd)
-}
-
 #[test]
 fn preload_keep_soname_and_duplicate_sonames() {
     let tmp = tempfile::tempdir().unwrap();
@@ -167,16 +127,13 @@ fn preload_keep_soname_and_duplicate_sonames() {
     assert_eq!(report["programs"], 2);
     let a = store.join("bin/prog-a");
     let b = store.join("bin/prog-b");
-    assert_eq!(
-        stdout_of(&mut Command::new(&a)),
-        "greet: alpha\nmain: done\n"
-    );
-    assert_eq!(
-        stdout_of(&mut Command::new(&b)),
-        "greet: beta\nmain: done\n"
-    );
+    assert_eq!(run_ok(&mut Command::new(&a)), "greet: alpha\nmain: done\n");
+    assert_eq!(run_ok(&mut Command::new(&b)), "greet: beta\nmain: done\n");
     let objects = report["objects"].as_array().unwrap();
-    let greets: Vec<_> = objects.iter().filter(|o| o[1] == "libgreet.so.1").collect();
+    let greets: Vec<_> = objects
+        .iter()
+        .filter(|o| o["soname"] == "libgreet.so.1")
+        .collect();
     assert_eq!(
         greets.len(),
         2,
@@ -195,7 +152,7 @@ fn preload_keep_soname_and_duplicate_sonames() {
     );
 
     // LD_PRELOAD still interposes.
-    let out = stdout_of(Command::new(&a).env("LD_PRELOAD", fx.path("preload.so")));
+    let out = run_ok(Command::new(&a).env("LD_PRELOAD", fx.path("preload.so")));
     assert_eq!(out, "greet: interposed by LD_PRELOAD\nmain: done\n");
 
     // --keep-soname leaves the name plain and its RUNPATH entry in place; the usual
@@ -219,10 +176,10 @@ fn preload_keep_soname_and_duplicate_sonames() {
         "libc is still converted: {names:?}"
     );
     assert_eq!(
-        stdout_of(&mut Command::new(&kept)),
+        run_ok(&mut Command::new(&kept)),
         "greet: alpha\nmain: done\n"
     );
-    let swapped = stdout_of(Command::new(&kept).env("LD_LIBRARY_PATH", fx.path("b")));
+    let swapped = run_ok(Command::new(&kept).env("LD_LIBRARY_PATH", fx.path("b")));
     assert_eq!(swapped, "greet: beta\nmain: done\n");
 }
 
@@ -232,7 +189,7 @@ fn cycles_convert_and_verify() {
     let fx = Fixtures::build(&tmp.path().join("fx"));
     let store = tmp.path().join("store");
     init_store(&store);
-    let original = stdout_of(&mut Command::new(fx.path("prog-ring")));
+    let original = run_ok(&mut Command::new(fx.path("prog-ring")));
     assert_eq!(original, "ring: a=1 b=2\n");
     let report = convert(&store, &[], &[fx.path("prog-ring")]);
     let objects: BTreeMap<String, String> = report["objects"]
@@ -241,8 +198,8 @@ fn cycles_convert_and_verify() {
         .iter()
         .map(|o| {
             (
-                o[1].as_str().unwrap().to_owned(),
-                o[0].as_str().unwrap().to_owned(),
+                o["soname"].as_str().unwrap().to_owned(),
+                o["uri"].as_str().unwrap().to_owned(),
             )
         })
         .collect();
@@ -265,7 +222,7 @@ fn cycles_convert_and_verify() {
     // The addresses follow the cycle rule, which verify checks.
     run_ok(elfpatch().args(["store", "verify", "--store"]).arg(&store));
     assert_eq!(
-        stdout_of(&mut Command::new(store.join("bin/prog-ring"))),
+        run_ok(&mut Command::new(store.join("bin/prog-ring"))),
         original
     );
 }
@@ -295,9 +252,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 fn conversion_is_reproducible_and_idempotent() {
     let tmp = tempfile::tempdir().unwrap();
     let fx = Fixtures::build(&tmp.path().join("fx"));
-    let interp = tmp.path().join("stable/ld-cas");
-    fs::create_dir_all(interp.parent().unwrap()).unwrap();
-    fs::copy(built_binary("ld-cas"), &interp).unwrap();
+    let interp = stable_ld_cas(tmp.path());
     let inputs = [
         fx.path("prog-a"),
         fx.path("prog-ring"),
@@ -385,4 +340,145 @@ fn missing_dependencies_are_named() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("libgreet.so.1"));
     assert!(needed(&store.join("bin/lonely")).contains(&"libgreet.so.1".to_owned()));
+}
+
+#[test]
+fn relocate_follows_a_store_that_moved_with_its_ld_cas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = Fixtures::build(&tmp.path().join("fx"));
+    let store = tmp.path().join("store-1");
+    init_store(&store);
+    // The default interpreter: the ld-cas that `store init` installed in the store.
+    convert(
+        &store,
+        &[],
+        &[fx.path("prog-a"), PathBuf::from("/usr/bin/curl")],
+    );
+    let expected = "greet: alpha\nmain: done\n";
+    assert_eq!(
+        run_ok(&mut Command::new(store.join("bin/prog-a"))),
+        expected
+    );
+    let before = snapshot(&store);
+
+    // Same length: the interpreter string is rewritten where it lies, nothing else.
+    let same = tmp.path().join("store-2");
+    fs::rename(&store, &same).unwrap();
+    let report = run_ok(
+        elfpatch()
+            .args(["relocate", "--json", "--store"])
+            .arg(&same),
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["in_place"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(run_ok(&mut Command::new(same.join("bin/prog-a"))), expected);
+    let after = snapshot(&same);
+    for (path, bytes) in &before {
+        let new = &after[path];
+        let differing = bytes.iter().zip(new).filter(|(a, b)| a != b).count();
+        if path.starts_with("bin") {
+            assert!(
+                differing > 0 && differing <= 2,
+                "{}: {differing} bytes changed",
+                path.display()
+            );
+            assert_eq!(bytes.len(), new.len());
+        } else {
+            assert!(bytes == new, "{} changed", path.display());
+        }
+    }
+
+    // Longer: the program is rewritten with its interpreter moved, and still runs.
+    let longer = tmp.path().join("a-much-longer-directory-name/store-3");
+    fs::create_dir_all(longer.parent().unwrap()).unwrap();
+    fs::rename(&same, &longer).unwrap();
+    let report = run_ok(
+        elfpatch()
+            .args(["relocate", "--json", "--store"])
+            .arg(&longer),
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["rewritten"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(
+        run_ok(&mut Command::new(longer.join("bin/prog-a"))),
+        expected
+    );
+    assert!(run(Command::new(longer.join("bin/curl")).arg("--version"))
+        .status
+        .success());
+    // Relocating again finds nothing to do.
+    let report = run_ok(
+        elfpatch()
+            .args(["relocate", "--json", "--store"])
+            .arg(&longer),
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["unchanged"], 2, "{report}");
+    assert_eq!(report["bytes_written"], 0, "{report}");
+}
+
+#[test]
+fn plugins_dlopened_by_name_in_a_converted_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("plugtree");
+    fs::create_dir_all(tree.join("bin")).unwrap();
+    fs::create_dir_all(tree.join("lib")).unwrap();
+    let lib = tree.join("lib");
+    compile(
+        "gcc",
+        &[&src("dep.c")],
+        &lib.join("libdep.so.1"),
+        &["-shared", "-fPIC", "-Wl,-soname,libdep.so.1"],
+    );
+    compile(
+        "gcc",
+        &[&src("plugin.c")],
+        &lib.join("libplugin.so"),
+        &[
+            "-shared",
+            "-fPIC",
+            &format!("-L{}", lib.display()),
+            "-l:libdep.so.1",
+            "-Wl,-rpath,$ORIGIN",
+        ],
+    );
+    compile(
+        "gcc",
+        &[&src("plugin_host.c")],
+        &tree.join("bin/host"),
+        &[
+            &format!("-L{}", lib.display()),
+            "-l:libdep.so.1",
+            "-ldl",
+            "-Wl,-rpath,$ORIGIN/../lib",
+        ],
+    );
+    let expected = "dep 4 plugin 40\n";
+    assert_eq!(run_ok(&mut Command::new(tree.join("bin/host"))), expected);
+
+    let interp = stable_ld_cas(tmp.path());
+    let store = tmp.path().join("store");
+    init_store(&store);
+    let report = convert(
+        &store,
+        &["--interp", interp.to_str().unwrap()],
+        &[tree.clone()],
+    );
+    // host is a program, libplugin a converted tree file; libdep needs nothing and is copied.
+    assert_eq!(report["programs"], 1, "{report}");
+    assert_eq!(report["tree_elf_files"], 1, "{report}");
+    fs::remove_dir_all(&tree).unwrap();
+    let host = store.join("bin/plugtree/bin/host");
+    assert!(needed(&host).iter().all(|n| n.starts_with("uri:blake3:")));
+    // The plugin found by name in the converted tree resolves its own uri: needs.
+    assert!(needed(&store.join("bin/plugtree/lib/libplugin.so"))
+        .iter()
+        .all(|n| n.starts_with("uri:blake3:")));
+    assert_eq!(run_ok(&mut Command::new(&host)), expected);
+    let moved = tmp.path().join("moved");
+    fs::rename(&store, &moved).unwrap();
+    assert_eq!(
+        run_ok(&mut Command::new(moved.join("bin/plugtree/bin/host"))),
+        expected
+    );
 }

@@ -7,6 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use elf_tests::conversion::{init_store, needed, stable_ld_cas};
 use elf_tests::nixstyle::generate;
 use elf_tests::{built_binary, run, run_ok};
 
@@ -38,15 +39,9 @@ fn nix_style_store_converts_runs_and_moves() {
     assert!(expected.contains("ssl-module-in-prefix True"), "{expected}");
     let curl_expected = run_ok(Command::new(nix.package("curl").join("bin/curl")).arg("--version"));
 
-    let interp = tmp.path().join("stable/ld-cas");
-    fs::create_dir_all(interp.parent().unwrap()).unwrap();
-    fs::copy(built_binary("ld-cas"), &interp).unwrap();
+    let interp = stable_ld_cas(tmp.path());
     let store = tmp.path().join("cas");
-    run_ok(
-        Command::new(built_binary("elfpatch"))
-            .args(["store", "init", "--store"])
-            .arg(&store),
-    );
+    init_store(&store);
     let packages: Vec<PathBuf> = nix.packages.values().cloned().collect();
     run_ok(
         Command::new(built_binary("elfpatch"))
@@ -64,7 +59,7 @@ fn nix_style_store_converts_runs_and_moves() {
         .map(|e| e.unwrap().path())
         .find(|p| p.to_string_lossy().contains("_ssl."))
         .unwrap();
-    let needed = elf_tests::nixstyle::needed_names(&module);
+    let needed = needed(&module);
     assert!(
         needed.iter().all(|n| n.starts_with("uri:blake3:")),
         "{needed:?}"

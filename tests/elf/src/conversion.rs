@@ -1,0 +1,58 @@
+//! Helpers of the conversion tests: a store with ld-cas, `elfpatch convert --json`, reading
+//! `DT_NEEDED` back.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{built_binary, run_ok};
+
+/// A command running the built `elfpatch`.
+pub fn elfpatch() -> Command {
+    Command::new(built_binary("elfpatch"))
+}
+
+/// Copies the built ld-cas to `dir/stable/ld-cas`: a place outside any store, for
+/// conversions whose store is moved afterwards.
+pub fn stable_ld_cas(dir: &Path) -> PathBuf {
+    let interp = dir.join("stable/ld-cas");
+    fs::create_dir_all(interp.parent().expect("a parent")).expect("create the directory");
+    fs::copy(built_binary("ld-cas"), &interp).expect("copy ld-cas");
+    interp
+}
+
+/// `elfpatch store init`, installing the built ld-cas as `STORE/ld-cas`.
+pub fn init_store(store: &Path) {
+    run_ok(
+        elfpatch()
+            .args(["store", "init", "--store"])
+            .arg(store)
+            .arg("--ld-cas")
+            .arg(built_binary("ld-cas")),
+    );
+}
+
+/// `elfpatch convert --json --store STORE EXTRA... PATHS...`, its report parsed.
+pub fn convert(store: &Path, extra: &[&str], paths: &[PathBuf]) -> serde_json::Value {
+    let out = run_ok(
+        elfpatch()
+            .args(["convert", "--json", "--store"])
+            .arg(store)
+            .args(extra)
+            .args(paths),
+    );
+    serde_json::from_str(&out).expect("convert --json prints JSON")
+}
+
+/// `DT_NEEDED` names of an ELF file (read with `readelf`).
+pub fn needed(file: &Path) -> Vec<String> {
+    let out = run_ok(Command::new("readelf").arg("-dW").arg(file));
+    out.lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| {
+            l.split('[')
+                .nth(1)
+                .map(|s| s.trim_end_matches(']').to_owned())
+        })
+        .collect()
+}
