@@ -851,3 +851,30 @@ fn verify_rehashes_the_closure_with_the_cycle_rule() {
         stdout(&out)
     );
 }
+
+#[test]
+fn store_from_the_environment_and_programs_reached_through_symlinks() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    // A program away from its store: LD_CAS_STORE names it.
+    let lone = dir.path().join("hello");
+    fs::copy(w.bin("hello"), &lone).unwrap();
+    let out = run(&mut Command::new(&lone));
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    let out = run(Command::new(&lone)
+        .env("LD_CAS_STORE", w.store())
+        .env("LD_CAS_DEBUG", "1"));
+    assert!(stdout(&out).starts_with("hello from "), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("(from LD_CAS_STORE)"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Reached through a symbolic link elsewhere: the recorded store is still found next to
+    // the real program.
+    let link = dir.path().join("chain-link");
+    std::os::unix::fs::symlink(w.bin("chain"), &link).unwrap();
+    assert_eq!(run_ok(&mut Command::new(&link)), "chain 42\n");
+}
