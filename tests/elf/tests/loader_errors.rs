@@ -1,0 +1,235 @@
+//! ld-cas end-to-end: failures (missing libraries, broken stores and loaders), running
+//! ld-cas as a command, and setuid programs.
+#![allow(unused_imports)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use elf_tests::{compile, fixture_dir, require_tool, run, run_ok};
+
+mod loader_common;
+use loader_common::*;
+
+#[test]
+fn missing_library_names_uri_store_and_program() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    copy_world(w, dir.path());
+
+    // A URI the store's table does not know: ld-cas says so, in one line, exit 127.
+    let unknown = dir.path().join("bin/unknown");
+    fs::copy(w.bin("hello"), &unknown).unwrap();
+    let fake = format!("uri:blake3:{}", "f".repeat(64));
+    run_ok(
+        Command::new("patchelf")
+            .arg("--replace-needed")
+            .arg(w.uri("libc.so.6"))
+            .arg(&fake)
+            .arg(&unknown),
+    );
+    let out = run(&mut Command::new(&unknown));
+    assert_eq!(out.status.code(), Some(127));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("ld-cas: "), "{err}");
+    for part in [
+        fake.as_str(),
+        "not in the lookup table",
+        &unknown.display().to_string(),
+        "/store",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from {err:?}");
+    }
+
+    // The same for a name a library needs: the message names that library too.
+    let chain = dir.path().join("bin/chain-b");
+    let b_uri = w.uri("libchain_b.so");
+    let b_hex = b_uri.strip_prefix("uri:blake3:").unwrap();
+    fs::copy(w.bin("chain"), &chain).unwrap();
+    let objects = dir.path().join("store/objects");
+    let b_obj = fs::read_dir(&objects)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(b_hex))
+        .unwrap();
+    let mut bytes = fs::read(&b_obj).unwrap();
+    let c_uri = w.uri("libchain_c.so");
+    let at = bytes
+        .windows(c_uri.len())
+        .position(|x| x == c_uri.as_bytes())
+        .unwrap();
+    bytes[at..at + c_uri.len()].copy_from_slice(fake.as_bytes());
+    fs::set_permissions(&b_obj, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&b_obj, &bytes).unwrap();
+    let out = run(&mut Command::new(&chain));
+    assert_eq!(out.status.code(), Some(127));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&fake) && err.contains("needed by") && err.contains(b_hex),
+        "{err}"
+    );
+
+    // An object the table lists but whose file is gone (a damaged store): ld.so reports the
+    // object's path, which holds its hash and name.
+    let c_hex = c_uri.strip_prefix("uri:blake3:").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    copy_world(w, dir.path());
+    let objects = dir.path().join("store/objects");
+    for e in fs::read_dir(&objects).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap().to_string_lossy().starts_with(c_hex) {
+            fs::remove_file(p).unwrap();
+        }
+    }
+    let prog = dir.path().join("bin/chain");
+    let out = run(&mut Command::new(&prog));
+    assert_eq!(out.status.code(), Some(127));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for part in [
+        c_hex,
+        "libchain_c.so",
+        &prog.display().to_string(),
+        "/store/objects/",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from {err:?}");
+    }
+}
+
+#[test]
+fn broken_stores_and_loaders_have_their_own_messages() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    copy_world(w, dir.path());
+    let prog = dir.path().join("bin/hello");
+
+    // Corrupt table.
+    let table = dir.path().join("store/table");
+    let mut bytes = fs::read(&table).unwrap();
+    bytes[20] ^= 0xff;
+    let _ = fs::remove_file(&table);
+    fs::write(&table, &bytes).unwrap();
+    let out = run(&mut Command::new(&prog));
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr(&out).contains("is corrupt"), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1);
+
+    // Missing store.
+    fs::rename(dir.path().join("store"), dir.path().join("gone")).unwrap();
+    let out = run(&mut Command::new(&prog));
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+
+    // Unreadable loader.
+    fs::rename(dir.path().join("gone"), dir.path().join("store")).unwrap();
+    fs::write(&table, fs::read(w.store().join("table")).unwrap()).unwrap();
+    let hex = w.loader_uri.strip_prefix("uri:blake3:").unwrap();
+    for e in fs::read_dir(dir.path().join("store/objects")).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap().to_string_lossy().starts_with(hex) {
+            fs::remove_file(&p).unwrap();
+            fs::write(&p, b"not an ELF file").unwrap();
+        }
+    }
+    let out = run(&mut Command::new(&prog));
+    assert_eq!(out.status.code(), Some(127));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot load the loader") && err.contains(&w.loader_uri),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_directly_list_version_help() {
+    let w = world();
+    let out = run_ok(Command::new(ld_cas()).arg(w.bin("hello")).arg("x"));
+    assert!(
+        out.starts_with(&format!("hello from {}\narg x\n", w.bin("hello").display())),
+        "{out}"
+    );
+
+    let list = run_ok(Command::new(ld_cas()).arg("--list").arg(w.bin("diamond")));
+    for lib in ["libleft.so", "libright.so", "libbottom.so", "libc.so.6"] {
+        let line = format!("{} ({lib}) => ", w.uri(lib));
+        assert!(list.contains(&line), "{lib} missing from:\n{list}");
+    }
+    assert_eq!(list.matches(w.uri("libbottom.so")).count(), 1, "{list}");
+    assert!(list.contains(&format!("loader {}", w.loader_uri)), "{list}");
+
+    assert!(run_ok(Command::new(ld_cas()).arg("--version")).starts_with("ld-cas "));
+    assert!(run_ok(Command::new(ld_cas()).arg("--help")).contains("--list"));
+    let out = run(Command::new(ld_cas()).arg("--bogus"));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out).lines().count(), 1);
+}
+
+#[test]
+fn environment_does_not_choose_the_store_for_setuid_programs() {
+    require_tool("useradd");
+    require_tool("setpriv");
+    let w = world();
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test creates a user: run it as root"
+    );
+    let user = "ldcas-test";
+    if run(Command::new("id").arg(user)).status.code() != Some(0) {
+        run_ok(Command::new("useradd").args(["--no-create-home", "--shell", "/bin/false", user]));
+    }
+    let uid = run_ok(Command::new("id").args(["-u", user]))
+        .trim()
+        .to_string();
+    let gid = run_ok(Command::new("id").args(["-g", user]))
+        .trim()
+        .to_string();
+
+    let dir = tempfile::tempdir().unwrap();
+    copy_world(w, dir.path());
+    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(dir.path()));
+    let prog = dir.path().join("bin/setuid");
+    run_ok(Command::new("chmod").arg("4755").arg(&prog));
+
+    // A hostile store the caller points at: it must be ignored.
+    let evil = tempfile::tempdir().unwrap();
+    run_ok(Command::new("chmod").arg("755").arg(evil.path()));
+    let setpriv = |prog: &Path, env: &[(&str, &Path)]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            "--clear-groups",
+        ])
+        .arg(prog);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
+    };
+    let out = setpriv(
+        &prog,
+        &[
+            ("LD_CAS_STORE", evil.path()),
+            ("LD_CAS_DEBUG", Path::new("1")),
+        ],
+    );
+    assert_eq!(stdout(&out), "euid 0 value 40\n", "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "",
+        "LD_CAS_DEBUG must be ignored under AT_SECURE"
+    );
+
+    // A setuid program whose library needs further uri: names fails closed.
+    let chain = dir.path().join("bin/chain");
+    run_ok(Command::new("chmod").arg("4755").arg(&chain));
+    let out = setpriv(&chain, &[]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr(&out).contains("set-user-ID"), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+}
