@@ -203,6 +203,10 @@ static HOOKS: Hooks = Hooks {
     preinit,
 };
 
+/// In the audit copy: whether the program (the first object `la_objopen` sees) was seen.
+#[link_section = ".data"]
+static mut SEEN_MAIN: bool = false;
+
 /// In the audit copy: the first copy's hooks, once found.
 #[link_section = ".data"]
 static mut FOUND: *const Hooks = core::ptr::null();
@@ -262,9 +266,12 @@ pub extern "C" fn la_version(version: u32) -> u32 {
 /// Called by ld.so with a valid `struct link_map`.
 #[no_mangle]
 pub unsafe extern "C" fn la_objopen(map: *const usize, lmid: isize, _cookie: *mut usize) -> u32 {
-    if lmid != 0 || map.is_null() || found().is_some() {
+    // Only the first object of the main namespace, the program, may name the hooks: a
+    // library carrying the tag is ignored.
+    if lmid != 0 || map.is_null() || *addr_of_mut!(SEEN_MAIN) {
         return 0;
     }
+    *addr_of_mut!(SEEN_MAIN) = true;
     // SAFETY: link_map starts { l_addr, l_name, l_ld, ... }; l_ld is the object's dynamic
     // section, DT_NULL-terminated.
     let mut d = *map.add(2) as *const Dyn;
