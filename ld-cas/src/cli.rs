@@ -121,7 +121,7 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
         }),
     };
     let env = if stack.aux(crate::startup::AT_SECURE) == 0 {
-        stack.env(b"LD_CAS_STORE")
+        stack.env(b"LD_CAS_STORE").filter(|e| !e.is_empty())
     } else {
         None
     };

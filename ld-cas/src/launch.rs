@@ -164,7 +164,7 @@ pub fn handover(
         let env = if secure {
             None
         } else {
-            stack.env(b"LD_CAS_STORE")
+            stack.env(b"LD_CAS_STORE").filter(|e| !e.is_empty())
         };
         let recorded = prog.tag_str(DT_LDCAS_STORE);
         let pdir: &[u8] = match (env, recorded, dir) {

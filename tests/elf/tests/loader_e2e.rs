@@ -220,4 +220,9 @@ fn store_from_the_environment_and_programs_reached_through_symlinks() {
     let link = dir.path().join("chain-link");
     std::os::unix::fs::symlink(w.bin("chain"), &link).unwrap();
     assert_eq!(run_ok(&mut Command::new(&link)), "chain 42\n");
+    // An empty LD_CAS_STORE is no setting.
+    assert_eq!(
+        run_ok(Command::new(&link).env("LD_CAS_STORE", "")),
+        "chain 42\n"
+    );
 }
