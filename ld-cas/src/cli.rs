@@ -26,6 +26,8 @@ Environment: LD_CAS_STORE (the store; ignored for setuid programs), LD_CAS_DEBUG
 
 #[link_section = ".data"]
 static mut ME: PathBuf = PathBuf::new();
+#[link_section = ".data"]
+static mut DIR: PathBuf = PathBuf::new();
 
 /// Entry point when run as a command.
 pub fn main(mut stack: Stack) -> ! {
@@ -91,7 +93,20 @@ pub fn main(mut stack: Stack) -> ! {
             o.str("cannot find ld-cas's own path in /proc/self/exe");
         });
     }
-    launch::handover(stack, program, prog, Some(dirname(prog)), me.bytes())
+    // The program's directory, absolute (the program may change directory before a
+    // `dlopen` resolved against a store found relative to it).
+    // SAFETY: single-threaded before the hand-over.
+    let dir = unsafe { &mut *core::ptr::addr_of_mut!(DIR) };
+    if !prog.starts_with(b"/") && dir.fill(|buf| sys::getcwd(buf).ok()) {
+        dir.push(b"/");
+    }
+    dir.push(prog);
+    if dir.overflowed() {
+        die(127, |o| {
+            o.str("the path of ").bytes(prog).str(" is too long");
+        });
+    }
+    launch::handover(stack, program, prog, Some(dirname(dir.bytes())), me.bytes())
 }
 
 /// Maps the file at `path` read-only for good.
