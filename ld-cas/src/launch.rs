@@ -38,8 +38,12 @@ impl Program {
     /// # Safety
     /// `phdr`/`phnum` must describe a mapped program image.
     pub unsafe fn from_phdrs(phdr: usize, phnum: usize, bias: Option<usize>) -> Program {
-        // SAFETY: per the contract.
-        let ph = core::slice::from_raw_parts(phdr as *const Phdr, phnum);
+        // SAFETY: per the contract (a null address gives no headers).
+        let ph: &'static [Phdr] = if phdr == 0 {
+            &[]
+        } else {
+            core::slice::from_raw_parts(phdr as *const Phdr, phnum)
+        };
         let bias = bias.unwrap_or_else(|| {
             ph.iter()
                 .find(|p| p.p_type == PT_PHDR)
