@@ -327,9 +327,6 @@ pub enum InstallError {
     TooLong,
 }
 
-#[link_section = ".data"]
-static mut AUDIT_PATH: [u8; 1024] = [0; 1024];
-
 /// Points a `DT_AUDIT` entry of the program's in-memory dynamic section at `me` (ld-cas's
 /// own path) and a `DT_LDCAS_HOOK` entry at the hooks. `strtab` is the run-time address of
 /// the program's string table. Uses the slots of `DT_LDCAS_STORE`/`DT_LDCAS_LOADER` (read
@@ -360,13 +357,10 @@ pub unsafe fn install(dynamic: &mut [Dyn], strtab: usize, me: &[u8]) -> Result<(
     if !(p.push(&me[..base]) && p.push(b"./") && p.push(&me[base..])) {
         return Err(InstallError::TooLong);
     }
-    // SAFETY: AUDIT_PATH is written once, here, before ld.so runs, and never freed.
-    let buf = &mut *addr_of_mut!(AUDIT_PATH);
-    if p.c().len() > buf.len() {
-        return Err(InstallError::TooLong);
-    }
-    buf[..p.c().len()].copy_from_slice(p.c());
-    let value = (buf.as_ptr() as u64).wrapping_sub(strtab as u64);
+    // SAFETY (keep): single-threaded before the hand-over. The string must outlive
+    // ld-cas's stack: it goes in the arena, which is never freed.
+    let kept = keep(&[p.bytes()]);
+    let value = (kept as u64).wrapping_sub(strtab as u64);
 
     let end = dynamic
         .iter()

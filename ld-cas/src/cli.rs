@@ -24,11 +24,6 @@ Environment: LD_CAS_STORE (the store; ignored for setuid programs), LD_CAS_DEBUG
 (trace every resolution to stderr).
 ";
 
-#[link_section = ".data"]
-static mut ME: PathBuf = PathBuf::new();
-#[link_section = ".data"]
-static mut DIR: PathBuf = PathBuf::new();
-
 /// Entry point when run as a command.
 pub fn main(mut stack: Stack) -> ! {
     let mut i = 1;
@@ -86,8 +81,8 @@ pub fn main(mut stack: Stack) -> ! {
     stack.shift_args(i);
     // SAFETY: the program was just mapped with these headers.
     let program = unsafe { Program::from_phdrs(m.phdr, m.phnum, Some(m.bias)) };
-    // SAFETY: single-threaded before the hand-over.
-    let me = unsafe { &mut *core::ptr::addr_of_mut!(ME) };
+    // Both paths are copied by the hand-over: the stack they live on is given back.
+    let mut me = PathBuf::new();
     if !me.fill(|buf| sys::readlink(b"/proc/self/exe\0", buf).ok()) {
         die(127, |o| {
             o.str("cannot find ld-cas's own path in /proc/self/exe");
@@ -95,8 +90,7 @@ pub fn main(mut stack: Stack) -> ! {
     }
     // The program's directory, absolute (the program may change directory before a
     // `dlopen` resolved against a store found relative to it).
-    // SAFETY: single-threaded before the hand-over.
-    let dir = unsafe { &mut *core::ptr::addr_of_mut!(DIR) };
+    let mut dir = PathBuf::new();
     if !prog.starts_with(b"/") && dir.fill(|buf| sys::getcwd(buf).ok()) {
         dir.push(b"/");
     }

@@ -142,7 +142,7 @@ pub fn handover(
     mut stack: Stack,
     prog: Program,
     name: &'static [u8],
-    dir: Option<&'static [u8]>,
+    dir: Option<&[u8]>,
     me: &[u8],
 ) -> ! {
     let secure = stack.aux(AT_SECURE) != 0;
