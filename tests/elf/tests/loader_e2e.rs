@@ -226,3 +226,44 @@ fn store_from_the_environment_and_programs_reached_through_symlinks() {
         "chain 42\n"
     );
 }
+
+/// Plain sonames stay plain: `LD_LIBRARY_PATH` still picks which copy is loaded (the GPU
+/// driver swap), next to libraries named by content.
+#[test]
+fn plain_sonames_still_obey_ld_library_path() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let (d, fx) = (dir.path(), fixture_dir().join("loader"));
+    for (sub, value) in [("a", "1"), ("b", "2")] {
+        fs::create_dir(d.join(sub)).unwrap();
+        let def = format!("-DSWAP_VALUE={value}");
+        compile(
+            "gcc",
+            &[&fx.join("swap.c")],
+            &d.join(sub).join("libswap.so"),
+            &["-shared", "-fPIC", "-Wl,-soname,libswap.so", &def],
+        );
+    }
+    let prog = d.join("swap");
+    let l = format!("-L{}", d.join("a").display());
+    compile("gcc", &[&fx.join("swap_main.c")], &prog, &[&l, "-lswap"]);
+    let bin = d.join("bin");
+    fs::create_dir(&bin).unwrap();
+    // Only libc is converted; the store is the world's, by absolute path.
+    let uris: BTreeMap<String, String> =
+        [("libc.so.6".to_string(), w.uri("libc.so.6").to_string())]
+            .into_iter()
+            .collect();
+    let store = w.store();
+    convert_program(
+        &prog,
+        &bin.join("swap"),
+        &uris,
+        &w.loader_uri,
+        store.to_str().unwrap(),
+    );
+    for (sub, value) in [("a", "1"), ("b", "2")] {
+        let out = run_ok(Command::new(bin.join("swap")).env("LD_LIBRARY_PATH", d.join(sub)));
+        assert_eq!(out, format!("swap {value}\n"));
+    }
+}
