@@ -70,6 +70,7 @@ fn os_abi_from_name(name: &str) -> Result<u8> {
 fn process(o: &Options, file: &Path) -> Result<()> {
     let data = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let elf = Elf::parse(&data)?;
+    elf::check_input(&data)?;
     if o.debug {
         eprintln!("patching ELF file '{}'", file.display());
     }

@@ -239,7 +239,7 @@ impl Edit {
         }
         let interp = match &self.interpreter {
             Some(i) => {
-                if !elf.phdrs.iter().any(|p| p.p_type == PT_INTERP) {
+                if elf.interp_phdr().is_none() {
                     return Err(Error::Missing(
                         "no PT_INTERP: the file has no interpreter (statically linked or a library)".into(),
                     ));

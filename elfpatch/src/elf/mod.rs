@@ -29,7 +29,7 @@ pub use consts::{max_page_size, DT_LDCAS_LOADER, DT_LDCAS_STORE};
 pub use edit::{Edit, RpathEdit};
 pub use error::{Error, Result};
 pub use parse::Elf;
-pub use verify::{findings, verify, verify_edit, Finding};
+pub use verify::{check_input, findings, verify, verify_edit, Finding};
 pub use write::write_atomic;
 
 use consts::*;
@@ -44,6 +44,7 @@ impl Edit {
 
     /// Like [`Edit::apply`] on an already parsed file.
     pub fn apply_to(&self, elf: &Elf) -> Result<Vec<u8>> {
+        check_input(elf.data)?;
         let logical = self.plan(elf)?;
         let page = match self.page_size {
             Some(p) if p.is_power_of_two() => p,
@@ -94,7 +95,7 @@ impl<'a> Elf<'a> {
     }
     /// The `PT_INTERP` string.
     pub fn interpreter(&self) -> Option<&'a [u8]> {
-        let p = self.phdrs.iter().find(|p| p.p_type == PT_INTERP)?;
+        let p = self.interp_phdr()?;
         let s = self.data.get(p.p_offset as usize..p.file_end() as usize)?;
         Some(s.split(|&b| b == 0).next().unwrap_or(s))
     }

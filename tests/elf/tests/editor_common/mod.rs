@@ -238,3 +238,4 @@ pub fn readelf(flag: &str, file: &Path) -> String {
 }
 
 pub mod ops;
+pub mod corpus;
