@@ -253,7 +253,10 @@ const SEVERE: &[&str] = &[
 
 /// Refuses inputs with structural damage (see `SEVERE`), whatever the edit.
 pub fn check_input(data: &[u8]) -> Result<()> {
-    let bad: Vec<Finding> = findings(data).into_iter().filter(|f| SEVERE.contains(&f.check)).collect();
+    let bad: Vec<Finding> = findings(data)
+        .into_iter()
+        .filter(|f| SEVERE.contains(&f.check))
+        .collect();
     if bad.is_empty() {
         Ok(())
     } else {

@@ -21,7 +21,10 @@ enum Outcome {
 
 fn readelf_warnings(file: &Path) -> Vec<String> {
     let out = elf_tests::run(Command::new("readelf").args(["-ldW"]).arg(file));
-    let mut w: Vec<String> = String::from_utf8_lossy(&out.stderr).lines().map(str::to_string).collect();
+    let mut w: Vec<String> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(str::to_string)
+        .collect();
     if !out.status.success() {
         w.push(format!("readelf exit {}", out.status));
     }
@@ -37,7 +40,11 @@ fn one(path: &Path, tmp: &Path, interp: &str) -> Outcome {
         Err(e) => return Outcome::Refused(format!("parse: {e}")),
     };
     let mut edit = Edit::new();
-    let needed: Vec<String> = parsed.needed().iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect();
+    let needed: Vec<String> = parsed
+        .needed()
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
     let mut want = Vec::new();
     for (i, n) in needed.iter().enumerate() {
         let u = uri(i as u8);
@@ -63,7 +70,11 @@ fn one(path: &Path, tmp: &Path, interp: &str) -> Outcome {
     let Ok(re) = Elf::parse(&out) else {
         return Outcome::Corrupted("output does not parse".into());
     };
-    let got: Vec<String> = re.needed().iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect();
+    let got: Vec<String> = re
+        .needed()
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
     if got != want {
         return Outcome::Corrupted(format!("needed {got:?}, wanted {want:?}"));
     }
@@ -81,7 +92,13 @@ fn one(path: &Path, tmp: &Path, interp: &str) -> Outcome {
         let before = readelf_warnings(path);
         let new: Vec<&String> = after.iter().filter(|w| !before.contains(w)).collect();
         if !new.is_empty() {
-            return Outcome::Corrupted(format!("readelf: {}", new.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" | ")));
+            return Outcome::Corrupted(format!(
+                "readelf: {}",
+                new.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ));
         }
     }
     Outcome::Patched
@@ -91,9 +108,15 @@ fn one(path: &Path, tmp: &Path, interp: &str) -> Outcome {
 fn corpus_replace_needed_and_interpreter() {
     elf_tests::require_tool("readelf");
     let files = corpus::files();
-    assert!(!files.is_empty(), "no ELF file found under /usr/bin and /usr/lib");
+    assert!(
+        !files.is_empty(),
+        "no ELF file found under /usr/bin and /usr/lib"
+    );
     let tmp = tempfile::tempdir().expect("tempdir");
-    let interp = format!("/nix/store/{}-glibc-2.40/lib/ld-linux-x86-64.so.2", "z".repeat(32));
+    let interp = format!(
+        "/nix/store/{}-glibc-2.40/lib/ld-linux-x86-64.so.2",
+        "z".repeat(32)
+    );
     let results = corpus::par_map(&files, |p| one(p, tmp.path(), &interp));
     let (mut patched, mut unchanged) = (0, 0);
     let mut refused: BTreeMap<String, Vec<&Path>> = BTreeMap::new();
@@ -118,5 +141,9 @@ fn corpus_replace_needed_and_interpreter() {
     for c in corrupted.iter().take(50) {
         println!("  CORRUPTED {c}");
     }
-    assert!(corrupted.is_empty(), "{} corrupted outputs", corrupted.len());
+    assert!(
+        corrupted.is_empty(),
+        "{} corrupted outputs",
+        corrupted.len()
+    );
 }

@@ -8,7 +8,9 @@ use std::sync::Mutex;
 const DIRS: &[&str] = &["/usr/bin", "/usr/lib", "/usr/lib/x86_64-linux-gnu"];
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let Ok(ft) = e.file_type() else { continue };
         if ft.is_dir() {
@@ -22,7 +24,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 fn is_elf(p: &Path) -> bool {
     use std::io::Read;
     let mut b = [0u8; 4];
-    std::fs::File::open(p).and_then(|mut f| f.read_exact(&mut b)).is_ok() && &b == b"\x7fELF"
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+        && &b == b"\x7fELF"
 }
 
 /// Every ELF file of the corpus, sorted, without duplicates.
@@ -34,7 +39,10 @@ pub fn files() -> Vec<PathBuf> {
     all.sort();
     all.dedup();
     all.retain(|p| is_elf(p));
-    if let Some(n) = std::env::var("EDITOR_CORPUS_LIMIT").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("EDITOR_CORPUS_LIMIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         all.truncate(n);
     }
     all
@@ -44,7 +52,9 @@ pub fn files() -> Vec<PathBuf> {
 pub fn par_map<T: Send>(files: &[PathBuf], f: impl Fn(&Path) -> T + Sync) -> Vec<T> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<T>>> = Mutex::new((0..files.len()).map(|_| None).collect());
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(2);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {

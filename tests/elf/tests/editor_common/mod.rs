@@ -237,5 +237,5 @@ pub fn readelf(flag: &str, file: &Path) -> String {
     run_ok(Command::new("readelf").args(["-W", flag]).arg(file))
 }
 
-pub mod ops;
 pub mod corpus;
+pub mod ops;
