@@ -94,7 +94,7 @@ fn process(o: &Options, file: &Path) -> Result<()> {
             writeln!(out, "{}", s(n))?;
         }
     }
-    if o.print_rpath {
+    if o.print_rpath && elf.is_dynamic() {
         let r = elf.runpath().or_else(|| elf.rpath()).unwrap_or_default();
         writeln!(out, "{}", s(r))?;
     }
