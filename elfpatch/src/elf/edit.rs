@@ -177,12 +177,11 @@ pub(crate) struct Logical {
     pub gnu_stack: Option<u32>,
 }
 
-struct Strings<'e> {
+struct Strings {
     bytes: Vec<u8>,
-    elf: &'e Elf<'e>,
 }
 
-impl Strings<'_> {
+impl Strings {
     /// Offset of `s` in the table, appending it when it is not already there (suffixes of
     /// existing strings are shared, as linkers do).
     fn add(&mut self, s: &str) -> Result<u64> {
@@ -206,9 +205,6 @@ impl Strings<'_> {
     }
     fn get(&self, off: u64) -> Option<&[u8]> {
         cstr(&self.bytes, off)
-    }
-    fn _elf(&self) -> &Elf<'_> {
-        self.elf
     }
 }
 
@@ -284,7 +280,6 @@ impl Edit {
         }
         let mut st = Strings {
             bytes: elf.strtab_bytes().to_vec(),
-            elf,
         };
         let mut entries = dynamic.entries.clone();
         let mut removed: Vec<u64> = Vec::new();

@@ -28,9 +28,10 @@ pub use codec::{Class, Endian, Phdr, Shdr};
 pub use consts::{max_page_size, DT_LDCAS_LOADER, DT_LDCAS_STORE};
 pub use edit::{Edit, RpathEdit};
 pub use error::{Error, Result};
+pub use layout::Image;
 pub use parse::Elf;
 pub use verify::{check_input, findings, verify, verify_edit, Finding};
-pub use write::write_atomic;
+pub use write::{read_file, write_atomic, write_edit, Input};
 
 use consts::*;
 
@@ -44,6 +45,19 @@ impl Edit {
 
     /// Like [`Edit::apply`] on an already parsed file.
     pub fn apply_to(&self, elf: &Elf) -> Result<Vec<u8>> {
+        let img = self.image(elf)?;
+        if img.is_identity(elf.data) {
+            return Ok(elf.data.to_vec());
+        }
+        let out = img.materialize(elf.data);
+        verify_edit(elf.data, &out)?;
+        Ok(out)
+    }
+
+    /// The edited file as the input's bytes plus a list of writes (not yet verified: the
+    /// verify pass runs on the materialised bytes, see [`Edit::apply_to`] and
+    /// [`write_edit`]).
+    pub fn image(&self, elf: &Elf) -> Result<Image> {
         check_input(elf.data)?;
         let logical = self.plan(elf)?;
         let page = match self.page_size {
@@ -55,12 +69,7 @@ impl Edit {
             }
             None => max_page_size(elf.machine),
         };
-        let out = layout::build(elf, &logical, page)?;
-        if out == elf.data {
-            return Ok(out);
-        }
-        verify_edit(elf.data, &out)?;
-        Ok(out)
+        layout::build(elf, &logical, page)
     }
 }
 

@@ -132,7 +132,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Parsed> {
     let args = expand(args)?;
     let mut o = Options::default();
     let mut it = args.into_iter();
-    let mut next = |it: &mut std::vec::IntoIter<String>, opt: &str| -> Result<String> {
+    let next = |it: &mut std::vec::IntoIter<String>, opt: &str| -> Result<String> {
         it.next()
             .with_context(|| format!("option '{opt}' needs an argument"))
     };
