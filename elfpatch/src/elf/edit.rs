@@ -536,7 +536,7 @@ fn versym_patch(
             .get(u64::from(tables::sym_name(elf, symoff, i)?))
             .unwrap_or_default();
         let by_name = names.iter().any(|n| n.as_bytes() == name);
-        if (by_name && v > 1) || (v > 1 && cleared.contains(&(v & 0x7fff))) {
+        if v > 1 && (by_name || cleared.contains(&(v & 0x7fff))) {
             let mut b = vec![0u8; 2];
             elf.codec.put_u16(&mut b, 0, 1)?;
             patches.push((base + 2 * i, b));

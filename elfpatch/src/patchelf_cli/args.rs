@@ -75,7 +75,7 @@ pub struct Options {
 /// Result of parsing.
 #[derive(Debug)]
 pub enum Parsed {
-    Run(Options),
+    Run(Box<Options>),
     Help,
     Version,
 }
@@ -217,7 +217,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Parsed> {
     if o.set_rpath.is_some() && o.add_rpath.is_some() {
         bail!("--set-rpath and --add-rpath cannot be combined");
     }
-    Ok(Parsed::Run(o))
+    Ok(Parsed::Run(Box::new(o)))
 }
 
 fn parse_num(s: &str) -> Option<u64> {

@@ -68,7 +68,7 @@ fn debug_info_only(file: &Path) -> bool {
 fn print_options_match_patchelf_on_the_corpus() {
     elf_tests::require_tool("patchelf");
     let files = corpus::files();
-    let results = corpus::par_map(&files, |p| compare(p));
+    let results = corpus::par_map(&files, compare);
     let diffs: Vec<&String> = results.iter().flatten().collect();
     println!(
         "print parity: {} files x {} options, {} differences",
