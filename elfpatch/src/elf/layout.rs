@@ -13,6 +13,10 @@ use super::edit::Logical;
 use super::error::{malformed, Error, Result};
 use super::parse::Elf;
 
+/// Ends every segment this module appends, so a later edit can tell that region from a
+/// segment a linker made (which it must never drop) and rebuild it.
+const MARK: &[u8; 16] = b"\0elfpatch:region";
+
 /// The program header table and the pieces that may move, as file ranges.
 fn pieces(elf: &Elf) -> Vec<(u64, u64)> {
     let mut v = vec![(elf.phoff, elf.phdrs.len() as u64 * elf.codec.phdr_size())];
@@ -67,7 +71,9 @@ fn find_tail(elf: &Elf) -> (u64, Vec<usize>) {
                     || q.file_end() <= start
                     || q.p_offset >= end
             })
-            && (start..end).all(|b| {
+            && end >= start + MARK.len() as u64
+            && elf.data.get((end as usize - MARK.len())..end as usize) == Some(&MARK[..])
+            && (start..end - MARK.len() as u64).all(|b| {
                 elf.data.get(b as usize) == Some(&0)
                     || pcs.iter().any(|&(o, n)| b >= o && b < o.saturating_add(n))
             });
@@ -161,6 +167,7 @@ pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Image> {
     let mut new_loads: Vec<Phdr> = Vec::new();
     let (mut ph_at, mut interp_at, mut str_at) = (None, None, None);
     let mut v_next = v_base;
+    let mut marks: Vec<u64> = Vec::new();
     if r_needed {
         let exe = elf.e_type == ET_EXEC || old_interp.is_some();
         let first = loads.iter().min_by_key(|p| p.p_vaddr);
@@ -191,6 +198,8 @@ pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Image> {
             str_at = Some((o_r + size, v_r + size));
             size += lg.strings.len() as u64;
         }
+        marks.push(o_r + size);
+        size += MARK.len() as u64;
         new_loads.push(Phdr {
             p_type: PT_LOAD,
             p_flags: PF_R,
@@ -210,7 +219,8 @@ pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Image> {
         let o_w = cursor;
         let v_w = v_next + o_w % page;
         dyn_at = Some((o_w, v_w));
-        let size = dyn_bytes * c.dyn_size();
+        marks.push(o_w + dyn_bytes * c.dyn_size());
+        let size = dyn_bytes * c.dyn_size() + MARK.len() as u64;
         new_loads.push(Phdr {
             p_type: PT_LOAD,
             p_flags: PF_R | PF_W,
@@ -327,6 +337,9 @@ pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Image> {
             c.write_dyn(&mut b, k as u64 * c.dyn_size(), t, v)?;
         }
         region.push((at, b));
+    }
+    for m in marks {
+        region.push((m, MARK.to_vec()));
     }
     for (off, bytes) in region.into_iter().chain(lg.patches.iter().cloned()) {
         img.put(off, bytes)?;

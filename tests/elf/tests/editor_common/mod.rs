@@ -239,3 +239,4 @@ pub fn readelf(flag: &str, file: &Path) -> String {
 
 pub mod corpus;
 pub mod ops;
+pub mod synth;
