@@ -367,6 +367,10 @@ impl Edit {
                 "--rename-dynamic-symbols is not supported yet (it needs the symbol hash tables rebuilt)".into(),
             ));
         }
+        scrub(elf, &mut st, &entries, new_vn.as_deref(), &removed)?;
+        if st.bytes.len() > elf.strtab_bytes().len() {
+            compact(elf, &mut st, &mut entries, new_vn.as_mut())?;
+        }
         // Version table writes.
         if let (Some(table), Some(vn)) = (verneed.as_mut(), new_vn.as_ref()) {
             if &table.entries != vn {
@@ -382,7 +386,6 @@ impl Edit {
                 &mut patches,
             )?;
         }
-        scrub(elf, &mut st, &entries, new_vn.as_deref(), &removed)?;
         Ok(Logical {
             entries,
             strings: st.bytes,
@@ -541,6 +544,77 @@ fn versym_patch(
             elf.codec.put_u16(&mut b, 0, 1)?;
             patches.push((base + 2 * i, b));
         }
+    }
+    Ok(())
+}
+
+/// Keeps the string table from growing with every edit: the strings referenced only by
+/// what this module rewrites (string tags, `vn_file`) are dropped from the end of the
+/// table and added back once each. Everything before the last byte referenced by
+/// something else (symbol and version names, unknown tags) stays put.
+fn compact(
+    elf: &Elf,
+    st: &mut Strings,
+    entries: &mut [(u64, u64)],
+    verneed: Option<&mut Vec<Verneed>>,
+) -> Result<()> {
+    let Some(syms) = tables::dynsym(elf).ok().flatten() else {
+        return Ok(()); // symbol names unknown: their extent cannot be known
+    };
+    let end_of = |st: &Strings, off: u64| off + st.get(off).map_or(0, |s| s.len() as u64) + 1;
+    let mut fixed_end = 1u64;
+    for i in 0..syms.1 {
+        fixed_end = fixed_end.max(end_of(st, u64::from(tables::sym_name(elf, syms.0, i)?)));
+    }
+    for &(tag, val) in entries.iter() {
+        if !is_string_tag(tag) && !is_known_non_string_tag(tag) && val < st.bytes.len() as u64 {
+            fixed_end = fixed_end.max(end_of(st, val));
+        }
+    }
+    let verneed = verneed.map(|v| v.as_mut_slice()).unwrap_or_default();
+    for v in verneed.iter() {
+        for a in &v.aux {
+            fixed_end = fixed_end.max(end_of(st, u64::from(a.name)));
+        }
+    }
+    for n in tables::verdef_names(elf)? {
+        fixed_end = fixed_end.max(end_of(st, u64::from(n)));
+    }
+    let fixed_end = fixed_end.min(st.bytes.len() as u64) as usize;
+    let value =
+        |st: &Strings, off: u64| st.get(off).map(|s| String::from_utf8_lossy(s).into_owned());
+    let tag_vals: Vec<Option<String>> = entries
+        .iter()
+        .map(|&(t, v)| if is_string_tag(t) { value(st, v) } else { None })
+        .collect();
+    let vn_vals: Vec<Option<String>> = verneed
+        .iter()
+        .map(|v| value(st, u64::from(v.file)))
+        .collect();
+    if tag_vals
+        .iter()
+        .chain(&vn_vals)
+        .flatten()
+        .any(|s| s.contains('\u{fffd}'))
+    {
+        return Ok(()); // not UTF-8: leave the table as it is
+    }
+    st.bytes.truncate(fixed_end);
+    for (e, v) in entries.iter_mut().zip(tag_vals) {
+        if let Some(v) = v {
+            e.1 = st.add(&v)?;
+        }
+    }
+    for (n, v) in verneed.iter_mut().zip(vn_vals) {
+        if let Some(v) = v {
+            n.file = u32::try_from(st.add(&v)?)
+                .map_err(|_| Error::Unsupported("string table larger than 4 GiB".into()))?;
+        }
+    }
+    // Never shrink below the original size: the table may then stay where it was.
+    let orig = elf.strtab_bytes().len();
+    if st.bytes.len() < orig {
+        st.bytes.resize(orig, 0);
     }
     Ok(())
 }

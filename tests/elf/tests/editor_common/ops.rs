@@ -257,7 +257,7 @@ pub fn many_edits(fx: &Fixture) {
     let size = std::fs::metadata(&p).expect("stat").len();
     let orig = std::fs::metadata(&fx.prog).expect("stat").len();
     assert!(
-        size < orig + 64 * 1024 + 256 * 1024,
+        size < orig + 3 * 64 * 1024,
         "file grew from {orig} to {size} bytes"
     );
     fx.assert_runs(&p, &[]);
