@@ -7,6 +7,7 @@ use super::codec::cstr;
 use super::consts::*;
 use super::error::{malformed, Error, Result};
 use super::parse::Elf;
+use super::rename;
 use super::tables::{self, Verneed, VerneedTable};
 
 /// How to change the library search path.
@@ -362,14 +363,45 @@ impl Edit {
         if self.add_debug_tag && !entries.iter().any(|e| e.0 == DT_DEBUG) {
             entries.push((DT_DEBUG, 0));
         }
+        let mut rename: BTreeMap<u64, (u32, Vec<u8>)> = BTreeMap::new();
+        let mut sym_names: Vec<Vec<u8>> = Vec::new();
         if !self.rename_symbols.is_empty() {
+            let (symoff, count) = tables::dynsym(elf)?.ok_or_else(|| {
+                Error::Missing("no dynamic symbol table to rename symbols in".into())
+            })?;
+            for i in 0..count {
+                let off = u64::from(tables::sym_name(elf, symoff, i)?);
+                let name = st.get(off).unwrap_or_default().to_vec();
+                match self
+                    .rename_symbols
+                    .get(String::from_utf8_lossy(&name).as_ref())
+                {
+                    Some(new) if i > 0 => {
+                        let at = u32::try_from(st.add(new)?).map_err(|_| {
+                            Error::Unsupported("string table larger than 4 GiB".into())
+                        })?;
+                        removed.push(off);
+                        rename.insert(i, (at, new.as_bytes().to_vec()));
+                        sym_names.push(new.as_bytes().to_vec());
+                    }
+                    _ => sym_names.push(name),
+                }
+            }
+        }
+        if !rename.is_empty()
+            && (!self.clear_symbol_version.is_empty() || !cleared_versions.is_empty())
+        {
             return Err(Error::Unsupported(
-                "--rename-dynamic-symbols is not supported yet (it needs the symbol hash tables rebuilt)".into(),
+                "renaming symbols and changing symbol versions in one run: run them one after the other".into(),
             ));
         }
-        scrub(elf, &mut st, &entries, new_vn.as_deref(), &removed)?;
-        if st.bytes.len() > elf.strtab_bytes().len() {
+        scrub(elf, &mut st, &entries, new_vn.as_deref(), &removed, &rename)?;
+        // Renamed symbols point past the old table's end: the table cannot be compacted.
+        if rename.is_empty() && st.bytes.len() > elf.strtab_bytes().len() {
             compact(elf, &mut st, &mut entries, new_vn.as_mut())?;
+        }
+        if !rename.is_empty() {
+            patches.extend(rename::rename_patches(elf, &rename, &sym_names)?);
         }
         // Version table writes.
         if let (Some(table), Some(vn)) = (verneed.as_mut(), new_vn.as_ref()) {
@@ -628,6 +660,7 @@ fn scrub(
     entries: &[(u64, u64)],
     verneed: Option<&[Verneed]>,
     removed: &[u64],
+    renamed: &BTreeMap<u64, (u32, Vec<u8>)>,
 ) -> Result<()> {
     if removed.is_empty() {
         return Ok(());
@@ -642,7 +675,10 @@ fn scrub(
         }
     }
     for i in 0..syms.1 {
-        live.push(u64::from(tables::sym_name(elf, syms.0, i)?));
+        match renamed.get(&i) {
+            Some((new, _)) => live.push(u64::from(*new)),
+            None => live.push(u64::from(tables::sym_name(elf, syms.0, i)?)),
+        }
     }
     for v in verneed.unwrap_or_default() {
         live.push(u64::from(v.file));

@@ -20,6 +20,7 @@ mod edit;
 mod error;
 mod layout;
 mod parse;
+mod rename;
 mod tables;
 mod verify;
 mod write;

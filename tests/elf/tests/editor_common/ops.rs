@@ -154,6 +154,28 @@ pub fn exercise_all(fx: &Fixture) {
     assert_eq!(print("execstack", &p), "execstack: -");
     fx.assert_runs(&p, &[]);
 
+    // --rename-dynamic-symbols on the library and the program together.
+    let sub = dir.join("renamed");
+    std::fs::create_dir_all(&sub).expect("mkdir");
+    let lib = sub.join("libgreet.so.1");
+    std::fs::copy(&fx.lib, &lib).expect("copy");
+    let p = fx.copy(&prog, "renamed-prog");
+    let map = fx.path("rename.map");
+    std::fs::write(
+        &map,
+        "greet greet_with_a_longer_new_name\ngreet_count counted_greetings\n",
+    )
+    .expect("write");
+    patch(&lib, &["--rename-dynamic-symbols", s(&map)]);
+    patch(&p, &["--rename-dynamic-symbols", s(&map)]);
+    let syms = readelf("--dyn-syms", &lib);
+    assert!(
+        syms.contains("greet_with_a_longer_new_name") && !syms.contains(" greet\n"),
+        "{syms}"
+    );
+    let lib_env = format!("{}:{}", sub.display(), ld_path);
+    fx.assert_runs(&p, &[("LD_LIBRARY_PATH", lib_env.as_str())]);
+
     // --output leaves the input alone; a no-op edit leaves the file byte-identical.
     let before = std::fs::read(&prog).expect("read");
     let out = fx.path("output");
