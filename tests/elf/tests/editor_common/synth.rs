@@ -54,6 +54,11 @@ impl W {
     }
 }
 
+/// A section header: name, type, flags, addr, offset, size, link, addralign, entsize.
+type Sec = (u32, u32, u64, u64, u64, u64, u32, u64, u64);
+/// A program header: type, flags, offset, vaddr, filesz, memsz, align.
+type Seg = (u32, u32, u64, u64, u64, u64, u64);
+
 const BASE: u64 = 0x10000;
 const PAGE: usize = 0x10000;
 
@@ -105,7 +110,7 @@ pub fn build(t: Target) -> Vec<u8> {
     w.u16(24 + 3 * ws + 8, phnum as u16);
     w.u16(24 + 3 * ws + 10, shsize as u16);
     // Program headers: (type, flags, offset, vaddr, filesz, memsz, align).
-    let phdrs: [(u32, u32, u64, u64, u64, u64, u64); 6] = [
+    let phdrs: [Seg; 6] = [
         (
             6,
             4,
@@ -177,7 +182,7 @@ pub fn build(t: Target) -> Vec<u8> {
         w.at(shstr_off, shstr);
         let shoff = (shstr_off + shstr.len() + 7) & !7;
         // (name, type, flags, addr, offset, size, link, info, align, entsize)
-        let secs: [(u32, u32, u64, u64, u64, u64, u32, u64, u64); 7] = [
+        let secs: [Sec; 7] = [
             (0, 0, 0, 0, 0, 0, 0, 0, 0),
             (
                 1,
