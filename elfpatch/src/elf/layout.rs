@@ -87,7 +87,14 @@ fn find_tail(elf: &Elf) -> (u64, Vec<usize>) {
 }
 
 /// Produces the edited image of `elf` with the logical content `lg`.
-pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Image> {
+/// Produces the edited image, or `None` when the program header table would have to move
+/// and `may_move_phdrs` is false (the caller then first tries to make room in place).
+pub(crate) fn build(
+    elf: &Elf,
+    lg: &Logical,
+    page: u64,
+    may_move_phdrs: bool,
+) -> Result<Option<Image>> {
     let c = elf.codec;
     let phsize = c.phdr_size();
     let (base_len, dropped) = find_tail(elf);
@@ -127,7 +134,7 @@ pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Image> {
     let slots = if in_tail(elf.phoff) {
         0
     } else {
-        elf.phdrs.len()
+        elf.phdrs.len() + super::room::slack_entries(elf)
     };
     let count_for =
         |kept: &[Phdr], r: bool| kept.len() + add_stack as usize + r as usize + dyn_move as usize;
@@ -136,6 +143,9 @@ pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Image> {
     if count_for(&kept, r_wanted || ph_move) > slots {
         kept.retain(|p| p.p_type != PT_NULL);
         if count_for(&kept, r_wanted) > slots {
+            if !may_move_phdrs && !ph_move && !elf.sections.is_empty() {
+                return Ok(None);
+            }
             ph_move = true;
         }
     }
@@ -373,7 +383,7 @@ pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Image> {
         dyn_at,
         dyn_bytes,
     )?;
-    Ok(img)
+    Ok(Some(img))
 }
 
 /// An edited file, described as the input's first `base_len` bytes, grown (with zeros) to
@@ -387,6 +397,15 @@ pub struct Image {
 }
 
 impl Image {
+    /// An image given as complete bytes.
+    pub(crate) fn whole(bytes: Vec<u8>) -> Image {
+        Image {
+            base_len: 0,
+            len: bytes.len() as u64,
+            writes: vec![(0, bytes)],
+        }
+    }
+
     fn put(&mut self, off: u64, bytes: Vec<u8>) -> Result<()> {
         if off
             .checked_add(bytes.len() as u64)

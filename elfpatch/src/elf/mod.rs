@@ -21,6 +21,7 @@ mod error;
 mod layout;
 mod parse;
 mod rename;
+mod room;
 mod tables;
 mod verify;
 mod write;
@@ -70,7 +71,21 @@ impl Edit {
             }
             None => max_page_size(elf.machine),
         };
-        layout::build(elf, &logical, page)
+        if let Some(img) = layout::build(elf, &logical, page, false)? {
+            return Ok(img);
+        }
+        // The program header table needs more room: grow it in place if the sections
+        // after it can move (strip and objcopy keep the table after the ELF header), else
+        // move it to the appended region.
+        if let Some(mid) = room::make_room(elf, page, 4)? {
+            let parsed = Elf::parse(&mid)?;
+            let logical = self.plan(&parsed)?;
+            if let Some(img) = layout::build(&parsed, &logical, page, false)? {
+                return Ok(Image::whole(img.materialize(&mid)));
+            }
+        }
+        layout::build(elf, &logical, page, true)?
+            .ok_or_else(|| Error::Unsupported("no room for the program headers".into()))
     }
 }
 
