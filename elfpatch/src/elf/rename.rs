@@ -225,3 +225,19 @@ pub(crate) fn sysv_hash(name: &[u8]) -> u32 {
     }
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_functions_match_the_reference_values() {
+        // Values from the gABI (sysv) and the GNU hash specification.
+        assert_eq!(gnu_hash(b""), 0x0000_1505);
+        assert_eq!(gnu_hash(b"printf"), 0x156b_2bb8);
+        assert_eq!(gnu_hash(b"exit"), 0x7c96_7e3f);
+        assert_eq!(sysv_hash(b""), 0);
+        assert_eq!(sysv_hash(b"printf"), 0x0779_05a6);
+        assert_eq!(sysv_hash(b"exit"), 0x0006_cf04);
+    }
+}

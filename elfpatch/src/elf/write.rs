@@ -103,6 +103,13 @@ pub fn write_edit(
     if out_is_input && img.is_identity(elf.data) {
         return Ok(false);
     }
+    // Edit through a symlink, as an in-place write would, instead of replacing the link.
+    let resolved = if fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
+        fs::canonicalize(out).map_err(io_err("resolve", out))?
+    } else {
+        out.to_path_buf()
+    };
+    let out = resolved.as_path();
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

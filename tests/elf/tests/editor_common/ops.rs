@@ -205,6 +205,14 @@ pub fn exercise_all(fx: &Fixture) {
         mtime
     );
 
+    // Through a symlink: the target is edited, the link stays a link.
+    let target = fx.copy(&prog, "link-target");
+    let link = fx.path("link");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    patch(&link, &["--set-rpath", "$ORIGIN:/via/link"]);
+    assert!(std::fs::symlink_metadata(&link).expect("lstat").file_type().is_symlink());
+    assert_eq!(print("rpath", &target), "$ORIGIN:/via/link");
+
     // Everything at once, two files at once, arguments from files.
     let a = fx.copy(&prog, "all-a");
     let b = fx.copy(&prog, "all-b");
