@@ -22,6 +22,7 @@ mod layout;
 mod parse;
 mod rename;
 mod room;
+mod strtab;
 mod tables;
 mod verify;
 mod write;

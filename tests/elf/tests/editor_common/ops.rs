@@ -210,7 +210,10 @@ pub fn exercise_all(fx: &Fixture) {
     let link = fx.path("link");
     std::os::unix::fs::symlink(&target, &link).expect("symlink");
     patch(&link, &["--set-rpath", "$ORIGIN:/via/link"]);
-    assert!(std::fs::symlink_metadata(&link).expect("lstat").file_type().is_symlink());
+    assert!(std::fs::symlink_metadata(&link)
+        .expect("lstat")
+        .file_type()
+        .is_symlink());
     assert_eq!(print("rpath", &target), "$ORIGIN:/via/link");
 
     // Everything at once, two files at once, arguments from files.
