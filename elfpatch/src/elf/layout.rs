@@ -397,12 +397,23 @@ pub struct Image {
 }
 
 impl Image {
-    /// An image given as complete bytes.
-    pub(crate) fn whole(bytes: Vec<u8>) -> Image {
+    /// `second` (an edit of this image's output) applied after this image, as one image
+    /// over this image's input.
+    pub(crate) fn then(self, second: Image) -> Image {
+        let cut = second.base_len;
+        let mut writes: Vec<(u64, Vec<u8>)> =
+            Vec::with_capacity(self.writes.len() + second.writes.len());
+        for (o, mut b) in self.writes {
+            if o < cut {
+                b.truncate((cut - o).min(b.len() as u64) as usize);
+                writes.push((o, b));
+            }
+        }
+        writes.extend(second.writes);
         Image {
-            base_len: 0,
-            len: bytes.len() as u64,
-            writes: vec![(0, bytes)],
+            base_len: self.base_len.min(cut),
+            len: second.len,
+            writes,
         }
     }
 

@@ -78,11 +78,12 @@ impl Edit {
         // The program header table needs more room: grow it in place if the sections
         // after it can move (strip and objcopy keep the table after the ELF header), else
         // move it to the appended region.
-        if let Some(mid) = room::make_room(elf, page, 4)? {
+        if let Some(room) = room::make_room(elf, page, 4)? {
+            let mid = room.materialize(elf.data);
             let parsed = Elf::parse(&mid)?;
             let logical = self.plan(&parsed)?;
             if let Some(img) = layout::build(&parsed, &logical, page, false)? {
-                return Ok(Image::whole(img.materialize(&mid)));
+                return Ok(room.then(img));
             }
         }
         layout::build(elf, &logical, page, true)?

@@ -11,6 +11,7 @@
 use super::codec::{align_up, Phdr};
 use super::consts::*;
 use super::error::{malformed, Result};
+use super::layout::Image;
 use super::parse::Elf;
 
 const SHT_REL: u32 = 9;
@@ -85,9 +86,9 @@ fn movable(elf: &Elf, s: &super::parse::Section) -> bool {
     }
 }
 
-/// Returns the file with room for `want` more program headers after the table, or
-/// `None` when the sections there cannot move.
-pub(crate) fn make_room(elf: &Elf, page: u64, want: usize) -> Result<Option<Vec<u8>>> {
+/// The writes that give the file room for `want` more program headers after the table,
+/// or `None` when the sections there cannot move.
+pub(crate) fn make_room(elf: &Elf, page: u64, want: usize) -> Result<Option<Image>> {
     let c = elf.codec;
     let ps = c.phdr_size();
     if elf.sections.is_empty() || elf.phnum_extended {
@@ -165,10 +166,15 @@ pub(crate) fn make_room(elf: &Elf, page: u64, want: usize) -> Result<Option<Vec<
     let in_block = |off: u64| off >= b0 && off < run_end;
     let in_block_v = |v: u64| v >= a0 && v < a0 + len;
 
-    let mut out = elf.data.to_vec();
-    out.resize((new_off + len) as usize, 0);
-    out.copy_within(b0 as usize..run_end as usize, new_off as usize);
-    out[b0 as usize..run_end as usize].fill(0);
+    let data_len = elf.data.len() as u64;
+    let mut img = Image {
+        base_len: data_len,
+        len: new_off + len,
+        writes: Vec::new(),
+    };
+    img.writes.push((b0, vec![0; len as usize]));
+    img.writes
+        .push((new_off, elf.data[b0 as usize..run_end as usize].to_vec()));
 
     let mut phdrs: Vec<Phdr> = elf.phdrs.clone();
     for p in phdrs.iter_mut() {
@@ -200,21 +206,26 @@ pub(crate) fn make_room(elf: &Elf, page: u64, want: usize) -> Result<Option<Vec<
         p.p_filesz = n * ps;
         p.p_memsz = n * ps;
     }
+    let mut table = vec![0u8; (n * ps) as usize];
     for (k, p) in phdrs.iter().enumerate() {
-        c.write_phdr(&mut out, elf.phoff + k as u64 * ps, p)?;
+        c.write_phdr(&mut table, k as u64 * ps, p)?;
     }
-    c.put_u16(&mut out, c.ehdr_phnum_at(), n as u16)?;
+    img.writes.push((elf.phoff, table));
+    let mut ehdr = elf
+        .data
+        .get(..64)
+        .ok_or_else(|| malformed("file header truncated"))?
+        .to_vec();
+    c.put_u16(&mut ehdr, c.ehdr_phnum_at(), n as u16)?;
+    img.writes.push((0, ehdr));
     if let Some(d) = &elf.dynamic {
         for (k, &(tag, val)) in d.entries.iter().enumerate() {
             let addr_tag = ADDRESS_TAGS.iter().any(|t| t.0 == tag)
                 || (0x6fff_fe00..=0x6fff_feff).contains(&tag);
             if addr_tag && in_block_v(val) {
-                c.write_dyn(
-                    &mut out,
-                    d.offset + k as u64 * c.dyn_size(),
-                    tag,
-                    val.wrapping_add(dv),
-                )?;
+                let mut e = vec![0u8; c.dyn_size() as usize];
+                c.write_dyn(&mut e, 0, tag, val.wrapping_add(dv))?;
+                img.writes.push((d.offset + k as u64 * c.dyn_size(), e));
             }
         }
     }
@@ -224,8 +235,16 @@ pub(crate) fn make_room(elf: &Elf, page: u64, want: usize) -> Result<Option<Vec<
             let mut nh = *h;
             nh.sh_offset = h.sh_offset.wrapping_add(doff);
             nh.sh_addr = h.sh_addr.wrapping_add(dv);
-            c.write_shdr_place(&mut out, s.at, &nh)?;
+            let mut b = elf
+                .data
+                .get(s.at as usize..(s.at + c.shdr_size()) as usize)
+                .ok_or_else(|| {
+                    malformed(format!("section header at {:#x} past end of file", s.at))
+                })?
+                .to_vec();
+            c.write_shdr_place(&mut b, 0, &nh)?;
+            img.writes.push((s.at, b));
         }
     }
-    Ok(Some(out))
+    Ok(Some(img))
 }
