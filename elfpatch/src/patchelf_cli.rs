@@ -68,8 +68,9 @@ fn os_abi_from_name(name: &str) -> Result<u8> {
 }
 
 fn process(o: &Options, file: &Path) -> Result<()> {
-    let data = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let data = elf::read_file(file)?;
     let elf = Elf::parse(&data)?;
+    elf::check_input(&data)?;
     if o.debug {
         eprintln!("patching ELF file '{}'", file.display());
     }
@@ -93,7 +94,7 @@ fn process(o: &Options, file: &Path) -> Result<()> {
             writeln!(out, "{}", s(n))?;
         }
     }
-    if o.print_rpath {
+    if o.print_rpath && elf.is_dynamic() {
         let r = elf.runpath().or_else(|| elf.rpath()).unwrap_or_default();
         writeln!(out, "{}", s(r))?;
     }
@@ -117,26 +118,16 @@ fn process(o: &Options, file: &Path) -> Result<()> {
     if let Some(p) = o.page_size {
         edit.page_size(p);
     }
-    let result = edit.apply_to(&elf)?;
     let target = o.output.as_deref().unwrap_or(file);
+    let same = o.output.as_deref().is_none_or(|t| t == file);
+    let mode = std::fs::metadata(file).ok().map(|m| m.permissions());
+    let written = elf::write_edit(&elf, &edit, target, same, mode)?;
     if o.debug {
         eprintln!(
-            "{}: {} -> {} bytes{}",
-            file.display(),
-            data.len(),
-            result.len(),
-            if result == data { " (unchanged)" } else { "" }
+            "{}: {}",
+            target.display(),
+            if written { "written" } else { "unchanged" }
         );
-    }
-    if result != data || o.output.is_some() {
-        elf::write_atomic(target, &result)
-            .with_context(|| format!("cannot write {}", target.display()))?;
-        if o.output.is_some() && target != file {
-            // A fresh output keeps the input's permissions, like patchelf.
-            if let Ok(m) = std::fs::metadata(file) {
-                let _ = std::fs::set_permissions(target, m.permissions());
-            }
-        }
     }
     Ok(())
 }

@@ -112,9 +112,6 @@ impl Codec {
         }
     }
 
-    pub fn u8(&self, d: &[u8], off: u64) -> Result<u8> {
-        Ok(d[range(d.len(), off, 1)?][0])
-    }
     pub fn u16(&self, d: &[u8], off: u64) -> Result<u16> {
         let b: [u8; 2] = d[range(d.len(), off, 2)?].try_into().unwrap_or_default();
         Ok(match self.endian {
@@ -179,32 +176,6 @@ impl Codec {
             }
             Class::Elf64 => self.put_u64(d, off, v),
         }
-    }
-
-    /// Decodes the program header at `off`.
-    pub fn read_phdr(&self, d: &[u8], off: u64) -> Result<Phdr> {
-        Ok(match self.class {
-            Class::Elf64 => Phdr {
-                p_type: self.u32(d, off)?,
-                p_flags: self.u32(d, off + 4)?,
-                p_offset: self.u64(d, off + 8)?,
-                p_vaddr: self.u64(d, off + 16)?,
-                p_paddr: self.u64(d, off + 24)?,
-                p_filesz: self.u64(d, off + 32)?,
-                p_memsz: self.u64(d, off + 40)?,
-                p_align: self.u64(d, off + 48)?,
-            },
-            Class::Elf32 => Phdr {
-                p_type: self.u32(d, off)?,
-                p_offset: self.u32(d, off + 4)?.into(),
-                p_vaddr: self.u32(d, off + 8)?.into(),
-                p_paddr: self.u32(d, off + 12)?.into(),
-                p_filesz: self.u32(d, off + 16)?.into(),
-                p_memsz: self.u32(d, off + 20)?.into(),
-                p_flags: self.u32(d, off + 24)?,
-                p_align: self.u32(d, off + 28)?.into(),
-            },
-        })
     }
 
     /// Encodes `p` at `off`.

@@ -19,7 +19,6 @@ pub const SHT_GNU_VERNEED: u32 = 0x6fff_fffe;
 pub const SHF_ALLOC: u64 = 2;
 
 pub const ET_EXEC: u16 = 2;
-pub const ET_DYN: u16 = 3;
 
 pub const DT_NULL: u64 = 0;
 pub const DT_NEEDED: u64 = 1;

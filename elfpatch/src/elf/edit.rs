@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::codec::cstr;
 use super::consts::*;
 use super::error::{malformed, Error, Result};
 use super::parse::Elf;
+use super::rename;
+use super::strtab::{compact, scrub, Strings};
 use super::tables::{self, Verneed, VerneedTable};
 
 /// How to change the library search path.
@@ -177,57 +178,6 @@ pub(crate) struct Logical {
     pub gnu_stack: Option<u32>,
 }
 
-struct Strings<'e> {
-    bytes: Vec<u8>,
-    elf: &'e Elf<'e>,
-}
-
-impl Strings<'_> {
-    /// Offset of `s` in the table, appending it when it is not already there (suffixes of
-    /// existing strings are shared, as linkers do).
-    fn add(&mut self, s: &str) -> Result<u64> {
-        let s = s.as_bytes();
-        if s.contains(&0) {
-            return Err(Error::Unsupported(
-                "a string to add contains a NUL byte".into(),
-            ));
-        }
-        let mut pat = s.to_vec();
-        pat.push(0);
-        if let Some(p) = find(&self.bytes, &pat) {
-            return Ok(p as u64);
-        }
-        if self.bytes.is_empty() {
-            self.bytes.push(0);
-        }
-        let at = self.bytes.len() as u64;
-        self.bytes.extend_from_slice(&pat);
-        Ok(at)
-    }
-    fn get(&self, off: u64) -> Option<&[u8]> {
-        cstr(&self.bytes, off)
-    }
-    fn _elf(&self) -> &Elf<'_> {
-        self.elf
-    }
-}
-
-fn find(hay: &[u8], pat: &[u8]) -> Option<usize> {
-    let first = *pat.first()?;
-    let mut i = 0;
-    while i + pat.len() <= hay.len() {
-        match hay[i..].iter().position(|&b| b == first) {
-            Some(p) => i += p,
-            None => return None,
-        }
-        if hay.get(i..i + pat.len()) == Some(pat) {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
-}
-
 impl Edit {
     /// Computes the logical result of this edit on `elf`.
     pub(crate) fn plan(&self, elf: &Elf) -> Result<Logical> {
@@ -239,7 +189,7 @@ impl Edit {
         }
         let interp = match &self.interpreter {
             Some(i) => {
-                if !elf.phdrs.iter().any(|p| p.p_type == PT_INTERP) {
+                if elf.interp_phdr().is_none() {
                     return Err(Error::Missing(
                         "no PT_INTERP: the file has no interpreter (statically linked or a library)".into(),
                     ));
@@ -284,7 +234,6 @@ impl Edit {
         }
         let mut st = Strings {
             bytes: elf.strtab_bytes().to_vec(),
-            elf,
         };
         let mut entries = dynamic.entries.clone();
         let mut removed: Vec<u64> = Vec::new();
@@ -367,10 +316,45 @@ impl Edit {
         if self.add_debug_tag && !entries.iter().any(|e| e.0 == DT_DEBUG) {
             entries.push((DT_DEBUG, 0));
         }
+        let mut rename: BTreeMap<u64, (u32, Vec<u8>)> = BTreeMap::new();
+        let mut sym_names: Vec<Vec<u8>> = Vec::new();
         if !self.rename_symbols.is_empty() {
+            let (symoff, count) = tables::dynsym(elf)?.ok_or_else(|| {
+                Error::Missing("no dynamic symbol table to rename symbols in".into())
+            })?;
+            for i in 0..count {
+                let off = u64::from(tables::sym_name(elf, symoff, i)?);
+                let name = st.get(off).unwrap_or_default().to_vec();
+                match self
+                    .rename_symbols
+                    .get(String::from_utf8_lossy(&name).as_ref())
+                {
+                    Some(new) if i > 0 => {
+                        let at = u32::try_from(st.add(new)?).map_err(|_| {
+                            Error::Unsupported("string table larger than 4 GiB".into())
+                        })?;
+                        removed.push(off);
+                        rename.insert(i, (at, new.as_bytes().to_vec()));
+                        sym_names.push(new.as_bytes().to_vec());
+                    }
+                    _ => sym_names.push(name),
+                }
+            }
+        }
+        if !rename.is_empty()
+            && (!self.clear_symbol_version.is_empty() || !cleared_versions.is_empty())
+        {
             return Err(Error::Unsupported(
-                "--rename-dynamic-symbols is not supported yet (it needs the symbol hash tables rebuilt)".into(),
+                "renaming symbols and changing symbol versions in one run: run them one after the other".into(),
             ));
+        }
+        scrub(elf, &mut st, &entries, new_vn.as_deref(), &removed, &rename)?;
+        // Renamed symbols point past the old table's end: the table cannot be compacted.
+        if rename.is_empty() && st.bytes.len() > elf.strtab_bytes().len() {
+            compact(elf, &mut st, &mut entries, new_vn.as_mut())?;
+        }
+        if !rename.is_empty() {
+            patches.extend(rename::rename_patches(elf, &rename, &sym_names)?);
         }
         // Version table writes.
         if let (Some(table), Some(vn)) = (verneed.as_mut(), new_vn.as_ref()) {
@@ -387,7 +371,6 @@ impl Edit {
                 &mut patches,
             )?;
         }
-        scrub(elf, &mut st, &entries, new_vn.as_deref(), &removed)?;
         Ok(Logical {
             entries,
             strings: st.bytes,
@@ -541,66 +524,10 @@ fn versym_patch(
             .get(u64::from(tables::sym_name(elf, symoff, i)?))
             .unwrap_or_default();
         let by_name = names.iter().any(|n| n.as_bytes() == name);
-        if (by_name && v > 1) || (v > 1 && cleared.contains(&(v & 0x7fff))) {
+        if v > 1 && (by_name || cleared.contains(&(v & 0x7fff))) {
             let mut b = vec![0u8; 2];
             elf.codec.put_u16(&mut b, 0, 1)?;
             patches.push((base + 2 * i, b));
-        }
-    }
-    Ok(())
-}
-
-/// Zeroes the bytes of strings that are no longer referenced (Nix and others scan binaries
-/// for store paths). A byte is kept when any live reference (dynamic tag, symbol name,
-/// version record) still covers it, since strings share suffixes.
-fn scrub(
-    elf: &Elf,
-    st: &mut Strings,
-    entries: &[(u64, u64)],
-    verneed: Option<&[Verneed]>,
-    removed: &[u64],
-) -> Result<()> {
-    if removed.is_empty() {
-        return Ok(());
-    }
-    let Some(syms) = tables::dynsym(elf).ok().flatten() else {
-        return Ok(()); // symbol names unknown: scrubbing could break one of them
-    };
-    let mut live: Vec<u64> = Vec::new();
-    for &(tag, val) in entries {
-        if is_string_tag(tag) || !is_known_non_string_tag(tag) {
-            live.push(val);
-        }
-    }
-    for i in 0..syms.1 {
-        live.push(u64::from(tables::sym_name(elf, syms.0, i)?));
-    }
-    for v in verneed.unwrap_or_default() {
-        live.push(u64::from(v.file));
-        live.extend(v.aux.iter().map(|a| u64::from(a.name)));
-    }
-    live.extend(tables::verdef_names(elf)?.into_iter().map(u64::from));
-    let len = st.bytes.len() as u64;
-    let mut keep = vec![false; st.bytes.len()];
-    for off in live {
-        if off >= len {
-            continue;
-        }
-        let n = st.get(off).map_or(0, |s| s.len() as u64);
-        for k in keep
-            .iter_mut()
-            .take((off + n + 1).min(len) as usize)
-            .skip(off as usize)
-        {
-            *k = true;
-        }
-    }
-    for &off in removed {
-        let n = st.get(off).map_or(0, |s| s.len() as u64);
-        for i in off..(off + n).min(len) {
-            if !keep[i as usize] {
-                st.bytes[i as usize] = 0;
-            }
         }
     }
     Ok(())

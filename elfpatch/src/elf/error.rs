@@ -21,6 +21,9 @@ pub enum Error {
     /// A piece the edit needs is absent (no `PT_INTERP`, no `PT_DYNAMIC`, no `DT_SONAME`...).
     #[error("{0}")]
     Missing(String),
+    /// Reading or writing a file failed.
+    #[error("{0}")]
+    Io(String),
     /// The edited image failed the verify pass; nothing was written.
     #[error("verify failed: {0}")]
     Verify(String),

@@ -13,6 +13,10 @@ use super::edit::Logical;
 use super::error::{malformed, Error, Result};
 use super::parse::Elf;
 
+/// Ends every segment this module appends, so a later edit can tell that region from a
+/// segment a linker made (which it must never drop) and rebuild it.
+const MARK: &[u8; 16] = b"\0elfpatch:region";
+
 /// The program header table and the pieces that may move, as file ranges.
 fn pieces(elf: &Elf) -> Vec<(u64, u64)> {
     let mut v = vec![(elf.phoff, elf.phdrs.len() as u64 * elf.codec.phdr_size())];
@@ -67,7 +71,9 @@ fn find_tail(elf: &Elf) -> (u64, Vec<usize>) {
                     || q.file_end() <= start
                     || q.p_offset >= end
             })
-            && (start..end).all(|b| {
+            && end >= start + MARK.len() as u64
+            && elf.data.get((end as usize - MARK.len())..end as usize) == Some(&MARK[..])
+            && (start..end - MARK.len() as u64).all(|b| {
                 elf.data.get(b as usize) == Some(&0)
                     || pcs.iter().any(|&(o, n)| b >= o && b < o.saturating_add(n))
             });
@@ -81,7 +87,14 @@ fn find_tail(elf: &Elf) -> (u64, Vec<usize>) {
 }
 
 /// Produces the edited image of `elf` with the logical content `lg`.
-pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Vec<u8>> {
+/// Produces the edited image, or `None` when the program header table would have to move
+/// and `may_move_phdrs` is false (the caller then first tries to make room in place).
+pub(crate) fn build(
+    elf: &Elf,
+    lg: &Logical,
+    page: u64,
+    may_move_phdrs: bool,
+) -> Result<Option<Image>> {
     let c = elf.codec;
     let phsize = c.phdr_size();
     let (base_len, dropped) = find_tail(elf);
@@ -121,7 +134,7 @@ pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Vec<u8>> {
     let slots = if in_tail(elf.phoff) {
         0
     } else {
-        elf.phdrs.len()
+        elf.phdrs.len() + super::room::slack_entries(elf)
     };
     let count_for =
         |kept: &[Phdr], r: bool| kept.len() + add_stack as usize + r as usize + dyn_move as usize;
@@ -130,6 +143,9 @@ pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Vec<u8>> {
     if count_for(&kept, r_wanted || ph_move) > slots {
         kept.retain(|p| p.p_type != PT_NULL);
         if count_for(&kept, r_wanted) > slots {
+            if !may_move_phdrs && !ph_move && !elf.sections.is_empty() {
+                return Ok(None);
+            }
             ph_move = true;
         }
     }
@@ -161,6 +177,7 @@ pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Vec<u8>> {
     let mut new_loads: Vec<Phdr> = Vec::new();
     let (mut ph_at, mut interp_at, mut str_at) = (None, None, None);
     let mut v_next = v_base;
+    let mut marks: Vec<u64> = Vec::new();
     if r_needed {
         let exe = elf.e_type == ET_EXEC || old_interp.is_some();
         let first = loads.iter().min_by_key(|p| p.p_vaddr);
@@ -191,6 +208,8 @@ pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Vec<u8>> {
             str_at = Some((o_r + size, v_r + size));
             size += lg.strings.len() as u64;
         }
+        marks.push(o_r + size);
+        size += MARK.len() as u64;
         new_loads.push(Phdr {
             p_type: PT_LOAD,
             p_flags: PF_R,
@@ -210,7 +229,8 @@ pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Vec<u8>> {
         let o_w = cursor;
         let v_w = v_next + o_w % page;
         dyn_at = Some((o_w, v_w));
-        let size = dyn_bytes * c.dyn_size();
+        marks.push(o_w + dyn_bytes * c.dyn_size());
+        let size = dyn_bytes * c.dyn_size() + MARK.len() as u64;
         new_loads.push(Phdr {
             p_type: PT_LOAD,
             p_flags: PF_R | PF_W,
@@ -285,25 +305,18 @@ pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Vec<u8>> {
         }
     }
 
-    // Assemble.
-    let mut out = elf
-        .data
-        .get(..base_len as usize)
-        .ok_or_else(|| malformed("file shorter than its own region"))?
-        .to_vec();
-    out.resize(final_len as usize, 0);
-    region.clear();
-    let zero = |out: &mut Vec<u8>, off: u64, n: u64| {
-        if off < base_len {
-            let end = (off.saturating_add(n)).min(base_len) as usize;
-            out[off as usize..end].fill(0);
-        }
+    // Assemble: a list of writes over the kept prefix of the input.
+    let mut img = Image {
+        base_len,
+        len: final_len,
+        writes: Vec::new(),
     };
+    region.clear();
     let mut entries = lg.entries.clone();
     if let Some(s) = &elf.strtab {
         match str_at {
             Some((o, v)) => {
-                zero(&mut out, s.offset, s.size);
+                img.zero(s.offset, s.size);
                 region.push((o, lg.strings.clone()));
                 for e in entries.iter_mut() {
                     match e.0 {
@@ -313,20 +326,16 @@ pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Vec<u8>> {
                     }
                 }
             }
-            None => region.push((s.offset, lg.strings.clone())),
+            None => {
+                if lg.strings != elf.strtab_bytes() {
+                    region.push((s.offset, lg.strings.clone()));
+                }
+            }
         }
     }
     if let (Some(i), Some(p)) = (&interp, old_interp) {
-        match interp_at {
-            Some((o, _)) => {
-                zero(&mut out, p.p_offset, p.p_filesz);
-                region.push((o, i.clone()));
-            }
-            None => {
-                zero(&mut out, p.p_offset, p.p_filesz);
-                region.push((p.p_offset, i.clone()));
-            }
-        }
+        img.zero(p.p_offset, p.p_filesz);
+        region.push((interp_at.map_or(p.p_offset, |(o, _)| o), i.clone()));
     }
     if let Some(d) = &elf.dynamic {
         let (at, cap) = match dyn_at {
@@ -339,32 +348,34 @@ pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Vec<u8>> {
         }
         region.push((at, b));
     }
-    for (off, bytes) in region.iter().chain(lg.patches.iter()) {
-        let end = (*off as usize)
-            .checked_add(bytes.len())
-            .filter(|&e| e <= out.len());
-        let end = end.ok_or_else(|| {
-            malformed(format!(
-                "write of {} bytes at {off:#x} past end",
-                bytes.len()
-            ))
-        })?;
-        out[*off as usize..end].copy_from_slice(bytes);
+    for m in marks {
+        region.push((m, MARK.to_vec()));
+    }
+    for (off, bytes) in region.into_iter().chain(lg.patches.iter().cloned()) {
+        img.put(off, bytes)?;
     }
     if table_changes {
         let phoff = ph_at.map_or(elf.phoff, |(o, _)| o);
         if ph_at.is_none() {
-            zero(&mut out, elf.phoff, elf.phdrs.len() as u64 * phsize);
+            img.zero(elf.phoff, elf.phdrs.len() as u64 * phsize);
         }
+        let mut table = vec![0u8; (count * phsize) as usize];
         for (k, p) in phdrs.iter().enumerate() {
-            c.write_phdr(&mut out, phoff + k as u64 * phsize, p)?;
+            c.write_phdr(&mut table, k as u64 * phsize, p)?;
         }
-        c.put_word(&mut out, c.ehdr_phoff_at(), phoff)?;
-        c.put_u16(&mut out, c.ehdr_phnum_at(), count as u16)?;
+        img.put(phoff, table)?;
+        let mut ehdr = elf
+            .data
+            .get(..64)
+            .ok_or_else(|| malformed("file header truncated"))?
+            .to_vec();
+        c.put_word(&mut ehdr, c.ehdr_phoff_at(), phoff)?;
+        c.put_u16(&mut ehdr, c.ehdr_phnum_at(), count as u16)?;
+        img.put(0, ehdr)?;
     }
     update_sections(
         elf,
-        &mut out,
+        &mut img,
         &phdrs,
         interp_at,
         str_at,
@@ -372,13 +383,98 @@ pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64) -> Result<Vec<u8>> {
         dyn_at,
         dyn_bytes,
     )?;
-    Ok(out)
+    Ok(Some(img))
+}
+
+/// An edited file, described as the input's first `base_len` bytes, grown (with zeros) to
+/// `len`, then overwritten by `writes` in order. Large files are written from this without
+/// ever copying the unchanged bytes through memory.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub(crate) base_len: u64,
+    pub(crate) len: u64,
+    pub(crate) writes: Vec<(u64, Vec<u8>)>,
+}
+
+impl Image {
+    /// `second` (an edit of this image's output) applied after this image, as one image
+    /// over this image's input.
+    pub(crate) fn then(self, second: Image) -> Image {
+        let cut = second.base_len;
+        let mut writes: Vec<(u64, Vec<u8>)> =
+            Vec::with_capacity(self.writes.len() + second.writes.len());
+        for (o, mut b) in self.writes {
+            if o < cut {
+                b.truncate((cut - o).min(b.len() as u64) as usize);
+                writes.push((o, b));
+            }
+        }
+        writes.extend(second.writes);
+        Image {
+            base_len: self.base_len.min(cut),
+            len: second.len,
+            writes,
+        }
+    }
+
+    fn put(&mut self, off: u64, bytes: Vec<u8>) -> Result<()> {
+        if off
+            .checked_add(bytes.len() as u64)
+            .is_none_or(|e| e > self.len)
+        {
+            return Err(malformed(format!(
+                "write of {} bytes at {off:#x} past the end of the output",
+                bytes.len()
+            )));
+        }
+        self.writes.push((off, bytes));
+        Ok(())
+    }
+
+    /// Zeroes bytes of the kept prefix (old copies of moved pieces).
+    fn zero(&mut self, off: u64, n: u64) {
+        if off < self.base_len {
+            let end = off.saturating_add(n).min(self.base_len);
+            self.writes.push((off, vec![0; (end - off) as usize]));
+        }
+    }
+
+    /// Length of the output.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when the output has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when the output equals `input` byte for byte.
+    pub fn is_identity(&self, input: &[u8]) -> bool {
+        self.len == input.len() as u64
+            && self.base_len == self.len
+            && self
+                .writes
+                .iter()
+                .all(|(o, b)| input.get(*o as usize..*o as usize + b.len()) == Some(&b[..]))
+    }
+
+    /// The whole output in memory.
+    pub fn materialize(&self, input: &[u8]) -> Vec<u8> {
+        let keep = (self.base_len as usize).min(input.len());
+        let mut out = input[..keep].to_vec();
+        out.resize(self.len as usize, 0);
+        for (o, b) in &self.writes {
+            out[*o as usize..*o as usize + b.len()].copy_from_slice(b);
+        }
+        out
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn update_sections(
     elf: &Elf,
-    out: &mut [u8],
+    img: &mut Image,
     phdrs: &[Phdr],
     interp_at: Option<(u64, u64)>,
     str_at: Option<(u64, u64)>,
@@ -423,7 +519,16 @@ fn update_sections(
             }
         }
         if changed {
-            c.write_shdr_place(out, s.at, &h)?;
+            let end = s.at + c.shdr_size();
+            let mut b = elf
+                .data
+                .get(s.at as usize..end as usize)
+                .ok_or_else(|| {
+                    malformed(format!("section header at {:#x} past end of file", s.at))
+                })?
+                .to_vec();
+            c.write_shdr_place(&mut b, 0, &h)?;
+            img.put(s.at, b)?;
         }
     }
     Ok(())

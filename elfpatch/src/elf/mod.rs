@@ -20,6 +20,9 @@ mod edit;
 mod error;
 mod layout;
 mod parse;
+mod rename;
+mod room;
+mod strtab;
 mod tables;
 mod verify;
 mod write;
@@ -28,9 +31,10 @@ pub use codec::{Class, Endian, Phdr, Shdr};
 pub use consts::{max_page_size, DT_LDCAS_LOADER, DT_LDCAS_STORE};
 pub use edit::{Edit, RpathEdit};
 pub use error::{Error, Result};
+pub use layout::Image;
 pub use parse::Elf;
-pub use verify::{findings, verify, verify_edit, Finding};
-pub use write::write_atomic;
+pub use verify::{check_input, findings, verify, verify_edit, Finding};
+pub use write::{read_file, write_atomic, write_edit, Input};
 
 use consts::*;
 
@@ -44,6 +48,20 @@ impl Edit {
 
     /// Like [`Edit::apply`] on an already parsed file.
     pub fn apply_to(&self, elf: &Elf) -> Result<Vec<u8>> {
+        let img = self.image(elf)?;
+        if img.is_identity(elf.data) {
+            return Ok(elf.data.to_vec());
+        }
+        let out = img.materialize(elf.data);
+        verify_edit(elf.data, &out)?;
+        Ok(out)
+    }
+
+    /// The edited file as the input's bytes plus a list of writes (not yet verified: the
+    /// verify pass runs on the materialised bytes, see [`Edit::apply_to`] and
+    /// [`write_edit`]).
+    pub fn image(&self, elf: &Elf) -> Result<Image> {
+        check_input(elf.data)?;
         let logical = self.plan(elf)?;
         let page = match self.page_size {
             Some(p) if p.is_power_of_two() => p,
@@ -54,12 +72,22 @@ impl Edit {
             }
             None => max_page_size(elf.machine),
         };
-        let out = layout::build(elf, &logical, page)?;
-        if out == elf.data {
-            return Ok(out);
+        if let Some(img) = layout::build(elf, &logical, page, false)? {
+            return Ok(img);
         }
-        verify_edit(elf.data, &out)?;
-        Ok(out)
+        // The program header table needs more room: grow it in place if the sections
+        // after it can move (strip and objcopy keep the table after the ELF header), else
+        // move it to the appended region.
+        if let Some(room) = room::make_room(elf, page, 4)? {
+            let mid = room.materialize(elf.data);
+            let parsed = Elf::parse(&mid)?;
+            let logical = self.plan(&parsed)?;
+            if let Some(img) = layout::build(&parsed, &logical, page, false)? {
+                return Ok(room.then(img));
+            }
+        }
+        layout::build(elf, &logical, page, true)?
+            .ok_or_else(|| Error::Unsupported("no room for the program headers".into()))
     }
 }
 
@@ -94,7 +122,7 @@ impl<'a> Elf<'a> {
     }
     /// The `PT_INTERP` string.
     pub fn interpreter(&self) -> Option<&'a [u8]> {
-        let p = self.phdrs.iter().find(|p| p.p_type == PT_INTERP)?;
+        let p = self.interp_phdr()?;
         let s = self.data.get(p.p_offset as usize..p.file_end() as usize)?;
         Some(s.split(|&b| b == 0).next().unwrap_or(s))
     }

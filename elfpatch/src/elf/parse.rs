@@ -128,6 +128,10 @@ impl<'a> Elf<'a> {
             return Ok(());
         };
         let ds = self.codec.dyn_size();
+        if ph.p_filesz == 0 {
+            // A separate debug-info file: the segment exists but its bytes do not.
+            return Ok(());
+        }
         if ph.file_end() > self.data.len() as u64 {
             return Err(malformed(format!(
                 "PT_DYNAMIC file range {:#x}..{:#x} past end of file ({:#x})",
@@ -204,6 +208,17 @@ impl<'a> Elf<'a> {
             .iter()
             .find(|e| e.0 == tag)
             .map(|e| e.1)
+    }
+
+    /// `PT_INTERP`, unless its bytes are absent from this file (a separate debug-info file
+    /// keeps the program headers but makes `.interp` `SHT_NOBITS`).
+    pub(crate) fn interp_phdr(&self) -> Option<Phdr> {
+        let p = self.phdrs.iter().find(|p| p.p_type == PT_INTERP)?;
+        let nobits = self
+            .sections
+            .iter()
+            .any(|s| s.name == b".interp" && s.hdr.sh_type == SHT_NOBITS);
+        (!nobits && p.p_filesz > 0).then_some(*p)
     }
 
     /// The section whose header has this type and address, if any.

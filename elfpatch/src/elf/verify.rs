@@ -237,6 +237,33 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
     f
 }
 
+/// Checks that make a file unsafe to edit or to read tags from: segments past the end of
+/// the file or overlapping, misaligned, string offsets outside the table.
+const SEVERE: &[&str] = &[
+    "parse",
+    "load-past-eof",
+    "load-filesz",
+    "load-align",
+    "load-overlap",
+    "load-order",
+    "tag-string",
+    "verneed",
+    "dynstr",
+];
+
+/// Refuses inputs with structural damage (see `SEVERE`), whatever the edit.
+pub fn check_input(data: &[u8]) -> Result<()> {
+    let bad: Vec<Finding> = findings(data)
+        .into_iter()
+        .filter(|f| SEVERE.contains(&f.check))
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Malformed(join(&bad)))
+    }
+}
+
 /// Checks `data`; the error lists every problem found.
 pub fn verify(data: &[u8]) -> Result<()> {
     let f = findings(data);

@@ -75,7 +75,7 @@ pub struct Options {
 /// Result of parsing.
 #[derive(Debug)]
 pub enum Parsed {
-    Run(Options),
+    Run(Box<Options>),
     Help,
     Version,
 }
@@ -132,7 +132,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Parsed> {
     let args = expand(args)?;
     let mut o = Options::default();
     let mut it = args.into_iter();
-    let mut next = |it: &mut std::vec::IntoIter<String>, opt: &str| -> Result<String> {
+    let next = |it: &mut std::vec::IntoIter<String>, opt: &str| -> Result<String> {
         it.next()
             .with_context(|| format!("option '{opt}' needs an argument"))
     };
@@ -217,12 +217,69 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Parsed> {
     if o.set_rpath.is_some() && o.add_rpath.is_some() {
         bail!("--set-rpath and --add-rpath cannot be combined");
     }
-    Ok(Parsed::Run(o))
+    Ok(Parsed::Run(Box::new(o)))
 }
 
 fn parse_num(s: &str) -> Option<u64> {
     match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(h) => u64::from_str_radix(h, 16).ok(),
         None => s.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Parsed> {
+        parse_args(args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn options_files_and_values() {
+        let Parsed::Run(o) = parse(&[
+            "--set-rpath",
+            "/a:/b",
+            "--replace-needed",
+            "x",
+            "y",
+            "--print-needed",
+            "f1",
+            "f2",
+        ])
+        .expect("parse") else {
+            panic!("not a run");
+        };
+        assert_eq!(o.set_rpath.as_deref(), Some("/a:/b"));
+        assert_eq!(o.replace_needed, vec![("x".to_string(), "y".to_string())]);
+        assert!(o.print_needed);
+        assert_eq!(o.files, vec![PathBuf::from("f1"), PathBuf::from("f2")]);
+    }
+
+    #[test]
+    fn at_file_value_and_response_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let v = dir.path().join("v");
+        std::fs::write(&v, "/lib/ld.so").expect("write");
+        let r = dir.path().join("r");
+        std::fs::write(&r, "--add-needed libx.so\n--print-rpath").expect("write");
+        let (va, ra) = (format!("@{}", v.display()), format!("@{}", r.display()));
+        let Parsed::Run(o) = parse(&["--set-interpreter", &va, &ra, "f"]).expect("parse") else {
+            panic!("not a run");
+        };
+        assert_eq!(o.set_interpreter.as_deref(), Some("/lib/ld.so"));
+        assert_eq!(o.add_needed, vec!["libx.so".to_string()]);
+        assert!(o.print_rpath);
+    }
+
+    #[test]
+    fn errors() {
+        assert!(parse(&["--set-rpath"]).is_err());
+        assert!(parse(&["--print-needed"]).is_err());
+        assert!(parse(&["--bogus", "f"]).is_err());
+        assert!(parse(&["--output", "o", "a", "b"]).is_err());
+        assert!(parse(&["--page-size", "3000", "f"]).is_err());
+        assert!(matches!(parse(&["--version"]), Ok(Parsed::Version)));
+        assert!(matches!(parse(&["-h"]), Ok(Parsed::Help)));
     }
 }

@@ -23,6 +23,8 @@ pub struct Flavour {
     /// The target's dynamic loader and libc (for the long-interpreter and libc renames).
     pub ld_so: &'static str,
     pub libc: &'static str,
+    /// The target's `strip`.
+    pub strip: &'static str,
 }
 
 /// The x86_64 flavours the issue lists.
@@ -49,6 +51,7 @@ pub fn x86_64(name: &'static str, cflags: &'static [&'static str]) -> Flavour {
         runner: &[],
         ld_so: "/lib64/ld-linux-x86-64.so.2",
         libc: "/lib/x86_64-linux-gnu/libc.so.6",
+        strip: "strip",
     }
 }
 
@@ -60,6 +63,7 @@ pub fn aarch64(name: &'static str, cflags: &'static [&'static str]) -> Flavour {
         runner: &["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"],
         ld_so: "/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1",
         libc: "/usr/aarch64-linux-gnu/lib/libc.so.6",
+        strip: "aarch64-linux-gnu-strip",
     }
 }
 
@@ -237,4 +241,6 @@ pub fn readelf(flag: &str, file: &Path) -> String {
     run_ok(Command::new("readelf").args(["-W", flag]).arg(file))
 }
 
+pub mod corpus;
 pub mod ops;
+pub mod synth;

@@ -1,0 +1,250 @@
+//! Room for more program headers where they are.
+//!
+//! `strip` and `objcopy` (BFD) always write the program header table right after the ELF
+//! header, so a file whose table was moved to its end does not survive them. Before
+//! moving the table, the editor therefore tries to make it grow in place: the sections
+//! right after it (`.interp`, notes, `.gnu.hash`, `.dynsym`, `.dynstr`, version tables,
+//! dynamic relocations: things only program headers, dynamic tags and section headers
+//! point at, never code) move as one block, layout unchanged, to a new read-only
+//! `PT_LOAD` at the end of the file, and everything that pointed into the block follows.
+
+use super::codec::{align_up, Phdr};
+use super::consts::*;
+use super::error::{malformed, Result};
+use super::layout::Image;
+use super::parse::Elf;
+
+const SHT_REL: u32 = 9;
+const SHT_RELA: u32 = 4;
+const SHT_HASH: u32 = 5;
+const SHT_NOTE: u32 = 7;
+const SHT_RELR: u32 = 19;
+const SHT_GNU_HASH: u32 = 0x6fff_fff6;
+const SHT_GNU_VERDEF: u32 = 0x6fff_fffd;
+const SHT_GNU_VERSYM: u32 = 0x6fff_ffff;
+const PT_NOTE: u32 = 4;
+const PT_GNU_PROPERTY: u32 = 0x6474_e553;
+
+/// Program headers that fit after the table without touching anything: the zero bytes
+/// up to the next section or segment piece. Zero without section headers (what lies
+/// there is then unknown).
+pub(crate) fn slack_entries(elf: &Elf) -> usize {
+    if elf.sections.is_empty() {
+        return 0;
+    }
+    let ps = elf.codec.phdr_size();
+    let end = elf.phoff + elf.phdrs.len() as u64 * ps;
+    let Some(first) = elf
+        .phdrs
+        .iter()
+        .find(|p| p.p_type == PT_LOAD && p.p_offset <= elf.phoff && end <= p.file_end())
+    else {
+        return 0;
+    };
+    let mut limit = first.file_end();
+    for s in &elf.sections {
+        let h = &s.hdr;
+        if h.sh_type != 0
+            && h.sh_type != SHT_NOBITS
+            && h.sh_size > 0
+            && h.sh_offset.saturating_add(h.sh_size) > end
+        {
+            limit = limit.min(h.sh_offset.max(end));
+        }
+    }
+    for p in &elf.phdrs {
+        if !matches!(p.p_type, PT_LOAD | PT_PHDR) && p.p_filesz > 0 && p.file_end() > end {
+            limit = limit.min(p.p_offset.max(end));
+        }
+    }
+    if elf.shoff >= end {
+        limit = limit.min(elf.shoff);
+    }
+    let zeros = elf
+        .data
+        .get(end as usize..limit as usize)
+        .map_or(0, |b| b.iter().take_while(|&&x| x == 0).count() as u64);
+    (zeros / ps) as usize
+}
+
+fn movable(elf: &Elf, s: &super::parse::Section) -> bool {
+    let h = &s.hdr;
+    let dyn_range = |tag: u64, size_tag: u64| {
+        elf.dyn_val(tag)
+            .zip(elf.dyn_val(size_tag))
+            .is_some_and(|(a, n)| h.sh_addr >= a && h.sh_addr + h.sh_size <= a + n)
+    };
+    match h.sh_type {
+        SHT_NOTE | SHT_HASH | SHT_GNU_HASH | SHT_DYNSYM | SHT_GNU_VERSYM | SHT_GNU_VERNEED
+        | SHT_GNU_VERDEF => true,
+        SHT_STRTAB => elf.strtab.as_ref().is_some_and(|t| t.vaddr == h.sh_addr),
+        SHT_RELA => dyn_range(7, 8) || dyn_range(23, 2),
+        SHT_REL => dyn_range(17, 18) || dyn_range(23, 2),
+        SHT_RELR => dyn_range(36, 35),
+        1 => s.name == b".interp",
+        _ => false,
+    }
+}
+
+/// The writes that give the file room for `want` more program headers after the table,
+/// or `None` when the sections there cannot move.
+pub(crate) fn make_room(elf: &Elf, page: u64, want: usize) -> Result<Option<Image>> {
+    let c = elf.codec;
+    let ps = c.phdr_size();
+    if elf.sections.is_empty() || elf.phnum_extended {
+        return Ok(None);
+    }
+    let tbl_end = elf.phoff + elf.phdrs.len() as u64 * ps;
+    let Some(l0) = elf
+        .phdrs
+        .iter()
+        .find(|p| p.p_type == PT_LOAD && p.p_offset <= elf.phoff && tbl_end <= p.file_end())
+        .copied()
+    else {
+        return Ok(None);
+    };
+    let target = tbl_end + (want as u64 + 1) * ps;
+    let mut secs: Vec<&super::parse::Section> = elf
+        .sections
+        .iter()
+        .filter(|s| s.hdr.sh_type != SHT_NOBITS && s.hdr.sh_size > 0 && s.hdr.sh_offset >= tbl_end)
+        .filter(|s| s.hdr.sh_flags & SHF_ALLOC != 0 && s.hdr.sh_offset < l0.file_end())
+        .collect();
+    secs.sort_by_key(|s| s.hdr.sh_offset);
+    let Some(first) = secs.first() else {
+        return Ok(None);
+    };
+    let b0 = first.hdr.sh_offset;
+    let mut run_end = b0;
+    for s in &secs {
+        if run_end >= target && s.hdr.sh_offset >= run_end {
+            break;
+        }
+        if !movable(elf, s) {
+            return Ok(None);
+        }
+        run_end = run_end.max(s.hdr.sh_offset + s.hdr.sh_size);
+    }
+    // Segments that describe part of the block move with it; any other kind stops us,
+    // and so does one that reaches past the block.
+    for p in &elf.phdrs {
+        let overlaps = p.p_filesz > 0 && p.p_offset < run_end && p.file_end() > b0;
+        if !overlaps || matches!(p.p_type, PT_LOAD | PT_PHDR) {
+            continue;
+        }
+        if !matches!(p.p_type, PT_NOTE | PT_GNU_PROPERTY | PT_INTERP)
+            || p.p_offset < b0
+            || p.file_end() > run_end
+        {
+            return Ok(None);
+        }
+    }
+    if run_end < target || run_end > l0.file_end() {
+        return Ok(None);
+    }
+    let bias = l0.p_vaddr.wrapping_sub(l0.p_offset);
+    if secs
+        .iter()
+        .filter(|s| s.hdr.sh_offset < run_end)
+        .any(|s| s.hdr.sh_addr.wrapping_sub(s.hdr.sh_offset) != bias)
+    {
+        return Ok(None);
+    }
+    let a0 = b0.wrapping_add(bias);
+    let len = run_end - b0;
+    let top = elf
+        .phdrs
+        .iter()
+        .filter(|p| p.p_type == PT_LOAD)
+        .map(|p| p.mem_end())
+        .max()
+        .unwrap_or(0);
+    let ovf = || malformed("new segment would overflow the address space");
+    let new_off = align_up(elf.data.len() as u64, page).ok_or_else(ovf)? + b0 % page;
+    let new_v = align_up(top, page).ok_or_else(ovf)? + a0 % page;
+    let (doff, dv) = (new_off.wrapping_sub(b0), new_v.wrapping_sub(a0));
+    let in_block = |off: u64| off >= b0 && off < run_end;
+    let in_block_v = |v: u64| v >= a0 && v < a0 + len;
+
+    let data_len = elf.data.len() as u64;
+    let mut img = Image {
+        base_len: data_len,
+        len: new_off + len,
+        writes: Vec::new(),
+    };
+    img.writes.push((b0, vec![0; len as usize]));
+    img.writes
+        .push((new_off, elf.data[b0 as usize..run_end as usize].to_vec()));
+
+    let mut phdrs: Vec<Phdr> = elf.phdrs.clone();
+    for p in phdrs.iter_mut() {
+        if !matches!(p.p_type, PT_LOAD | PT_PHDR) && p.p_filesz > 0 && in_block(p.p_offset) {
+            p.p_offset = p.p_offset.wrapping_add(doff);
+            p.p_vaddr = p.p_vaddr.wrapping_add(dv);
+            p.p_paddr = p.p_vaddr;
+        }
+    }
+    let last_load = phdrs
+        .iter()
+        .rposition(|p| p.p_type == PT_LOAD)
+        .map_or(phdrs.len(), |i| i + 1);
+    phdrs.insert(
+        last_load,
+        Phdr {
+            p_type: PT_LOAD,
+            p_flags: PF_R,
+            p_offset: new_off,
+            p_vaddr: new_v,
+            p_paddr: new_v,
+            p_filesz: len,
+            p_memsz: len,
+            p_align: page,
+        },
+    );
+    let n = phdrs.len() as u64;
+    for p in phdrs.iter_mut().filter(|p| p.p_type == PT_PHDR) {
+        p.p_filesz = n * ps;
+        p.p_memsz = n * ps;
+    }
+    let mut table = vec![0u8; (n * ps) as usize];
+    for (k, p) in phdrs.iter().enumerate() {
+        c.write_phdr(&mut table, k as u64 * ps, p)?;
+    }
+    img.writes.push((elf.phoff, table));
+    let mut ehdr = elf
+        .data
+        .get(..64)
+        .ok_or_else(|| malformed("file header truncated"))?
+        .to_vec();
+    c.put_u16(&mut ehdr, c.ehdr_phnum_at(), n as u16)?;
+    img.writes.push((0, ehdr));
+    if let Some(d) = &elf.dynamic {
+        for (k, &(tag, val)) in d.entries.iter().enumerate() {
+            let addr_tag = ADDRESS_TAGS.iter().any(|t| t.0 == tag)
+                || (0x6fff_fe00..=0x6fff_feff).contains(&tag);
+            if addr_tag && in_block_v(val) {
+                let mut e = vec![0u8; c.dyn_size() as usize];
+                c.write_dyn(&mut e, 0, tag, val.wrapping_add(dv))?;
+                img.writes.push((d.offset + k as u64 * c.dyn_size(), e));
+            }
+        }
+    }
+    for s in &elf.sections {
+        let h = &s.hdr;
+        if h.sh_type != SHT_NOBITS && h.sh_size > 0 && in_block(h.sh_offset) {
+            let mut nh = *h;
+            nh.sh_offset = h.sh_offset.wrapping_add(doff);
+            nh.sh_addr = h.sh_addr.wrapping_add(dv);
+            let mut b = elf
+                .data
+                .get(s.at as usize..(s.at + c.shdr_size()) as usize)
+                .ok_or_else(|| {
+                    malformed(format!("section header at {:#x} past end of file", s.at))
+                })?
+                .to_vec();
+            c.write_shdr_place(&mut b, 0, &nh)?;
+            img.writes.push((s.at, b));
+        }
+    }
+    Ok(Some(img))
+}
