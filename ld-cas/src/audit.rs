@@ -32,6 +32,8 @@ pub struct Resolver {
     pub program: &'static [u8],
     /// Trace each resolution to stderr (`LD_CAS_DEBUG`).
     pub debug: bool,
+    /// `LD_CAS_OVERRIDE` (`SONAME=PATH[:SONAME=PATH...]`), empty under `AT_SECURE`.
+    pub overrides: &'static [u8],
     /// Set once start-up loading is over: a missing object then fails `dlopen` instead of
     /// ending the process.
     running: bool,
@@ -42,6 +44,7 @@ static mut STATE: Resolver = Resolver {
     store: PathBuf::new(),
     program: &[],
     debug: false,
+    overrides: &[],
     running: false,
 };
 
@@ -164,8 +167,14 @@ pub fn resolve(r: &mut Resolver, name: &[u8], requester: &[u8]) -> Option<Found>
         Ok(None) => return fail(r, "not in the lookup table"),
         Err(_) => return fail(r, "corrupt table entry"),
     };
+    let replacement = override_for(r.overrides, entry.soname);
     // SAFETY: resolutions are serialized (see `state`).
-    let path = unsafe { keep(&[r.store.bytes(), b"/", entry.path]) };
+    let path = unsafe {
+        match replacement {
+            Some(p) => keep(&[p]),
+            None => keep(&[r.store.bytes(), b"/", entry.path]),
+        }
+    };
     // The object's existence is not checked here: that would cost a system call per
     // library at every start. A table entry whose file is gone (a damaged store) makes
     // ld.so fail with the object's path, which holds the hash and the name.
@@ -174,9 +183,25 @@ pub fn resolve(r: &mut Resolver, name: &[u8], requester: &[u8]) -> Option<Found>
             o.bytes(name).str(" (").bytes(entry.soname).str(") => ");
             // SAFETY: NUL-terminated copy made above.
             o.bytes(unsafe { cstr(path) });
+            if replacement.is_some() {
+                o.str(" (LD_CAS_OVERRIDE)");
+            }
         });
     }
     Some(Found::Path(path))
+}
+
+/// The path `LD_CAS_OVERRIDE` gives for `soname`: the list is `SONAME=PATH` entries
+/// separated by `:`; the first entry for the soname wins; an empty soname never matches.
+pub fn override_for(list: &'static [u8], soname: &[u8]) -> Option<&'static [u8]> {
+    if soname.is_empty() {
+        return None;
+    }
+    list.split(|&b| b == b':').find_map(|item| {
+        let eq = item.iter().position(|&b| b == b'=')?;
+        let (name, path) = (&item[..eq], &item[eq + 1..]);
+        (name == soname && !path.is_empty()).then_some(path)
+    })
 }
 
 /// Prints one `ld-cas: ` trace line on stderr.

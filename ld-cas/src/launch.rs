@@ -163,6 +163,11 @@ pub fn handover(
     };
     r.program = name;
     r.debug = debug;
+    // The caller's environment never chooses a library for a setuid program.
+    r.overrides = match stack.env(b"LD_CAS_OVERRIDE") {
+        Some(list) if !secure => list,
+        _ => &[],
+    };
 
     if uses_uri || loader_uri.is_some() {
         let env = if secure {

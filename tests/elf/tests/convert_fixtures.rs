@@ -151,6 +151,26 @@ fn preload_keep_soname_and_duplicate_sonames() {
         "{dynamic}"
     );
 
+    // A soname-keyed override substitutes a library at run time, and says so when traced.
+    let out = run_ok(Command::new(&a).env(
+        "LD_CAS_OVERRIDE",
+        format!(
+            "libother.so=/nonexistent:libgreet.so.1={}",
+            fx.path("b/libgreet.so.1").display()
+        ),
+    ));
+    assert_eq!(out, "greet: beta\nmain: done\n");
+    let traced = run(Command::new(&a)
+        .env(
+            "LD_CAS_OVERRIDE",
+            format!("libgreet.so.1={}", fx.path("b/libgreet.so.1").display()),
+        )
+        .env("LD_CAS_DEBUG", "1"));
+    assert!(String::from_utf8_lossy(&traced.stderr).contains("(LD_CAS_OVERRIDE)"));
+    // An override for another soname changes nothing.
+    let out = run_ok(Command::new(&a).env("LD_CAS_OVERRIDE", "libz.so.1=/nonexistent"));
+    assert_eq!(out, "greet: alpha\nmain: done\n");
+
     // LD_PRELOAD still interposes.
     let out = run_ok(Command::new(&a).env("LD_PRELOAD", fx.path("preload.so")));
     assert_eq!(out, "greet: interposed by LD_PRELOAD\nmain: done\n");
