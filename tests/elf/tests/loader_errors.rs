@@ -216,6 +216,11 @@ fn environment_does_not_choose_the_store_for_setuid_programs() {
         &[
             ("LD_CAS_STORE", evil.path()),
             ("LD_CAS_DEBUG", Path::new("1")),
+            // Were it honoured, the program could not start: the path does not exist.
+            (
+                "LD_CAS_OVERRIDE",
+                Path::new("libchain_c.so=/nonexistent/libchain_c.so"),
+            ),
         ],
     );
     assert_eq!(stdout(&out), "euid 0 value 40\n", "{}", stderr(&out));
