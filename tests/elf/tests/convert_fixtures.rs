@@ -482,7 +482,7 @@ fn plugins_dlopened_by_name_in_a_converted_tree() {
     let report = convert(
         &store,
         &["--interp", interp.to_str().unwrap()],
-        &[tree.clone()],
+        std::slice::from_ref(&tree),
     );
     // host is a program, libplugin a converted tree file; libdep needs nothing and is copied.
     assert_eq!(report["programs"], 1, "{report}");
