@@ -18,12 +18,13 @@ pub struct ElfFacts {
     pub kind: Kind,
 }
 
-/// Sonames of the program interpreters of glibc and musl on the supported targets.
-fn is_interpreter_soname(soname: &str) -> bool {
-    soname.starts_with("ld-linux")
-        || soname.starts_with("ld64.so")
-        || soname.starts_with("ld-musl")
-        || soname == "ld.so.1"
+/// Names that an interpreter satisfies by its own soname, so a conversion never rewrites
+/// them: glibc's `ld-linux*.so.*` and `ld64.so.*`, musl's `ld-musl-*.so.1`, `ld.so.1`.
+pub fn is_interpreter_soname(name: &[u8]) -> bool {
+    name.starts_with(b"ld-linux")
+        || name.starts_with(b"ld64.so")
+        || name.starts_with(b"ld-musl")
+        || name == b"ld.so.1"
 }
 
 /// Inspects `bytes`, the contents of the file called `name` in messages.
@@ -39,7 +40,12 @@ pub fn elf_facts(bytes: &[u8], name: &str) -> Result<ElfFacts> {
     // runs to print its version) but, being a library, it has a soname.
     let kind = if elf.file_type() == ET_EXEC || (elf.interpreter().is_some() && soname.is_none()) {
         Kind::Program
-    } else if soname.as_deref().is_some_and(is_interpreter_soname) {
+    } else if elf.interpreter().is_none()
+        && elf
+            .soname()
+            .is_some_and(|s| is_interpreter_soname(s) || s == b"libc.so")
+    {
+        // glibc's ld.so, or musl's libc.so, which is its own interpreter.
         Kind::Interpreter
     } else {
         Kind::Library

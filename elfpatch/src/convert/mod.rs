@@ -105,14 +105,7 @@ pub struct Unconverted {
     pub reason: String,
 }
 
-/// Names that an interpreter satisfies by its own soname, so they are never rewritten:
-/// glibc's `ld-linux*.so.*` and `ld64.so.*`, musl's `ld-musl-*.so.1`.
-pub fn is_interpreter_soname(name: &[u8]) -> bool {
-    name.starts_with(b"ld-linux")
-        || name.starts_with(b"ld64.so")
-        || name.starts_with(b"ld-musl")
-        || name == b"ld.so.1"
-}
+pub use crate::inspect::is_interpreter_soname;
 
 /// The platform name used in the default interpreter's file name for a foreign machine.
 fn platform_name(machine: u16) -> String {
