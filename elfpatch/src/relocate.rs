@@ -26,12 +26,7 @@ pub struct Relocation {
 
 /// The programs under `dir` that a conversion wrote (they record their loader).
 fn converted_programs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .collect::<std::io::Result<_>>()
-        .with_context(|| format!("cannot list {}", dir.display()))?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
+    for e in crate::convert::output::sorted_entries(dir)? {
         let kind = e
             .file_type()
             .with_context(|| format!("cannot stat {}", e.path().display()))?;

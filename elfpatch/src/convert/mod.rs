@@ -9,7 +9,7 @@
 
 pub mod closure;
 pub mod ldcache;
-mod output;
+pub(crate) mod output;
 pub mod rewrite;
 pub mod search;
 

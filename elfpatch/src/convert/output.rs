@@ -80,17 +80,21 @@ fn classify(source: &Path, dest: PathBuf, strict: bool) -> Result<Output> {
     }
 }
 
+/// The entries of a directory sorted by name, so the same tree is always walked, and so
+/// converted, the same way.
+pub fn sorted_entries(dir: &Path) -> Result<Vec<fs::DirEntry>> {
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .and_then(|list| list.collect::<std::io::Result<Vec<_>>>())
+        .with_context(|| format!("cannot list {}", dir.display()))?;
+    entries.sort_by_key(|e| e.file_name());
+    Ok(entries)
+}
+
 fn walk(source: &Path, dest: &Path, out: &mut Vec<Output>) -> Result<()> {
     out.push(Output::Dir {
         dest: dest.to_path_buf(),
     });
-    let mut entries: Vec<_> = fs::read_dir(source)
-        .with_context(|| format!("cannot list {}", source.display()))?
-        .collect::<std::io::Result<_>>()
-        .with_context(|| format!("cannot list {}", source.display()))?;
-    // Sorted, so the same tree always converts the same way.
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
+    for entry in sorted_entries(source)? {
         let path = entry.path();
         let to = dest.join(entry.file_name());
         let kind = entry

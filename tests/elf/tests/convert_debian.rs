@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use elf_tests::conversion::{init_store, stable_ld_cas};
+use elf_tests::conversion::{convert, init_store, stable_ld_cas};
 use elf_tests::{built_binary, run, run_ok};
 
 /// A program run: the program's name and its arguments.
@@ -80,14 +80,7 @@ fn debian_programs_convert_run_and_move() {
     let store = tmp.path().join("store");
     init_store(&store);
     let programs: Vec<PathBuf> = RUNS.iter().map(|(name, _)| which(name)).collect();
-    run_ok(
-        Command::new(built_binary("elfpatch"))
-            .args(["convert", "--store"])
-            .arg(&store)
-            .arg("--interp")
-            .arg(&interp)
-            .args(&programs),
-    );
+    convert(&store, &["--interp", interp.to_str().unwrap()], &programs);
 
     let expected = run_all(Path::new("/usr/bin"), tmp.path());
     assert_eq!(run_all(&store.join("bin"), tmp.path()), expected);

@@ -7,9 +7,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use elf_tests::conversion::{init_store, needed, stable_ld_cas};
+use elf_tests::conversion::{convert, init_store, needed, stable_ld_cas};
 use elf_tests::nixstyle::generate;
-use elf_tests::{built_binary, run, run_ok};
+use elf_tests::{run, run_ok};
 
 const IMPORTS: &str = "import ssl, sqlite3, ctypes, json, decimal, zlib, _ssl, sys; \
 print(ssl.OPENSSL_VERSION, sqlite3.sqlite_version, zlib.crc32(b'nix'), decimal.Decimal(1) / 8); \
@@ -43,14 +43,7 @@ fn nix_style_store_converts_runs_and_moves() {
     let store = tmp.path().join("cas");
     init_store(&store);
     let packages: Vec<PathBuf> = nix.packages.values().cloned().collect();
-    run_ok(
-        Command::new(built_binary("elfpatch"))
-            .args(["convert", "--store"])
-            .arg(&store)
-            .arg("--interp")
-            .arg(&interp)
-            .args(&packages),
-    );
+    convert(&store, &["--interp", interp.to_str().unwrap()], &packages);
     let converted = |root: &Path, pkg: &Path| root.join("bin").join(pkg.file_name().unwrap());
 
     // The converted extension modules name their libraries by URI.

@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use elf_tests::conversion::{convert, init_store};
 use elf_tests::{compile, fixture_dir, require_tool, run, run_ok};
 
 mod loader_common;
@@ -37,19 +38,12 @@ fn programs_converted_by_elfpatch_run_and_survive_a_store_move() {
         &[&lflag, &rpath, "-l:libthrower.so"],
     );
     let store = dir.path().join("store");
-    run_ok(
-        Command::new(elfpatch())
-            .args(["store", "init", "--store"])
-            .arg(&store),
-    );
-    run_ok(
-        Command::new(elfpatch())
-            .args(["convert", "--store"])
-            .arg(&store)
-            .arg("--interp")
-            .arg(ld_cas())
-            .arg(&chain)
-            .arg(&catcher),
+    init_store(&store);
+    let interp = ld_cas();
+    convert(
+        &store,
+        &["--interp", interp.to_str().unwrap()],
+        &[chain, catcher],
     );
     let run_both = |store: &Path| {
         assert_eq!(
@@ -206,19 +200,9 @@ fn verify_rehashes_the_closure_with_the_cycle_rule() {
         &[&l, &rpath, "-l:libcyca.so"],
     );
     let store = d.join("store");
-    run_ok(
-        Command::new(elfpatch())
-            .args(["store", "init", "--store"])
-            .arg(&store),
-    );
-    run_ok(
-        Command::new(elfpatch())
-            .args(["convert", "--store"])
-            .arg(&store)
-            .arg("--interp")
-            .arg(ld_cas())
-            .arg(&prog),
-    );
+    init_store(&store);
+    let interp = ld_cas();
+    convert(&store, &["--interp", interp.to_str().unwrap()], &[prog]);
     let converted = store.join("bin/cycle");
     assert_eq!(run_ok(&mut Command::new(&converted)), "cycle 5\n");
 
