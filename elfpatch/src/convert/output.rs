@@ -132,6 +132,17 @@ pub fn plan_outputs(paths: &[PathBuf], out_dir: &Path) -> Result<Vec<Output>> {
         let dest = out_dir.join(name);
         let meta = fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
         if meta.is_dir() {
+            // Converting a tree into itself would walk its own output.
+            let source = path
+                .canonicalize()
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            if out_dir.starts_with(&source) {
+                bail!(
+                    "{} holds the output directory {}: convert it to a directory outside it (--out)",
+                    path.display(),
+                    out_dir.display()
+                );
+            }
             walk(path, &dest, &mut out)?;
         } else {
             out.push(classify(path, dest, true)?);
