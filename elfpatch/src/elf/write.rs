@@ -144,7 +144,7 @@ pub fn write_edit(
     }
     let durable = std::env::var_os("ELFPATCH_FSYNC").is_none_or(|v| v != "0");
     if durable {
-        tmp.as_file().sync_all().map_err(io_err("sync", &tpath))?;
+        tmp.as_file().sync_data().map_err(io_err("sync", &tpath))?;
     }
     // The data is on disk before the rename, so after a crash the name holds either the
     // old file or the complete new one. The directory is not synced: that would only make
