@@ -44,7 +44,16 @@ fn damaged_inputs_never_panic() {
     let fx = Fixture::build(x86_64("pie", &["-fPIE", "-pie"]));
     let good = std::fs::read(&fx.prog).expect("read");
     let ranges = targets(&good);
-    let mut rng = Lcg(0x1d_ca5);
+    // EDITOR_FUZZ_SEED / EDITOR_FUZZ_ROUNDS explore further than the default run.
+    let seed = std::env::var("EDITOR_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x1d_ca5);
+    let rounds: u32 = std::env::var("EDITOR_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let mut rng = Lcg(seed);
     let mut edit = Edit::new();
     edit.set_interpreter(format!("/{}", "i".repeat(100)))
         .replace_needed("libgreet.so.1", uri(1))
@@ -52,9 +61,22 @@ fn damaged_inputs_never_panic() {
         .add_needed("libx.so")
         .set_runpath("/r")
         .clear_symbol_version("printf");
+    let mut edit2 = Edit::new();
+    edit2
+        .rename_dynamic_symbol("greet", "greet_renamed")
+        .rename_dynamic_symbol("printf", "printf_renamed")
+        .remove_needed("libextra.so")
+        .set_soname("x")
+        .set_execstack(true);
     let (mut ok, mut refused) = (0, 0);
-    for _ in 0..20_000 {
+    let whole = [(0u64, good.len() as u64)];
+    for iter in 0..rounds {
         let mut bad = good.clone();
+        let (edit, ranges) = if iter % 2 == 0 {
+            (&edit, &ranges[..])
+        } else {
+            (&edit2, &whole[..])
+        };
         for _ in 0..1 + rng.below(4) {
             let (start, len) = ranges[rng.below(ranges.len() as u64) as usize];
             let at = (start + rng.below(len)) as usize;
