@@ -24,7 +24,8 @@ for bin in small large; do
     esac
     for mode in fsync nofsync; do
       [ "$mode" = nofsync ] && export ELFPATCH_FSYNC=0 || unset ELFPATCH_FSYNC
-      hyperfine -N --warmup 3 --min-runs 40 \
+      runs=40; [ "$bin" = small ] && runs=300
+      hyperfine -N --warmup 5 --min-runs "$runs" \
         --prepare "cp $work/$bin $work/target" \
         --export-json "$work/$bin-$op-$mode.json" \
         -n patchelf "patchelf ${args[*]} $work/target" \

@@ -87,6 +87,20 @@ fn find_tail(elf: &Elf) -> (u64, Vec<usize>) {
 }
 
 /// Produces the edited image of `elf` with the logical content `lg`.
+/// Keeping a program's `vaddr - offset` for the new region means padding the file up to
+/// the end of its address space; past this much padding (a huge `.bss`) the region is
+/// placed right after the file instead (kernels since 5.18 find the headers either way).
+const MAX_PADDING: u64 = 64 << 20;
+
+/// The address of the new region when it keeps the first segment's `vaddr - offset`
+/// (`bias`), or `None` when that needs more than [`MAX_PADDING`] of file padding.
+fn padded(v_base: u64, bias: u64, cursor: u64, page: u64) -> Option<u64> {
+    let want = align_up(v_base.max(cursor.checked_add(bias)?), page)?;
+    let off = want.checked_sub(bias)?;
+    (off.checked_add(page)?.checked_add(1 << 32).is_some() && off - cursor <= MAX_PADDING)
+        .then_some(want)
+}
+
 /// Produces the edited image, or `None` when the program header table would have to move
 /// and `may_move_phdrs` is false (the caller then first tries to make room in place).
 pub(crate) fn build(
@@ -178,6 +192,7 @@ pub(crate) fn build(
     let (mut ph_at, mut interp_at, mut str_at) = (None, None, None);
     let mut v_next = v_base;
     let mut marks: Vec<u64> = Vec::new();
+    let add = |a: u64, b: u64| a.checked_add(b).ok_or_else(ovf);
     if r_needed {
         let exe = elf.e_type == ET_EXEC || old_interp.is_some();
         let first = loads.iter().min_by_key(|p| p.p_vaddr);
@@ -187,13 +202,14 @@ pub(crate) fn build(
             // Programs: keep `vaddr - offset` of the new region equal to the first
             // segment's, so every kernel (old ones compute AT_PHDR as load address +
             // e_phoff) and qemu-user agree on where the program headers are.
-            Some(b) if ph_move && exe && b % page == 0 => {
-                let want = v_base.max(o_r.checked_add(b).ok_or_else(ovf)?);
-                let want = align_up(want, page).ok_or_else(ovf)?;
+            Some(b)
+                if ph_move && exe && b % page == 0 && padded(v_base, b, o_r, page).is_some() =>
+            {
+                let want = padded(v_base, b, o_r, page).ok_or_else(ovf)?;
                 o_r = want - b;
                 want
             }
-            _ => v_base + o_r % page,
+            _ => add(v_base, o_r % page)?,
         };
         let mut size = 0u64;
         if ph_move {
@@ -201,11 +217,11 @@ pub(crate) fn build(
             size = count * phsize;
         }
         if interp_move {
-            interp_at = Some((o_r + size, v_r + size));
+            interp_at = Some((o_r + size, add(v_r, size)?));
             size += interp.as_ref().map_or(0, |v| v.len() as u64);
         }
         if str_move {
-            str_at = Some((o_r + size, v_r + size));
+            str_at = Some((o_r + size, add(v_r, size)?));
             size += lg.strings.len() as u64;
         }
         marks.push(o_r + size);
@@ -221,13 +237,14 @@ pub(crate) fn build(
             p_align: page,
         });
         cursor = align_up(o_r + size, 16).ok_or_else(ovf)?;
-        v_next = align_up(v_r + size, page).ok_or_else(ovf)?;
+        v_next = align_up(add(add(v_r, size)?, page)?, page).ok_or_else(ovf)? - page;
     }
     let mut dyn_at = None;
     let dyn_bytes = lg.entries.len() as u64 + 1;
     if dyn_move {
         let o_w = cursor;
-        let v_w = v_next + o_w % page;
+        let v_w = add(v_next, o_w % page)?;
+        add(v_w, dyn_bytes * c.dyn_size() + page)?;
         dyn_at = Some((o_w, v_w));
         marks.push(o_w + dyn_bytes * c.dyn_size());
         let size = dyn_bytes * c.dyn_size() + MARK.len() as u64;

@@ -48,6 +48,14 @@ pub(crate) fn rename_patches(
         if nbuckets == 0 || bloom_size == 0 || symoffset > count as usize {
             return Err(malformed(format!("DT_GNU_HASH at {off:#x}: empty table")));
         }
+        let table_size = 16
+            + c.word_size() as u64 * u64::from(bloom_size)
+            + 4 * (u64::from(nbuckets) + (count - symoffset as u64));
+        if elf.vaddr_to_offset(addr, table_size).is_none() {
+            return Err(malformed(format!(
+                "DT_GNU_HASH at {off:#x}: {table_size} bytes do not fit in its segment"
+            )));
+        }
         let bucket_of = |n: &[u8]| gnu_hash(n) % nbuckets;
         perm[symoffset..].sort_by_key(|&i| bucket_of(&names[i]));
         let w = c.word_size() as u64;
@@ -59,8 +67,8 @@ pub(crate) fn rename_patches(
         for k in symoffset..count as usize {
             let h = gnu_hash(&names[perm[k]]);
             let word = ((u64::from(h) / bits) % u64::from(bloom_size)) as usize;
-            bloom[word] |=
-                (1u64 << (u64::from(h) % bits)) | (1u64 << (u64::from(h >> shift) % bits));
+            bloom[word] |= (1u64 << (u64::from(h) % bits))
+                | (1u64 << (u64::from(h.checked_shr(shift).unwrap_or(0)) % bits));
             let b = (h % nbuckets) as usize;
             if buckets[b] == 0 {
                 buckets[b] = k as u32;
@@ -121,7 +129,12 @@ pub(crate) fn rename_patches(
             .ok_or_else(|| malformed(format!("DT_HASH {h:#x} is not mapped")))?;
         let nbucket = c.u32(elf.data, off)?;
         let nchain = c.u32(elf.data, off + 4)?;
-        if nbucket == 0 || u64::from(nchain) != count {
+        if nbucket == 0
+            || u64::from(nchain) != count
+            || elf
+                .vaddr_to_offset(h, 8 + 4 * (u64::from(nbucket) + count))
+                .is_none()
+        {
             return Err(malformed(format!(
                 "DT_HASH at {off:#x}: {nbucket} buckets, {nchain} chains"
             )));

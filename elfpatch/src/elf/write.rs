@@ -1,7 +1,7 @@
-//! Atomic replacement of a file: a temporary file in the same directory, fsync, rename,
-//! fsync of the directory. The file's permission bits are kept.
+//! Atomic replacement of a file: a temporary file in the same directory, fsync, rename.
+//! The file's permission bits (and owner, when allowed) are kept.
 //!
-//! `ELFPATCH_FSYNC=0` in the environment skips the two fsyncs (the rename stays atomic
+//! `ELFPATCH_FSYNC=0` in the environment skips the fsyncs (the rename stays atomic
 //! for readers, but a power loss may leave the old or an empty file): builds that patch
 //! thousands of outputs in a sandbox they throw away on failure do not need durability
 //! per file, and the fsync is most of the cost of editing a small file.
@@ -144,14 +144,12 @@ pub fn write_edit(
     }
     let durable = std::env::var_os("ELFPATCH_FSYNC").is_none_or(|v| v != "0");
     if durable {
-        tmp.as_file().sync_all().map_err(io_err("sync", &tpath))?;
+        tmp.as_file().sync_data().map_err(io_err("sync", &tpath))?;
     }
+    // The data is on disk before the rename, so after a crash the name holds either the
+    // old file or the complete new one. The directory is not synced: that would only make
+    // the new name durable sooner, and costs as much as the whole edit of a small file.
     tmp.persist(out)
         .map_err(|e| Error::Io(format!("cannot rename over {}: {}", out.display(), e.error)))?;
-    if durable {
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
     Ok(true)
 }

@@ -45,3 +45,30 @@ fn two_hundred_edits_pie() {
 fn two_hundred_edits_nopie() {
     ops::many_edits(&Fixture::build(flavour("nopie")));
 }
+
+/// Through a symlink named `patchelf`, the binary is patchelf: `--version`, `--help`,
+/// and an edit.
+#[test]
+fn invoked_as_patchelf() {
+    let fx = Fixture::build(flavour("pie"));
+    let link = fx.path("patchelf");
+    std::os::unix::fs::symlink(elf_tests::built_binary("elfpatch"), &link).expect("symlink");
+    let v = elf_tests::run_ok(std::process::Command::new(&link).arg("--version"));
+    assert!(v.starts_with("patchelf 0.19"), "{v}");
+    let h = elf_tests::run_ok(std::process::Command::new(&link).arg("--help"));
+    assert!(
+        h.contains("--set-interpreter") && h.contains("--rename-dynamic-symbols"),
+        "{h}"
+    );
+    let p = fx.copy(&fx.prog, "via-patchelf");
+    elf_tests::run_ok(
+        std::process::Command::new(&link)
+            .args(["--set-rpath", "$ORIGIN:/x"])
+            .arg(&p),
+    );
+    check_file(&p);
+    assert_eq!(print("rpath", &p), "$ORIGIN:/x");
+    fx.assert_runs(&p, &[]);
+    let bad = elf_tests::run(std::process::Command::new(&link).arg("--no-such-option"));
+    assert_eq!(bad.status.code(), Some(1));
+}

@@ -244,3 +244,52 @@ pub fn readelf(flag: &str, file: &Path) -> String {
 pub mod corpus;
 pub mod ops;
 pub mod synth;
+
+/// i386 fixtures, run under qemu-i386 (ELF32, little endian, 4 KiB pages).
+pub fn i386(name: &'static str, cflags: &'static [&'static str]) -> Flavour {
+    Flavour {
+        name,
+        cc: "i686-linux-gnu-gcc",
+        cflags,
+        runner: &["qemu-i386", "-L", "/usr/i686-linux-gnu"],
+        ld_so: "/usr/i686-linux-gnu/lib/ld-linux.so.2",
+        libc: "/usr/i686-linux-gnu/lib/libc.so.6",
+        strip: "i686-linux-gnu-strip",
+    }
+}
+
+/// 32-bit arm (hard float) fixtures, run under qemu-arm (ELF32, 64 KiB maximum page).
+pub fn armhf(name: &'static str, cflags: &'static [&'static str]) -> Flavour {
+    Flavour {
+        name,
+        cc: "arm-linux-gnueabihf-gcc",
+        cflags,
+        runner: &["qemu-arm", "-L", "/usr/arm-linux-gnueabihf"],
+        ld_so: "/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3",
+        libc: "/usr/arm-linux-gnueabihf/lib/libc.so.6",
+        strip: "arm-linux-gnueabihf-strip",
+    }
+}
+
+/// A cross target run under qemu-user with its Debian sysroot `/usr/<triplet>`.
+pub fn cross(
+    name: &'static str,
+    triplet: &'static str,
+    qemu: &'static str,
+    ld_so: &'static str,
+) -> Flavour {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    Flavour {
+        name,
+        cc: leak(format!("{triplet}-gcc")),
+        cflags: &[],
+        runner: leak_slice(vec![qemu, "-L", leak(format!("/usr/{triplet}"))]),
+        ld_so: leak(format!("/usr/{triplet}/lib/{ld_so}")),
+        libc: leak(format!("/usr/{triplet}/lib/libc.so.6")),
+        strip: leak(format!("{triplet}-strip")),
+    }
+}
+
+fn leak_slice(v: Vec<&'static str>) -> &'static [&'static str] {
+    Box::leak(v.into_boxed_slice())
+}
