@@ -5,7 +5,10 @@ set -euo pipefail
 
 packages=(
   build-essential g++ gdb strace patchelf b3sum lld hyperfine binutils file
-  qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross musl-tools
+  qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
+  gcc-i686-linux-gnu libc6-dev-i386-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
+  gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
+  gcc-s390x-linux-gnu libc6-dev-s390x-cross musl-tools
   rustc libstd-rust-dev:arm64
   python3 perl curl git
 )

@@ -19,6 +19,9 @@ fn main() -> ExitCode {
         || first.is_some_and(|a| {
             (a.starts_with("--") && a != "--help" && a != "--version") || a.starts_with('@')
         });
+    if first == Some("--help-patchelf") {
+        return elfpatch::patchelf_cli::run(vec![OsString::from("--help")]);
+    }
     if patchelf_style {
         return elfpatch::patchelf_cli::run(args.into_iter().skip(1).collect());
     }
