@@ -5,6 +5,8 @@
 //!   table                  the lookup table (docs/table-format.md), replaced atomically
 //!   lock                   writers hold an exclusive lock on it
 //!   objects/<hex>-<name>   read-only objects; <name> is a readable hint (the file name)
+//!   ld-cas                 the interpreter converted programs name by default
+//!   bin/                   converted programs and trees
 //! ```
 //!
 //! Every path in the table is relative to the store root, so moving the store directory
@@ -34,6 +36,11 @@ pub const TABLE_FILE: &str = "table";
 pub const LOCK_FILE: &str = "lock";
 /// Directory of the objects inside a store.
 pub const OBJECTS_DIR: &str = "objects";
+/// File name of the store's own copy of the interpreter, for the host's architecture
+/// (`ld-cas-<arch>` for another one), which converted programs name by default.
+pub const LD_CAS_FILE: &str = "ld-cas";
+/// Directory where converted programs and trees land by default.
+pub const BIN_DIR: &str = "bin";
 
 /// Longest object-name hint kept in a file name.
 const MAX_NAME_HINT: usize = 80;

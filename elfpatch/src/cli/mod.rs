@@ -87,8 +87,9 @@ pub fn run() -> ExitCode {
 
 fn relocate(store: &Path, json: bool) -> Result<ExitCode> {
     let store = resolver::store::Store::open(store)?;
-    let interpreter = store.root().join(store::LD_CAS_IN_STORE);
-    let report = crate::relocate::relocate(&store.root().join("bin"), &interpreter)?;
+    let interpreter = store.root().join(resolver::store::LD_CAS_FILE);
+    let report =
+        crate::relocate::relocate(&store.root().join(resolver::store::BIN_DIR), &interpreter)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use resolver::store::{Content, NewObject, Store};
+use resolver::store::{Content, NewObject, Store, LD_CAS_FILE};
 use resolver::table::Kind;
 use resolver::uri::Hash;
 
@@ -104,9 +104,6 @@ pub fn run(cmd: StoreCommand) -> Result<ExitCode> {
     }
 }
 
-/// Name of the interpreter's copy inside a store.
-pub const LD_CAS_IN_STORE: &str = "ld-cas";
-
 /// Copies ld-cas into the store (when it is not there already, byte for byte).
 fn install_ld_cas(store: &Store, given: Option<PathBuf>) -> Result<()> {
     let source = match given {
@@ -114,7 +111,7 @@ fn install_ld_cas(store: &Store, given: Option<PathBuf>) -> Result<()> {
         None => {
             let beside = std::env::current_exe()
                 .ok()
-                .and_then(|exe| exe.parent().map(|d| d.join(LD_CAS_IN_STORE)));
+                .and_then(|exe| exe.parent().map(|d| d.join(LD_CAS_FILE)));
             match beside.filter(|p| p.is_file()) {
                 Some(p) => p,
                 None => {
@@ -128,7 +125,7 @@ fn install_ld_cas(store: &Store, given: Option<PathBuf>) -> Result<()> {
     };
     let bytes =
         std::fs::read(&source).with_context(|| format!("cannot read {}", source.display()))?;
-    let dest = store.root().join(LD_CAS_IN_STORE);
+    let dest = store.root().join(LD_CAS_FILE);
     if std::fs::read(&dest).ok().as_deref() == Some(&bytes[..]) {
         return Ok(());
     }

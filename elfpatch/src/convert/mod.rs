@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use resolver::hash::hash_file;
-use resolver::store::{Content, NewObject, Store};
+use resolver::hash::hash_bytes;
+use resolver::store::{Content, NewObject, Store, BIN_DIR, LD_CAS_FILE};
 use resolver::table::Kind;
 use resolver::uri::Hash;
 
@@ -146,7 +146,7 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
     let store = Store::open(&options.store)?;
     let out_dir = match &options.out {
         Some(d) => d.clone(),
-        None => store.root().join("bin"),
+        None => store.root().join(BIN_DIR),
     };
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
@@ -168,105 +168,38 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
     let outputs = plan_outputs(&options.paths, &out_dir)?;
     let mut closure = Closure::default();
     let mut searches: HashMap<(u16, bool), Search> = HashMap::new();
-    let mut roots: Vec<(usize, (u16, bool))> = Vec::new();
-    let mut node_outputs: Vec<(usize, usize)> = Vec::new();
+    // (node, index of its output in `outputs`) for every ELF output.
+    let mut elf_outputs: Vec<(usize, usize)> = Vec::new();
     for (i, output) in outputs.iter().enumerate() {
         let Output::Elf { source, ident, .. } = output else {
             continue;
         };
         if !searches.contains_key(ident) {
-            searches.insert(
-                *ident,
-                Search::new(options.sysroot.as_deref(), ident.0, ident.1)?,
-            );
+            let search = Search::new(options.sysroot.as_deref(), ident.0, ident.1)?;
+            searches.insert(*ident, search);
         }
-        let search = &searches[ident];
-        let n = closure.node_for(source, search)?;
-        roots.push((n, *ident));
-        node_outputs.push((n, i));
+        elf_outputs.push((closure.node_for(source, &searches[ident])?, i));
     }
 
-    progress.phase("resolving dependencies", roots.len() as u64);
-    for &(root, ident) in &roots {
-        closure.resolve_from(root, &searches[&ident], &keep, options.allow_missing)?;
+    progress.phase("resolving dependencies", elf_outputs.len() as u64);
+    for &(root, i) in &elf_outputs {
+        let Output::Elf { ident, .. } = &outputs[i] else {
+            continue;
+        };
+        closure.resolve_from(root, &searches[ident], &keep, options.allow_missing)?;
         progress.advance(1);
     }
 
     progress.phase("rewriting libraries", closure.nodes.len() as u64);
     let libraries = rewrite::convert_libraries(&closure, progress)?;
+    let loaders = read_loaders(&closure, &elf_outputs)?;
 
-    // Interpreters: stored unmodified, recorded by hash.
-    let mut loaders: HashMap<PathBuf, Hash> = HashMap::new();
-    let mut objects: Vec<NewObject<'_>> = Vec::new();
-    for &(n, _) in &node_outputs {
-        let node = &closure.nodes[n];
-        if !is_program(node) || recorded_loader(node)?.is_some() {
-            continue;
-        }
-        if let Some(interp) = &node.interpreter {
-            if !loaders.contains_key(interp) {
-                let bytes = std::fs::read(interp).with_context(|| {
-                    format!(
-                        "cannot read the interpreter {} of {}",
-                        interp.display(),
-                        node.searcher.path.display()
-                    )
-                })?;
-                let soname = Elf::parse(&bytes)
-                    .ok()
-                    .and_then(|e| e.soname().map(<[u8]>::to_vec))
-                    .unwrap_or_default();
-                let hash = hash_file(interp)
-                    .with_context(|| format!("cannot hash {}", interp.display()))?;
-                loaders.insert(interp.clone(), hash);
-                objects.push(NewObject {
-                    content: Content::File(interp),
-                    name: file_name(interp),
-                    soname,
-                    kind: Kind::Interpreter,
-                });
-            }
-        }
-    }
-    let mut report = Report::default();
-    for (n, converted) in libraries.iter().enumerate() {
-        let node = &closure.nodes[n];
-        let Some(c) = converted.as_ref().filter(|_| node.is_library) else {
-            continue;
-        };
-        objects.push(NewObject {
-            content: Content::Bytes {
-                bytes: &c.bytes,
-                hash: c.hash,
-            },
-            name: node.name.clone(),
-            soname: node.soname.clone().unwrap_or_default(),
-            kind: Kind::Library,
-        });
-        report.libraries += 1;
-        report.objects.push(Object {
-            uri: c.hash.to_string(),
-            soname: String::from_utf8_lossy(node.soname.as_deref().unwrap_or_default())
-                .into_owned(),
-            source: node.searcher.path.clone(),
-        });
-    }
     progress.phase("adding objects to the store", 0);
-    let added = store.add(&objects)?;
-    for (a, o) in added.iter().zip(&objects) {
-        if !a.existed {
-            report.objects_added += 1;
-            report.bytes_written += match &o.content {
-                Content::Bytes { bytes, .. } => bytes.len() as u64,
-                Content::File(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
-            };
-        }
-    }
+    let mut report = Report::default();
+    store_objects(&store, &closure, &libraries, &loaders, &mut report)?;
 
-    progress.phase("writing programs and trees", node_outputs.len() as u64);
-    let host = host_machine();
-    for &(n, i) in &node_outputs {
-        let node = &closure.nodes[n];
+    progress.phase("writing programs and trees", elf_outputs.len() as u64);
+    for &(n, i) in &elf_outputs {
         let Output::Elf {
             source,
             dest,
@@ -275,23 +208,23 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
         else {
             continue;
         };
+        let node = &closure.nodes[n];
         let bytes = if is_program(node) {
             let loader = match recorded_loader(node)? {
                 Some(h) => h,
-                None => {
-                    let interp = node
-                        .interpreter
-                        .as_ref()
-                        .context("a program without interpreter")?;
-                    loaders[interp]
-                }
+                None => node
+                    .interpreter
+                    .as_ref()
+                    .and_then(|interp| loaders.iter().find(|l| &l.path == interp))
+                    .map(|l| l.hash)
+                    .context("a program without interpreter")?,
             };
             let interpreter = match &options.interp {
                 Some(p) => p.clone(),
-                None if ident.0 == host => store.root().join("ld-cas"),
+                None if ident.0 == host_machine() => store.root().join(LD_CAS_FILE),
                 None => store
                     .root()
-                    .join(format!("ld-cas-{}", platform_name(ident.0))),
+                    .join(format!("{LD_CAS_FILE}-{}", platform_name(ident.0))),
             };
             let record = ProgramRecord {
                 interpreter: interpreter.to_string_lossy().into_owned(),
@@ -341,6 +274,100 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
         .collect();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// An original interpreter (`ld.so`) of the converted programs, read once.
+struct Loader {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    hash: Hash,
+    soname: Vec<u8>,
+}
+
+/// The interpreters of the programs being converted (but not of those already converted,
+/// which record theirs).
+fn read_loaders(closure: &Closure, elf_outputs: &[(usize, usize)]) -> Result<Vec<Loader>> {
+    let mut loaders: Vec<Loader> = Vec::new();
+    for &(n, _) in elf_outputs {
+        let node = &closure.nodes[n];
+        let Some(interp) = node.interpreter.as_ref().filter(|_| is_program(node)) else {
+            continue;
+        };
+        if recorded_loader(node)?.is_some() || loaders.iter().any(|l| &l.path == interp) {
+            continue;
+        }
+        let bytes = std::fs::read(interp).with_context(|| {
+            format!(
+                "cannot read the interpreter {} of {}",
+                interp.display(),
+                node.searcher.path.display()
+            )
+        })?;
+        let soname = Elf::parse(&bytes)
+            .ok()
+            .and_then(|e| e.soname().map(<[u8]>::to_vec))
+            .unwrap_or_default();
+        loaders.push(Loader {
+            path: interp.clone(),
+            hash: hash_bytes(&bytes),
+            bytes,
+            soname,
+        });
+    }
+    Ok(loaders)
+}
+
+/// Puts the converted libraries and the interpreters into the store, in one table update.
+fn store_objects(
+    store: &Store,
+    closure: &Closure,
+    libraries: &[Option<rewrite::Converted>],
+    loaders: &[Loader],
+    report: &mut Report,
+) -> Result<()> {
+    let mut objects: Vec<NewObject<'_>> = loaders
+        .iter()
+        .map(|l| NewObject {
+            content: Content::Bytes {
+                bytes: &l.bytes,
+                hash: l.hash,
+            },
+            name: file_name(&l.path),
+            soname: l.soname.clone(),
+            kind: Kind::Interpreter,
+        })
+        .collect();
+    for (node, converted) in closure.nodes.iter().zip(libraries) {
+        let Some(c) = converted.as_ref().filter(|_| node.is_library) else {
+            continue;
+        };
+        objects.push(NewObject {
+            content: Content::Bytes {
+                bytes: &c.bytes,
+                hash: c.hash,
+            },
+            name: node.name.clone(),
+            soname: node.soname.clone().unwrap_or_default(),
+            kind: Kind::Library,
+        });
+        report.libraries += 1;
+        report.objects.push(Object {
+            uri: c.hash.to_string(),
+            soname: String::from_utf8_lossy(node.soname.as_deref().unwrap_or_default())
+                .into_owned(),
+            source: node.searcher.path.clone(),
+        });
+    }
+    let added = store.add(&objects)?;
+    for (a, o) in added.iter().zip(&objects) {
+        if !a.existed {
+            report.objects_added += 1;
+            if let Content::Bytes { bytes, .. } = &o.content {
+                report.bytes_written += bytes.len() as u64;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The loader a converted program already records (converting it again keeps it).
