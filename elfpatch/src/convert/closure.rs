@@ -10,6 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use resolver::hash::{map_file, Mapped};
 
 use super::search::{Found, Search, Searcher, Via};
 use crate::elf::Elf;
@@ -44,10 +45,9 @@ pub enum Need {
 }
 
 /// One ELF file of the closure.
-#[derive(Debug)]
 pub struct Node {
-    /// Its bytes as read.
-    pub bytes: Vec<u8>,
+    /// Its bytes, mapped (a closure can be larger than memory would like).
+    pub bytes: Mapped,
     /// What decides where its dependencies are found.
     pub searcher: Searcher,
     /// Its `DT_NEEDED` names, in order, with how each is handled.
@@ -91,7 +91,9 @@ pub struct Closure {
 
 /// Reads the facts of an ELF file needed for the closure.
 fn read_node(path: &Path, search_root: &dyn Fn(&Path) -> PathBuf) -> Result<Node> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = std::fs::File::open(path)
+        .and_then(|f| map_file(&f))
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let elf = Elf::parse(&bytes).with_context(|| format!("{}", path.display()))?;
     let nodeflib = elf.dynamic.as_ref().is_some_and(|d| {
         d.entries
