@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use resolver::hash::hash_bytes;
 use resolver::store::{Content, NewObject, Store, BIN_DIR, LD_CAS_FILE};
 use resolver::table::Kind;
@@ -190,16 +190,44 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
         progress.advance(1);
     }
 
-    progress.phase("rewriting libraries", closure.nodes.len() as u64);
-    let libraries = rewrite::convert_libraries(&closure, progress)?;
     let loaders = read_loaders(&closure, &elf_outputs)?;
-
-    progress.phase("adding objects to the store", 0);
     let mut report = Report::default();
-    store_objects(&store, &closure, &libraries, &loaders, &mut report)?;
+    store_loaders(&store, &loaders, &mut report)?;
 
-    progress.phase("writing programs and trees", elf_outputs.len() as u64);
+    // Each level of libraries goes into the store, and the tree files among them to their
+    // places, as soon as it is converted.
+    progress.phase("converting libraries", closure.nodes.len() as u64);
+    let mut outputs_of: HashMap<usize, Vec<usize>> = HashMap::new();
     for &(n, i) in &elf_outputs {
+        outputs_of.entry(n).or_default().push(i);
+    }
+    let libraries = rewrite::convert_libraries(&closure, progress, &mut |batch| {
+        store_libraries(&store, &closure, &batch, &mut report)?;
+        for (n, converted) in &batch {
+            if is_program(&closure.nodes[*n]) {
+                continue;
+            }
+            for &i in outputs_of.get(n).map(Vec::as_slice).unwrap_or_default() {
+                if let Output::Elf { source, dest, .. } = &outputs[i] {
+                    report.tree_elf_files += 1;
+                    report.bytes_written += output::write_file(source, dest, &converted.bytes)?;
+                    report.outputs.push(Written {
+                        source: source.clone(),
+                        dest: dest.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    })?;
+
+    let programs = elf_outputs
+        .iter()
+        .filter(|(n, _)| is_program(&closure.nodes[*n]))
+        .count();
+    progress.phase("writing programs", programs as u64);
+    for &(n, i) in &elf_outputs {
+        let node = &closure.nodes[n];
         let Output::Elf {
             source,
             dest,
@@ -208,38 +236,32 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
         else {
             continue;
         };
-        let node = &closure.nodes[n];
-        let bytes = if is_program(node) {
-            let loader = match recorded_loader(node)? {
-                Some(h) => h,
-                None => node
-                    .interpreter
-                    .as_ref()
-                    .and_then(|interp| loaders.iter().find(|l| &l.path == interp))
-                    .map(|l| l.hash)
-                    .context("a program without interpreter")?,
-            };
-            let interpreter = match &options.interp {
-                Some(p) => p.clone(),
-                None if ident.0 == host_machine() => store.root().join(LD_CAS_FILE),
-                None => store
-                    .root()
-                    .join(format!("{LD_CAS_FILE}-{}", platform_name(ident.0))),
-            };
-            let record = ProgramRecord {
-                interpreter: interpreter.to_string_lossy().into_owned(),
-                loader,
-                store: output::store_reference(dest, store.root()),
-            };
-            report.programs += 1;
-            rewrite::convert_program(&closure, n, &libraries, &record)?
-        } else {
-            report.tree_elf_files += 1;
-            match &libraries[n] {
-                Some(c) => c.bytes.clone(),
-                None => bail!("{} was not converted", source.display()),
-            }
+        if !is_program(node) {
+            continue;
+        }
+        let loader = match recorded_loader(node)? {
+            Some(h) => h,
+            None => node
+                .interpreter
+                .as_ref()
+                .and_then(|interp| loaders.iter().find(|l| &l.path == interp))
+                .map(|l| l.hash)
+                .context("a program without interpreter")?,
         };
+        let interpreter = match &options.interp {
+            Some(p) => p.clone(),
+            None if ident.0 == host_machine() => store.root().join(LD_CAS_FILE),
+            None => store
+                .root()
+                .join(format!("{LD_CAS_FILE}-{}", platform_name(ident.0))),
+        };
+        let record = ProgramRecord {
+            interpreter: interpreter.to_string_lossy().into_owned(),
+            loader,
+            store: output::store_reference(dest, store.root()),
+        };
+        let bytes = rewrite::convert_program(&closure, n, &libraries, &record)?;
+        report.programs += 1;
         report.bytes_written += output::write_file(source, dest, &bytes)?;
         progress.advance(1);
         report.outputs.push(Written {
@@ -317,15 +339,9 @@ fn read_loaders(closure: &Closure, elf_outputs: &[(usize, usize)]) -> Result<Vec
     Ok(loaders)
 }
 
-/// Puts the converted libraries and the interpreters into the store, in one table update.
-fn store_objects(
-    store: &Store,
-    closure: &Closure,
-    libraries: &[Option<rewrite::Converted>],
-    loaders: &[Loader],
-    report: &mut Report,
-) -> Result<()> {
-    let mut objects: Vec<NewObject<'_>> = loaders
+/// Puts the interpreters into the store.
+fn store_loaders(store: &Store, loaders: &[Loader], report: &mut Report) -> Result<()> {
+    let objects: Vec<NewObject<'_>> = loaders
         .iter()
         .map(|l| NewObject {
             content: Content::Bytes {
@@ -337,10 +353,22 @@ fn store_objects(
             kind: Kind::Interpreter,
         })
         .collect();
-    for (node, converted) in closure.nodes.iter().zip(libraries) {
-        let Some(c) = converted.as_ref().filter(|_| node.is_library) else {
+    add_objects(store, &objects, report)
+}
+
+/// Puts one level of converted libraries into the store, in one table update.
+fn store_libraries(
+    store: &Store,
+    closure: &Closure,
+    batch: &[(usize, rewrite::Converted)],
+    report: &mut Report,
+) -> Result<()> {
+    let mut objects: Vec<NewObject<'_>> = Vec::new();
+    for (n, c) in batch {
+        let node = &closure.nodes[*n];
+        if !node.is_library {
             continue;
-        };
+        }
         objects.push(NewObject {
             content: Content::Bytes {
                 bytes: &c.bytes,
@@ -358,8 +386,16 @@ fn store_objects(
             source: node.searcher.path.clone(),
         });
     }
-    let added = store.add(&objects)?;
-    for (a, o) in added.iter().zip(&objects) {
+    add_objects(store, &objects, report)
+}
+
+/// Adds objects to the store and counts what was new.
+fn add_objects(store: &Store, objects: &[NewObject<'_>], report: &mut Report) -> Result<()> {
+    if objects.is_empty() {
+        return Ok(());
+    }
+    let added = store.add(objects)?;
+    for (a, o) in added.iter().zip(objects) {
         if !a.existed {
             report.objects_added += 1;
             if let Content::Bytes { bytes, .. } = &o.content {

@@ -157,12 +157,14 @@ fn apply(node: &Node, edit: &Edit) -> Result<Vec<u8>> {
         .with_context(|| format!("cannot convert {}", node.searcher.path.display()))
 }
 
-/// Converts every library of the closure (and every non-program tree file), bottom-up,
-/// levels in parallel. Returns each such node's converted bytes and URI.
+/// Converts every library of the closure (and every non-program tree file), bottom-up, the
+/// components of one level in parallel. Each level's results go to `sink` as soon as the
+/// level is done (so their bytes need not stay in memory); returns every such node's URI.
 pub fn convert_libraries(
     closure: &Closure,
     progress: &dyn super::Progress,
-) -> Result<Vec<Option<Converted>>> {
+    sink: &mut dyn FnMut(Vec<(usize, Converted)>) -> Result<()>,
+) -> Result<Vec<Option<Hash>>> {
     let n = closure.nodes.len();
     let edges: Vec<Vec<usize>> = closure
         .nodes
@@ -197,7 +199,7 @@ pub fn convert_libraries(
     }
     let dropped = dropped_entries(closure);
     let wanted = |m: &usize| closure.nodes[*m].is_library || !is_program(&closure.nodes[*m]);
-    let mut done: Vec<Option<Converted>> = vec![None; n];
+    let mut done: Vec<Option<Hash>> = vec![None; n];
     let top = level.iter().copied().max().unwrap_or(0);
     for current in 0..=top {
         let comps: Vec<usize> = (0..count).filter(|&c| level[c] == current).collect();
@@ -212,11 +214,14 @@ pub fn convert_libraries(
                 converted
             })
             .collect();
+        let mut batch = Vec::new();
         for r in results {
             for (m, converted) in r? {
-                done[m] = Some(converted);
+                done[m] = Some(converted.hash);
+                batch.push((m, converted));
             }
         }
+        sink(batch)?;
     }
     Ok(done)
 }
@@ -232,11 +237,11 @@ fn convert_component(
     group: &[usize],
     cyclic: bool,
     dropped: &BTreeMap<(usize, bool), BTreeSet<usize>>,
-    done: &[Option<Converted>],
+    done: &[Option<Hash>],
 ) -> Result<Vec<(usize, Converted)>> {
     let uri_of = |d: usize| -> String {
         match &done[d] {
-            Some(c) => c.hash.to_string(),
+            Some(hash) => hash.to_string(),
             // A member of this component: its token until the cycle is hashed.
             None => token(d),
         }
@@ -292,16 +297,11 @@ fn convert_component(
 pub fn convert_program(
     closure: &Closure,
     n: usize,
-    libraries: &[Option<Converted>],
+    libraries: &[Option<Hash>],
     record: &ProgramRecord,
 ) -> Result<Vec<u8>> {
     let dropped = dropped_entries(closure);
-    let uri_of = |d: usize| -> String {
-        libraries[d]
-            .as_ref()
-            .map(|c| c.hash.to_string())
-            .unwrap_or_default()
-    };
+    let uri_of = |d: usize| -> String { libraries[d].map(|h| h.to_string()).unwrap_or_default() };
     let edit = edit_for(closure, n, &dropped, &uri_of, Some(record))?;
     apply(&closure.nodes[n], &edit)
 }
