@@ -272,7 +272,6 @@ pub fn handover(
             });
         }
     }
-    let _ = prog.bias;
     stack.set_aux(AT_BASE, ld.bias);
     // SAFETY: the stack is the process's initial stack, edited consistently; ld.so is mapped.
     unsafe { arch::jump(stack.sp, ld.entry) }
