@@ -484,11 +484,15 @@ impl Store {
             })
             .collect();
         let cycles = cycles::cycle_members(&edges);
-        for (i, e) in entries.iter().enumerate() {
-            let Some(bytes) = &maps[i] else { continue };
+        let check = |i: usize| -> Vec<Problem> {
+            let e = &entries[i];
+            let Some(bytes) = &maps[i] else {
+                return Vec::new();
+            };
+            let mut found = Vec::new();
             let path = self.absolute(&e.path);
             if bytes.len() as u64 != e.size {
-                problems.push(Problem::SizeMismatch {
+                found.push(Problem::SizeMismatch {
                     hash: e.hash,
                     path: path.clone(),
                     recorded: e.size,
@@ -498,13 +502,33 @@ impl Store {
             let cycle: Vec<Hash> = cycles[i].iter().map(|&m| entries[m].hash).collect();
             let actual = hash::hash_modulo_cycle(bytes, &cycle);
             if actual != e.hash {
-                problems.push(Problem::Mismatch {
+                found.push(Problem::Mismatch {
                     hash: e.hash,
                     path,
                     actual,
                 });
             }
-        }
+            found
+        };
+        // Many small objects hash faster side by side than one after the other (a large one
+        // already uses every core by itself).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = entries.len().div_ceil(threads).max(1);
+        let indices: Vec<usize> = (0..entries.len()).collect();
+        let per_chunk: Vec<Vec<Problem>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = indices
+                .chunks(chunk)
+                .map(|part| scope.spawn(|| part.iter().flat_map(|&i| check(i)).collect::<Vec<_>>()))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        problems.extend(per_chunk.into_iter().flatten());
         Ok((problems, entries.len()))
     }
 }
