@@ -68,29 +68,24 @@ for p in trivial many; do
   patchelf --remove-rpath "bin/$p-absolute"
 done
 
-# ld-cas
+# ld-cas: converted by `elfpatch convert` into the store, as a user would (the 20
+# libraries are rewritten too: their libc.so.6 becomes a URI), programs in store/bin.
 "$elfpatch" store init --store store >/dev/null
-uri() { "$elfpatch" store add --store store "$1" | cut -f1; }
-args=(--replace-needed libc.so.6 "$(uri "$libc")")
-loader=$(uri /lib64/ld-linux-x86-64.so.2)
-for i in $(seq -w 1 20); do args+=(--replace-needed "libl$i.so" "$(uri "lib/libl$i.so")"); done
-for p in trivial many; do
-  cp "bin/$p-original" "bin/$p-ld-cas"
-  patchelf "${args[@]}" "bin/$p-ld-cas"
-  patchelf --remove-rpath --set-interpreter "$ldcas" "bin/$p-ld-cas"
-  "$root/benches/startup/addtags.py" "bin/$p-ld-cas" "$loader" ../store
-done
+mkdir -p in
+for p in trivial many; do cp "bin/$p-original" "in/$p-ld-cas"; done
+"$elfpatch" convert --store store --interp "$ldcas" in/trivial-ld-cas in/many-ld-cas >/dev/null
+path() { if [ "$2" = ld-cas ]; then echo "store/bin/$1-$2"; else echo "bin/$1-$2"; fi; }
 
 gcc -O2 -o spawn "$root/benches/startup/spawn.c"
 variants=(original runpath30 absolute ld-cas)
 for p in trivial many; do
-  for v in "${variants[@]}"; do "bin/$p-$v" || { echo "bin/$p-$v failed" >&2; exit 1; }; done
+  for v in "${variants[@]}"; do "$(path $p $v)" || { echo "$(path $p $v) failed" >&2; exit 1; }; done
   cmds=()
-  for v in "${variants[@]}"; do cmds+=("bin/$p-$v"); done
+  for v in "${variants[@]}"; do cmds+=("$(path $p $v)"); done
   "$w/spawn" "$runs" 100 "${cmds[@]}" >"$p.times"
   for v in "${variants[@]}"; do
-    strace -f -c -o "$p-$v.count" "bin/$p-$v"
-    strace -f -e trace=%file -o "$p-$v.files" "bin/$p-$v"
+    strace -f -c -o "$p-$v.count" "$(path $p $v)"
+    strace -f -e trace=%file -o "$p-$v.files" "$(path $p $v)"
   done
 done
 
