@@ -102,6 +102,9 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
         })
     };
     for p in &elf.phdrs {
+        let covered = in_load(p.p_offset, p.p_vaddr, p.p_filesz);
+        let unmapped =
+            |name: &str| format!("{name} at {:#x} is not covered by a PT_LOAD", p.p_vaddr);
         match p.p_type {
             PT_PHDR => {
                 if p.p_offset != elf.phoff {
@@ -113,19 +116,13 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
                         ),
                     );
                 }
-                if !in_load(p.p_offset, p.p_vaddr, p.p_filesz) {
-                    add(
-                        "phdr",
-                        format!("PT_PHDR at {:#x} is not covered by a PT_LOAD", p.p_vaddr),
-                    );
+                if !covered {
+                    add("phdr", unmapped("PT_PHDR"));
                 }
             }
             PT_INTERP => {
-                if !in_load(p.p_offset, p.p_vaddr, p.p_filesz) {
-                    add(
-                        "interp",
-                        format!("PT_INTERP at {:#x} is not covered by a PT_LOAD", p.p_vaddr),
-                    );
+                if !covered {
+                    add("interp", unmapped("PT_INTERP"));
                 }
                 let s = data
                     .get(p.p_offset as usize..p.file_end().min(len) as usize)
@@ -138,11 +135,8 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
                 }
             }
             PT_DYNAMIC => {
-                if !in_load(p.p_offset, p.p_vaddr, p.p_filesz) {
-                    add(
-                        "dynamic-unmapped",
-                        format!("PT_DYNAMIC at {:#x} is not covered by a PT_LOAD", p.p_vaddr),
-                    );
+                if !covered {
+                    add("dynamic-unmapped", unmapped("PT_DYNAMIC"));
                 } else if !loads.iter().any(|l| {
                     l.p_flags & PF_W != 0 && p.p_vaddr >= l.p_vaddr && p.p_vaddr < l.mem_end()
                 }) {
