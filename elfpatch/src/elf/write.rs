@@ -20,29 +20,17 @@ use super::verify::verify_edit;
 /// mix. When `path` exists its mode is kept. Callers skip the call when an edit changed
 /// nothing, so an unchanged file keeps its inode and mtime.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let meta = fs::metadata(path).ok();
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".elfpatch-")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    if let Some(m) = &meta {
-        tmp.as_file().set_permissions(m.permissions())?;
+    let permissions = fs::metadata(path).ok().map(|m| m.permissions());
+    if durable() {
+        resolver::atomic::replace_file(path, bytes, permissions)
+    } else {
+        resolver::atomic::replace_file_unsynced(path, bytes, permissions)
     }
-    let durable = std::env::var_os("ELFPATCH_FSYNC").is_none_or(|v| v != "0");
-    if durable {
-        tmp.as_file().sync_all()?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    if durable {
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+}
+
+/// Whether writes wait for the disk (unless `ELFPATCH_FSYNC=0`).
+fn durable() -> bool {
+    std::env::var_os("ELFPATCH_FSYNC").is_none_or(|v| v != "0")
 }
 
 /// The bytes of an input file: memory-mapped when large (only the pages the edit reads
@@ -142,7 +130,7 @@ pub fn write_edit(
             .set_permissions(p)
             .map_err(io_err("chmod", &tpath))?;
     }
-    let durable = std::env::var_os("ELFPATCH_FSYNC").is_none_or(|v| v != "0");
+    let durable = durable();
     if durable {
         tmp.as_file().sync_data().map_err(io_err("sync", &tpath))?;
     }
