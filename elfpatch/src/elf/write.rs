@@ -54,6 +54,9 @@ impl std::ops::Deref for Input {
 
 const MAP_THRESHOLD: u64 = 1 << 20;
 
+/// Results up to this size are assembled in memory before they are written.
+const IN_MEMORY_LIMIT: u64 = 16 << 20;
+
 fn io_err<'p>(what: &str, path: &'p Path) -> impl Fn(io::Error) -> Error + 'p {
     let what = what.to_string();
     move |e| Error::Io(format!("cannot {what} {}: {e}", path.display()))
@@ -102,23 +105,44 @@ pub fn write_edit(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    let keep = (img.base_len as usize).min(elf.data.len());
+    // A small result is assembled and verified in memory and written with one call; a
+    // large one is written piecewise (the kept prefix, then the changed pieces over it)
+    // and verified through a mapping, so that it never needs a second copy in memory.
+    let assembled = if img.len <= IN_MEMORY_LIMIT {
+        let mut bytes = Vec::with_capacity(img.len as usize);
+        bytes.extend_from_slice(&elf.data[..keep]);
+        bytes.resize(img.len as usize, 0);
+        for (o, b) in &img.writes {
+            let o = *o as usize;
+            let dest = bytes.get_mut(o..o + b.len()).ok_or_else(|| {
+                Error::Io(format!("an edit of {} writes past its end", out.display()))
+            })?;
+            dest.copy_from_slice(b);
+        }
+        verify_edit(elf.data, &bytes)?;
+        Some(bytes)
+    } else {
+        None
+    };
     let mut tmp = tempfile::Builder::new()
         .prefix(".elfpatch-")
         .tempfile_in(dir)
         .map_err(io_err("create a temporary file in", dir))?;
     let tpath = tmp.path().to_path_buf();
-    let keep = (img.base_len as usize).min(elf.data.len());
-    tmp.write_all(&elf.data[..keep])
-        .map_err(io_err("write", &tpath))?;
-    tmp.as_file()
-        .set_len(img.len)
-        .map_err(io_err("resize", &tpath))?;
-    for (o, b) in &img.writes {
-        tmp.as_file()
-            .write_all_at(b, *o)
+    if let Some(bytes) = &assembled {
+        tmp.write_all(bytes).map_err(io_err("write", &tpath))?;
+    } else {
+        tmp.write_all(&elf.data[..keep])
             .map_err(io_err("write", &tpath))?;
-    }
-    {
+        tmp.as_file()
+            .set_len(img.len)
+            .map_err(io_err("resize", &tpath))?;
+        for (o, b) in &img.writes {
+            tmp.as_file()
+                .write_all_at(b, *o)
+                .map_err(io_err("write", &tpath))?;
+        }
         // SAFETY: the temporary file was created by us (O_EXCL, mode 0600) and nothing
         // else writes it before the rename below.
         let map = unsafe { memmap2::Mmap::map(tmp.as_file()) }.map_err(io_err("map", &tpath))?;
