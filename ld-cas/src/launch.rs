@@ -425,15 +425,18 @@ fn nested_uri(path: &[u8]) -> Option<&'static [u8]> {
     found
 }
 
-/// The directory of the running program, from `/proc/self/exe`.
-///
-/// The path given to `execve` (`AT_EXECFN`) is used when it is not a symbolic link (one
-/// cheap `lstat`; a symlinked *directory* on the way is fine, as `..` is resolved after it);
-/// otherwise, and always under `AT_SECURE` (the caller chooses that path),
-/// `/proc/self/exe`.
+/// The directory of the running program: from `/proc/self/exe` (one `readlink`, with every
+/// symbolic link on the way resolved, so a program reached through a link farm still finds
+/// the store beside its real file); when `/proc` is not mounted, from the path given to
+/// `execve` (`AT_EXECFN`) if that is not a symbolic link, made absolute (the program may
+/// change its working directory before a later `dlopen`). Under `AT_SECURE` the caller
+/// chooses `AT_EXECFN`, so only `/proc/self/exe` is trusted.
 fn exe_dir(stack: &Stack, secure: bool) -> &'static [u8] {
     // SAFETY: single-threaded before the hand-over.
     let exe = unsafe { &mut *core::ptr::addr_of_mut!(EXE) };
+    if exe.fill(|buf| sys::readlink(b"/proc/self/exe\0", buf).ok()) {
+        return dirname(exe.bytes());
+    }
     let execfn = stack.aux(AT_EXECFN);
     if !secure && execfn != 0 {
         // SAFETY: AT_EXECFN is a NUL-terminated string on the initial stack.
@@ -443,19 +446,12 @@ fn exe_dir(stack: &Stack, secure: bool) -> &'static [u8] {
             if path.starts_with(b"/") {
                 return dirname(path);
             }
-            // Relative to the working directory, which the program may change: make it
-            // absolute, or later `dlopen`s and `$ORIGIN` would follow the program around.
             if exe.fill(|buf| sys::getcwd(buf).ok()) && exe.push(b"/") && exe.push(path) {
                 return dirname(exe.bytes());
             }
         }
     }
-    exe.clear();
-    if exe.fill(|buf| sys::readlink(b"/proc/self/exe\0", buf).ok()) {
-        dirname(exe.bytes())
-    } else {
-        b"."
-    }
+    b"."
 }
 
 fn too_long(name: &[u8], what: &str) -> ! {

@@ -113,12 +113,18 @@ impl Stack {
     /// The value of the environment variable `name`, if set.
     pub fn env(&self, name: &[u8]) -> Option<&'static [u8]> {
         let mut e = self.envp;
-        // SAFETY: envp is NULL-terminated and its strings live as long as the process.
+        // SAFETY: envp is NULL-terminated and its strings, NUL-terminated, live as long as
+        // the process. Each string is read only up to its first mismatch with `name=` (a
+        // NUL mismatches), so only the matching one is measured.
         unsafe {
             while !(*e).is_null() {
-                let s = crate::out::cstr(*e);
-                if s.len() > name.len() && s.starts_with(name) && s[name.len()] == b'=' {
-                    return Some(&s[name.len() + 1..]);
+                let s = *e;
+                let mut i = 0;
+                while i < name.len() && *s.add(i) == name[i] {
+                    i += 1;
+                }
+                if i == name.len() && *s.add(i) == b'=' {
+                    return Some(crate::out::cstr(s.add(i + 1)));
                 }
                 e = e.add(1);
             }
