@@ -3,7 +3,9 @@
 #
 # A trivial program (libc only) and a program with 20 libraries, each built four ways and
 # timed side by side: `spawn.c` runs the variants in interleaved rounds (so the noise of a
-# busy machine hits all alike) and reports medians:
+# busy machine hits all alike) and reports medians, and the median of each variant's
+# per-round difference from the absolute variant (the paired difference, which cancels
+# the noise a round shares; the ratios are computed from it):
 #   original   linked the ordinary way (libraries through one RUNPATH directory)
 #   runpath30  Nix-style: a RUNPATH of 30 directories, one library per directory, libc in
 #              the 25th
@@ -82,7 +84,8 @@ for p in trivial many; do
   for v in "${variants[@]}"; do "$(path $p $v)" || { echo "$(path $p $v) failed" >&2; exit 1; }; done
   cmds=()
   for v in "${variants[@]}"; do cmds+=("$(path $p $v)"); done
-  "$w/spawn" "$runs" 100 "${cmds[@]}" >"$p.times"
+  # Baseline of the paired differences: the absolute variant (index 2).
+  "$w/spawn" "$runs" 100 2 "${cmds[@]}" >"$p.times"
   for v in "${variants[@]}"; do
     strace -f -c -o "$p-$v.count" "$(path $p $v)"
     strace -f -e trace=%file -o "$p-$v.files" "$(path $p $v)"
@@ -92,15 +95,15 @@ done
 python3 - "${variants[@]}" <<'PY'
 import re, sys
 variants = sys.argv[1:]
-print("| program | variant | median (µs) | p10 (µs) | median − absolute (µs) | vs absolute | vs original | syscalls | failed file look-ups | look-ups of `uri:` names |")
+print("| program | variant | median (µs) | p10 (µs) | paired Δ vs absolute (µs) | vs absolute | vs original | syscalls | failed file look-ups | look-ups of `uri:` names |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for p in ["trivial", "many"]:
     res = {}
     for line in open(f"{p}.times"):
-        cmd, med, p10, mean = line.split("\t")
-        res[cmd.split("/")[-1].split("-", 1)[1]] = (float(med), float(p10))
+        cmd, med, p10, mean, paired = line.split("\t")
+        res[cmd.split("/")[-1].split("-", 1)[1]] = (float(med), float(p10), float(paired))
     for v in variants:
-        med, p10 = res[v]
+        med, p10, paired = res[v]
         total = 0
         for line in open(f"{p}-{v}.count"):
             parts = line.split()
@@ -111,5 +114,7 @@ for p in ["trivial", "many"]:
         uri = sum(1 for l in files if "uri:blake3" in l)
         ab, orig = res["absolute"][0], res["original"][0]
         name = "trivial" if p == "trivial" else "20 libraries"
-        print(f"| {name} | {v} | {med:.0f} | {p10:.0f} | {med - ab:+.0f} | {med / ab:.3f} | {med / orig:.3f} | {total} | {failed} | {uri} |")
+        # Ratios from the paired differences: (absolute + Δ) / absolute.
+        orig_paired = res["original"][2]
+        print(f"| {name} | {v} | {med:.0f} | {p10:.0f} | {paired:+.0f} | {(ab + paired) / ab:.3f} | {(ab + paired) / (ab + orig_paired):.3f} | {total} | {failed} | {uri} |")
 PY

@@ -1,8 +1,11 @@
 /* Start-up timer: runs each command in turn (interleaved rounds, so drift and noise hit
- * every variant alike) with vfork+execv and reports per-command median, 10th percentile
- * and mean wall time in microseconds, tab-separated.
+ * every variant alike; each round starts with a different command, so none always runs
+ * right after the same neighbour) with vfork+execv, and reports per command the median,
+ * 10th percentile and mean wall time, and the median of its per-round difference from
+ * the baseline command (the paired difference: the noise common to one round cancels),
+ * in microseconds, tab-separated.
  *
- * usage: spawn ROUNDS WARMUP PROGRAM... */
+ * usage: spawn ROUNDS WARMUP BASELINE PROGRAM...   (BASELINE: 0-based index of a PROGRAM) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -43,22 +46,37 @@ static double run(const char *prog)
 
 int main(int argc, char **argv)
 {
-	if (argc < 4)
+	if (argc < 5)
 		return 2;
-	int rounds = atoi(argv[1]), warmup = atoi(argv[2]), n = argc - 3;
+	int rounds = atoi(argv[1]), warmup = atoi(argv[2]), base = atoi(argv[3]), n = argc - 4;
+	char **progs = argv + 4;
+	if (rounds < 1 || base < 0 || base >= n)
+		return 2;
 	double *t = calloc((size_t)rounds * n, sizeof *t);
+	double *d = calloc((size_t)rounds, sizeof *d);
 	for (int r = 0; r < warmup; r++)
 		for (int i = 0; i < n; i++)
-			run(argv[3 + i]);
+			run(progs[i]);
 	for (int r = 0; r < rounds; r++)
-		for (int i = 0; i < n; i++)
-			t[i * rounds + r] = run(argv[3 + i]);
+		for (int k = 0; k < n; k++) {
+			int i = (r + k) % n;
+			t[i * rounds + r] = run(progs[i]);
+		}
 	for (int i = 0; i < n; i++) {
-		double *x = t + i * rounds, sum = 0;
+		double *x = t + i * rounds, *b = t + base * rounds, sum = 0;
+		for (int r = 0; r < rounds; r++)
+			d[r] = x[r] - b[r];
+		qsort(d, rounds, sizeof *d, cmp);
+		double paired = d[rounds / 2];
 		for (int r = 0; r < rounds; r++)
 			sum += x[r];
-		qsort(x, rounds, sizeof *x, cmp);
-		printf("%s\t%.1f\t%.1f\t%.1f\n", argv[3 + i], x[rounds / 2], x[rounds / 10], sum / rounds);
+		double *sorted = calloc((size_t)rounds, sizeof *sorted);
+		for (int r = 0; r < rounds; r++)
+			sorted[r] = x[r];
+		qsort(sorted, rounds, sizeof *sorted, cmp);
+		printf("%s\t%.1f\t%.1f\t%.1f\t%.1f\n", progs[i], sorted[rounds / 2], sorted[rounds / 10],
+		       sum / rounds, paired);
+		free(sorted);
 	}
 	return 0;
 }

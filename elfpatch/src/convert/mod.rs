@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use resolver::hash::hash_bytes;
-use resolver::store::{Content, NewObject, Store, BIN_DIR, LD_CAS_FILE};
+use resolver::store::{Batch, Content, NewObject, Store, BIN_DIR, LD_CAS_FILE};
 use resolver::table::Kind;
 use resolver::uri::Hash;
 
@@ -192,7 +192,10 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
 
     let loaders = read_loaders(&closure, &elf_outputs)?;
     let mut report = Report::default();
-    store_loaders(&store, &loaders, &mut report)?;
+    // One batch, one table update for the whole conversion; the table lists the objects
+    // before any program naming them is written.
+    let mut batch = store.batch()?;
+    store_loaders(&mut batch, &loaders, &mut report)?;
 
     // Each level of libraries goes into the store, and the tree files among them to their
     // places, as soon as it is converted.
@@ -201,9 +204,9 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
     for &(n, i) in &elf_outputs {
         outputs_of.entry(n).or_default().push(i);
     }
-    let libraries = rewrite::convert_libraries(&closure, progress, &mut |batch| {
-        store_libraries(&store, &closure, &batch, &mut report)?;
-        for (n, converted) in &batch {
+    let libraries = rewrite::convert_libraries(&closure, progress, &mut |level| {
+        store_libraries(&mut batch, &closure, &level, &mut report)?;
+        for (n, converted) in &level {
             if is_program(&closure.nodes[*n]) {
                 continue;
             }
@@ -220,6 +223,7 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
         }
         Ok(())
     })?;
+    batch.commit()?;
 
     let programs = elf_outputs
         .iter()
@@ -340,7 +344,7 @@ fn read_loaders(closure: &Closure, elf_outputs: &[(usize, usize)]) -> Result<Vec
 }
 
 /// Puts the interpreters into the store.
-fn store_loaders(store: &Store, loaders: &[Loader], report: &mut Report) -> Result<()> {
+fn store_loaders(batch: &mut Batch<'_>, loaders: &[Loader], report: &mut Report) -> Result<()> {
     let objects: Vec<NewObject<'_>> = loaders
         .iter()
         .map(|l| NewObject {
@@ -353,18 +357,18 @@ fn store_loaders(store: &Store, loaders: &[Loader], report: &mut Report) -> Resu
             kind: Kind::Interpreter,
         })
         .collect();
-    add_objects(store, &objects, report)
+    add_objects(batch, &objects, report)
 }
 
-/// Puts one level of converted libraries into the store, in one table update.
+/// Puts one level of converted libraries into the store.
 fn store_libraries(
-    store: &Store,
+    batch: &mut Batch<'_>,
     closure: &Closure,
-    batch: &[(usize, rewrite::Converted)],
+    level: &[(usize, rewrite::Converted)],
     report: &mut Report,
 ) -> Result<()> {
     let mut objects: Vec<NewObject<'_>> = Vec::new();
-    for (n, c) in batch {
+    for (n, c) in level {
         let node = &closure.nodes[*n];
         if !node.is_library {
             continue;
@@ -386,15 +390,19 @@ fn store_libraries(
             source: node.searcher.path.clone(),
         });
     }
-    add_objects(store, &objects, report)
+    add_objects(batch, &objects, report)
 }
 
-/// Adds objects to the store and counts what was new.
-fn add_objects(store: &Store, objects: &[NewObject<'_>], report: &mut Report) -> Result<()> {
+/// Adds objects to the batch and counts what was new.
+fn add_objects(
+    batch: &mut Batch<'_>,
+    objects: &[NewObject<'_>],
+    report: &mut Report,
+) -> Result<()> {
     if objects.is_empty() {
         return Ok(());
     }
-    let added = store.add(objects)?;
+    let added = batch.put(objects)?;
     for (a, o) in added.iter().zip(objects) {
         if !a.existed {
             report.objects_added += 1;

@@ -248,6 +248,12 @@ fn cycles_convert_and_verify() {
 }
 
 /// Every file under `dir`: relative path → bytes.
+/// The generation recorded in the store's table (one more for every table update).
+fn table_generation(store: &Path) -> u64 {
+    let bytes = fs::read(store.join("table")).unwrap();
+    resolver::table::Table::parse(&bytes).unwrap().generation()
+}
+
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -282,7 +288,16 @@ fn conversion_is_reproducible_and_idempotent() {
     for name in ["one", "two"] {
         let store = tmp.path().join(name);
         init_store(&store);
-        convert(&store, &["--interp", interp.to_str().unwrap()], &inputs);
+        let before = table_generation(&store);
+        let report = convert(&store, &["--interp", interp.to_str().unwrap()], &inputs);
+        // curl's closure has several levels of libraries; the whole conversion is still a
+        // single table update.
+        assert!(report["libraries"].as_u64().unwrap_or(0) > 10, "{report}");
+        assert_eq!(
+            table_generation(&store),
+            before + 1,
+            "one table update per conversion"
+        );
         snapshots.push(snapshot(&store));
     }
     assert_eq!(

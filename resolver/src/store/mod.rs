@@ -11,10 +11,9 @@
 //!
 //! Every path in the table is relative to the store root, so moving the store directory
 //! keeps it valid. Writers take the lock, copy objects in (temporary file, fsync, rename),
-//! then replace the table; an entry is reported added only once the table that holds it is
-//! durable. Readers take no lock: they map whichever table the last rename installed.
+//! then replace the table ([`batch`]). Readers take no lock: they map whichever table the
+//! last rename installed.
 
-use std::collections::HashMap;
 use std::fs::{self, File, Permissions};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -22,10 +21,13 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+mod batch;
+mod verify;
+
+pub use batch::Batch;
+
 use crate::atomic;
-use crate::cycles;
 use crate::hash::{self, Mapped};
-use crate::refs::references;
 use crate::table::write::{self as table_write, BuildError, NewEntry};
 use crate::table::{Kind, Table, TableError};
 use crate::uri::Hash;
@@ -333,202 +335,10 @@ impl Store {
         Ok((entries, table.generation()))
     }
 
+    /// Replaces the table with `bytes`, durably.
     fn replace_table(&self, bytes: &[u8]) -> Result<(), StoreError> {
         let path = self.table_path();
         atomic::replace_file(&path, bytes, Some(Permissions::from_mode(0o444)))
             .map_err(io_error(&path, "cannot write the table"))
-    }
-
-    /// Copies `objects` into the store and lists them in a new table, under the writers'
-    /// lock. When this returns, the objects and the table that lists them are durable.
-    pub fn add(&self, objects: &[NewObject<'_>]) -> Result<Vec<Added>, StoreError> {
-        let _lock = self.lock()?;
-        let objects_dir = self.root.join(OBJECTS_DIR);
-        fs::create_dir_all(&objects_dir).map_err(io_error(&objects_dir, "cannot create"))?;
-        atomic::remove_stale_temporaries(&objects_dir)
-            .and_then(|()| atomic::remove_stale_temporaries(&self.root))
-            .map_err(io_error(&objects_dir, "cannot clean up"))?;
-
-        let (mut entries, generation) = self.snapshot()?;
-        let mut known: HashMap<Hash, usize> = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.hash, i))
-            .collect();
-
-        let mut added = Vec::with_capacity(objects.len());
-        for object in objects {
-            let (hash, path, existed, size) = self.put_object(object, &entries, &known)?;
-            if !existed {
-                let relative = path
-                    .strip_prefix(&self.root)
-                    .unwrap_or(&path)
-                    .as_os_str()
-                    .as_encoded_bytes()
-                    .to_vec();
-                known.insert(hash, entries.len());
-                entries.push(NewEntry {
-                    hash,
-                    path: relative,
-                    soname: object.soname.clone(),
-                    size,
-                    kind: object.kind,
-                });
-            }
-            added.push(Added {
-                hash,
-                path,
-                existed,
-            });
-        }
-        if added.iter().all(|a| a.existed) {
-            return Ok(added);
-        }
-        atomic::sync_dir(&objects_dir).map_err(io_error(&objects_dir, "cannot sync"))?;
-        let bytes =
-            table_write::build(entries, generation + 1).map_err(|source| StoreError::Build {
-                path: self.table_path(),
-                source,
-            })?;
-        self.replace_table(&bytes)?;
-        Ok(added)
-    }
-
-    /// Writes one object under its address. Returns (hash, absolute path, existed, size).
-    fn put_object(
-        &self,
-        object: &NewObject<'_>,
-        entries: &[NewEntry],
-        known: &HashMap<Hash, usize>,
-    ) -> Result<(Hash, PathBuf, bool, u64), StoreError> {
-        let objects_dir = self.root.join(OBJECTS_DIR);
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&objects_dir)
-            .map_err(io_error(&objects_dir, "cannot create a temporary file"))?;
-        let hash = match &object.content {
-            Content::File(source) => {
-                let mut from = File::open(source).map_err(io_error(source, "cannot open"))?;
-                io::copy(&mut from, tmp.as_file_mut()).map_err(io_error(source, "cannot copy"))?;
-                // Hash the copy, not the source: the source may change while we read it.
-                hash::hash_file(tmp.path()).map_err(io_error(source, "cannot hash"))?
-            }
-            Content::Bytes { bytes, hash } => {
-                io::Write::write_all(tmp.as_file_mut(), bytes)
-                    .map_err(io_error(tmp.path(), "cannot write"))?;
-                *hash
-            }
-        };
-        if let Some(&i) = known.get(&hash) {
-            let path = self.absolute(&entries[i].path);
-            if path.is_file() {
-                return Ok((hash, path, true, entries[i].size));
-            }
-        }
-        let size = tmp
-            .as_file()
-            .metadata()
-            .map_err(io_error(tmp.path(), "cannot stat"))?
-            .len();
-        tmp.as_file()
-            .set_permissions(Permissions::from_mode(0o444))
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(io_error(tmp.path(), "cannot write"))?;
-        let path = objects_dir.join(object_file_name(&hash, &object.name));
-        tmp.persist(&path).map_err(|e| StoreError::Io {
-            path: path.clone(),
-            action: "cannot install the object",
-            source: e.error,
-        })?;
-        Ok((hash, path, false, size))
-    }
-
-    /// Rehashes every object against its address (by the cycle rule of `docs/uri.md`) and
-    /// checks the table. Returns the problems found and the number of objects checked.
-    pub fn verify(&self) -> Result<(Vec<Problem>, usize), StoreError> {
-        let entries = match self.entries() {
-            Ok(e) => e,
-            Err(StoreError::Table { problem, .. }) => {
-                return Ok((vec![Problem::DamagedTable(problem.to_string())], 0))
-            }
-            Err(e) => return Err(e),
-        };
-        let mut problems = Vec::new();
-        let index: HashMap<Hash, usize> = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.hash, i))
-            .collect();
-        let mut maps: Vec<Option<Mapped>> = Vec::with_capacity(entries.len());
-        for e in &entries {
-            let path = self.absolute(&e.path);
-            match File::open(&path).and_then(|f| hash::map_file(&f)) {
-                Ok(m) => maps.push(Some(m)),
-                Err(err) => {
-                    problems.push(Problem::Missing {
-                        hash: e.hash,
-                        path,
-                        error: err.to_string(),
-                    });
-                    maps.push(None);
-                }
-            }
-        }
-        let edges: Vec<Vec<usize>> = maps
-            .iter()
-            .map(|m| match m {
-                Some(bytes) => references(bytes)
-                    .filter_map(|(_, h)| index.get(&h).copied())
-                    .collect(),
-                None => Vec::new(),
-            })
-            .collect();
-        let cycles = cycles::cycle_members(&edges);
-        let check = |i: usize| -> Vec<Problem> {
-            let e = &entries[i];
-            let Some(bytes) = &maps[i] else {
-                return Vec::new();
-            };
-            let mut found = Vec::new();
-            let path = self.absolute(&e.path);
-            if bytes.len() as u64 != e.size {
-                found.push(Problem::SizeMismatch {
-                    hash: e.hash,
-                    path: path.clone(),
-                    recorded: e.size,
-                    actual: bytes.len() as u64,
-                });
-            }
-            let cycle: Vec<Hash> = cycles[i].iter().map(|&m| entries[m].hash).collect();
-            let actual = hash::hash_modulo_cycle(bytes, &cycle);
-            if actual != e.hash {
-                found.push(Problem::Mismatch {
-                    hash: e.hash,
-                    path,
-                    actual,
-                });
-            }
-            found
-        };
-        // Many small objects hash faster side by side than one after the other (a large one
-        // already uses every core by itself).
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = entries.len().div_ceil(threads).max(1);
-        let indices: Vec<usize> = (0..entries.len()).collect();
-        let per_chunk: Vec<Vec<Problem>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = indices
-                .chunks(chunk)
-                .map(|part| scope.spawn(|| part.iter().flat_map(|&i| check(i)).collect::<Vec<_>>()))
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| {
-                    w.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        });
-        problems.extend(per_chunk.into_iter().flatten());
-        Ok((problems, entries.len()))
     }
 }

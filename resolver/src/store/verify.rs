@@ -1,0 +1,101 @@
+//! Checking a store: every listed object rehashed against its address.
+
+use std::collections::HashMap;
+use std::fs::File;
+
+use super::{Problem, Store, StoreError};
+use crate::cycles;
+use crate::hash::{self, Mapped};
+use crate::refs::references;
+use crate::uri::Hash;
+
+impl Store {
+    /// Rehashes every object against its address (by the cycle rule of `docs/uri.md`) and
+    /// checks the table. Returns the problems found and the number of objects checked.
+    pub fn verify(&self) -> Result<(Vec<Problem>, usize), StoreError> {
+        let entries = match self.entries() {
+            Ok(e) => e,
+            Err(StoreError::Table { problem, .. }) => {
+                return Ok((vec![Problem::DamagedTable(problem.to_string())], 0))
+            }
+            Err(e) => return Err(e),
+        };
+        let mut problems = Vec::new();
+        let index: HashMap<Hash, usize> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.hash, i))
+            .collect();
+        let mut maps: Vec<Option<Mapped>> = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let path = self.absolute(&e.path);
+            match File::open(&path).and_then(|f| hash::map_file(&f)) {
+                Ok(m) => maps.push(Some(m)),
+                Err(err) => {
+                    problems.push(Problem::Missing {
+                        hash: e.hash,
+                        path,
+                        error: err.to_string(),
+                    });
+                    maps.push(None);
+                }
+            }
+        }
+        let edges: Vec<Vec<usize>> = maps
+            .iter()
+            .map(|m| match m {
+                Some(bytes) => references(bytes)
+                    .filter_map(|(_, h)| index.get(&h).copied())
+                    .collect(),
+                None => Vec::new(),
+            })
+            .collect();
+        let cycles = cycles::cycle_members(&edges);
+        let check = |i: usize| -> Vec<Problem> {
+            let e = &entries[i];
+            let Some(bytes) = &maps[i] else {
+                return Vec::new();
+            };
+            let mut found = Vec::new();
+            let path = self.absolute(&e.path);
+            if bytes.len() as u64 != e.size {
+                found.push(Problem::SizeMismatch {
+                    hash: e.hash,
+                    path: path.clone(),
+                    recorded: e.size,
+                    actual: bytes.len() as u64,
+                });
+            }
+            let cycle: Vec<Hash> = cycles[i].iter().map(|&m| entries[m].hash).collect();
+            let actual = hash::hash_modulo_cycle(bytes, &cycle);
+            if actual != e.hash {
+                found.push(Problem::Mismatch {
+                    hash: e.hash,
+                    path,
+                    actual,
+                });
+            }
+            found
+        };
+        // Many small objects hash faster side by side than one after the other (a large one
+        // already uses every core by itself).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = entries.len().div_ceil(threads).max(1);
+        let indices: Vec<usize> = (0..entries.len()).collect();
+        let per_chunk: Vec<Vec<Problem>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = indices
+                .chunks(chunk)
+                .map(|part| scope.spawn(|| part.iter().flat_map(|&i| check(i)).collect::<Vec<_>>()))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        problems.extend(per_chunk.into_iter().flatten());
+        Ok((problems, entries.len()))
+    }
+}
