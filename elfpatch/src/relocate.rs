@@ -39,9 +39,9 @@ fn converted_programs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Points every converted program under `bin_dir` at `interpreter`.
-pub fn relocate(bin_dir: &Path, interpreter: &Path) -> Result<Relocation> {
-    let new = interpreter.as_os_str().as_encoded_bytes();
+/// Points every converted program under `bin_dir` at the interpreter `interpreter_for`
+/// gives for its ELF machine.
+pub fn relocate(bin_dir: &Path, interpreter_for: impl Fn(u16) -> PathBuf) -> Result<Relocation> {
     let mut files = Vec::new();
     converted_programs(bin_dir, &mut files)?;
     let mut report = Relocation::default();
@@ -53,6 +53,8 @@ pub fn relocate(bin_dir: &Path, interpreter: &Path) -> Result<Relocation> {
         if elf.dynamic_string(DT_LDCAS_LOADER).is_none() {
             continue;
         }
+        let interpreter = interpreter_for(elf.machine);
+        let new = interpreter.as_os_str().as_encoded_bytes();
         if elf.interpreter() == Some(new) {
             report.unchanged += 1;
             continue;

@@ -55,7 +55,8 @@ enum Command {
     /// After moving a store together with its ld-cas, point the converted programs at it.
     ///
     /// Rewrites only PT_INTERP of the programs under STORE/bin (those a conversion wrote)
-    /// to STORE/ld-cas at the store's new place: in the file itself when the new path fits
+    /// to STORE/ld-cas at the store's new place (STORE/ld-cas-<arch> for programs of
+    /// another architecture, e.g. ld-cas-aarch64): in the file itself when the new path fits
     /// the old one's room, otherwise by rewriting the file atomically. Programs converted
     /// with --interp at a stable path never need this.
     Relocate {
@@ -87,9 +88,9 @@ pub fn run() -> ExitCode {
 
 fn relocate(store: &Path, json: bool) -> Result<ExitCode> {
     let store = resolver::store::Store::open(store)?;
-    let interpreter = store.root().join(resolver::store::LD_CAS_FILE);
-    let report =
-        crate::relocate::relocate(&store.root().join(resolver::store::BIN_DIR), &interpreter)?;
+    let report = crate::relocate::relocate(&store.root().join(resolver::store::BIN_DIR), |m| {
+        crate::convert::store_interpreter(store.root(), m)
+    })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -116,6 +116,16 @@ fn platform_name(machine: u16) -> String {
     }
 }
 
+/// The ld-cas of the store that programs for `machine` name by default: `STORE/ld-cas`
+/// for the host's architecture, `STORE/ld-cas-<arch>` for another.
+pub fn store_interpreter(store_root: &Path, machine: u16) -> PathBuf {
+    if machine == host_machine() {
+        store_root.join(LD_CAS_FILE)
+    } else {
+        store_root.join(format!("{LD_CAS_FILE}-{}", platform_name(machine)))
+    }
+}
+
 fn host_machine() -> u16 {
     if cfg!(target_arch = "aarch64") {
         search::EM_AARCH64
@@ -254,10 +264,7 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
         };
         let interpreter = match &options.interp {
             Some(p) => p.clone(),
-            None if ident.0 == host_machine() => store.root().join(LD_CAS_FILE),
-            None => store
-                .root()
-                .join(format!("{LD_CAS_FILE}-{}", platform_name(ident.0))),
+            None => store_interpreter(store.root(), ident.0),
         };
         let record = ProgramRecord {
             interpreter: interpreter.to_string_lossy().into_owned(),

@@ -120,6 +120,9 @@ pub fn plan_outputs(paths: &[PathBuf], out_dir: &Path) -> Result<Vec<Output>> {
     let mut out = Vec::new();
     let mut names = std::collections::BTreeSet::new();
     for path in paths {
+        // `$ORIGIN` is a directory: a relative input (`prog`) must not give an empty one.
+        let path = &std::path::absolute(path)
+            .with_context(|| format!("cannot resolve {}", path.display()))?;
         let name = path
             .file_name()
             .with_context(|| format!("{} has no file name", path.display()))?;

@@ -1,14 +1,15 @@
-//! A foreign-architecture closure: an aarch64 C++ program and its libraries, found under
+//! A foreign-architecture closure: an aarch64 C program and its libraries, found under
 //! `--sysroot /usr/aarch64-linux-gnu` exactly as the aarch64 ld.so would find them, convert
-//! into a store. (Running it through an aarch64 ld-cas is the aarch64 port's job; here the
-//! original runs under qemu to show the fixture is real.)
+//! into a store and run under `qemu-aarch64` through the aarch64 ld-cas (built with Debian's
+//! rustc 1.63 by `ld-cas/scripts/build-aarch64.sh`), before and after the store moves. No
+//! `-L` is given to qemu: the loader and every library come from the store.
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
 use elf_tests::conversion::needed as needed_names;
-use elf_tests::{built_binary, compile, fixture_dir, require_tool, run_ok};
+use elf_tests::{built_binary, compile, fixture_dir, require_tool, run_ok, workspace_root};
 
 const SYSROOT: &str = "/usr/aarch64-linux-gnu";
 
@@ -136,4 +137,45 @@ fn aarch64_closure_converts_with_sysroot() {
             .args(["store", "verify", "--store"])
             .arg(&store),
     );
+
+    // The aarch64 ld-cas runs it: the same output, from the store, then from a moved store.
+    run_ok(
+        Command::new(workspace_root().join("ld-cas/scripts/build-aarch64.sh"))
+            .arg(store.join("ld-cas-aarch64")),
+    );
+    let qemu = |program: &Path| run_ok(Command::new("qemu-aarch64").arg(program));
+    assert_eq!(qemu(&converted), original);
+    let traced = Command::new("qemu-aarch64")
+        .arg(&converted)
+        .env("LD_CAS_DEBUG", "1")
+        .output()
+        .unwrap();
+    let trace = String::from_utf8_lossy(&traced.stderr);
+    assert!(
+        trace.contains("(libgreet.so.1) =>") && trace.contains("(libc.so.6) =>"),
+        "{trace}"
+    );
+    let listed = run_ok(
+        Command::new("qemu-aarch64")
+            .arg(store.join("ld-cas-aarch64"))
+            .arg("--list")
+            .arg(&converted),
+    );
+    assert!(listed.contains("libgreet.so.1"), "{listed}");
+    run_ok(
+        Command::new("qemu-aarch64")
+            .arg(store.join("ld-cas-aarch64"))
+            .arg("--verify")
+            .arg(&converted),
+    );
+    // The interpreter path is absolute (in the store by default): after the move,
+    // `elfpatch relocate` points it at the new place; everything else follows by itself.
+    let moved = tmp.path().join("moved");
+    fs::rename(&store, &moved).unwrap();
+    run_ok(
+        Command::new(built_binary("elfpatch"))
+            .args(["relocate", "--store"])
+            .arg(&moved),
+    );
+    assert_eq!(qemu(&moved.join("bin/prog")), original);
 }

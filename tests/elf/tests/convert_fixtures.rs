@@ -517,3 +517,47 @@ fn plugins_dlopened_by_name_in_a_converted_tree() {
         expected
     );
 }
+
+#[test]
+fn relative_input_paths_keep_their_origin() {
+    // `prog` given by a relative name, its library found through `$ORIGIN/lib`: `$ORIGIN`
+    // is the program's directory, not an empty string (which would make it `/lib`).
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    fs::create_dir_all(&lib).unwrap();
+    compile(
+        "gcc",
+        &[&src("greet.c")],
+        &lib.join("libgreet.so.1"),
+        &[
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libgreet.so.1",
+            "-DWORD=\"relative\"",
+        ],
+    );
+    compile(
+        "gcc",
+        &[&src("greet_main.c")],
+        &tmp.path().join("prog"),
+        &[
+            &format!("-L{}", lib.display()),
+            "-l:libgreet.so.1",
+            "-Wl,-rpath,$ORIGIN/lib",
+        ],
+    );
+    let store = tmp.path().join("store");
+    init_store(&store);
+    let interp = stable_ld_cas(tmp.path());
+    run_ok(
+        elfpatch()
+            .current_dir(tmp.path())
+            .args(["convert", "--store", "store", "--interp"])
+            .arg(&interp)
+            .arg("prog"),
+    );
+    assert_eq!(
+        run_ok(&mut Command::new(store.join("bin/prog"))),
+        "greet: relative\nmain: done\n"
+    );
+}
