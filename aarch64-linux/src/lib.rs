@@ -1,8 +1,8 @@
 //! The aarch64 Linux platform layer of ld-cas: the process entry point, raw system calls,
-//! the memory primitives a `no_std` static binary must bring itself, and the jump into the
-//! real loader. The twin of `x86_64-linux/`, with the same items.
+//! the copies and fills a `no_std` static binary must bring itself (`ld-cas/src/mem.rs` has
+//! the comparisons, which are the same everywhere), and the jump into the real loader. The twin of `x86_64-linux/`, with the same items.
 //!
-//! Built with Debian's rustc 1.63 (`ld-cas/scripts/build-aarch64.sh`), the only compiler
+//! Built with Debian's rustc 1.63 (`ld-cas/scripts/build-rustc-1.63.sh`), the only compiler
 //! with an aarch64 `core` on the build machines; on any other architecture the crate is
 //! empty, so that a workspace build on x86_64 passes over it.
 #![no_std]
@@ -162,34 +162,6 @@ pub unsafe extern "C" fn memset(dest: *mut u8, c: i32, n: usize) -> *mut u8 {
         i += 1;
     }
     dest
-}
-
-/// Compares `n` bytes; same contract and result sign as C's `memcmp`.
-///
-/// # Safety
-/// Both pointers must be valid for `n` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    let mut i = 0;
-    while i < n {
-        // SAFETY: i < n and both ranges are valid for n bytes.
-        let (x, y) = (*a.add(i), *b.add(i));
-        if x != y {
-            return x as i32 - y as i32;
-        }
-        i += 1;
-    }
-    0
-}
-
-/// Like [`memcmp`] but only tells equal (0) from different (non-zero).
-///
-/// # Safety
-/// Both pointers must be valid for `n` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    // SAFETY: same contract.
-    memcmp(a, b, n)
 }
 
 /// Length of the NUL-terminated string at `s`.

@@ -29,6 +29,7 @@ mod cli;
 mod elf;
 mod launch;
 mod loadmap;
+mod mem;
 mod out;
 mod path;
 mod startup;

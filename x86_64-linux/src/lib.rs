@@ -1,6 +1,6 @@
 //! The x86_64 Linux platform layer of ld-cas: the process entry point, raw system calls,
-//! the memory primitives a `no_std` static binary must bring itself, and the jump into the
-//! real loader.
+//! the copies and fills a `no_std` static binary must bring itself (`ld-cas/src/mem.rs` has
+//! the comparisons, which are the same everywhere), and the jump into the real loader.
 //!
 //! Everything architecture-specific lives here; `aarch64-linux/` is its twin with the same
 //! items. The rest of ld-cas is portable and builds with Rust 1.63.
@@ -150,34 +150,6 @@ pub unsafe extern "C" fn memset(dest: *mut u8, c: i32, n: usize) -> *mut u8 {
     asm!("rep stosb", inout("rcx") n => _, inout("rdi") dest => _, in("al") c as u8,
          options(nostack, preserves_flags));
     dest
-}
-
-/// Compares `n` bytes; same contract and result sign as C's `memcmp`.
-///
-/// # Safety
-/// Both pointers must be valid for `n` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    let mut i = 0;
-    while i < n {
-        // SAFETY: i < n and both ranges are valid for n bytes.
-        let (x, y) = (*a.add(i), *b.add(i));
-        if x != y {
-            return x as i32 - y as i32;
-        }
-        i += 1;
-    }
-    0
-}
-
-/// Like [`memcmp`] but only tells equal (0) from different (non-zero).
-///
-/// # Safety
-/// Both pointers must be valid for `n` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    // SAFETY: same contract.
-    memcmp(a, b, n)
 }
 
 /// The loader used when a program records none: glibc's ld.so at its ABI path.

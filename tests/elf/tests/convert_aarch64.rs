@@ -1,7 +1,7 @@
 //! A foreign-architecture closure: an aarch64 C program and its libraries, found under
 //! `--sysroot /usr/aarch64-linux-gnu` exactly as the aarch64 ld.so would find them, convert
 //! into a store and run under `qemu-aarch64` through the aarch64 ld-cas (built with Debian's
-//! rustc 1.63 by `ld-cas/scripts/build-aarch64.sh`), before and after the store moves. No
+//! rustc 1.63 by `ld-cas/scripts/build-rustc-1.63.sh`), before and after the store moves. No
 //! `-L` is given to qemu: the loader and every library come from the store.
 
 use std::fs;
@@ -140,7 +140,8 @@ fn aarch64_closure_converts_with_sysroot() {
 
     // The aarch64 ld-cas runs it: the same output, from the store, then from a moved store.
     run_ok(
-        Command::new(workspace_root().join("ld-cas/scripts/build-aarch64.sh"))
+        Command::new(workspace_root().join("ld-cas/scripts/build-rustc-1.63.sh"))
+            .arg("aarch64-unknown-linux-gnu")
             .arg(store.join("ld-cas-aarch64")),
     );
     let qemu = |program: &Path| run_ok(Command::new("qemu-aarch64").arg(program));

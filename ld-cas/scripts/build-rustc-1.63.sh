@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds ld-cas with Debian's rustc 1.63, linked exactly like the Cargo build (see
+# ld-cas/build.rs). For aarch64 this is the only build there is: rustup cannot add targets
+# here, and Debian's rustc is the compiler with an aarch64 `core`; aarch64-linux-gnu-gcc
+# links it. For x86_64 it checks that the shared code keeps building with Rust 1.63.
+#
+# Usage: ld-cas/scripts/build-rustc-1.63.sh [TARGET [OUT]]
+#        TARGET: aarch64-unknown-linux-gnu (default) or x86_64-unknown-linux-gnu
+#        OUT:    default target/TARGET/release/ld-cas
+#        RUSTC_1_63: the compiler (default /usr/bin/rustc); CARGO_PKG_VERSION: the version
+#        ld-cas reports (default: the workspace's)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+target=${1:-aarch64-unknown-linux-gnu}
+out=${2:-$root/target/$target/release/ld-cas}
+rustc=${RUSTC_1_63:-/usr/bin/rustc}
+case $target in
+  aarch64-unknown-linux-gnu) platform=aarch64_linux; dir=aarch64-linux; linker=aarch64-linux-gnu-gcc ;;
+  x86_64-unknown-linux-gnu) platform=x86_64_linux; dir=x86_64-linux; linker=cc ;;
+  *) echo "error: no ld-cas platform crate for $target" >&2; exit 2 ;;
+esac
+for tool in "$rustc" "$linker"; do
+  command -v "$tool" >/dev/null || { echo "error: $tool is missing: run scripts/install-deps.sh" >&2; exit 1; }
+done
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$(dirname "$out")"
+if [ -z "${CARGO_PKG_VERSION:-}" ]; then
+  CARGO_PKG_VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)
+fi
+export CARGO_PKG_VERSION
+common=(--edition 2021 --target "$target" -C panic=abort -C opt-level=s -C strip=debuginfo
+        -D warnings -A unknown-lints)
+"$rustc" "${common[@]}" --crate-type rlib --crate-name "$platform" \
+    -o "$work/lib$platform.rlib" "$root/$dir/src/lib.rs"
+printf '{\n  global: la_version; la_objopen; la_objsearch; la_preinit;\n  local: *;\n};\n' >"$work/exports.map"
+link=(-C "linker=$linker")
+for a in -nostartfiles -nostdlib -shared -Wl,-Bsymbolic -Wl,-e,_start -Wl,-u,_start \
+    -Wl,-z,noseparate-code -Wl,--build-id=none -Wl,-z,norelro -Wl,--hash-style=gnu \
+    "-Wl,--version-script=$work/exports.map"; do
+  link+=(-C "link-arg=$a")
+done
+"$rustc" "${common[@]}" --crate-type bin --crate-name ld_cas \
+    --extern "$platform=$work/lib$platform.rlib" -C relocation-model=pie "${link[@]}" \
+    -o "$out" "$root/ld-cas/src/main.rs"
+echo "built $out with $("$rustc" --version) ($(stat -c %s "$out") bytes)"
