@@ -95,6 +95,12 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
             "elfpatch: warning: {by} needs {name}, which was not found; it stays a plain name"
         );
     }
+    for interp in &report.missing_interpreters {
+        eprintln!(
+            "elfpatch: warning: the converted programs name {} as their interpreter, which does not exist: install an ld-cas for their architecture there (elfpatch store init --store STORE --ld-cas PATH)",
+            interp.display()
+        );
+    }
     for Unconverted { path, reason: why } in &report.unconverted {
         eprintln!(
             "elfpatch: warning: {} was copied unconverted: {why}",

@@ -10,6 +10,7 @@ use resolver::store::{Content, NewObject, Store, LD_CAS_FILE};
 use resolver::table::Kind;
 use resolver::uri::Hash;
 
+use crate::convert::search::elf_ident;
 use crate::inspect::elf_facts;
 
 /// The store directory, shared by every store subcommand.
@@ -31,10 +32,12 @@ pub enum StoreCommand {
     Init {
         #[command(flatten)]
         store: StoreArg,
-        /// The ld-cas binary to install as STORE/ld-cas [default: the `ld-cas` beside this
-        /// elfpatch executable].
+        /// An ld-cas binary to install: as STORE/ld-cas when it is for this machine, as
+        /// STORE/ld-cas-<arch> for another (e.g. an aarch64 build, STORE/ld-cas-aarch64,
+        /// which aarch64 programs converted into the store name). Repeatable [default: the
+        /// `ld-cas` beside this elfpatch executable].
         #[arg(long, value_name = "PATH")]
-        ld_cas: Option<PathBuf>,
+        ld_cas: Vec<PathBuf>,
     },
     /// Copy files into the store; print `URI<TAB>FILE` for each.
     ///
@@ -93,7 +96,12 @@ pub fn run(cmd: StoreCommand) -> Result<ExitCode> {
     match cmd {
         StoreCommand::Init { store, ld_cas } => {
             let store = Store::init(&store.store)?;
-            install_ld_cas(&store, ld_cas)?;
+            if ld_cas.is_empty() {
+                install_default_ld_cas(&store)?;
+            }
+            for path in &ld_cas {
+                install_ld_cas(&store, path)?;
+            }
             println!("{}", store.root().display());
             Ok(ExitCode::SUCCESS)
         }
@@ -104,28 +112,30 @@ pub fn run(cmd: StoreCommand) -> Result<ExitCode> {
     }
 }
 
-/// Copies ld-cas into the store (when it is not there already, byte for byte).
-fn install_ld_cas(store: &Store, given: Option<PathBuf>) -> Result<()> {
-    let source = match given {
-        Some(p) => p,
+/// Installs the ld-cas beside this executable, if there is one.
+fn install_default_ld_cas(store: &Store) -> Result<()> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(LD_CAS_FILE)));
+    match beside.filter(|p| p.is_file()) {
+        Some(p) => install_ld_cas(store, &p),
         None => {
-            let beside = std::env::current_exe()
-                .ok()
-                .and_then(|exe| exe.parent().map(|d| d.join(LD_CAS_FILE)));
-            match beside.filter(|p| p.is_file()) {
-                Some(p) => p,
-                None => {
-                    eprintln!(
-                        "elfpatch: note: no ld-cas beside elfpatch; pass --ld-cas PATH to install one in the store"
-                    );
-                    return Ok(());
-                }
-            }
+            eprintln!(
+                "elfpatch: note: no ld-cas beside elfpatch; pass --ld-cas PATH to install one in the store"
+            );
+            Ok(())
         }
-    };
+    }
+}
+
+/// Copies the ld-cas at `source` into the store under the name programs of its
+/// architecture use (when it is not there already, byte for byte).
+fn install_ld_cas(store: &Store, source: &Path) -> Result<()> {
+    let (_, machine) = elf_ident(source)
+        .with_context(|| format!("{} is not an ELF file (an ld-cas binary)", source.display()))?;
     let bytes =
-        std::fs::read(&source).with_context(|| format!("cannot read {}", source.display()))?;
-    let dest = store.root().join(LD_CAS_FILE);
+        std::fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
+    let dest = crate::convert::store_interpreter(store.root(), machine);
     if std::fs::read(&dest).ok().as_deref() == Some(&bytes[..]) {
         return Ok(());
     }

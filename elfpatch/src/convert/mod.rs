@@ -73,6 +73,9 @@ pub struct Report {
     pub missing: Vec<Missing>,
     /// ELF files of trees that could not be converted and were copied as they are.
     pub unconverted: Vec<Unconverted>,
+    /// Interpreters that converted programs name but that do not exist (yet): the programs
+    /// cannot start until one is installed there.
+    pub missing_interpreters: Vec<PathBuf>,
 }
 
 /// A converted file and where it was written.
@@ -266,6 +269,9 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
             Some(p) => p.clone(),
             None => store_interpreter(store.root(), ident.0),
         };
+        if !interpreter.is_file() && !report.missing_interpreters.contains(&interpreter) {
+            report.missing_interpreters.push(interpreter.clone());
+        }
         let record = ProgramRecord {
             interpreter: interpreter.to_string_lossy().into_owned(),
             loader,

@@ -138,12 +138,35 @@ fn aarch64_closure_converts_with_sysroot() {
             .arg(&store),
     );
 
-    // The aarch64 ld-cas runs it: the same output, from the store, then from a moved store.
+    // Until an aarch64 ld-cas is installed, the conversion warns that the programs cannot
+    // start; `store init --ld-cas` installs one under the aarch64 name.
+    assert_eq!(
+        report["missing_interpreters"][0].as_str(),
+        store
+            .canonicalize()
+            .unwrap()
+            .join("ld-cas-aarch64")
+            .to_str()
+    );
+    let built = tmp.path().join("ld-cas-built");
     run_ok(
         Command::new(workspace_root().join("ld-cas/scripts/build-rustc-1.63.sh"))
             .arg("aarch64-unknown-linux-gnu")
-            .arg(store.join("ld-cas-aarch64")),
+            .arg(&built),
     );
+    run_ok(
+        Command::new(built_binary("elfpatch"))
+            .args(["store", "init", "--store"])
+            .arg(&store)
+            .arg("--ld-cas")
+            .arg(&built),
+    );
+    assert_eq!(
+        fs::read(store.join("ld-cas-aarch64")).unwrap(),
+        fs::read(&built).unwrap()
+    );
+
+    // The aarch64 ld-cas runs it: the same output, from the store, then from a moved store.
     let qemu = |program: &Path| run_ok(Command::new("qemu-aarch64").arg(program));
     assert_eq!(qemu(&converted), original);
     let traced = Command::new("qemu-aarch64")
