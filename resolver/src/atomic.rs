@@ -30,7 +30,7 @@ fn rename_into_place(
     sync: bool,
 ) -> io::Result<()> {
     let dir = parent_dir(dest);
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    let mut tmp = temporary_in(dir)?;
     tmp.write_all(bytes)?;
     if let Some(p) = permissions {
         tmp.as_file().set_permissions(p)?;
@@ -62,6 +62,44 @@ pub fn parent_dir(path: &Path) -> &Path {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
+}
+
+/// Creates a temporary file in `dir`, named `.tmp-<pid>-<random>` so that the files of a
+/// writer killed before its rename can be told from those of a live one
+/// ([`remove_orphaned_temporaries`]). Removed when dropped unless persisted.
+pub fn temporary_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(&format!(".tmp-{}-", std::process::id()))
+        .tempfile_in(dir)
+}
+
+/// Removes the temporary files in `dir` whose writer process no longer exists (see
+/// [`temporary_in`]): safe without a lock, as the files of live writers stay. Returns how
+/// many were removed.
+pub fn remove_orphaned_temporaries(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(".tmp-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            continue;
+        };
+        if rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                // Another cleaner was first.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Removes the temporary files (`.tmp-*`) a killed writer left in `dir`. Only call it

@@ -76,6 +76,8 @@ pub struct Report {
     /// Interpreters that converted programs name but that do not exist (yet): the programs
     /// cannot start until one is installed there.
     pub missing_interpreters: Vec<PathBuf>,
+    /// Temporary files of killed earlier writers removed from the output directories.
+    pub temporaries_removed: usize,
 }
 
 /// A converted file and where it was written.
@@ -204,7 +206,10 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
     }
 
     let loaders = read_loaders(&closure, &elf_outputs)?;
-    let mut report = Report::default();
+    let mut report = Report {
+        temporaries_removed: output::remove_orphaned_temporaries(&outputs, &out_dir)?,
+        ..Report::default()
+    };
     // One batch, one table update for the whole conversion; the table lists the objects
     // before any program naming them is written.
     let mut batch = store.batch()?;

@@ -154,6 +154,27 @@ pub fn plan_outputs(paths: &[PathBuf], out_dir: &Path) -> Result<Vec<Output>> {
     Ok(out)
 }
 
+/// Removes, from the directories the outputs go to, the temporary files that killed
+/// writers left there (those of live writers stay). Returns how many were removed.
+pub fn remove_orphaned_temporaries(outputs: &[Output], out_dir: &Path) -> Result<usize> {
+    let mut dirs = std::collections::BTreeSet::new();
+    dirs.insert(out_dir.to_path_buf());
+    for o in outputs {
+        match o {
+            Output::Dir { dest } => dirs.insert(dest.clone()),
+            Output::Elf { dest, .. } | Output::Copy { dest, .. } | Output::Symlink { dest, .. } => {
+                dirs.insert(dest.parent().unwrap_or(out_dir).to_path_buf())
+            }
+        };
+    }
+    let mut removed = 0;
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        removed += resolver::atomic::remove_orphaned_temporaries(dir)
+            .with_context(|| format!("cannot clean up {}", dir.display()))?;
+    }
+    Ok(removed)
+}
+
 /// How a program at `dest` names the store: relative to its own directory when it lies
 /// inside the store (so moving the store keeps it true), else the store's absolute path.
 pub fn store_reference(dest: &Path, store_root: &Path) -> String {

@@ -125,10 +125,8 @@ pub fn write_edit(
     } else {
         None
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".elfpatch-")
-        .tempfile_in(dir)
-        .map_err(io_err("create a temporary file in", dir))?;
+    let mut tmp =
+        resolver::atomic::temporary_in(dir).map_err(io_err("create a temporary file in", dir))?;
     let tpath = tmp.path().to_path_buf();
     if let Some(bytes) = &assembled {
         tmp.write_all(bytes).map_err(io_err("write", &tpath))?;

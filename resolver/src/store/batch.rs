@@ -128,9 +128,7 @@ impl Batch<'_> {
     /// Writes one object under its address. Returns (hash, absolute path, existed, size).
     fn put_object(&self, object: &NewObject<'_>) -> Result<(Hash, PathBuf, bool, u64), StoreError> {
         let objects_dir = &self.objects_dir;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(objects_dir)
+        let mut tmp = atomic::temporary_in(objects_dir)
             .map_err(io_error(objects_dir, "cannot create a temporary file"))?;
         let hash = match &object.content {
             Content::File(source) => {

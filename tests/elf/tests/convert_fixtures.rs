@@ -561,3 +561,88 @@ fn relative_input_paths_keep_their_origin() {
         "greet: relative\nmain: done\n"
     );
 }
+
+/// Every path under `dir` whose name starts with `.tmp-`.
+fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let path = e.path();
+            if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                found.push(path.clone());
+            }
+            if e.file_type().unwrap().is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn killed_conversions_leave_nothing_behind() {
+    // Python's standard library tree (1500 files, its extension modules converted) and
+    // curl: converting them takes long enough to be killed in the middle.
+    let tmp = tempfile::tempdir().unwrap();
+    let interp = stable_ld_cas(tmp.path());
+    let inputs = [
+        PathBuf::from("/usr/lib/python3.11"),
+        PathBuf::from("/usr/bin/curl"),
+    ];
+    let store = tmp.path().join("store");
+    init_store(&store);
+    let mut left_behind = 0;
+    for delay_ms in [30u64, 80, 150, 250, 400] {
+        let mut child = elfpatch()
+            .args(["convert", "--store"])
+            .arg(&store)
+            .args(["--interp", interp.to_str().unwrap()])
+            .args(&inputs)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL: no chance to clean up
+        let _ = child.wait();
+        left_behind += temporaries(&store).len();
+    }
+    // A stale file of a writer that is gone, and one of a live process (this test).
+    let out = store.join("bin");
+    fs::create_dir_all(&out).unwrap();
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let dead = out.join(format!(".tmp-{gone_pid}-abcdef"));
+    let live = out.join(format!(".tmp-{}-abcdef", std::process::id()));
+    fs::write(&dead, b"stale").unwrap();
+    fs::write(&live, b"in use").unwrap();
+
+    let report = convert(&store, &["--interp", interp.to_str().unwrap()], &inputs);
+    assert!(
+        report["temporaries_removed"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert!(!dead.exists(), "a dead writer's temporary file stayed");
+    assert!(live.exists(), "a live writer's temporary file was removed");
+    fs::remove_file(&live).unwrap();
+    let remaining = temporaries(&store);
+    assert!(
+        remaining.is_empty(),
+        "left after a complete conversion ({left_behind} seen after the kills): {remaining:?}"
+    );
+    // The result is the same as an uninterrupted conversion's, and it runs.
+    let clean = tmp.path().join("clean");
+    init_store(&clean);
+    convert(&clean, &["--interp", interp.to_str().unwrap()], &inputs);
+    let (a, b) = (snapshot(&store.join("bin")), snapshot(&clean.join("bin")));
+    assert_eq!(a.len(), b.len());
+    assert!(
+        a == b,
+        "the interrupted store's outputs differ from a clean conversion's"
+    );
+    run_ok(elfpatch().args(["store", "verify", "--store"]).arg(&store));
+    let out = run(Command::new(store.join("bin/curl")).arg("--version"));
+    assert!(out.status.success());
+}
