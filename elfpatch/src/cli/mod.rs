@@ -28,7 +28,8 @@ elfpatch store init --store ~/store\n  \
 elfpatch store add --store ~/store /usr/lib/x86_64-linux-gnu/libz.so.1\n  \
 elfpatch store list --store ~/store --json\n  \
 elfpatch store resolve --store ~/store uri:blake3:<hash>\n  \
-elfpatch store verify --store ~/store\n\n\
+elfpatch store verify --store ~/store\n  \
+elfpatch store gc --store ~/store --dry-run\n\n\
 EXIT STATUS:\n  0 success; 1 failure (a message says what and where); 2 bad command line."
 )]
 pub struct Cli {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use resolver::store::{Content, NewObject, Store, LD_CAS_FILE};
+use resolver::store::{Content, NewObject, Store, BIN_DIR, LD_CAS_FILE};
 use resolver::table::Kind;
 use resolver::uri::Hash;
 
@@ -74,6 +74,29 @@ pub enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Remove the objects that no converted program or tree refers to any more.
+    ///
+    /// The roots are every file under STORE/bin (where `convert` writes by default) and
+    /// each --root (a file, or a directory walked for files: programs converted elsewhere
+    /// with --out). An object is kept when a root or a kept object names it (any
+    /// `uri:blake3:` in its bytes: DT_NEEDED, version needs, the loader a program records).
+    /// The new table is durable before any object is deleted; files in STORE/objects that
+    /// the table does not list are removed too. Programs converted to other places and
+    /// not given as roots lose their libraries: use --dry-run first.
+    Gc {
+        #[command(flatten)]
+        store: StoreArg,
+        /// More roots: converted programs or trees outside STORE/bin. Repeatable.
+        #[arg(long, value_name = "PATH")]
+        root: Vec<PathBuf>,
+        /// Only print what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print a JSON report: `removed` (uri, soname, size, path), `unlisted`, `kept`,
+        /// `bytes`, `dry_run`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Rehash every object and check the table.
     ///
     /// Each object must hash to its URI (by the cycle rule of docs/uri.md) and have the
@@ -109,6 +132,12 @@ pub fn run(cmd: StoreCommand) -> Result<ExitCode> {
         StoreCommand::Resolve { store, uris } => resolve(&open(&store)?, &uris),
         StoreCommand::List { store, json } => list(&open(&store)?, json),
         StoreCommand::Verify(arg) => verify(&open(&arg)?),
+        StoreCommand::Gc {
+            store,
+            root,
+            dry_run,
+            json,
+        } => gc(&open(&store)?, root, dry_run, json),
     }
 }
 
@@ -232,6 +261,59 @@ fn list(store: &Store, json: bool) -> Result<ExitCode> {
                 store.absolute(&e.path).display()
             )?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gc(store: &Store, mut roots: Vec<PathBuf>, dry_run: bool, json: bool) -> Result<ExitCode> {
+    let bin = store.root().join(BIN_DIR);
+    if bin.is_dir() {
+        roots.push(bin);
+    }
+    let collected = store.collect_garbage(&roots, dry_run)?;
+    let mut out = io::stdout().lock();
+    if json {
+        let removed: Vec<_> = collected
+            .removed
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "uri": r.hash.to_string(),
+                    "soname": String::from_utf8_lossy(&r.soname),
+                    "size": r.size,
+                    "path": r.path.to_string_lossy(),
+                })
+            })
+            .collect();
+        let unlisted: Vec<_> = collected
+            .unlisted
+            .iter()
+            .map(|p| p.to_string_lossy())
+            .collect();
+        let report = serde_json::json!({
+            "removed": removed,
+            "unlisted": unlisted,
+            "kept": collected.kept,
+            "bytes": collected.bytes,
+            "dry_run": dry_run,
+        });
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        for r in &collected.removed {
+            writeln!(out, "{}	{}", r.hash, r.path.display())?;
+        }
+        for p in &collected.unlisted {
+            writeln!(out, "-	{}", p.display())?;
+        }
+        eprintln!(
+            "{} {} unreferenced object(s) ({:.1} MB) and {} unlisted file(s); {} kept",
+            if dry_run { "would remove" } else { "removed" },
+            collected.removed.len(),
+            collected.bytes as f64 / 1e6,
+            collected.unlisted.len(),
+            collected.kept
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::atomic;
 use crate::hash;
-use crate::table::write::{self as table_write, NewEntry};
+use crate::table::write::NewEntry;
 use crate::uri::Hash;
 
 /// Additions to a store under one hold of the writers' lock, listed together by
@@ -115,14 +115,14 @@ impl Batch<'_> {
         if !self.changed {
             return Ok(());
         }
-        atomic::sync_dir(&self.objects_dir).map_err(io_error(&self.objects_dir, "cannot sync"))?;
-        let bytes = table_write::build(self.entries, self.generation + 1).map_err(|source| {
-            StoreError::Build {
-                path: self.store.table_path(),
-                source,
-            }
-        })?;
-        self.store.replace_table(&bytes)
+        self.store
+            .write_table(&self.objects_dir, self.entries, self.generation + 1)
+    }
+
+    /// The lock, the entries and the table's generation, for a writer that replaces the
+    /// table itself (garbage collection).
+    pub(super) fn into_parts(self) -> (StoreLock, Vec<NewEntry>, u64) {
+        (self._lock, self.entries, self.generation)
     }
 
     /// Writes one object under its address. Returns (hash, absolute path, existed, size).

@@ -22,9 +22,11 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 mod batch;
+mod gc;
 mod verify;
 
 pub use batch::Batch;
+pub use gc::{Collected, Removed};
 
 use crate::atomic;
 use crate::hash::{self, Mapped};
@@ -333,6 +335,23 @@ impl Store {
             .map(|e| e.map(NewEntry::from).map_err(damaged))
             .collect::<Result<_, _>>()?;
         Ok((entries, table.generation()))
+    }
+
+    /// Builds a table of `entries` with `generation` and installs it durably, after the
+    /// renames in `objects_dir` are durable. The caller holds the writers' lock.
+    fn write_table(
+        &self,
+        objects_dir: &Path,
+        entries: Vec<NewEntry>,
+        generation: u64,
+    ) -> Result<(), StoreError> {
+        atomic::sync_dir(objects_dir).map_err(io_error(objects_dir, "cannot sync"))?;
+        let bytes =
+            table_write::build(entries, generation).map_err(|source| StoreError::Build {
+                path: self.table_path(),
+                source,
+            })?;
+        self.replace_table(&bytes)
     }
 
     /// Replaces the table with `bytes`, durably.

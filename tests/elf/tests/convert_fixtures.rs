@@ -646,3 +646,90 @@ fn killed_conversions_leave_nothing_behind() {
     let out = run(Command::new(store.join("bin/curl")).arg("--version"));
     assert!(out.status.success());
 }
+
+#[test]
+fn gc_removes_what_no_program_needs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = Fixtures::build(&tmp.path().join("fx"));
+    let interp = stable_ld_cas(tmp.path());
+    let store = tmp.path().join("store");
+    init_store(&store);
+    let i = ["--interp", interp.to_str().unwrap()];
+    convert(&store, &i, &[fx.path("prog-a"), fx.path("prog-b")]);
+    let gc = |extra: &[&str]| -> serde_json::Value {
+        let out = run_ok(
+            elfpatch()
+                .args(["store", "gc", "--json", "--store"])
+                .arg(&store)
+                .args(extra),
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+    let removed_names = |report: &serde_json::Value| -> Vec<String> {
+        report["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["path"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Everything is in use: nothing to remove; an unlisted file in objects/ is found.
+    let junk = store.join("objects/0000-junk");
+    fs::write(&junk, b"junk").unwrap();
+    let report = gc(&["--dry-run"]);
+    assert!(report["removed"].as_array().unwrap().is_empty(), "{report}");
+    assert_eq!(report["unlisted"][0].as_str(), junk.to_str(), "{report}");
+    assert!(junk.exists(), "a dry run removed a file");
+
+    // prog-b is gone: its libgreet ("beta") is garbage, libc (shared with prog-a) is not.
+    let beta = store
+        .join("objects")
+        .read_dir()
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.to_string_lossy().ends_with("libgreet.so.1")
+                && fs::read(p).unwrap().windows(4).any(|w| w == b"beta")
+        })
+        .unwrap();
+    fs::remove_file(store.join("bin/prog-b")).unwrap();
+    let report = gc(&["--dry-run"]);
+    assert_eq!(removed_names(&report), [beta.to_str().unwrap()], "{report}");
+    assert!(beta.exists());
+    // A root elsewhere keeps it: prog-b converted to another place.
+    let elsewhere = tmp.path().join("elsewhere");
+    convert(
+        &store,
+        &[
+            "--interp",
+            interp.to_str().unwrap(),
+            "--out",
+            elsewhere.to_str().unwrap(),
+        ],
+        &[fx.path("prog-b")],
+    );
+    let report = gc(&["--dry-run", "--root", elsewhere.to_str().unwrap()]);
+    assert!(report["removed"].as_array().unwrap().is_empty(), "{report}");
+
+    // The real thing: the object and the junk go, the table stops listing it, prog-a runs.
+    let kept_before = report["kept"].as_u64().unwrap();
+    let report = gc(&[]);
+    assert_eq!(removed_names(&report), [beta.to_str().unwrap()], "{report}");
+    assert_eq!(report["kept"].as_u64().unwrap(), kept_before - 1);
+    assert!(!beta.exists() && !junk.exists());
+    let listed = run_ok(elfpatch().args(["store", "list", "--store"]).arg(&store));
+    assert!(!listed.contains(beta.to_str().unwrap()), "{listed}");
+    run_ok(elfpatch().args(["store", "verify", "--store"]).arg(&store));
+    assert_eq!(
+        run_ok(&mut Command::new(store.join("bin/prog-a"))),
+        "greet: alpha\nmain: done\n"
+    );
+    // Collecting again finds nothing.
+    let report = gc(&[]);
+    assert!(report["removed"].as_array().unwrap().is_empty(), "{report}");
+    assert!(
+        report["unlisted"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+}

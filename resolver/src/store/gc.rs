@@ -1,0 +1,194 @@
+//! Garbage collection: removing the objects nothing refers to any more.
+//!
+//! Roots are files (converted programs and trees); an object is live when a root or a live
+//! object refers to it. References are found the way `verify` and the cycle rule find them:
+//! every `uri:blake3:` name in the bytes ([`crate::refs`]), which covers `DT_NEEDED`,
+//! `vn_file` and the loader a program records. Everything happens under the writers' lock:
+//! the new table (without the dead entries) is made durable first, then the dead objects
+//! are deleted, so a collector killed midway leaves at most unlisted files, which the next
+//! collection removes.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::{io_error, Store, StoreError, OBJECTS_DIR};
+use crate::hash;
+use crate::refs::references;
+use crate::uri::Hash;
+
+/// What a collection removed (or, dry, would remove).
+#[derive(Clone, Debug, Default)]
+pub struct Collected {
+    /// Listed objects no root reaches.
+    pub removed: Vec<Removed>,
+    /// Files in `objects/` that the table does not list (left by a killed writer or
+    /// collector), besides the temporary files of live writers.
+    pub unlisted: Vec<PathBuf>,
+    /// Objects kept.
+    pub kept: usize,
+    /// Bytes freed (or to be freed).
+    pub bytes: u64,
+}
+
+/// A listed object a collection removed.
+#[derive(Clone, Debug)]
+pub struct Removed {
+    /// Its address.
+    pub hash: Hash,
+    /// Its absolute path.
+    pub path: PathBuf,
+    /// Its original soname (empty when none).
+    pub soname: Vec<u8>,
+    /// Its size.
+    pub size: u64,
+}
+
+/// The references in the file at `path` (an unreadable or missing file has none).
+fn file_references(path: &Path) -> Vec<Hash> {
+    match File::open(path).and_then(|f| hash::map_file(&f)) {
+        Ok(bytes) => references(&bytes).map(|(_, h)| h).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+impl Store {
+    /// Removes every object that no file in `roots` (directories are walked; symbolic links
+    /// inside them are not followed) reaches through references, and every unlisted file of
+    /// `objects/`. With `dry_run`, only reports what it would remove.
+    pub fn collect_garbage(
+        &self,
+        roots: &[PathBuf],
+        dry_run: bool,
+    ) -> Result<Collected, StoreError> {
+        let batch = self.batch()?;
+        let objects_dir = self.root.join(OBJECTS_DIR);
+        let (_lock, entries, generation) = batch.into_parts();
+        let index: HashMap<Hash, usize> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.hash, i))
+            .collect();
+
+        let mut live = vec![false; entries.len()];
+        let mut queue: Vec<usize> = Vec::new();
+        let reach = |hashes: Vec<Hash>, live: &mut Vec<bool>, queue: &mut Vec<usize>| {
+            for h in hashes {
+                if let Some(&i) = index.get(&h) {
+                    if !live[i] {
+                        live[i] = true;
+                        queue.push(i);
+                    }
+                }
+            }
+        };
+        let mut files = Vec::new();
+        for root in roots {
+            root_files(root, &mut files).map_err(io_error(root, "cannot read the root"))?;
+        }
+        for file in &files {
+            reach(file_references(file), &mut live, &mut queue);
+        }
+        while let Some(i) = queue.pop() {
+            let refs = file_references(&self.absolute(&entries[i].path));
+            reach(refs, &mut live, &mut queue);
+        }
+
+        let mut collected = Collected::default();
+        let mut kept = Vec::with_capacity(entries.len());
+        for (e, is_live) in entries.into_iter().zip(live) {
+            if is_live {
+                kept.push(e);
+            } else {
+                collected.bytes += e.size;
+                collected.removed.push(Removed {
+                    hash: e.hash,
+                    path: self.absolute(&e.path),
+                    soname: e.soname,
+                    size: e.size,
+                });
+            }
+        }
+        collected.kept = kept.len();
+        let listed: HashSet<OsString> = kept
+            .iter()
+            .filter_map(|e| {
+                Path::new(std::ffi::OsStr::from_bytes(&e.path))
+                    .file_name()
+                    .map(|n| n.to_owned())
+            })
+            .chain(
+                collected
+                    .removed
+                    .iter()
+                    .filter_map(|r| r.path.file_name().map(|n| n.to_owned())),
+            )
+            .collect();
+        // `batch()` already removed the temporary files of killed writers; those of live
+        // ones (there are none under the lock) would start with `.tmp-`.
+        for entry in fs::read_dir(&objects_dir).map_err(io_error(&objects_dir, "cannot read"))? {
+            let entry = entry.map_err(io_error(&objects_dir, "cannot read"))?;
+            let name = entry.file_name();
+            if !listed.contains(&name) && !name.as_bytes().starts_with(b".tmp-") {
+                collected.unlisted.push(entry.path());
+            }
+        }
+        collected.unlisted.sort();
+        if dry_run || (collected.removed.is_empty() && collected.unlisted.is_empty()) {
+            return Ok(collected);
+        }
+
+        // The table stops listing the dead objects before any of them disappears.
+        if !collected.removed.is_empty() {
+            self.write_table(&objects_dir, kept, generation + 1)?;
+        }
+        for path in collected
+            .removed
+            .iter()
+            .map(|r| &r.path)
+            .chain(&collected.unlisted)
+        {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(StoreError::Io {
+                        path: path.clone(),
+                        action: "cannot remove",
+                        source: e,
+                    })
+                }
+            }
+        }
+        crate::atomic::sync_dir(&objects_dir).map_err(io_error(&objects_dir, "cannot sync"))?;
+        Ok(collected)
+    }
+}
+
+/// The regular files at or under `root` (following `root` itself if it is a link).
+fn root_files(root: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    let meta = fs::metadata(root)?;
+    if meta.is_file() {
+        out.push(root.to_path_buf());
+        return Ok(());
+    }
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                out.push(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
