@@ -40,7 +40,7 @@ fn main() {
     let script = out.join("exports.map");
     fs::write(
         &script,
-        "{\n  global: la_version; la_objopen; la_objsearch; la_preinit;\n  local: *;\n};\n",
+        "{\n  global: la_version; la_objopen; la_objsearch; la_activity; la_preinit; _dl_debug_state;\n  local: *;\n};\n",
     )
     .expect("OUT_DIR is writable");
     for arg in [

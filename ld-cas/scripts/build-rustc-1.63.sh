@@ -33,7 +33,7 @@ common=(--edition 2021 --target "$target" -C panic=abort -C opt-level=s -C strip
         -D warnings -A unknown-lints)
 "$rustc" "${common[@]}" --crate-type rlib --crate-name "$platform" \
     -o "$work/lib$platform.rlib" "$root/$dir/src/lib.rs"
-printf '{\n  global: la_version; la_objopen; la_objsearch; la_preinit;\n  local: *;\n};\n' >"$work/exports.map"
+printf '{\n  global: la_version; la_objopen; la_objsearch; la_activity; la_preinit; _dl_debug_state;\n  local: *;\n};\n' >"$work/exports.map"
 link=(-C "linker=$linker")
 for a in -nostartfiles -nostdlib -shared -Wl,-Bsymbolic -Wl,-e,_start -Wl,-u,_start \
     -Wl,-z,noseparate-code -Wl,--build-id=none -Wl,-z,norelro -Wl,--hash-style=gnu \

@@ -218,15 +218,31 @@ pub struct Hooks {
     magic: u64,
     objsearch: extern "C" fn(*const u8, *const usize) -> *const u8,
     preinit: extern "C" fn(),
+    activity: extern "C" fn(),
 }
 
-const HOOK_MAGIC: u64 = 0x6b6f_6f68_7361_636c;
+const HOOK_MAGIC: u64 = 0x6b6f_6f68_7361_636d;
 
 static HOOKS: Hooks = Hooks {
     magic: HOOK_MAGIC,
     objsearch,
     preinit,
+    activity: _dl_debug_state,
 };
+
+/// The debugger's hook, named as in glibc's ld.so. A debugger finds the dynamic linker
+/// through the program's `PT_INTERP`, which names ld-cas, and sets its shared-library
+/// event breakpoint on this symbol of that file, in the first copy (the one the kernel
+/// mapped). ld.so calls `la_activity` whenever it adds or removes objects, exactly where
+/// it calls its own `_dl_debug_state`; the audit copy forwards that here. So gdb learns of
+/// every library, `dlopen`ed ones included, and reads the list from `r_debug` as usual.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn _dl_debug_state() {
+    // Something the optimizer keeps, so that the function is not folded into another.
+    // SAFETY: reading our own static.
+    unsafe { core::ptr::read_volatile(&HOOK_MAGIC) };
+}
 
 /// In the audit copy: whether the program (the first object `la_objopen` sees) was seen.
 #[link_section = ".data"]
@@ -333,6 +349,14 @@ pub unsafe extern "C" fn la_objsearch(
             (h.objsearch)(name, requester)
         }
         _ => name,
+    }
+}
+
+/// Audit interface: ld.so is adding or removing objects (or is done): tell the debugger.
+#[no_mangle]
+pub extern "C" fn la_activity(_cookie: *mut usize, _flag: u32) {
+    if let Some(h) = found() {
+        (h.activity)();
     }
 }
 

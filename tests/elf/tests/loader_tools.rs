@@ -81,7 +81,7 @@ fn programs_converted_by_elfpatch_run_and_survive_a_store_move() {
 /// before `run`. With pending breakpoints allowed, gdb stops in a `uri:` library's function
 /// with its symbols and sources (see docs/ld-cas.md, "Debugging").
 #[test]
-fn gdb_stops_in_a_uri_library_function_with_symbols() {
+fn gdb_stops_in_uri_library_functions_with_symbols_dlopened_ones_too() {
     require_tool("gdb");
     let w = world();
     let out = run(Command::new("gdb")
@@ -108,6 +108,42 @@ fn gdb_stops_in_a_uri_library_function_with_symbols() {
     for (frame, func) in frames.iter().zip(["chain_c", "chain_b", "chain_a", "main"]) {
         assert!(frame.contains(&format!("{func} () at ")), "{frame}");
     }
+
+    // A library `dlopen`ed by its URI long after start: gdb hears of it through ld-cas's
+    // `_dl_debug_state` (called from `la_activity`) and stops in it.
+    let missing = format!("uri:blake3:{}", "0".repeat(64));
+    let out = run(Command::new("gdb")
+        .args([
+            "-batch",
+            "-ex",
+            "set breakpoint pending on",
+            "-ex",
+            "break plugin_answer",
+            "-ex",
+            "run",
+            "-ex",
+            "bt",
+            "--args",
+        ])
+        .arg(w.bin("dl"))
+        .arg(w.uri("libplugin.so"))
+        .arg(&missing));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Breakpoint 1, plugin_answer () at "),
+        "{text}\n{}",
+        stderr(&out)
+    );
+    let frames: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+    assert!(
+        frames.len() >= 2 && frames[1].contains("main (") && frames[1].contains("dl.c"),
+        "{text}"
+    );
+    assert!(
+        !stderr(&out).contains("Unable to find dynamic linker breakpoint function"),
+        "{}",
+        stderr(&out)
+    );
 
     // The plain command, on the same program linked the ordinary way: gdb refuses too.
     let plain = run(Command::new("gdb")
