@@ -12,12 +12,12 @@
 
 use core::ptr::addr_of_mut;
 
+use crate::arena;
 use crate::cas::{Hash, URI_LEN, URI_PREFIX};
 use crate::elf::{Dyn, DT_AUDIT, DT_LDCAS_HOOK, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NULL};
 use crate::out::{cstr, die, Out, STDERR};
 use crate::path::PathBuf;
 use crate::store;
-use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 
 /// `LA_SER_ORIG`: the name as it was asked for, before any search.
 const LA_SER_ORIG: u32 = 1;
@@ -48,16 +48,6 @@ static mut STATE: Resolver = Resolver {
     running: false,
 };
 
-// Mutable statics live in `.data`, not `.bss`: with no `.bss` past the last file page,
-// neither the kernel nor ld.so (loading the audit copy) needs an extra anonymous mapping.
-#[link_section = ".data"]
-static mut ARENA: [u8; ARENA_SIZE] = [0; ARENA_SIZE];
-const ARENA_SIZE: usize = 4096;
-#[link_section = ".data"]
-static mut ARENA_POS: usize = 0;
-#[link_section = ".data"]
-static mut ARENA_END: usize = 0;
-
 /// The resolver state.
 ///
 /// # Safety
@@ -67,59 +57,6 @@ static mut ARENA_END: usize = 0;
 pub unsafe fn state() -> &'static mut Resolver {
     // SAFETY: per the function's contract.
     &mut *addr_of_mut!(STATE)
-}
-
-/// Copies `parts` (and a NUL) into memory that lives for the rest of the process.
-///
-/// # Safety
-/// Callers are serialized (see [`state`]).
-#[allow(unused_unsafe)]
-unsafe fn keep(parts: &[&[u8]]) -> *const u8 {
-    let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + 1;
-    // SAFETY: the arena statics are only touched here, by serialized callers.
-    let (pos, end) = unsafe { (&mut *addr_of_mut!(ARENA_POS), &mut *addr_of_mut!(ARENA_END)) };
-    if *end - *pos < len {
-        let (start, size) = if *end == 0 {
-            // SAFETY: taking the address of the arena does not access it.
-            (unsafe { addr_of_mut!(ARENA) as usize }, ARENA_SIZE)
-        } else {
-            let size = (len + 0xffff) & !0xffff;
-            // SAFETY: a fresh anonymous mapping that we own.
-            match unsafe {
-                sys::mmap(
-                    0,
-                    size,
-                    PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            } {
-                Ok(a) => (a, size),
-                Err(_) => die(127, |o| {
-                    o.str("out of memory");
-                }),
-            }
-        };
-        if size < len {
-            die(127, |o| {
-                o.str("out of memory");
-            });
-        }
-        *pos = start;
-        *end = start + size;
-    }
-    let p = *pos as *mut u8;
-    let mut at = 0;
-    for part in parts {
-        // SAFETY: the arena has `len` free bytes at `p`.
-        unsafe { core::ptr::copy_nonoverlapping(part.as_ptr(), p.add(at), part.len()) };
-        at += part.len();
-    }
-    // SAFETY: as above; the terminator is the last of the `len` bytes.
-    unsafe { *p.add(at) = 0 };
-    *pos += len;
-    p
 }
 
 /// Outcome of resolving one `uri:` name.
@@ -171,8 +108,8 @@ pub fn resolve(r: &mut Resolver, name: &[u8], requester: &[u8]) -> Option<Found>
     // SAFETY: resolutions are serialized (see `state`).
     let path = unsafe {
         match replacement {
-            Some(p) => keep(&[p]),
-            None => keep(&[r.store.bytes(), b"/", entry.path]),
+            Some(p) => arena::keep(&[p]),
+            None => arena::keep(&[r.store.bytes(), b"/", entry.path]),
         }
     };
     // The object's existence is not checked here: that would cost a system call per
@@ -408,7 +345,7 @@ pub unsafe fn install(dynamic: &mut [Dyn], strtab: usize, me: &[u8]) -> Result<(
     }
     // SAFETY (keep): single-threaded before the hand-over. The string must outlive
     // ld-cas's stack: it goes in the arena, which is never freed.
-    let kept = keep(&[p.bytes()]);
+    let kept = arena::keep(&[p.bytes()]);
     let value = (kept as u64).wrapping_sub(strtab as u64);
 
     let end = dynamic

@@ -2,6 +2,7 @@
 //! auxiliary vector and jump into ld.so on the original stack.
 
 use crate::arch;
+use crate::arena;
 use crate::audit::{self, trace, InstallError};
 use crate::cas::{Hash, Kind, URI_PREFIX};
 use crate::elf::PT_INTERP;
@@ -250,6 +251,9 @@ pub fn handover(
         unsafe { Program::from_phdrs(ld.phdr, ld.phnum, Some(ld.bias)) }.tag_str(DT_SONAME),
         Some(s) if s.starts_with(b"ld-linux")
     );
+    if loader_uri.is_some() {
+        name_the_loader(&mut stack, &prog, loader_path.bytes());
+    }
     if uses_uri && (secure || !glibc) {
         let why = if secure {
             "it runs set-user-ID or set-group-ID, and glibc ignores audit modules named by path then"
@@ -275,6 +279,43 @@ pub fn handover(
     stack.set_aux(AT_BASE, ld.bias);
     // SAFETY: the stack is the process's initial stack, edited consistently; ld.so is mapped.
     unsafe { arch::jump(stack.sp, ld.entry) }
+}
+
+/// Gives ld.so its real path as its name. ld.so names itself after the program's
+/// `PT_INTERP`, which is ld-cas: in its list of loaded objects (what debuggers and
+/// `dl_iterate_phdr` read) ld.so would appear as ld-cas's file, whose symbols are not
+/// ld.so's. ld.so reads the program headers from `AT_PHDR`, so it is handed a copy in
+/// which `PT_INTERP` points at the loader's path (and `PT_PHDR` at the copy, so the load
+/// bias ld.so derives from it stays the same). The program's own headers and files are
+/// untouched; no system call is made. Programs without `PT_PHDR` keep their headers.
+fn name_the_loader(stack: &mut Stack, prog: &Program, loader: &[u8]) {
+    let phdrs = prog.phdrs;
+    if !phdrs.iter().any(|p| p.p_type == PT_PHDR) || !phdrs.iter().any(|p| p.p_type == PT_INTERP) {
+        return;
+    }
+    let size = core::mem::size_of_val(phdrs);
+    // SAFETY: single-threaded before the hand-over; both blocks live for good.
+    let (copy, path) = unsafe {
+        (
+            arena::alloc(size, core::mem::align_of::<Phdr>()) as *mut Phdr,
+            arena::keep(&[loader]),
+        )
+    };
+    for (i, p) in phdrs.iter().enumerate() {
+        let mut p = *p;
+        match p.p_type {
+            PT_PHDR => p.p_vaddr = (copy as u64).wrapping_sub(prog.bias as u64),
+            PT_INTERP => {
+                p.p_vaddr = (path as u64).wrapping_sub(prog.bias as u64);
+                p.p_filesz = loader.len() as u64 + 1;
+                p.p_memsz = p.p_filesz;
+            }
+            _ => {}
+        }
+        // SAFETY: `copy` has room for `phdrs.len()` headers, suitably aligned.
+        unsafe { copy.add(i).write(p) };
+    }
+    stack.set_aux(AT_PHDR, copy as usize);
 }
 
 /// Without the name service (under `AT_SECURE` glibc ignores audit modules named by path;

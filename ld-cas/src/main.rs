@@ -22,6 +22,7 @@ mod uri;
 #[allow(dead_code, unused_imports, clippy::all)]
 mod table;
 
+mod arena;
 mod audit;
 mod blake3;
 mod cas;

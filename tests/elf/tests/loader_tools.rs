@@ -123,6 +123,8 @@ fn gdb_stops_in_uri_library_functions_with_symbols_dlopened_ones_too() {
             "run",
             "-ex",
             "bt",
+            "-ex",
+            "info sharedlibrary",
             "--args",
         ])
         .arg(w.bin("dl"))
@@ -139,10 +141,20 @@ fn gdb_stops_in_uri_library_functions_with_symbols_dlopened_ones_too() {
         frames.len() >= 2 && frames[1].contains("main (") && frames[1].contains("dl.c"),
         "{text}"
     );
+    let warnings = stderr(&out);
     assert!(
-        !stderr(&out).contains("Unable to find dynamic linker breakpoint function"),
-        "{}",
-        stderr(&out)
+        !warnings.contains("Unable to find dynamic linker breakpoint function"),
+        "{warnings}"
+    );
+    // ld.so is listed under its own file (not ld-cas's), so gdb reads the right symbols.
+    assert!(
+        !warnings.contains("is not at the expected address"),
+        "{warnings}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("Yes") && l.ends_with("-ld-linux-x86-64.so.2")),
+        "{text}"
     );
 
     // The plain command, on the same program linked the ordinary way: gdb refuses too.

@@ -1,0 +1,85 @@
+//! Memory that lives for the rest of the process, without an allocator: the paths handed
+//! to ld.so, the audit list, the program headers given to ld.so. A 4 KiB static first
+//! (no system call), then 64 KiB anonymous mappings.
+//!
+//! Callers are serialized: ld-cas is single-threaded before the hand-over, and ld.so calls
+//! the audit callbacks under its loader lock, one at a time.
+
+use core::ptr::addr_of_mut;
+
+use crate::out::die;
+use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+
+// Mutable statics live in `.data`, not `.bss`: with no `.bss` past the last file page,
+// neither the kernel nor ld.so (loading the audit copy) needs an extra anonymous mapping.
+#[link_section = ".data"]
+static mut ARENA: [u64; ARENA_WORDS] = [0; ARENA_WORDS];
+const ARENA_WORDS: usize = 512;
+#[link_section = ".data"]
+static mut ARENA_POS: usize = 0;
+#[link_section = ".data"]
+static mut ARENA_END: usize = 0;
+
+/// `len` bytes aligned to `align` (a power of two no larger than a page).
+///
+/// # Safety
+/// Callers are serialized (see the module's documentation).
+#[allow(unused_unsafe)]
+pub unsafe fn alloc(len: usize, align: usize) -> *mut u8 {
+    // SAFETY: the arena statics are only touched here, by serialized callers.
+    let (pos, end) = unsafe { (&mut *addr_of_mut!(ARENA_POS), &mut *addr_of_mut!(ARENA_END)) };
+    let mut at = (*pos + align - 1) & !(align - 1);
+    if *end == 0 || at > *end || *end - at < len {
+        let (start, size) = if *end == 0 {
+            // SAFETY: taking the address of the arena does not access it.
+            (unsafe { addr_of_mut!(ARENA) as usize }, ARENA_WORDS * 8)
+        } else {
+            let size = (len + 0xffff) & !0xffff;
+            // SAFETY: a fresh anonymous mapping that we own.
+            match unsafe {
+                sys::mmap(
+                    0,
+                    size,
+                    PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            } {
+                Ok(a) => (a, size),
+                Err(_) => die(127, |o| {
+                    o.str("out of memory");
+                }),
+            }
+        };
+        if size < len {
+            die(127, |o| {
+                o.str("out of memory");
+            });
+        }
+        *end = start + size;
+        at = start; // both starts are 8-byte aligned, and mappings page-aligned
+    }
+    *pos = at + len;
+    at as *mut u8
+}
+
+/// Copies `parts` (and a NUL) into memory that lives for the rest of the process.
+///
+/// # Safety
+/// Callers are serialized (see the module's documentation).
+#[allow(unused_unsafe)]
+pub unsafe fn keep(parts: &[&[u8]]) -> *const u8 {
+    let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + 1;
+    // SAFETY: per the contract.
+    let p = unsafe { alloc(len, 1) };
+    let mut at = 0;
+    for part in parts {
+        // SAFETY: `alloc` returned `len` bytes at `p`.
+        unsafe { core::ptr::copy_nonoverlapping(part.as_ptr(), p.add(at), part.len()) };
+        at += part.len();
+    }
+    // SAFETY: as above; the terminator is the last of the `len` bytes.
+    unsafe { *p.add(at) = 0 };
+    p
+}
