@@ -160,10 +160,10 @@ fn install_default_ld_cas(store: &Store) -> Result<()> {
 /// Copies the ld-cas at `source` into the store under the name programs of its
 /// architecture use (when it is not there already, byte for byte).
 fn install_ld_cas(store: &Store, source: &Path) -> Result<()> {
-    let (_, machine) = elf_ident(source)
-        .with_context(|| format!("{} is not an ELF file (an ld-cas binary)", source.display()))?;
     let bytes =
         std::fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
+    let (_, machine) = elf_ident(source)
+        .with_context(|| format!("{} is not an ELF file (an ld-cas binary)", source.display()))?;
     let dest = crate::convert::store_interpreter(store.root(), machine);
     if std::fs::read(&dest).ok().as_deref() == Some(&bytes[..]) {
         return Ok(());
