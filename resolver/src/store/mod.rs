@@ -6,7 +6,8 @@
 //!   lock                   writers hold an exclusive lock on it
 //!   objects/<hex>-<name>   read-only objects; <name> is a readable hint (the file name)
 //!   ld-cas                 the interpreter converted programs name by default
-//!   bin/                   converted programs and trees
+//!   ld-cas-<arch>          the same for programs of another architecture
+//!   bin/                   converted programs and trees (the roots of `collect_garbage`)
 //! ```
 //!
 //! Every path in the table is relative to the store root, so moving the store directory
