@@ -68,9 +68,25 @@ pub fn parent_dir(path: &Path) -> &Path {
 /// writer killed before its rename can be told from those of a live one
 /// ([`remove_orphaned_temporaries`]). Removed when dropped unless persisted.
 pub fn temporary_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new()
-        .prefix(&format!(".tmp-{}-", std::process::id()))
-        .tempfile_in(dir)
+    let prefix = temporary_prefix();
+    tempfile::Builder::new().prefix(&prefix).tempfile_in(dir)
+}
+
+/// The prefix of this process's temporary names (see [`temporary_in`]).
+fn temporary_prefix() -> String {
+    format!(".tmp-{}-", std::process::id())
+}
+
+/// Makes `dest` a hard link of `existing`, atomically: the link is made under a temporary
+/// name in `dest`'s directory and renamed over `dest`. Fails (leaving `dest` as it was)
+/// when the two are on different filesystems, or the filesystem has no hard links.
+pub fn replace_with_link(existing: &Path, dest: &Path) -> io::Result<()> {
+    let prefix = temporary_prefix();
+    let link = tempfile::Builder::new()
+        .prefix(&prefix)
+        .make_in(parent_dir(dest), |name| fs::hard_link(existing, name))?;
+    link.persist(dest).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Removes the temporary files in `dir` whose writer process no longer exists (see

@@ -228,10 +228,14 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
             if is_program(&closure.nodes[*n]) {
                 continue;
             }
+            // Several outputs of one node are hard links of one file: link them again.
+            let mut first: Option<&Path> = None;
             for &i in outputs_of.get(n).map(Vec::as_slice).unwrap_or_default() {
                 if let Output::Elf { source, dest, .. } = &outputs[i] {
                     report.tree_elf_files += 1;
-                    report.bytes_written += output::write_file(source, dest, &converted.bytes)?;
+                    report.bytes_written +=
+                        output::write_or_link(source, dest, &converted.bytes, first)?;
+                    first.get_or_insert(dest.as_path());
                     report.outputs.push(Written {
                         source: source.clone(),
                         dest: dest.clone(),
@@ -248,6 +252,9 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
         .filter(|(n, _)| is_program(&closure.nodes[*n]))
         .count();
     progress.phase("writing programs", programs as u64);
+    // Outputs of one program node (hard links of one file) with the same bytes (the store
+    // named from the same depth) are linked again.
+    let mut written: HashMap<usize, Vec<(PathBuf, Hash)>> = HashMap::new();
     for &(n, i) in &elf_outputs {
         let node = &closure.nodes[n];
         let Output::Elf {
@@ -283,8 +290,15 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
             store: output::store_reference(dest, store.root()),
         };
         let bytes = rewrite::convert_program(&closure, n, &libraries, &record)?;
+        let hash = hash_bytes(&bytes);
+        let same = written.entry(n).or_default();
+        let like = same
+            .iter()
+            .find(|(_, h)| *h == hash)
+            .map(|(p, _)| p.as_path());
         report.programs += 1;
-        report.bytes_written += output::write_file(source, dest, &bytes)?;
+        report.bytes_written += output::write_or_link(source, dest, &bytes, like)?;
+        same.push((dest.clone(), hash));
         progress.advance(1);
         report.outputs.push(Written {
             source: source.clone(),

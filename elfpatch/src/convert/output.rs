@@ -215,7 +215,49 @@ pub fn write_file(source: &Path, dest: &Path, bytes: &[u8]) -> Result<u64> {
     Ok(bytes.len() as u64)
 }
 
-/// Creates the directories, copies the plain files and recreates the symlinks of the plan.
+/// Writes `bytes` to `dest` as [`write_file`] does, or, given `like` (the output already
+/// written from a hard link of the same source file, with the same bytes), makes `dest` a
+/// hard link of it, as the sources were. Falls back to writing when linking fails (another
+/// filesystem). Returns the bytes written.
+pub fn write_or_link(source: &Path, dest: &Path, bytes: &[u8], like: Option<&Path>) -> Result<u64> {
+    match like {
+        Some(first) if link_like(first, dest)? => Ok(0),
+        _ => write_file(source, dest, bytes),
+    }
+}
+
+/// Makes `dest` a hard link of `first` (atomically); false when the filesystem refuses.
+fn link_like(first: &Path, dest: &Path) -> Result<bool> {
+    if same_file(first, dest) {
+        return Ok(true);
+    }
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    Ok(resolver::atomic::replace_with_link(first, dest).is_ok())
+}
+
+/// Whether two paths name the same file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// The identity (device, inode) of a source file that has other hard links.
+fn linked_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path)
+        .ok()
+        .filter(|m| m.nlink() > 1)
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Creates the directories, copies the plain files and recreates the symlinks of the plan;
+/// plain files that are hard links of each other become hard links of each other again.
 /// Returns how many files and links were copied.
 pub fn copy_others(outputs: &[Output]) -> Result<usize> {
     use rayon::prelude::*;
@@ -225,17 +267,51 @@ pub fn copy_others(outputs: &[Output]) -> Result<usize> {
                 .with_context(|| format!("cannot create {}", dest.display()))?;
         }
     }
-    let copied = outputs
+    // Hard links of one file go to one worker, in plan order.
+    let mut groups: Vec<Vec<&Output>> = Vec::new();
+    let mut group_of: std::collections::HashMap<(u64, u64), usize> = Default::default();
+    for output in outputs {
+        let identity = match output {
+            Output::Copy { source, .. } => linked_identity(source),
+            _ => None,
+        };
+        match identity.and_then(|id| group_of.get(&id).copied()) {
+            Some(g) => groups[g].push(output),
+            None => {
+                if let Some(id) = identity {
+                    group_of.insert(id, groups.len());
+                }
+                groups.push(vec![output]);
+            }
+        }
+    }
+    let copied = groups
         .par_iter()
-        .map(copy_one)
-        .collect::<Result<Vec<bool>>>()?;
-    Ok(copied.into_iter().filter(|&c| c).count())
+        .map(|group| {
+            let mut first: Option<&Path> = None;
+            let mut copied = 0;
+            for output in group {
+                copied += usize::from(copy_one(output, first)?);
+                if let Output::Copy { dest, .. } = output {
+                    first.get_or_insert(dest.as_path());
+                }
+            }
+            Ok(copied)
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    Ok(copied.into_iter().sum())
 }
 
-/// Copies one plain file or recreates one link of the plan; true when it was one.
-fn copy_one(output: &Output) -> Result<bool> {
+/// Copies one plain file (or links it to `like`, see [`write_or_link`]) or recreates one
+/// link of the plan; true when it was one.
+fn copy_one(output: &Output, like: Option<&Path>) -> Result<bool> {
     match output {
         Output::Copy { source, dest, .. } => {
+            if let Some(first) = like {
+                if link_like(first, dest)? {
+                    return Ok(true);
+                }
+            }
             let bytes =
                 fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
             write_file(source, dest, &bytes)?;

@@ -733,3 +733,84 @@ fn gc_removes_what_no_program_needs() {
         "{report}"
     );
 }
+
+#[test]
+fn hard_links_in_a_tree_stay_hard_links() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("pkg");
+    for d in ["bin", "lib", "share"] {
+        fs::create_dir_all(tree.join(d)).unwrap();
+    }
+    compile(
+        "gcc",
+        &[&src("greet.c")],
+        &tree.join("lib/libgreet.so.1"),
+        &[
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libgreet.so.1",
+            "-DWORD=\"linked\"",
+        ],
+    );
+    compile(
+        "gcc",
+        &[&src("greet_main.c")],
+        &tree.join("bin/prog"),
+        &[
+            &format!("-L{}", tree.join("lib").display()),
+            "-l:libgreet.so.1",
+            "-Wl,-rpath,$ORIGIN/../lib",
+        ],
+    );
+    fs::write(tree.join("share/data.txt"), b"some data\n").unwrap();
+    // Each file with a second name, as `nix-store --optimise` or `cp -l` leave them.
+    for (a, b) in [
+        ("bin/prog", "bin/prog-again"),
+        ("lib/libgreet.so.1", "lib/libgreet-again.so"),
+        ("share/data.txt", "share/data-again.txt"),
+    ] {
+        fs::hard_link(tree.join(a), tree.join(b)).unwrap();
+    }
+    let store = tmp.path().join("store");
+    init_store(&store);
+    let interp = stable_ld_cas(tmp.path());
+    let report = convert(
+        &store,
+        &["--interp", interp.to_str().unwrap()],
+        std::slice::from_ref(&tree),
+    );
+    let out = store.join("bin/pkg");
+    for (a, b) in [
+        ("bin/prog", "bin/prog-again"),
+        ("lib/libgreet.so.1", "lib/libgreet-again.so"),
+        ("share/data.txt", "share/data-again.txt"),
+    ] {
+        let (x, y) = (
+            fs::metadata(out.join(a)).unwrap(),
+            fs::metadata(out.join(b)).unwrap(),
+        );
+        assert_eq!(
+            (x.dev(), x.ino()),
+            (y.dev(), y.ino()),
+            "{a} and {b} are not one file"
+        );
+        assert_eq!(x.nlink(), 2, "{a}");
+    }
+    assert!(needed(&out.join("lib/libgreet-again.so"))
+        .iter()
+        .all(|n| n.starts_with("uri:blake3:") || n.starts_with("ld-linux")));
+    for name in ["bin/prog", "bin/prog-again"] {
+        assert_eq!(
+            run_ok(&mut Command::new(out.join(name))),
+            "greet: linked\nmain: done\n"
+        );
+    }
+    // Converting again changes nothing.
+    let again = convert(
+        &store,
+        &["--interp", interp.to_str().unwrap()],
+        std::slice::from_ref(&tree),
+    );
+    assert_eq!(again["bytes_written"], 0, "{again}\n{report}");
+}
