@@ -84,6 +84,26 @@ fn programs_converted_by_elfpatch_run_and_survive_a_store_move() {
 fn gdb_stops_in_uri_library_functions_with_symbols_dlopened_ones_too() {
     require_tool("gdb");
     let w = world();
+    // The exact command, on a function of a `uri:` library that the program calls: gdb
+    // breaks on its PLT entry before `run` and moves the breakpoint into the library once
+    // it is loaded.
+    let out = run(Command::new("gdb")
+        .args(["-batch", "-ex", "break chain_a", "-ex", "run", "-ex", "bt"])
+        .arg(w.bin("chain")));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Breakpoint 1, chain_a () at ") && text.contains("chain_a.c"),
+        "{text}\n{}",
+        stderr(&out)
+    );
+    let frames: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+    assert!(
+        frames.len() == 2 && frames[0].contains("chain_a () at ") && frames[1].contains("main ("),
+        "{text}"
+    );
+
+    // A function deeper in the closure (no PLT entry in the program) needs pending
+    // breakpoints, which batch mode refuses unless asked (the ordinary program below too).
     let out = run(Command::new("gdb")
         .args([
             "-batch",
