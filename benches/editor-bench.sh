@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # elfpatch vs patchelf, side by side: --replace-needed and --set-interpreter on a small
-# and a large (> 50 MB) binary. Every run edits a fresh copy (hyperfine --prepare).
-# Prints a markdown table of medians and the elfpatch/patchelf ratio.
-# Usage: benches/editor-bench.sh [results.md]   (needs hyperfine, patchelf, gcc, python3)
+# and a large (> 50 MB) binary. `benches/editor/paired.c` runs the commands in interleaved
+# rounds, each on a fresh copy of the binary (the copy is not timed), and reports medians
+# and the paired difference from patchelf (the median over rounds of elfpatch − patchelf
+# within one round). Prints a markdown table; ratios are (patchelf + Δ) / patchelf.
+# Usage: benches/editor-bench.sh [results.md]   (needs patchelf, gcc, python3)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-/dev/stdout}
 cargo build --release -p elfpatch --manifest-path "$root/Cargo.toml" >&2
 elfpatch="$root/target/release/elfpatch"
+patchelf=$(command -v patchelf)
 work=$(mktemp -d "$root/target/editor-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
+gcc -O2 -o "$work/paired" "$root/benches/editor/paired.c"
 cp /usr/bin/ls "$work/small"
 gcc -O1 -o "$work/large" "$root/benches/editor/big.c"
 uri="uri:blake3:$(printf 'ab%.0s' $(seq 32))"
@@ -22,31 +26,30 @@ for bin in small large; do
       replace-needed) args=(--replace-needed libc.so.6 "$uri") ;;
       set-interpreter) args=(--set-interpreter "$interp") ;;
     esac
-    for mode in fsync nofsync; do
-      [ "$mode" = nofsync ] && export ELFPATCH_FSYNC=0 || unset ELFPATCH_FSYNC
-      runs=40; [ "$bin" = small ] && runs=300
-      hyperfine -N --warmup 5 --min-runs "$runs" \
-        --prepare "cp $work/$bin $work/target" \
-        --export-json "$work/$bin-$op-$mode.json" \
-        -n patchelf "patchelf ${args[*]} $work/target" \
-        -n elfpatch "$elfpatch ${args[*]} $work/target" >&2
-    done
-    unset ELFPATCH_FSYNC
+    rounds=500; [ "$bin" = large ] && rounds=40
+    "$work/paired" "$rounds" "$work/$bin" "$work/target" \
+      patchelf "$patchelf" "${args[@]}" -- \
+      elfpatch "$elfpatch" "${args[@]}" -- \
+      nosync ELFPATCH_FSYNC=0 "$elfpatch" "${args[@]}" >"$work/$bin-$op.tsv"
   done
 done
 
 python3 - "$work" >"$out" <<'PY'
-import json, os, sys
+import os, sys
 work = sys.argv[1]
-print("| binary | edit | patchelf [ms] | elfpatch [ms] | elfpatch / patchelf | patchelf [ms] | elfpatch, ELFPATCH_FSYNC=0 [ms] | elfpatch / patchelf |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
+print("| binary | edit | patchelf [ms] | elfpatch [ms] | Δ [ms] | elfpatch / patchelf | elfpatch, ELFPATCH_FSYNC=0 [ms] | Δ [ms] | ratio |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for b in ("small", "large"):
     size = os.path.getsize(os.path.join(work, b))
     for op in ("replace-needed", "set-interpreter"):
-        cells = []
-        for mode in ("fsync", "nofsync"):
-            r = {x["command"]: x for x in json.load(open(f"{work}/{b}-{op}-{mode}.json"))["results"]}
-            p, e = (r[k]["median"] * 1000 for k in ("patchelf", "elfpatch"))
-            cells += [f"{p:.1f}", f"{e:.1f}", f"{e/p:.2f}"]
+        r = {}
+        for line in open(f"{work}/{b}-{op}.tsv"):
+            name, med, p10, paired = line.split("\t")
+            r[name] = (float(med) / 1000, float(paired) / 1000)
+        p = r["patchelf"][0]
+        cells = [f"{p:.2f}"]
+        for k in ("elfpatch", "nosync"):
+            med, d = r[k]
+            cells += [f"{med:.2f}", f"{d:+.2f}", f"{(p + d) / p:.2f}"]
         print(f"| {b} ({size/1e6:.1f} MB) | --{op} | " + " | ".join(cells) + " |")
 PY
