@@ -120,8 +120,8 @@ fn process(o: &Options, file: &Path) -> Result<()> {
     }
     let target = o.output.as_deref().unwrap_or(file);
     let same = o.output.as_deref().is_none_or(|t| t == file);
-    let mode = std::fs::metadata(file).ok().map(|m| m.permissions());
-    let written = elf::write_edit(&elf, &edit, target, same, mode)?;
+    let like = std::fs::metadata(file).ok();
+    let written = elf::write_edit(&elf, &edit, target, same, like.as_ref())?;
     if o.debug {
         eprintln!(
             "{}: {}",

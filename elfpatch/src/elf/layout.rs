@@ -476,16 +476,63 @@ impl Image {
                 .all(|(o, b)| input.get(*o as usize..*o as usize + b.len()) == Some(&b[..]))
     }
 
+    /// The output as consecutive runs, each either bytes (from the input or from a write)
+    /// or zeros, covering `0..len` in order: what a writer copies without assembling the
+    /// file in memory. Later writes win where writes overlap.
+    pub fn runs<'a>(&'a self, input: &'a [u8]) -> Vec<Run<'a>> {
+        let keep = self.base_len.min(input.len() as u64).min(self.len);
+        let mut cuts = vec![0, keep, self.len];
+        for (o, b) in &self.writes {
+            cuts.extend([*o, o + b.len() as u64]);
+        }
+        cuts.retain(|&c| c <= self.len);
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut runs: Vec<Run<'a>> = Vec::new();
+        // Between two neighbouring cuts every write covers all bytes or none.
+        for w in cuts.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let from_write = self
+                .writes
+                .iter()
+                .rev()
+                .find(|(o, d)| *o <= a && b <= o + d.len() as u64);
+            match (from_write, runs.last_mut()) {
+                (Some((o, d)), _) => runs.push(Run::Bytes(&d[(a - o) as usize..(b - o) as usize])),
+                (None, Some(Run::Input(r))) if b <= keep && r.end == a as usize => {
+                    r.end = b as usize
+                }
+                (None, _) if b <= keep => runs.push(Run::Input(a as usize..b as usize)),
+                (None, Some(Run::Zeros(n))) => *n += b - a,
+                (None, _) => runs.push(Run::Zeros(b - a)),
+            }
+        }
+        runs
+    }
+
     /// The whole output in memory.
     pub fn materialize(&self, input: &[u8]) -> Vec<u8> {
-        let keep = (self.base_len as usize).min(input.len());
-        let mut out = input[..keep].to_vec();
-        out.resize(self.len as usize, 0);
-        for (o, b) in &self.writes {
-            out[*o as usize..*o as usize + b.len()].copy_from_slice(b);
+        let mut out = Vec::with_capacity(self.len as usize);
+        for run in self.runs(input) {
+            match run {
+                Run::Input(r) => out.extend_from_slice(&input[r]),
+                Run::Bytes(b) => out.extend_from_slice(b),
+                Run::Zeros(n) => out.resize(out.len() + n as usize, 0),
+            }
         }
         out
     }
+}
+
+/// A piece of an [`Image`]'s output (see [`Image::runs`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Run<'a> {
+    /// These bytes of the input.
+    Input(std::ops::Range<usize>),
+    /// Bytes written by the edit.
+    Bytes(&'a [u8]),
+    /// This many zero bytes.
+    Zeros(u64),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -549,4 +596,59 @@ fn update_sections(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Image, Run};
+
+    /// The output by definition: the kept prefix, zeros up to `len`, each write in order.
+    fn reference(img: &Image, input: &[u8]) -> Vec<u8> {
+        let keep = (img.base_len as usize).min(input.len());
+        let mut out = input[..keep].to_vec();
+        out.resize(img.len as usize, 0);
+        for (o, b) in &img.writes {
+            out[*o as usize..*o as usize + b.len()].copy_from_slice(b);
+        }
+        out
+    }
+
+    #[test]
+    fn runs_follow_the_writes_in_order() {
+        let input: Vec<u8> = (1..=40).collect();
+        let cases = [
+            // Nothing changed; a shorter prefix; a file grown with zeros and writes past
+            // the input; overlapping writes, the later winning; writes that touch.
+            (40, 40, vec![]),
+            (30, 30, vec![(5, vec![0xaa; 3])]),
+            (40, 64, vec![(50, vec![0xbb; 4]), (38, vec![0xcc; 4])]),
+            (
+                40,
+                40,
+                vec![(2, vec![0xdd; 10]), (4, vec![0xee; 2]), (0, vec![0xff; 3])],
+            ),
+            (
+                20,
+                48,
+                vec![(10, vec![1; 5]), (15, vec![2; 5]), (20, vec![3; 5])],
+            ),
+        ];
+        for (base_len, len, writes) in cases {
+            let img = Image {
+                base_len,
+                len,
+                writes,
+            };
+            let runs = img.runs(&input);
+            assert_eq!(img.materialize(&input), reference(&img, &input), "{img:?}");
+            // Neighbouring runs of the input or of zeros are merged.
+            for pair in runs.windows(2) {
+                assert!(
+                    !matches!(pair, [Run::Zeros(_), Run::Zeros(_)])
+                        && !matches!(pair, [Run::Input(a), Run::Input(b)] if a.end == b.start),
+                    "{runs:?}"
+                );
+            }
+        }
+    }
 }

@@ -31,10 +31,10 @@ pub use codec::{Class, Endian, Phdr, Shdr};
 pub use consts::{max_page_size, DT_LDCAS_LOADER, DT_LDCAS_STORE};
 pub use edit::{Edit, RpathEdit};
 pub use error::{Error, Result};
-pub use layout::Image;
+pub use layout::{Image, Run};
 pub use parse::Elf;
 pub use verify::{check_input, findings, verify, verify_edit, Finding};
-pub use write::{read_file, write_atomic, write_edit, Input};
+pub use write::{read_file, write_atomic, write_edit};
 
 use consts::*;
 

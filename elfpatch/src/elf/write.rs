@@ -1,5 +1,6 @@
 //! Atomic replacement of a file: a temporary file in the same directory, fsync, rename.
-//! The file's permission bits (and owner, when allowed) are kept.
+//! The file's permission bits, and its owner and group where the process may set them,
+//! are kept.
 //!
 //! `ELFPATCH_FSYNC=0` in the environment skips the fsyncs (the rename stays atomic
 //! for readers, but a power loss may leave the old or an empty file): builds that patch
@@ -7,12 +8,12 @@
 //! per file, and the fsync is most of the cost of editing a small file.
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::edit::Edit;
 use super::error::{Error, Result};
+use super::layout::{Image, Run};
 use super::parse::Elf;
 use super::verify::verify_edit;
 
@@ -33,62 +34,34 @@ fn durable() -> bool {
     std::env::var_os("ELFPATCH_FSYNC").is_none_or(|v| v != "0")
 }
 
-/// The bytes of an input file: memory-mapped when large (only the pages the edit reads
-/// are touched), read into memory when small.
-pub enum Input {
-    /// A read-only private mapping.
-    Map(memmap2::Mmap),
-    /// The whole file in memory.
-    Bytes(Vec<u8>),
-}
-
-impl std::ops::Deref for Input {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Input::Map(m) => m,
-            Input::Bytes(b) => b,
-        }
-    }
-}
-
-const MAP_THRESHOLD: u64 = 1 << 20;
-
-/// Results up to this size are assembled in memory before they are written.
-const IN_MEMORY_LIMIT: u64 = 16 << 20;
-
 fn io_err<'p>(what: &str, path: &'p Path) -> impl Fn(io::Error) -> Error + 'p {
     let what = what.to_string();
     move |e| Error::Io(format!("cannot {what} {}: {e}", path.display()))
 }
 
-/// Reads `path` for editing.
-pub fn read_file(path: &Path) -> Result<Input> {
+/// Maps `path` for editing. A mapping costs a few page faults where reading costs one per
+/// page, and only the pages an edit reads or copies are touched.
+pub fn read_file(path: &Path) -> Result<memmap2::Mmap> {
     let f = fs::File::open(path).map_err(io_err("open", path))?;
-    let len = f.metadata().map_err(io_err("stat", path))?.len();
-    if len < MAP_THRESHOLD {
-        let mut b = Vec::with_capacity(len as usize);
-        io::Read::read_to_end(&mut &f, &mut b).map_err(io_err("read", path))?;
-        return Ok(Input::Bytes(b));
-    }
     // SAFETY: the mapping is read-only and private. Its contents could change only if
     // another process rewrote the file in place while we run; editors (this one, patchelf,
     // linkers, package managers) replace files by rename instead, which leaves our mapping
     // on the old inode.
-    let m = unsafe { memmap2::Mmap::map(&f) }.map_err(io_err("map", path))?;
-    Ok(Input::Map(m))
+    unsafe { memmap2::Mmap::map(&f) }.map_err(io_err("map", path))
 }
 
 /// Applies `edit` to the parsed `elf` and writes the result atomically to `out`: the
-/// kept prefix of the input is copied, the changed pieces written over it, the new file
-/// verified against the input, synced and renamed over `out`. When the edit changes
-/// nothing and `out` is the input, nothing is written; returns whether a file was written.
+/// output is written straight from the input's mapping and the edit's pieces (never
+/// assembled in memory), verified against the input through a mapping of the new file,
+/// synced and renamed over `out`. The new file takes the owner and mode of `like` (the
+/// input, say), or else those of the `out` it replaces. When the edit changes nothing and
+/// `out` is the input, nothing is written; returns whether a file was written.
 pub fn write_edit(
     elf: &Elf,
     edit: &Edit,
     out: &Path,
     out_is_input: bool,
-    mode: Option<fs::Permissions>,
+    like: Option<&fs::Metadata>,
 ) -> Result<bool> {
     let img = edit.image(elf)?;
     if out_is_input && img.is_identity(elf.data) {
@@ -101,58 +74,36 @@ pub fn write_edit(
         out.to_path_buf()
     };
     let out = resolved.as_path();
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let keep = (img.base_len as usize).min(elf.data.len());
-    // A small result is assembled and verified in memory and written with one call; a
-    // large one is written piecewise (the kept prefix, then the changed pieces over it)
-    // and verified through a mapping, so that it never needs a second copy in memory.
-    let assembled = if img.len <= IN_MEMORY_LIMIT {
-        let mut bytes = Vec::with_capacity(img.len as usize);
-        bytes.extend_from_slice(&elf.data[..keep]);
-        bytes.resize(img.len as usize, 0);
-        for (o, b) in &img.writes {
-            let o = *o as usize;
-            let dest = bytes.get_mut(o..o + b.len()).ok_or_else(|| {
-                Error::Io(format!("an edit of {} writes past its end", out.display()))
-            })?;
-            dest.copy_from_slice(b);
-        }
-        verify_edit(elf.data, &bytes)?;
-        Some(bytes)
-    } else {
-        None
-    };
+    let dir = resolver::atomic::parent_dir(out);
     let mut tmp =
         resolver::atomic::temporary_in(dir).map_err(io_err("create a temporary file in", dir))?;
     let tpath = tmp.path().to_path_buf();
-    if let Some(bytes) = &assembled {
-        tmp.write_all(bytes).map_err(io_err("write", &tpath))?;
-    } else {
-        tmp.write_all(&elf.data[..keep])
-            .map_err(io_err("write", &tpath))?;
-        tmp.as_file()
-            .set_len(img.len)
-            .map_err(io_err("resize", &tpath))?;
-        for (o, b) in &img.writes {
-            tmp.as_file()
-                .write_all_at(b, *o)
-                .map_err(io_err("write", &tpath))?;
-        }
-        // SAFETY: the temporary file was created by us (O_EXCL, mode 0600) and nothing
-        // else writes it before the rename below.
-        let map = unsafe { memmap2::Mmap::map(tmp.as_file()) }.map_err(io_err("map", &tpath))?;
-        verify_edit(elf.data, &map)?;
-    }
-    let perms = mode.or_else(|| fs::metadata(out).ok().map(|m| m.permissions()));
-    if let Some(p) = perms {
-        tmp.as_file()
-            .set_permissions(p)
-            .map_err(io_err("chmod", &tpath))?;
-    }
+    write_runs(tmp.as_file_mut(), elf.data, &img).map_err(io_err("write", &tpath))?;
     let durable = durable();
+    if durable {
+        start_writeback(tmp.as_file());
+    }
+    // SAFETY: the temporary file was created by us (O_EXCL, mode 0600) and nothing
+    // else writes it before the rename below.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .len(img.len() as usize)
+            .map(tmp.as_file())
+    }
+    .map_err(io_err("map", &tpath))?;
+    verify_edit(elf.data, &map)?;
+    let existing;
+    let like = match like {
+        Some(m) => Some(m),
+        None => {
+            existing = fs::metadata(out).ok();
+            existing.as_ref()
+        }
+    };
+    if let Some(m) = like {
+        take_owner_and_mode(tmp.as_file(), m)
+            .map_err(io_err("set the owner and mode of", &tpath))?;
+    }
     if durable {
         tmp.as_file().sync_data().map_err(io_err("sync", &tpath))?;
     }
@@ -162,4 +113,83 @@ pub fn write_edit(
     tmp.persist(out)
         .map_err(|e| Error::Io(format!("cannot rename over {}: {}", out.display(), e.error)))?;
     Ok(true)
+}
+
+/// Gives `f` the owner, group and permission bits of `like`, as an edit in place would
+/// keep them. The owner changes only where the process may give files away (as root);
+/// elsewhere the new file is the editor's, as a copy would be. The mode is set last:
+/// a change of owner clears the set-user-ID and set-group-ID bits.
+fn take_owner_and_mode(f: &fs::File, like: &fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let own = f.metadata()?;
+    let uid = (own.uid() != like.uid()).then_some(like.uid());
+    let gid = (own.gid() != like.gid()).then_some(like.gid());
+    if uid.is_some() || gid.is_some() {
+        match std::os::unix::fs::fchown(f, uid, gid) {
+            // Not allowed to give the file away: try the group alone (a member may).
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && gid.is_some() => {
+                let _ = std::os::unix::fs::fchown(f, None, gid);
+            }
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+            other => other?,
+        }
+    }
+    f.set_permissions(like.permissions())
+}
+
+/// Starts writing `f`'s dirty pages to disk without waiting, so that the disk works
+/// while the output is verified; the `fdatasync` after it then waits for less. Only a
+/// hint: an error is left to that `fdatasync` to report.
+fn start_writeback(f: &fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sync_file_range reads only its integer arguments, and the descriptor stays
+    // open for the call.
+    unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+}
+
+/// Zero runs shorter than this are written as bytes; a page or more is left as a hole.
+const HOLE_MIN: usize = 4096;
+static ZEROS: [u8; HOLE_MIN] = [0; HOLE_MIN];
+
+/// Writes the output of `img` over `input` to the empty file `f`: consecutive pieces in
+/// one vectored write, long zero runs as holes.
+fn write_runs(f: &mut fs::File, input: &[u8], img: &Image) -> io::Result<()> {
+    let mut batch: Vec<IoSlice> = Vec::new();
+    let mut hole_at_end = false;
+    for run in img.runs(input) {
+        hole_at_end = false;
+        match run {
+            Run::Input(r) => batch.push(IoSlice::new(&input[r])),
+            Run::Bytes(b) => batch.push(IoSlice::new(b)),
+            Run::Zeros(n) if n < HOLE_MIN as u64 => batch.push(IoSlice::new(&ZEROS[..n as usize])),
+            Run::Zeros(n) => {
+                write_all_vectored(f, &mut batch)?;
+                f.seek(SeekFrom::Current(n as i64))?;
+                hole_at_end = true;
+            }
+        }
+    }
+    write_all_vectored(f, &mut batch)?;
+    if hole_at_end {
+        f.set_len(img.len())?;
+    }
+    Ok(())
+}
+
+/// Writes all of `slices` (emptied on return), as few system calls as the kernel allows.
+fn write_all_vectored(f: &mut fs::File, slices: &mut Vec<IoSlice>) -> io::Result<()> {
+    /// `IOV_MAX` on Linux.
+    const MAX_SLICES: usize = 1024;
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = rest.len().min(MAX_SLICES);
+        match f.write_vectored(&rest[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut rest, written),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    slices.clear();
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! Every patchelf option applied to a built fixture, each result run and compared with
 //! the unpatched run.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use super::*;
@@ -215,6 +216,19 @@ pub fn exercise_all(fx: &Fixture) {
         .file_type()
         .is_symlink());
     assert_eq!(print("rpath", &target), "$ORIGIN:/via/link");
+
+    // The owner, group and mode (set-user-ID included) stay, as with an edit in place.
+    let owned = fx.copy(&prog, "owned");
+    std::os::unix::fs::chown(&owned, Some(65534), Some(65534))
+        .expect("chown to nobody (the tests run as root)");
+    std::fs::set_permissions(&owned, std::fs::Permissions::from_mode(0o4751)).expect("chmod");
+    patch(&owned, &["--set-rpath", "$ORIGIN:/owned"]);
+    let m = std::fs::metadata(&owned).expect("stat");
+    assert_eq!(
+        (m.uid(), m.gid(), m.mode() & 0o7777),
+        (65534, 65534, 0o4751),
+        "owner, group or mode not kept"
+    );
 
     // Everything at once, two files at once, arguments from files.
     let a = fx.copy(&prog, "all-a");
