@@ -69,7 +69,7 @@ fn os_abi_from_name(name: &str) -> Result<u8> {
 
 fn process(o: &Options, file: &Path) -> Result<()> {
     let data = elf::read_file(file)?;
-    let elf = Elf::parse(&data)?;
+    let elf = data.parse()?;
     elf::check_input(&data)?;
     if o.debug {
         eprintln!("patching ELF file '{}'", file.display());
@@ -120,8 +120,7 @@ fn process(o: &Options, file: &Path) -> Result<()> {
     }
     let target = o.output.as_deref().unwrap_or(file);
     let same = o.output.as_deref().is_none_or(|t| t == file);
-    let like = std::fs::metadata(file).ok();
-    let written = elf::write_edit(&elf, &edit, target, same, like.as_ref())?;
+    let written = elf::write_edit(&data, &elf, &edit, target, same)?;
     if o.debug {
         eprintln!(
             "{}: {}",

@@ -16,8 +16,10 @@
 
 mod codec;
 mod consts;
+mod cow;
 mod edit;
 mod error;
+mod image;
 mod layout;
 mod parse;
 mod rename;
@@ -31,10 +33,10 @@ pub use codec::{Class, Endian, Phdr, Shdr};
 pub use consts::{max_page_size, DT_LDCAS_LOADER, DT_LDCAS_STORE};
 pub use edit::{Edit, RpathEdit};
 pub use error::{Error, Result};
-pub use layout::{Image, Run};
+pub use image::{Image, Run};
 pub use parse::Elf;
 pub use verify::{check_input, findings, verify, verify_edit, Finding};
-pub use write::{read_file, write_atomic, write_edit};
+pub use write::{read_file, write_atomic, write_edit, Input};
 
 use consts::*;
 
@@ -79,7 +81,8 @@ impl Edit {
         // after it can move (strip and objcopy keep the table after the ELF header), else
         // move it to the appended region.
         if let Some(room) = room::make_room(elf, page, 4)? {
-            let mid = room.materialize(elf.data);
+            let mid = cow::output(&room, elf.data, elf.file)
+                .map_err(|e| Error::Io(format!("cannot map a copy of the file to edit: {e}")))?;
             let parsed = Elf::parse(&mid)?;
             let logical = self.plan(&parsed)?;
             if let Some(img) = layout::build(&parsed, &logical, page, false)? {

@@ -44,6 +44,8 @@ pub struct StrTab {
 #[derive(Clone, Debug)]
 pub struct Elf<'a> {
     pub(crate) data: &'a [u8],
+    /// The file `data` maps, when known: an edited copy can then share its pages.
+    pub(crate) file: Option<&'a std::fs::File>,
     pub(crate) codec: Codec,
     pub(crate) e_type: u16,
     pub(crate) machine: u16,
@@ -299,6 +301,7 @@ where
     }
     Ok(Elf {
         data,
+        file: None,
         codec,
         e_type: hdr.e_type(endian),
         machine: hdr.e_machine(endian),

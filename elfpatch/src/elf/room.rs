@@ -11,7 +11,7 @@
 use super::codec::{align_up, Phdr};
 use super::consts::*;
 use super::error::{malformed, Result};
-use super::layout::Image;
+use super::image::Image;
 use super::parse::Elf;
 
 const SHT_REL: u32 = 9;

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use super::edit::Edit;
 use super::error::{Error, Result};
-use super::layout::{Image, Run};
+use super::image::{Image, Run};
 use super::parse::Elf;
 use super::verify::verify_edit;
 
@@ -39,29 +39,62 @@ fn io_err<'p>(what: &str, path: &'p Path) -> impl Fn(io::Error) -> Error + 'p {
     move |e| Error::Io(format!("cannot {what} {}: {e}", path.display()))
 }
 
-/// Maps `path` for editing. A mapping costs a few page faults where reading costs one per
-/// page, and only the pages an edit reads or copies are touched.
-pub fn read_file(path: &Path) -> Result<memmap2::Mmap> {
-    let f = fs::File::open(path).map_err(io_err("open", path))?;
+/// A file opened for editing: its descriptor, its metadata and a read-only mapping of its
+/// bytes (what it dereferences to).
+pub struct Input {
+    file: fs::File,
+    metadata: fs::Metadata,
+    map: memmap2::Mmap,
+}
+
+impl std::ops::Deref for Input {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+impl Input {
+    /// Parses the file. An edit that must copy it in memory (to give the program header
+    /// table room) then shares the unchanged pages with the file.
+    pub fn parse(&self) -> Result<Elf<'_>> {
+        let mut elf = Elf::parse(&self.map)?;
+        elf.file = Some(&self.file);
+        Ok(elf)
+    }
+}
+
+/// Opens and maps `path` for editing. A mapping costs a few page faults where reading
+/// costs one per page, and only the pages an edit reads or copies are touched.
+pub fn read_file(path: &Path) -> Result<Input> {
+    let file = fs::File::open(path).map_err(io_err("open", path))?;
+    let metadata = file.metadata().map_err(io_err("stat", path))?;
+    let len = usize::try_from(metadata.len())
+        .map_err(|_| Error::Io(format!("{} is too large to map", path.display())))?;
     // SAFETY: the mapping is read-only and private. Its contents could change only if
     // another process rewrote the file in place while we run; editors (this one, patchelf,
     // linkers, package managers) replace files by rename instead, which leaves our mapping
     // on the old inode.
-    unsafe { memmap2::Mmap::map(&f) }.map_err(io_err("map", path))
+    let map =
+        unsafe { memmap2::MmapOptions::new().len(len).map(&file) }.map_err(io_err("map", path))?;
+    Ok(Input {
+        file,
+        metadata,
+        map,
+    })
 }
 
-/// Applies `edit` to the parsed `elf` and writes the result atomically to `out`: the
-/// output is written straight from the input's mapping and the edit's pieces (never
+/// Applies `edit` to `elf` (parsed from `input`) and writes the result atomically to
+/// `out`: the output is written straight from the input and the edit's pieces (never
 /// assembled in memory), verified against the input through a mapping of the new file,
-/// synced and renamed over `out`. The new file takes the owner and mode of `like` (the
-/// input, say), or else those of the `out` it replaces. When the edit changes nothing and
-/// `out` is the input, nothing is written; returns whether a file was written.
+/// given the input's owner and mode, synced and renamed over `out`. When the edit changes
+/// nothing and `out` is the input, nothing is written; returns whether a file was written.
 pub fn write_edit(
+    input: &Input,
     elf: &Elf,
     edit: &Edit,
     out: &Path,
     out_is_input: bool,
-    like: Option<&fs::Metadata>,
 ) -> Result<bool> {
     let img = edit.image(elf)?;
     if out_is_input && img.is_identity(elf.data) {
@@ -78,7 +111,7 @@ pub fn write_edit(
     let mut tmp =
         resolver::atomic::temporary_in(dir).map_err(io_err("create a temporary file in", dir))?;
     let tpath = tmp.path().to_path_buf();
-    write_runs(tmp.as_file_mut(), elf.data, &img).map_err(io_err("write", &tpath))?;
+    write_runs(tmp.as_file_mut(), input, &img).map_err(io_err("write", &tpath))?;
     let durable = durable();
     if durable {
         start_writeback(tmp.as_file());
@@ -92,18 +125,8 @@ pub fn write_edit(
     }
     .map_err(io_err("map", &tpath))?;
     verify_edit(elf.data, &map)?;
-    let existing;
-    let like = match like {
-        Some(m) => Some(m),
-        None => {
-            existing = fs::metadata(out).ok();
-            existing.as_ref()
-        }
-    };
-    if let Some(m) = like {
-        take_owner_and_mode(tmp.as_file(), m)
-            .map_err(io_err("set the owner and mode of", &tpath))?;
-    }
+    take_owner_and_mode(tmp.as_file(), &input.metadata)
+        .map_err(io_err("set the owner and mode of", &tpath))?;
     if durable {
         tmp.as_file().sync_data().map_err(io_err("sync", &tpath))?;
     }
@@ -151,14 +174,23 @@ fn start_writeback(f: &fs::File) {
 const HOLE_MIN: usize = 4096;
 static ZEROS: [u8; HOLE_MIN] = [0; HOLE_MIN];
 
+/// Input runs at least this long are copied by the kernel, file to file.
+const COPY_MIN: usize = 1 << 20;
+
 /// Writes the output of `img` over `input` to the empty file `f`: consecutive pieces in
-/// one vectored write, long zero runs as holes.
-fn write_runs(f: &mut fs::File, input: &[u8], img: &Image) -> io::Result<()> {
+/// one vectored write, long runs of the input copied file to file (shared, not copied, on
+/// filesystems with reflinks), long zero runs left as holes.
+fn write_runs(f: &mut fs::File, input: &Input, img: &Image) -> io::Result<()> {
     let mut batch: Vec<IoSlice> = Vec::new();
     let mut hole_at_end = false;
     for run in img.runs(input) {
         hole_at_end = false;
         match run {
+            Run::Input(r) if r.len() >= COPY_MIN => {
+                write_all_vectored(f, &mut batch)?;
+                let copied = copy_range(&input.file, r.start as u64, r.len(), f)?;
+                batch.push(IoSlice::new(&input[r.start + copied..r.end]));
+            }
             Run::Input(r) => batch.push(IoSlice::new(&input[r])),
             Run::Bytes(b) => batch.push(IoSlice::new(b)),
             Run::Zeros(n) if n < HOLE_MIN as u64 => batch.push(IoSlice::new(&ZEROS[..n as usize])),
@@ -174,6 +206,46 @@ fn write_runs(f: &mut fs::File, input: &[u8], img: &Image) -> io::Result<()> {
         f.set_len(img.len())?;
     }
     Ok(())
+}
+
+/// Copies up to `len` bytes of `from` at offset `at` to `to`'s position with
+/// `copy_file_range`, and returns how many were copied: fewer (none, say, across
+/// filesystems or where the call is missing) leaves the rest to the caller.
+fn copy_range(from: &fs::File, at: u64, len: usize, to: &mut fs::File) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut off = i64::try_from(at).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut done = 0;
+    while done < len {
+        // SAFETY: both descriptors are open; `off` outlives the call, which updates it;
+        // the output offset is the file position (a null pointer).
+        let n = unsafe {
+            libc::copy_file_range(
+                from.as_raw_fd(),
+                &mut off,
+                to.as_raw_fd(),
+                std::ptr::null_mut(),
+                len - done,
+                0,
+            )
+        };
+        match n {
+            0 => break,
+            n if n > 0 => done += n as usize,
+            _ => match io::Error::last_os_error() {
+                e if e.kind() == io::ErrorKind::Interrupted => {}
+                e if done == 0
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL)
+                    ) =>
+                {
+                    break
+                }
+                e => return Err(e),
+            },
+        }
+    }
+    Ok(done)
 }
 
 /// Writes all of `slices` (emptied on return), as few system calls as the kernel allows.
