@@ -22,8 +22,17 @@ step() {
 py_check='import ssl, sqlite3, json, zlib; print("python", ssl.OPENSSL_VERSION, "sqlite", sqlite3.sqlite_version)'
 run_programs() {
   local bin=$1
-  "$bin/curl" --version | head -1
+  "$bin/curl" --version | sed -n 1p
   "$bin/python3" -c "$py_check"
+}
+# Fails the demo when the programs in $1 do not print what the originals print.
+same_output() {
+  if diff <(run_programs /usr/bin) <(run_programs "$1"); then
+    echo "   same output"
+  else
+    echo "demo: the programs in $1 print something else than the originals" >&2
+    exit 1
+  fi
 }
 
 echo "== ld-cas is installed at a stable path, outside the store: $work/opt/ld-cas"
@@ -36,13 +45,13 @@ step init "$elfpatch" store init --store "$work/store" >/dev/null
 echo "== 2. Convert /usr/bin/curl and /usr/bin/python3 with their closures"
 step convert "$elfpatch" convert --store "$work/store" --interp "$work/opt/ld-cas" /usr/bin/curl /usr/bin/python3
 echo "   what the converted curl needs now:"
-readelf -dW "$work/store/bin/curl" | awk '/NEEDED/ {print "     " $NF}' | head -3
+readelf -dW "$work/store/bin/curl" | awk '/NEEDED/ && n++ < 3 {print "     " $NF}'
 echo "     ..."
 
 echo "== 3. Run the originals and the converted programs"
 step originals run_programs /usr/bin
 step converted run_programs "$work/store/bin"
-diff <(run_programs /usr/bin) <(run_programs "$work/store/bin") && echo "   same output"
+same_output "$work/store/bin"
 
 echo "== 4. Move the store to $work/elsewhere/store2"
 mkdir -p "$work/elsewhere"
@@ -50,9 +59,10 @@ step move mv "$work/store" "$work/elsewhere/store2"
 
 echo "== 5. Run them again from the new place (no file was rewritten)"
 step converted-after-move run_programs "$work/elsewhere/store2/bin"
-diff <(run_programs /usr/bin) <(run_programs "$work/elsewhere/store2/bin") && echo "   same output"
+same_output "$work/elsewhere/store2/bin"
 
 echo "== 6. Check every object against its address"
 step verify "$elfpatch" store verify --store "$work/elsewhere/store2"
 echo "== How ld-cas resolved curl's libraries (LD_CAS_DEBUG=1, first lines):"
-LD_CAS_DEBUG=1 "$work/elsewhere/store2/bin/curl" --version 2>&1 >/dev/null | head -4 | sed 's/^/   /'
+# sed reads to the end (head would close the pipe early and stop curl with SIGPIPE).
+LD_CAS_DEBUG=1 "$work/elsewhere/store2/bin/curl" --version 2>&1 >/dev/null | sed -n '1,4s/^/   /p'
