@@ -205,6 +205,35 @@ pub fn patch(file: &Path, args: &[&str]) {
     check_file(file);
 }
 
+/// Cuts the section header table off `file`, as `sstrip` does (it ends files made by GNU
+/// ld and lld), and clears `e_shoff`, `e_shnum` and `e_shstrndx`.
+pub fn drop_section_headers(file: &Path) {
+    let mut b = std::fs::read(file).expect("read");
+    let (is64, big) = (b[4] == 2, b[5] == 2);
+    let read = |b: &[u8], at: usize, n: usize| {
+        let f = &b[at..at + n];
+        let mut v = 0u64;
+        for i in 0..n {
+            let byte = if big { f[i] } else { f[n - 1 - i] };
+            v = v << 8 | u64::from(byte);
+        }
+        v
+    };
+    let (shoff_at, word, shentsize_at) = if is64 { (40, 8, 58) } else { (32, 4, 46) };
+    let shoff = read(&b, shoff_at, word);
+    let table = read(&b, shentsize_at, 2) * read(&b, shentsize_at + 2, 2);
+    assert_eq!(
+        shoff + table,
+        b.len() as u64,
+        "{}: section headers do not end the file",
+        file.display()
+    );
+    b.truncate(shoff as usize);
+    b[shoff_at..shoff_at + word].fill(0);
+    b[shentsize_at + 2..shentsize_at + 6].fill(0);
+    std::fs::write(file, b).expect("write");
+}
+
 /// The verify pass and `readelf -lSdW` accept `file`.
 pub fn check_file(file: &Path) {
     let bytes = std::fs::read(file).expect("read output");

@@ -64,6 +64,28 @@ pub fn exercise_all(fx: &Fixture) {
     );
     fx.assert_runs(&p, &[]);
 
+    // Without section headers (cut off, as sstrip does) the editor works from the
+    // program headers and PT_DYNAMIC.
+    let p = fx.copy(&prog, "no-sections");
+    drop_section_headers(&p);
+    fx.assert_runs(&p, &[]);
+    patch(
+        &p,
+        &[
+            "--set-interpreter",
+            &interp,
+            "--replace-needed",
+            "libgreet.so.1",
+            &uri(1),
+            "--add-rpath",
+            "/opt/no-sections",
+        ],
+    );
+    assert_eq!(print("interpreter", &p), interp);
+    assert!(print("needed", &p).contains(&uri(1)));
+    assert!(print("rpath", &p).ends_with(":/opt/no-sections"));
+    fx.assert_runs(&p, &[]);
+
     // --add-needed / --remove-needed.
     let p = fx.copy(&prog, "add-needed");
     patch(&p, &["--remove-needed", "libextra.so"]);
