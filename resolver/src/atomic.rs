@@ -81,11 +81,23 @@ fn temporary_prefix() -> String {
 /// name in `dest`'s directory and renamed over `dest`. Fails (leaving `dest` as it was)
 /// when the two are on different filesystems, or the filesystem has no hard links.
 pub fn replace_with_link(existing: &Path, dest: &Path) -> io::Result<()> {
+    install(dest, |name| fs::hard_link(existing, name))
+}
+
+/// Makes `dest` a symbolic link to `target`, atomically (made under a temporary name in
+/// `dest`'s directory, renamed over `dest`).
+pub fn replace_with_symlink(target: &Path, dest: &Path) -> io::Result<()> {
+    install(dest, |name| std::os::unix::fs::symlink(target, name))
+}
+
+/// Makes a directory entry with `make` under a temporary name beside `dest` and renames
+/// it over `dest`.
+fn install(dest: &Path, make: impl Fn(&Path) -> io::Result<()>) -> io::Result<()> {
     let prefix = temporary_prefix();
-    let link = tempfile::Builder::new()
+    let made = tempfile::Builder::new()
         .prefix(&prefix)
-        .make_in(parent_dir(dest), |name| fs::hard_link(existing, name))?;
-    link.persist(dest).map_err(|e| e.error)?;
+        .make_in(parent_dir(dest), make)?;
+    made.persist(dest).map_err(|e| e.error)?;
     Ok(())
 }
 

@@ -76,23 +76,26 @@ pub enum StoreCommand {
     },
     /// Remove the objects that no converted program or tree refers to any more.
     ///
-    /// The roots are every file under STORE/bin (where `convert` writes by default) and
-    /// each --root (a file, or a directory walked for files: programs converted elsewhere
-    /// with --out). An object is kept when a root or a kept object names it (any
-    /// `uri:blake3:` in its bytes: DT_NEEDED, version needs, the loader a program records).
-    /// The new table is durable before any object is deleted; files in STORE/objects that
-    /// the table does not list are removed too. Programs converted to other places and
-    /// not given as roots lose their libraries: use --dry-run first.
+    /// The roots are every file under STORE/bin (where `convert` writes by default), the
+    /// programs and trees `convert --out` wrote elsewhere (registered as links in
+    /// STORE/roots), and each --root (a file, or a directory walked for files). An object is
+    /// kept when a root or a kept object names it (any `uri:blake3:` in its bytes:
+    /// DT_NEEDED, version needs, the loader a program records). A registered root whose
+    /// program or tree is gone (deleted or moved) is stale: its link is removed, and with
+    /// it what only that program needed. The new table is durable before any object is
+    /// deleted; files in STORE/objects that the table does not list are removed too.
     Gc {
         #[command(flatten)]
         store: StoreArg,
-        /// More roots: converted programs or trees outside STORE/bin. Repeatable.
+        /// More roots: programs or trees that name objects of the store but were not
+        /// converted into it by `convert` (copies, say). Repeatable.
         #[arg(long, value_name = "PATH")]
         root: Vec<PathBuf>,
         /// Only print what would be removed.
         #[arg(long)]
         dry_run: bool,
-        /// Print a JSON report: `removed` (uri, soname, size, path), `unlisted`, `kept`,
+        /// Print a JSON report: `removed` (uri, soname, size, path), `unlisted`,
+        /// `stale_roots` (the programs or trees whose registration was dropped), `kept`,
         /// `bytes`, `dry_run`.
         #[arg(long)]
         json: bool,
@@ -290,9 +293,15 @@ fn gc(store: &Store, mut roots: Vec<PathBuf>, dry_run: bool, json: bool) -> Resu
             .iter()
             .map(|p| p.to_string_lossy())
             .collect();
+        let stale: Vec<_> = collected
+            .stale_roots
+            .iter()
+            .map(|r| r.target.to_string_lossy())
+            .collect();
         let report = serde_json::json!({
             "removed": removed,
             "unlisted": unlisted,
+            "stale_roots": stale,
             "kept": collected.kept,
             "bytes": collected.bytes,
             "dry_run": dry_run,
@@ -305,6 +314,14 @@ fn gc(store: &Store, mut roots: Vec<PathBuf>, dry_run: bool, json: bool) -> Resu
         }
         for p in &collected.unlisted {
             writeln!(out, "-	{}", p.display())?;
+        }
+        for r in &collected.stale_roots {
+            eprintln!(
+                "elfpatch: {} no longer exists: {} its root {}",
+                r.target.display(),
+                if dry_run { "would drop" } else { "dropped" },
+                r.link.display()
+            );
         }
         eprintln!(
             "{} {} unreferenced object(s) ({:.1} MB) and {} unlisted file(s); {} kept",

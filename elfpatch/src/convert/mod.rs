@@ -78,6 +78,9 @@ pub struct Report {
     pub missing_interpreters: Vec<PathBuf>,
     /// Temporary files of killed earlier writers removed from the output directories.
     pub temporaries_removed: usize,
+    /// Outputs registered as garbage-collection roots (`STORE/roots`): every converted
+    /// program or tree written outside `STORE/bin`.
+    pub roots: Vec<PathBuf>,
 }
 
 /// A converted file and where it was written.
@@ -245,7 +248,9 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
         }
         Ok(())
     })?;
-    batch.commit()?;
+    // The lock stays held until the programs are written and registered: a collection
+    // in between would find the new libraries unreferenced.
+    let committed = batch.commit()?;
 
     let programs = elf_outputs
         .iter()
@@ -308,6 +313,15 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
     report.copied = output::copy_others(&outputs)?;
     resolver::atomic::sync_filesystem(&out_dir)
         .with_context(|| format!("cannot sync {}", out_dir.display()))?;
+    let bin = store.root().join(BIN_DIR);
+    if !bin.canonicalize().is_ok_and(|bin| out_dir.starts_with(bin)) {
+        for path in &options.paths {
+            let dest = output::destination(path, &out_dir)?;
+            committed.add_root(&dest)?;
+            report.roots.push(dest);
+        }
+    }
+    drop(committed);
     report.unconverted = outputs
         .iter()
         .filter_map(|o| match o {

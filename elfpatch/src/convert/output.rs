@@ -114,25 +114,33 @@ fn walk(source: &Path, dest: &Path, out: &mut Vec<Output>) -> Result<()> {
     Ok(())
 }
 
+/// Where the input `path` (a program or a tree) lands: `out_dir/<its file name>`.
+pub fn destination(path: &Path, out_dir: &Path) -> Result<PathBuf> {
+    let absolute =
+        std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))?;
+    let name = absolute
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    Ok(out_dir.join(name))
+}
+
 /// The outputs for `paths`: a file lands at `out_dir/<its name>`, a tree at
 /// `out_dir/<its name>/...`.
 pub fn plan_outputs(paths: &[PathBuf], out_dir: &Path) -> Result<Vec<Output>> {
     let mut out = Vec::new();
     let mut names = std::collections::BTreeSet::new();
     for path in paths {
+        let dest = destination(path, out_dir)?;
         // `$ORIGIN` is a directory: a relative input (`prog`) must not give an empty one.
         let path = &std::path::absolute(path)
             .with_context(|| format!("cannot resolve {}", path.display()))?;
-        let name = path
-            .file_name()
-            .with_context(|| format!("{} has no file name", path.display()))?;
-        if !names.insert(name.to_owned()) {
+        if !names.insert(dest.clone()) {
             bail!(
-                "two inputs are named {}: they would land at the same place",
-                name.to_string_lossy()
+                "two inputs are named {}: they would land at the same place ({})",
+                dest.file_name().unwrap_or_default().to_string_lossy(),
+                dest.display()
             );
         }
-        let dest = out_dir.join(name);
         let meta = fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
         if meta.is_dir() {
             // Converting a tree into itself would walk its own output.

@@ -36,6 +36,12 @@ pub struct Batch<'s> {
     changed: bool,
 }
 
+/// A committed [`Batch`] that still holds the writers' lock, released when dropped.
+pub struct Committed<'s> {
+    pub(super) store: &'s Store,
+    _lock: StoreLock,
+}
+
 impl Store {
     /// Copies `objects` into the store and lists them in a new table, under the writers'
     /// lock. When this returns, the objects and the table that lists them are durable.
@@ -75,7 +81,7 @@ impl Store {
     }
 }
 
-impl Batch<'_> {
+impl<'s> Batch<'s> {
     /// Copies `objects` into the store; each is durable in `objects/` when this returns,
     /// and listed in the table once the batch is committed. An object the store (or this
     /// batch) already holds is reported as existing and not copied again.
@@ -110,13 +116,19 @@ impl Batch<'_> {
     }
 
     /// Lists every object the batch added in a new table, durably (the objects' directory
-    /// is synced first), and releases the lock. Writes nothing when nothing was added.
-    pub fn commit(self) -> Result<(), StoreError> {
-        if !self.changed {
-            return Ok(());
+    /// is synced first). Writes nothing when nothing was added. The lock stays held until
+    /// the returned [`Committed`] is dropped: what the writer does meanwhile (writing the
+    /// programs that name the new objects, registering them as roots) cannot race a
+    /// garbage collection, which would see the objects unreferenced.
+    pub fn commit(self) -> Result<Committed<'s>, StoreError> {
+        if self.changed {
+            self.store
+                .write_table(&self.objects_dir, self.entries, self.generation + 1)?;
         }
-        self.store
-            .write_table(&self.objects_dir, self.entries, self.generation + 1)
+        Ok(Committed {
+            store: self.store,
+            _lock: self._lock,
+        })
     }
 
     /// The lock, the entries and the table's generation, for a writer that replaces the

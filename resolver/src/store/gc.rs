@@ -1,7 +1,8 @@
 //! Garbage collection: removing the objects nothing refers to any more.
 //!
-//! Roots are files (converted programs and trees); an object is live when a root or a live
-//! object refers to it. References are found the way `verify` and the cycle rule find them:
+//! Roots are files (converted programs and trees: those given by the caller and those
+//! registered in `STORE/roots`); an object is live when a root or a live object refers to
+//! it. References are found the way `verify` and the cycle rule find them:
 //! every `uri:blake3:` name in the bytes ([`crate::refs`]), which covers `DT_NEEDED`,
 //! `vn_file` and the loader a program records. Everything happens under the writers' lock:
 //! the new table (without the dead entries) is made durable first, then the dead objects
@@ -15,7 +16,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::{io_error, Store, StoreError, OBJECTS_DIR};
+use super::{io_error, RegisteredRoot, Store, StoreError, OBJECTS_DIR};
 use crate::hash;
 use crate::refs::references;
 use crate::uri::Hash;
@@ -28,6 +29,9 @@ pub struct Collected {
     /// Files in `objects/` that the table does not list (left by a killed writer or
     /// collector), besides the temporary files of live writers.
     pub unlisted: Vec<PathBuf>,
+    /// Registered roots whose program or tree is gone: their links are removed (with
+    /// what only they needed), or, dry, would be.
+    pub stale_roots: Vec<RegisteredRoot>,
     /// Objects kept.
     pub kept: usize,
     /// Bytes freed (or to be freed).
@@ -56,9 +60,10 @@ fn file_references(path: &Path) -> Vec<Hash> {
 }
 
 impl Store {
-    /// Removes every object that no file in `roots` (directories are walked; symbolic links
-    /// inside them are not followed) reaches through references, and every unlisted file of
-    /// `objects/`. With `dry_run`, only reports what it would remove.
+    /// Removes every object that no file in `roots` or in the registered roots (directories
+    /// are walked; symbolic links inside them are not followed) reaches through references,
+    /// every unlisted file of `objects/`, and the registered roots whose target is gone.
+    /// With `dry_run`, only reports what it would remove.
     pub fn collect_garbage(
         &self,
         roots: &[PathBuf],
@@ -89,6 +94,12 @@ impl Store {
         for root in roots {
             root_files(root, &mut files).map_err(io_error(root, "cannot read the root"))?;
         }
+        let (live_roots, stale_roots): (Vec<_>, Vec<_>) =
+            self.registered_roots()?.into_iter().partition(|r| r.live);
+        for root in &live_roots {
+            root_files(&root.target, &mut files)
+                .map_err(io_error(&root.target, "cannot read the registered root"))?;
+        }
         for file in &files {
             reach(file_references(file), &mut live, &mut queue);
         }
@@ -97,7 +108,10 @@ impl Store {
             reach(refs, &mut live, &mut queue);
         }
 
-        let mut collected = Collected::default();
+        let mut collected = Collected {
+            stale_roots,
+            ..Collected::default()
+        };
         let mut kept = Vec::with_capacity(entries.len());
         for (e, is_live) in entries.into_iter().zip(live) {
             if is_live {
@@ -137,7 +151,18 @@ impl Store {
             }
         }
         collected.unlisted.sort();
-        if dry_run || (collected.removed.is_empty() && collected.unlisted.is_empty()) {
+        if dry_run {
+            return Ok(collected);
+        }
+        for root in &collected.stale_roots {
+            match fs::remove_file(&root.link) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_error(&root.link, "cannot remove the stale root")(e))
+                }
+                _ => {}
+            }
+        }
+        if collected.removed.is_empty() && collected.unlisted.is_empty() {
             return Ok(collected);
         }
 

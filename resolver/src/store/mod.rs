@@ -7,7 +7,8 @@
 //!   objects/<hex>-<name>   read-only objects; <name> is a readable hint (the file name)
 //!   ld-cas                 the interpreter converted programs name by default
 //!   ld-cas-<arch>          the same for programs of another architecture
-//!   bin/                   converted programs and trees (the roots of `collect_garbage`)
+//!   bin/                   converted programs and trees (roots of `collect_garbage`)
+//!   roots/<id>-<name>      links to converted programs and trees elsewhere (roots too)
 //! ```
 //!
 //! Every path in the table is relative to the store root, so moving the store directory
@@ -24,10 +25,12 @@ use thiserror::Error;
 
 mod batch;
 mod gc;
+mod roots;
 mod verify;
 
-pub use batch::Batch;
+pub use batch::{Batch, Committed};
 pub use gc::{Collected, Removed};
+pub use roots::{RegisteredRoot, ROOTS_DIR};
 
 use crate::atomic;
 use crate::hash::{self, Mapped};
@@ -213,6 +216,13 @@ pub struct StoreLock {
 /// The object file name for `hash` with readable hint `name`: `<hex>-<name>`, the hint
 /// reduced to characters that are safe in a file name.
 pub fn object_file_name(hash: &Hash, name: &str) -> String {
+    let hex = hash.to_hex_bytes();
+    hinted_name(&String::from_utf8_lossy(&hex), name)
+}
+
+/// `<id>-<name>`, the readable hint `name` reduced to characters that are safe in a file
+/// name (just `<id>` when nothing of it is left).
+fn hinted_name(id: &str, name: &str) -> String {
     let hint: String = name
         .chars()
         .map(|c| {
@@ -224,12 +234,10 @@ pub fn object_file_name(hash: &Hash, name: &str) -> String {
         })
         .take(MAX_NAME_HINT)
         .collect();
-    let hex = hash.to_hex_bytes();
-    let hex = String::from_utf8_lossy(&hex);
     if hint.is_empty() || hint.chars().all(|c| c == '.') {
-        hex.into_owned()
+        id.to_owned()
     } else {
-        format!("{hex}-{hint}")
+        format!("{id}-{hint}")
     }
 }
 

@@ -693,31 +693,58 @@ fn gc_removes_what_no_program_needs() {
                 && fs::read(p).unwrap().windows(4).any(|w| w == b"beta")
         })
         .unwrap();
+    let copy = tmp.path().join("copy-of-prog-b");
+    fs::copy(store.join("bin/prog-b"), &copy).unwrap();
     fs::remove_file(store.join("bin/prog-b")).unwrap();
     let report = gc(&["--dry-run"]);
     assert_eq!(removed_names(&report), [beta.to_str().unwrap()], "{report}");
     assert!(beta.exists());
-    // A root elsewhere keeps it: prog-b converted to another place.
-    let elsewhere = tmp.path().join("elsewhere");
-    convert(
-        &store,
-        &[
-            "--interp",
-            interp.to_str().unwrap(),
-            "--out",
-            elsewhere.to_str().unwrap(),
-        ],
-        &[fx.path("prog-b")],
-    );
-    let report = gc(&["--dry-run", "--root", elsewhere.to_str().unwrap()]);
+    // A root given on the command line (a copy of the converted prog-b) keeps it.
+    let copy_root = ["--dry-run", "--root", copy.to_str().unwrap()];
+    let report = gc(&copy_root);
     assert!(report["removed"].as_array().unwrap().is_empty(), "{report}");
+    // So does prog-b converted to another place: convert registers it in STORE/roots,
+    // and a real collection keeps its library; the junk goes.
+    let elsewhere = tmp.path().join("elsewhere");
+    let elsewhere_args = [
+        "--interp",
+        interp.to_str().unwrap(),
+        "--out",
+        elsewhere.to_str().unwrap(),
+    ];
+    convert(&store, &elsewhere_args, &[fx.path("prog-b")]);
+    let roots: Vec<_> = fs::read_dir(store.join("roots"))
+        .unwrap()
+        .map(|e| fs::read_link(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(roots, [elsewhere.join("prog-b")]);
+    let report = gc(&[]);
+    assert!(report["removed"].as_array().unwrap().is_empty(), "{report}");
+    assert!(beta.exists() && !junk.exists());
+    assert_eq!(
+        run_ok(&mut Command::new(elsewhere.join("prog-b"))),
+        "greet: beta\nmain: done\n"
+    );
+    // Converting it again registers nothing new.
+    convert(&store, &elsewhere_args, &[fx.path("prog-b")]);
+    assert_eq!(fs::read_dir(store.join("roots")).unwrap().count(), 1);
 
-    // The real thing: the object and the junk go, the table stops listing it, prog-a runs.
+    // Once that program is gone, its root is stale: the collection drops the link and the
+    // object, the table stops listing it, prog-a runs.
+    fs::remove_dir_all(&elsewhere).unwrap();
+    let report = gc(&["--dry-run"]);
+    assert_eq!(
+        report["stale_roots"][0].as_str(),
+        elsewhere.join("prog-b").to_str(),
+        "{report}"
+    );
+    assert_eq!(removed_names(&report), [beta.to_str().unwrap()], "{report}");
     let kept_before = report["kept"].as_u64().unwrap();
     let report = gc(&[]);
     assert_eq!(removed_names(&report), [beta.to_str().unwrap()], "{report}");
-    assert_eq!(report["kept"].as_u64().unwrap(), kept_before - 1);
-    assert!(!beta.exists() && !junk.exists());
+    assert_eq!(report["kept"].as_u64().unwrap(), kept_before);
+    assert!(!beta.exists());
+    assert_eq!(fs::read_dir(store.join("roots")).unwrap().count(), 0);
     let listed = run_ok(elfpatch().args(["store", "list", "--store"]).arg(&store));
     assert!(!listed.contains(beta.to_str().unwrap()), "{listed}");
     run_ok(elfpatch().args(["store", "verify", "--store"]).arg(&store));
