@@ -44,9 +44,21 @@ pub fn require_tool(tool: &str) {
 }
 
 /// Runs `cmd`, panicking with its stderr when it cannot be started.
+///
+/// A program this test process has just written can be busy (`ETXTBSY`) for a moment:
+/// another test thread's child, between its fork and its exec, still holds a copy of the
+/// descriptor it was written through. Starting it is retried for up to a second.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
+    let mut busy = 0;
+    loop {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && busy < 100 => {
+                busy += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => return result.unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}")),
+        }
+    }
 }
 
 /// Runs `cmd` and returns its stdout; panics with stdout and stderr when it fails.
