@@ -1,14 +1,19 @@
 //! `elfpatch relocate`: after a store moved together with the ld-cas inside it, point the
-//! converted programs' `PT_INTERP` at the store's new ld-cas. Only the interpreter string
-//! changes; the rest of each file is left byte for byte.
+//! converted programs' `PT_INTERP` at the store's new ld-cas, and the programs converted
+//! elsewhere (registered roots) at the store's new place. Only those strings change; the
+//! rest of each file is left byte for byte where the new string fits.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use resolver::store::{Store, BIN_DIR};
 
-use crate::elf::{Edit, Elf, DT_LDCAS_LOADER};
+use crate::convert::output::store_reference;
+use crate::elf::{Edit, Elf, DT_LDCAS_LOADER, DT_LDCAS_STORE};
 
 /// What relocation did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -39,54 +44,108 @@ fn converted_programs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Points every converted program under `bin_dir` at the interpreter `interpreter_for`
-/// gives for its ELF machine.
-pub fn relocate(bin_dir: &Path, interpreter_for: impl Fn(u16) -> PathBuf) -> Result<Relocation> {
-    let mut files = Vec::new();
-    converted_programs(bin_dir, &mut files)?;
+/// Points the converted programs of `store` at it after it moved: those under
+/// `STORE/bin` get the store's ld-cas for their ELF machine (`interpreter_for`) as
+/// `PT_INTERP`; those registered in `STORE/roots` (converted elsewhere, naming the store
+/// by its absolute path) get the store's new path, and its ld-cas where their interpreter
+/// no longer exists (a stable one elsewhere stays).
+pub fn relocate(store: &Store, interpreter_for: impl Fn(u16) -> PathBuf) -> Result<Relocation> {
     let mut report = Relocation::default();
-    for path in files {
-        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let Ok(elf) = Elf::parse(&bytes) else {
-            continue;
-        };
-        if elf.dynamic_string(DT_LDCAS_LOADER).is_none() {
-            continue;
+    let mut inside = Vec::new();
+    let bin = store.root().join(BIN_DIR);
+    if bin.is_dir() {
+        converted_programs(&bin, &mut inside)?;
+    }
+    for path in inside {
+        relocate_program(&path, &mut report, |elf| Wanted {
+            interpreter: interpreter_for(elf.machine()),
+            store: None,
+        })?;
+    }
+    let mut outside = Vec::new();
+    for root in store.registered_roots()?.into_iter().filter(|r| r.live) {
+        if root.target.is_dir() {
+            converted_programs(&root.target, &mut outside)?;
+        } else {
+            outside.push(root.target);
         }
-        let interpreter = interpreter_for(elf.machine);
-        let new = interpreter.as_os_str().as_encoded_bytes();
-        if elf.interpreter() == Some(new) {
-            report.unchanged += 1;
-            continue;
-        }
-        let Some(interp) = elf
-            .program_headers()
-            .iter()
-            .find(|p| p.p_type == 3)
-            .copied()
-        else {
-            continue;
-        };
-        // The kernel reads p_filesz bytes and requires the last to be NUL; the path ends
-        // at the first NUL, so a shorter path padded with NULs fits the same segment.
-        if (new.len() as u64) < interp.p_filesz
-            && write_in_place(&path, interp.p_offset, interp.p_filesz, new).is_ok()
-        {
-            report.bytes_written += interp.p_filesz;
-            report.in_place.push(path);
-            continue;
-        }
-        let mut edit = Edit::new();
-        edit.set_interpreter(interpreter.to_string_lossy());
-        let out = edit
-            .apply(&bytes)
-            .with_context(|| format!("cannot relocate {}", path.display()))?;
-        crate::elf::write_atomic(&path, &out)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        report.bytes_written += out.len() as u64;
-        report.rewritten.push(path);
+    }
+    for path in outside {
+        let store_path = store_reference(&path, store.root());
+        relocate_program(&path, &mut report, |elf| Wanted {
+            interpreter: match elf.interpreter() {
+                Some(i) if Path::new(OsStr::from_bytes(i)).is_file() => {
+                    PathBuf::from(OsStr::from_bytes(i))
+                }
+                _ => interpreter_for(elf.machine()),
+            },
+            store: Some(store_path.clone()),
+        })?;
     }
     Ok(report)
+}
+
+/// What a converted program should name.
+struct Wanted {
+    interpreter: PathBuf,
+    /// The store reference (`DT_LDCAS_STORE`), when it may have to change.
+    store: Option<String>,
+}
+
+/// Gives the converted program at `path` (files that are not are skipped) what `wanted`
+/// says: a new interpreter that fits the old one's room is written where it lies,
+/// anything else by an atomic rewrite.
+fn relocate_program(
+    path: &Path,
+    report: &mut Relocation,
+    wanted: impl Fn(&Elf) -> Wanted,
+) -> Result<()> {
+    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let Ok(elf) = Elf::parse(&bytes) else {
+        return Ok(());
+    };
+    if elf.dynamic_string(DT_LDCAS_LOADER).is_none() {
+        return Ok(());
+    }
+    let Wanted { interpreter, store } = wanted(&elf);
+    let new = interpreter.as_os_str().as_encoded_bytes();
+    let new_interpreter = elf.interpreter() != Some(new);
+    let new_store = store.filter(|s| elf.dynamic_string(DT_LDCAS_STORE) != Some(s.as_bytes()));
+    let Some(interp) = elf
+        .program_headers()
+        .iter()
+        .find(|p| p.p_type == 3)
+        .copied()
+    else {
+        return Ok(());
+    };
+    if !new_interpreter && new_store.is_none() {
+        report.unchanged += 1;
+        return Ok(());
+    }
+    // The kernel reads p_filesz bytes and requires the last to be NUL; the path ends at
+    // the first NUL, so a shorter path padded with NULs fits the same segment.
+    if new_store.is_none()
+        && (new.len() as u64) < interp.p_filesz
+        && write_in_place(path, interp.p_offset, interp.p_filesz, new).is_ok()
+    {
+        report.bytes_written += interp.p_filesz;
+        report.in_place.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut edit = Edit::new();
+    edit.set_interpreter(interpreter.to_string_lossy());
+    if let Some(s) = new_store {
+        edit.set_dynamic_tag(DT_LDCAS_STORE, s);
+    }
+    let out = edit
+        .apply(&bytes)
+        .with_context(|| format!("cannot relocate {}", path.display()))?;
+    crate::elf::write_atomic(path, &out)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    report.bytes_written += out.len() as u64;
+    report.rewritten.push(path.to_path_buf());
+    Ok(())
 }
 
 /// Overwrites the interpreter string at `offset` (a segment of `room` bytes) with `new`

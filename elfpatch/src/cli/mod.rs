@@ -51,15 +51,20 @@ enum Command {
     /// bottom-up so that every DT_NEEDED (and .gnu.version_r file name) is the URI of the
     /// library's converted bytes; libraries and the original ld.so go into the store's
     /// objects; programs get ld-cas as interpreter and record the ld.so by hash and the
-    /// store by a path relative to themselves. Converting again changes nothing.
+    /// store (by a path relative to themselves inside the store, else by its absolute
+    /// path). Outputs outside STORE/bin are registered as roots of `store gc`.
+    /// Converting again changes nothing.
     Convert(convert::ConvertArgs),
     /// After moving a store together with its ld-cas, point the converted programs at it.
     ///
     /// Rewrites only PT_INTERP of the programs under STORE/bin (those a conversion wrote)
     /// to STORE/ld-cas at the store's new place (STORE/ld-cas-<arch> for programs of
     /// another architecture, e.g. ld-cas-aarch64): in the file itself when the new path fits
-    /// the old one's room, otherwise by rewriting the file atomically. Programs converted
-    /// with --interp at a stable path never need this.
+    /// the old one's room, otherwise by rewriting the file atomically. Programs under
+    /// STORE/bin converted with --interp at a stable path never need this. Programs
+    /// converted elsewhere (--out; registered in STORE/roots) name the store by its
+    /// absolute path: their store path is rewritten, and their interpreter where it no
+    /// longer exists.
     Relocate {
         /// The store, at its new place.
         #[arg(long, value_name = "STORE")]
@@ -89,7 +94,7 @@ pub fn run() -> ExitCode {
 
 fn relocate(store: &Path, json: bool) -> Result<ExitCode> {
     let store = resolver::store::Store::open(store)?;
-    let report = crate::relocate::relocate(&store.root().join(resolver::store::BIN_DIR), |m| {
+    let report = crate::relocate::relocate(&store, |m| {
         crate::convert::store_interpreter(store.root(), m)
     })?;
     if json {

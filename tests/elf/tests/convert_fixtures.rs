@@ -453,6 +453,55 @@ fn relocate_follows_a_store_that_moved_with_its_ld_cas() {
 }
 
 #[test]
+fn relocate_follows_programs_converted_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = Fixtures::build(&tmp.path().join("fx"));
+    let store = tmp.path().join("store-1");
+    init_store(&store);
+    // prog-a with the store's own ld-cas, prog-b with a stable one; both outside the store,
+    // where they name the store by its absolute path.
+    let apps = tmp.path().join("apps");
+    let out = ["--out", apps.to_str().unwrap()];
+    convert(&store, &out, &[fx.path("prog-a")]);
+    let stable = stable_ld_cas(tmp.path());
+    let with_stable = [&out[..], &["--interp", stable.to_str().unwrap()]].concat();
+    convert(&store, &with_stable, &[fx.path("prog-b")]);
+    let moved = tmp.path().join("moved/store-2");
+    fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    fs::rename(&store, &moved).unwrap();
+    assert!(!run(&mut Command::new(apps.join("prog-b"))).status.success());
+
+    let report = run_ok(
+        elfpatch()
+            .args(["relocate", "--json", "--store"])
+            .arg(&moved),
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["rewritten"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(
+        run_ok(&mut Command::new(apps.join("prog-a"))),
+        "greet: alpha\nmain: done\n"
+    );
+    assert_eq!(
+        run_ok(&mut Command::new(apps.join("prog-b"))),
+        "greet: beta\nmain: done\n"
+    );
+    let interp = |p: &str| run_ok(elfpatch().arg("--print-interpreter").arg(apps.join(p)));
+    assert_eq!(
+        interp("prog-a").trim(),
+        moved.join("ld-cas").to_str().unwrap()
+    );
+    assert_eq!(interp("prog-b").trim(), stable.to_str().unwrap());
+    // Relocating again finds nothing to do.
+    let report = run_ok(
+        elfpatch()
+            .args(["relocate", "--json", "--store"])
+            .arg(&moved),
+    );
+    assert!(report.contains("\"bytes_written\": 0"), "{report}");
+}
+
+#[test]
 fn plugins_dlopened_by_name_in_a_converted_tree() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("plugtree");
