@@ -377,6 +377,16 @@ fn missing_dependencies_are_named() {
     assert!(needed(&store.join("bin/lonely")).contains(&"libgreet.so.1".to_owned()));
 }
 
+/// Runs `elfpatch relocate --json` on `store` and returns its report.
+fn relocate(store: &Path) -> serde_json::Value {
+    let report = run_ok(
+        elfpatch()
+            .args(["relocate", "--json", "--store"])
+            .arg(store),
+    );
+    serde_json::from_str(&report).unwrap()
+}
+
 #[test]
 fn relocate_follows_a_store_that_moved_with_its_ld_cas() {
     let tmp = tempfile::tempdir().unwrap();
@@ -399,12 +409,7 @@ fn relocate_follows_a_store_that_moved_with_its_ld_cas() {
     // Same length: the interpreter string is rewritten where it lies, nothing else.
     let same = tmp.path().join("store-2");
     fs::rename(&store, &same).unwrap();
-    let report = run_ok(
-        elfpatch()
-            .args(["relocate", "--json", "--store"])
-            .arg(&same),
-    );
-    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let report = relocate(&same);
     assert_eq!(report["in_place"].as_array().unwrap().len(), 2, "{report}");
     assert_eq!(run_ok(&mut Command::new(same.join("bin/prog-a"))), expected);
     let after = snapshot(&same);
@@ -427,12 +432,7 @@ fn relocate_follows_a_store_that_moved_with_its_ld_cas() {
     let longer = tmp.path().join("a-much-longer-directory-name/store-3");
     fs::create_dir_all(longer.parent().unwrap()).unwrap();
     fs::rename(&same, &longer).unwrap();
-    let report = run_ok(
-        elfpatch()
-            .args(["relocate", "--json", "--store"])
-            .arg(&longer),
-    );
-    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let report = relocate(&longer);
     assert_eq!(report["rewritten"].as_array().unwrap().len(), 2, "{report}");
     assert_eq!(
         run_ok(&mut Command::new(longer.join("bin/prog-a"))),
@@ -442,12 +442,7 @@ fn relocate_follows_a_store_that_moved_with_its_ld_cas() {
         .status
         .success());
     // Relocating again finds nothing to do.
-    let report = run_ok(
-        elfpatch()
-            .args(["relocate", "--json", "--store"])
-            .arg(&longer),
-    );
-    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let report = relocate(&longer);
     assert_eq!(report["unchanged"], 2, "{report}");
     assert_eq!(report["bytes_written"], 0, "{report}");
 }
@@ -471,12 +466,7 @@ fn relocate_follows_programs_converted_elsewhere() {
     fs::rename(&store, &moved).unwrap();
     assert!(!run(&mut Command::new(apps.join("prog-b"))).status.success());
 
-    let report = run_ok(
-        elfpatch()
-            .args(["relocate", "--json", "--store"])
-            .arg(&moved),
-    );
-    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let report = relocate(&moved);
     assert_eq!(report["rewritten"].as_array().unwrap().len(), 2, "{report}");
     assert_eq!(
         run_ok(&mut Command::new(apps.join("prog-a"))),
@@ -493,12 +483,8 @@ fn relocate_follows_programs_converted_elsewhere() {
     );
     assert_eq!(interp("prog-b").trim(), stable.to_str().unwrap());
     // Relocating again finds nothing to do.
-    let report = run_ok(
-        elfpatch()
-            .args(["relocate", "--json", "--store"])
-            .arg(&moved),
-    );
-    assert!(report.contains("\"bytes_written\": 0"), "{report}");
+    let report = relocate(&moved);
+    assert_eq!(report["bytes_written"], 0, "{report}");
 }
 
 #[test]
