@@ -181,5 +181,6 @@ fn build_edit(o: &Options, elf: &Elf, file: &Path) -> Result<Edit> {
     if let Some(x) = o.execstack {
         e.set_execstack(x);
     }
+    e.keep_old_pieces(o.keep_old_sections);
     Ok(e)
 }

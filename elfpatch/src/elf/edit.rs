@@ -40,12 +40,22 @@ pub struct Edit {
     pub(crate) osabi: Option<u8>,
     pub(crate) execstack: Option<bool>,
     pub(crate) page_size: Option<u64>,
+    pub(crate) keep_old_pieces: bool,
 }
 
 impl Edit {
     /// An empty plan.
     pub fn new() -> Self {
         Self::default()
+    }
+    /// Leaves the old bytes of pieces that move to the appended region (the string table,
+    /// the interpreter, sections moved to make room for program headers) where they were,
+    /// instead of zeroing them: for programs that read such data at its link-time address
+    /// (Firefox's relocation packing), as patchelf's `--no-clobber-old-sections`. Only the
+    /// bytes a grown program header table needs are overwritten.
+    pub fn keep_old_pieces(&mut self, keep: bool) -> &mut Self {
+        self.keep_old_pieces = keep;
+        self
     }
     /// Sets `PT_INTERP`.
     pub fn set_interpreter(&mut self, path: impl Into<String>) -> &mut Self {
@@ -176,6 +186,8 @@ pub(crate) struct Logical {
     pub patches: Vec<(u64, Vec<u8>)>,
     /// New flags for `PT_GNU_STACK` (added when missing).
     pub gnu_stack: Option<u32>,
+    /// Leave the old bytes of pieces that move (see [`Edit::keep_old_pieces`]).
+    pub keep_old: bool,
 }
 
 impl Edit {
@@ -227,6 +239,7 @@ impl Edit {
                 interp,
                 patches,
                 gnu_stack,
+                keep_old: self.keep_old_pieces,
             });
         };
         if elf.strtab.is_none() && self.touches_dynamic() {
@@ -377,6 +390,7 @@ impl Edit {
             interp,
             patches,
             gnu_stack,
+            keep_old: self.keep_old_pieces,
         })
     }
 

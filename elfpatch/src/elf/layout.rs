@@ -334,7 +334,9 @@ pub(crate) fn build(
     if let Some(s) = &elf.strtab {
         match str_at {
             Some((o, v)) => {
-                img.zero(s.offset, s.size);
+                if !lg.keep_old {
+                    img.zero(s.offset, s.size);
+                }
                 region.push((o, lg.strings.clone()));
                 for e in entries.iter_mut() {
                     match e.0 {
@@ -352,7 +354,9 @@ pub(crate) fn build(
         }
     }
     if let (Some(i), Some(p)) = (&interp, old_interp) {
-        img.zero(p.p_offset, p.p_filesz);
+        if !(lg.keep_old && interp_at.is_some()) {
+            img.zero(p.p_offset, p.p_filesz);
+        }
         region.push((interp_at.map_or(p.p_offset, |(o, _)| o), i.clone()));
     }
     if let Some(d) = &elf.dynamic {

@@ -80,7 +80,7 @@ impl Edit {
         // The program header table needs more room: grow it in place if the sections
         // after it can move (strip and objcopy keep the table after the ELF header), else
         // move it to the appended region.
-        if let Some(room) = room::make_room(elf, page, 4)? {
+        if let Some(room) = room::make_room(elf, page, 4, self.keep_old_pieces)? {
             let mid = cow::output(&room, elf.data, elf.file)
                 .map_err(|e| Error::Io(format!("cannot map a copy of the file to edit: {e}")))?;
             let parsed = Elf::parse(&mid)?;

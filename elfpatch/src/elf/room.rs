@@ -87,8 +87,14 @@ fn movable(elf: &Elf, s: &super::parse::Section) -> bool {
 }
 
 /// The writes that give the file room for `want` more program headers after the table,
-/// or `None` when the sections there cannot move.
-pub(crate) fn make_room(elf: &Elf, page: u64, want: usize) -> Result<Option<Image>> {
+/// or `None` when the sections there cannot move. With `keep_old`, the moved block's old
+/// bytes stay where the table does not need them.
+pub(crate) fn make_room(
+    elf: &Elf,
+    page: u64,
+    want: usize,
+    keep_old: bool,
+) -> Result<Option<Image>> {
     let c = elf.codec;
     let ps = c.phdr_size();
     if elf.sections.is_empty() || elf.phnum_extended {
@@ -172,7 +178,14 @@ pub(crate) fn make_room(elf: &Elf, page: u64, want: usize) -> Result<Option<Imag
         len: new_off + len,
         writes: Vec::new(),
     };
-    img.writes.push((b0, vec![0; len as usize]));
+    // The old block is zeroed (it holds names Nix scans for), or with `keep_old` only
+    // where the grown table and its spare entries go.
+    let cleared = if keep_old {
+        target.min(run_end) - b0
+    } else {
+        len
+    };
+    img.writes.push((b0, vec![0; cleared as usize]));
     img.writes
         .push((new_off, elf.data[b0 as usize..run_end as usize].to_vec()));
 

@@ -28,12 +28,14 @@ pub const USAGE: &str = "syntax: patchelf
   [--replace-needed LIBRARY NEW_LIBRARY]
   [--print-needed]
   [--no-default-lib]
+  [--no-sort]		Do not sort program+section headers; useful for debugging patchelf.
   [--clear-symbol-version SYMBOL]
   [--add-debug-tag]
   [--print-execstack]		Prints whether the object requests an executable stack
   [--clear-execstack]
   [--set-execstack]
   [--rename-dynamic-symbols NAME_MAP_FILE]	Renames dynamic symbols. The map file should contain two symbols (old_name new_name) per line
+  [--no-clobber-old-sections]		Do not clobber old section values - only use when the binary expects to find section info at the old location.
   [--output FILE]
   [--debug]
   [--version]
@@ -69,6 +71,8 @@ pub struct Options {
     pub execstack: Option<bool>,
     pub output: Option<PathBuf>,
     pub debug: bool,
+    /// `--no-clobber-old-sections`: moved pieces keep their old bytes.
+    pub keep_old_sections: bool,
     pub files: Vec<PathBuf>,
 }
 
@@ -203,6 +207,10 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Parsed> {
             "--set-execstack" => o.execstack = Some(true),
             "--output" => o.output = Some(PathBuf::from(next(&mut it, &a)?)),
             "--debug" => o.debug = true,
+            // elfpatch never reorders headers (new segments go after the last PT_LOAD,
+            // which keeps them sorted), so there is nothing to turn off.
+            "--no-sort" => {}
+            "--no-clobber-old-sections" => o.keep_old_sections = true,
             "--help" | "-h" => return Ok(Parsed::Help),
             "--version" | "-V" => return Ok(Parsed::Version),
             _ => bail!("unknown option '{a}'"),

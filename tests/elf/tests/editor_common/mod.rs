@@ -234,6 +234,19 @@ pub fn drop_section_headers(file: &Path) {
     std::fs::write(file, b).expect("write");
 }
 
+/// File offset and size of the section `name` of `file`, from `readelf -SW`.
+pub fn section_range(file: &Path, name: &str) -> (usize, usize) {
+    let listing = readelf("-S", file);
+    let fields = listing
+        .lines()
+        .filter_map(|l| l.split_once(']'))
+        .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&name))
+        .unwrap_or_else(|| panic!("{}: no section {name}:\n{listing}", file.display()));
+    let hex = |s: &str| usize::from_str_radix(s, 16).expect("hex field");
+    (hex(fields[3]), hex(fields[4]))
+}
+
 /// The verify pass and `readelf -lSdW` accept `file`.
 pub fn check_file(file: &Path) {
     let bytes = std::fs::read(file).expect("read output");

@@ -86,6 +86,30 @@ pub fn exercise_all(fx: &Fixture) {
     assert!(print("rpath", &p).ends_with(":/opt/no-sections"));
     fx.assert_runs(&p, &[]);
 
+    // --no-clobber-old-sections: a piece that moves (the grown string table) leaves its
+    // old bytes where they were, for programs that read them at their link-time place.
+    let p = fx.copy(&prog, "no-clobber");
+    patch(
+        &p,
+        &[
+            "--no-clobber-old-sections",
+            "--replace-needed",
+            "libgreet.so.1",
+            &uri(1),
+        ],
+    );
+    let (at, size) = section_range(&prog, ".dynstr");
+    assert_ne!(section_range(&p, ".dynstr").0, at, ".dynstr did not move");
+    let (old, new) = (
+        std::fs::read(&prog).expect("read"),
+        std::fs::read(&p).expect("read"),
+    );
+    assert!(
+        old[at..at + size] == new[at..at + size],
+        "the old .dynstr was overwritten"
+    );
+    fx.assert_runs(&p, &[]);
+
     // --add-needed / --remove-needed.
     let p = fx.copy(&prog, "add-needed");
     patch(&p, &["--remove-needed", "libextra.so"]);
