@@ -31,6 +31,7 @@ pub const USAGE: &str = "syntax: patchelf
   [--no-sort]		Do not sort program+section headers; useful for debugging patchelf.
   [--clear-symbol-version SYMBOL]
   [--add-debug-tag]
+  [--build-resolution-cache]	Not supported by elfpatch (see elfpatch convert).
   [--print-execstack]		Prints whether the object requests an executable stack
   [--clear-execstack]
   [--set-execstack]
@@ -211,6 +212,11 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Parsed> {
             // which keeps them sorted), so there is nothing to turn off.
             "--no-sort" => {}
             "--no-clobber-old-sections" => o.keep_old_sections = true,
+            "--build-resolution-cache" => bail!(
+                "--build-resolution-cache is not supported: elfpatch does not write the \
+                 .note.nixos.ldcache note (read only by a patched glibc); `elfpatch convert` \
+                 names libraries by content instead, with no run-path search at all"
+            ),
             "--help" | "-h" => return Ok(Parsed::Help),
             "--version" | "-V" => return Ok(Parsed::Version),
             _ => bail!("unknown option '{a}'"),
@@ -289,5 +295,11 @@ mod tests {
         assert!(parse(&["--page-size", "3000", "f"]).is_err());
         assert!(matches!(parse(&["--version"]), Ok(Parsed::Version)));
         assert!(matches!(parse(&["-h"]), Ok(Parsed::Help)));
+        let refused = parse(&["--build-resolution-cache", "f"]).unwrap_err();
+        assert!(refused.to_string().contains("not supported"), "{refused}");
+        let Ok(Parsed::Run(o)) = parse(&["--no-sort", "--no-clobber-old-sections", "f"]) else {
+            panic!("--no-sort and --no-clobber-old-sections refused");
+        };
+        assert!(o.keep_old_sections);
     }
 }
