@@ -18,15 +18,33 @@ use super::parse::Elf;
 use super::verify::verify_edit;
 
 /// Writes `bytes` to `path` atomically: readers see the old or the new contents, never a
-/// mix. When `path` exists its mode is kept. Callers skip the call when an edit changed
-/// nothing, so an unchanged file keeps its inode and mtime.
+/// mix. When `path` exists its owner and mode are kept (see [`write_edit`]). Callers skip
+/// the call when an edit changed nothing, so an unchanged file keeps its inode and mtime.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let permissions = fs::metadata(path).ok().map(|m| m.permissions());
-    if durable() {
-        resolver::atomic::replace_file(path, bytes, permissions)
-    } else {
-        resolver::atomic::replace_file_unsynced(path, bytes, permissions)
+    let like = fs::metadata(path).ok();
+    let mut tmp = resolver::atomic::temporary_in(resolver::atomic::parent_dir(path))?;
+    tmp.write_all(bytes)?;
+    install(tmp, like.as_ref(), path)
+}
+
+/// Gives the complete temporary file `tmp` the owner and mode of `like`, syncs it (unless
+/// `ELFPATCH_FSYNC=0`) and renames it over `out`. The data is on disk before the rename,
+/// so after a crash the name holds either the old file or the complete new one. The
+/// directory is not synced: that would only make the new name durable sooner, and costs
+/// as much as the whole edit of a small file.
+fn install(
+    tmp: tempfile::NamedTempFile,
+    like: Option<&fs::Metadata>,
+    out: &Path,
+) -> io::Result<()> {
+    if let Some(m) = like {
+        take_owner_and_mode(tmp.as_file(), m)?;
     }
+    if durable() {
+        tmp.as_file().sync_data()?;
+    }
+    tmp.persist(out).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Whether writes wait for the disk (unless `ELFPATCH_FSYNC=0`).
@@ -112,8 +130,7 @@ pub fn write_edit(
         resolver::atomic::temporary_in(dir).map_err(io_err("create a temporary file in", dir))?;
     let tpath = tmp.path().to_path_buf();
     write_runs(tmp.as_file_mut(), input, &img).map_err(io_err("write", &tpath))?;
-    let durable = durable();
-    if durable {
+    if durable() {
         start_writeback(tmp.as_file());
     }
     // SAFETY: the temporary file was created by us (O_EXCL, mode 0600) and nothing
@@ -125,16 +142,13 @@ pub fn write_edit(
     }
     .map_err(io_err("map", &tpath))?;
     verify_edit(elf.data, &map)?;
-    take_owner_and_mode(tmp.as_file(), &input.metadata)
-        .map_err(io_err("set the owner and mode of", &tpath))?;
-    if durable {
-        tmp.as_file().sync_data().map_err(io_err("sync", &tpath))?;
-    }
-    // The data is on disk before the rename, so after a crash the name holds either the
-    // old file or the complete new one. The directory is not synced: that would only make
-    // the new name durable sooner, and costs as much as the whole edit of a small file.
-    tmp.persist(out)
-        .map_err(|e| Error::Io(format!("cannot rename over {}: {}", out.display(), e.error)))?;
+    install(tmp, Some(&input.metadata), out).map_err(|e| {
+        Error::Io(format!(
+            "cannot install {} as {}: {e}",
+            tpath.display(),
+            out.display()
+        ))
+    })?;
     Ok(true)
 }
 

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -428,12 +429,20 @@ fn relocate_follows_a_store_that_moved_with_its_ld_cas() {
         }
     }
 
-    // Longer: the program is rewritten with its interpreter moved, and still runs.
+    // Longer: the program is rewritten with its interpreter moved, keeps its owner and
+    // group (the tests run as root), and still runs.
+    std::os::unix::fs::chown(same.join("bin/prog-a"), Some(65534), Some(65534)).unwrap();
     let longer = tmp.path().join("a-much-longer-directory-name/store-3");
     fs::create_dir_all(longer.parent().unwrap()).unwrap();
     fs::rename(&same, &longer).unwrap();
     let report = relocate(&longer);
     assert_eq!(report["rewritten"].as_array().unwrap().len(), 2, "{report}");
+    let owner = fs::metadata(longer.join("bin/prog-a")).unwrap();
+    assert_eq!(
+        (owner.uid(), owner.gid()),
+        (65534, 65534),
+        "relocate changed the owner"
+    );
     assert_eq!(
         run_ok(&mut Command::new(longer.join("bin/prog-a"))),
         expected
@@ -798,7 +807,6 @@ fn gc_removes_what_no_program_needs() {
 
 #[test]
 fn hard_links_in_a_tree_stay_hard_links() {
-    use std::os::unix::fs::MetadataExt;
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("pkg");
     for d in ["bin", "lib", "share"] {
