@@ -1,6 +1,6 @@
-//! Atomic replacement of a file: a temporary file in the same directory, fsync, rename.
-//! The file's permission bits, and its owner and group where the process may set them,
-//! are kept.
+//! Reading a file for editing (mapped), and replacing it atomically: a temporary file in
+//! the same directory, fsync, rename. The file's permission bits, and its owner and group
+//! where the process may set them, are kept.
 //!
 //! `ELFPATCH_FSYNC=0` in the environment skips the fsyncs (the rename stays atomic
 //! for readers, but a power loss may leave the old or an empty file): builds that patch
@@ -24,21 +24,31 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let like = fs::metadata(path).ok();
     let mut tmp = resolver::atomic::temporary_in(resolver::atomic::parent_dir(path))?;
     tmp.write_all(bytes)?;
-    install(tmp, like.as_ref(), path)
+    install(
+        tmp,
+        like.as_ref(),
+        like.as_ref().map(|m| m.permissions()),
+        path,
+    )
 }
 
-/// Gives the complete temporary file `tmp` the owner and mode of `like`, syncs it (unless
-/// `ELFPATCH_FSYNC=0`) and renames it over `out`. The data is on disk before the rename,
-/// so after a crash the name holds either the old file or the complete new one. The
-/// directory is not synced: that would only make the new name durable sooner, and costs
-/// as much as the whole edit of a small file.
+/// Gives the complete temporary file `tmp` the owner and group of `owner_of` and the
+/// permission bits `mode`, syncs it (unless `ELFPATCH_FSYNC=0`) and renames it over
+/// `out`. The data is on disk before the rename, so after a crash the name holds either
+/// the old file or the complete new one. The directory is not synced: that would only
+/// make the new name durable sooner, and costs as much as the whole edit of a small file.
 fn install(
     tmp: tempfile::NamedTempFile,
-    like: Option<&fs::Metadata>,
+    owner_of: Option<&fs::Metadata>,
+    mode: Option<fs::Permissions>,
     out: &Path,
 ) -> io::Result<()> {
-    if let Some(m) = like {
-        take_owner_and_mode(tmp.as_file(), m)?;
+    if let Some(m) = owner_of {
+        take_owner(tmp.as_file(), m)?;
+    }
+    // After the owner: a change of owner clears the set-user-ID and set-group-ID bits.
+    if let Some(p) = mode {
+        tmp.as_file().set_permissions(p)?;
     }
     if durable() {
         tmp.as_file().sync_data()?;
@@ -105,7 +115,8 @@ pub fn read_file(path: &Path) -> Result<Input> {
 /// Applies `edit` to `elf` (parsed from `input`) and writes the result atomically to
 /// `out`: the output is written straight from the input and the edit's pieces (never
 /// assembled in memory), verified against the input through a mapping of the new file,
-/// given the input's owner and mode, synced and renamed over `out`. When the edit changes
+/// given the input's mode (and the owner of the file it replaces), synced and renamed
+/// over `out`. When the edit changes
 /// nothing and `out` is the input, nothing is written; returns whether a file was written.
 pub fn write_edit(
     input: &Input,
@@ -142,7 +153,16 @@ pub fn write_edit(
     }
     .map_err(io_err("map", &tpath))?;
     verify_edit(elf.data, &map)?;
-    install(tmp, Some(&input.metadata), out).map_err(|e| {
+    // An edit in place keeps the file's owner, as would an existing --output file; a new
+    // --output file is the caller's. Either way it takes the input's mode, as patchelf's.
+    let existing;
+    let owner_of = if out_is_input {
+        Some(&input.metadata)
+    } else {
+        existing = fs::metadata(out).ok();
+        existing.as_ref()
+    };
+    install(tmp, owner_of, Some(input.metadata.permissions()), out).map_err(|e| {
         Error::Io(format!(
             "cannot install {} as {}: {e}",
             tpath.display(),
@@ -152,26 +172,26 @@ pub fn write_edit(
     Ok(true)
 }
 
-/// Gives `f` the owner, group and permission bits of `like`, as an edit in place would
-/// keep them. The owner changes only where the process may give files away (as root);
-/// elsewhere the new file is the editor's, as a copy would be. The mode is set last:
-/// a change of owner clears the set-user-ID and set-group-ID bits.
-fn take_owner_and_mode(f: &fs::File, like: &fs::Metadata) -> io::Result<()> {
+/// Gives `f` the owner and group of `like`, as an edit in place keeps them, where the
+/// process may give files away (as root); elsewhere the new file stays the editor's, as a
+/// copy would.
+fn take_owner(f: &fs::File, like: &fs::Metadata) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let own = f.metadata()?;
     let uid = (own.uid() != like.uid()).then_some(like.uid());
     let gid = (own.gid() != like.gid()).then_some(like.gid());
-    if uid.is_some() || gid.is_some() {
-        match std::os::unix::fs::fchown(f, uid, gid) {
-            // Not allowed to give the file away: try the group alone (a member may).
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && gid.is_some() => {
-                let _ = std::os::unix::fs::fchown(f, None, gid);
-            }
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
-            other => other?,
-        }
+    if uid.is_none() && gid.is_none() {
+        return Ok(());
     }
-    f.set_permissions(like.permissions())
+    match std::os::unix::fs::fchown(f, uid, gid) {
+        // Not allowed to give the file away: try the group alone (a member may).
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied && gid.is_some() => {
+            let _ = std::os::unix::fs::fchown(f, None, gid);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Ok(()),
+        other => other,
+    }
 }
 
 /// Starts writing `f`'s dirty pages to disk without waiting, so that the disk works
