@@ -25,7 +25,7 @@ use crate::uri::Hash;
 /// [`Batch::commit`]. Dropping a batch without committing lists nothing.
 pub struct Batch<'s> {
     store: &'s Store,
-    _lock: StoreLock,
+    lock: StoreLock,
     objects_dir: PathBuf,
     /// The table's entries, then the ones this batch added.
     entries: Vec<NewEntry>,
@@ -71,7 +71,7 @@ impl Store {
             .collect();
         Ok(Batch {
             store: self,
-            _lock: lock,
+            lock,
             objects_dir,
             entries,
             known,
@@ -127,14 +127,14 @@ impl<'s> Batch<'s> {
         }
         Ok(Committed {
             store: self.store,
-            _lock: self._lock,
+            _lock: self.lock,
         })
     }
 
     /// The lock, the entries and the table's generation, for a writer that replaces the
     /// table itself (garbage collection).
     pub(super) fn into_parts(self) -> (StoreLock, Vec<NewEntry>, u64) {
-        (self._lock, self.entries, self.generation)
+        (self.lock, self.entries, self.generation)
     }
 
     /// Writes one object under its address. Returns (hash, absolute path, existed, size).
