@@ -45,7 +45,9 @@ pub struct ConvertArgs {
     out: Option<PathBuf>,
     /// The interpreter written into PT_INTERP [default: STORE/ld-cas, installed by `store
     /// init`; for another architecture STORE/ld-cas-<arch>]. Give a stable path (say
-    /// /usr/local/lib/ld-cas) and the store can be moved without rewriting a file.
+    /// /usr/local/lib/ld-cas) and the store can be moved without rewriting a file (but the
+    /// programs converted to an --out outside it, which name the store by its absolute
+    /// path: run `elfpatch relocate` after the move).
     #[arg(long, value_name = "PATH")]
     interp: Option<PathBuf>,
     /// Look dependencies up under this root, as the target system's ld.so would (for
