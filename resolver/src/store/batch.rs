@@ -13,12 +13,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use super::{
-    io_error, object_file_name, Added, Content, NewObject, Store, StoreError, StoreLock,
+    io_error, object_file_name, Added, Content, NewObject, Store, StoreError, StoreLock, TableMap,
     OBJECTS_DIR,
 };
 use crate::atomic;
 use crate::hash;
-use crate::table::write::NewEntry;
+use crate::table::write::{self as table_write, NewEntry};
 use crate::uri::Hash;
 
 /// Additions to a store under one hold of the writers' lock, listed together by
@@ -27,13 +27,13 @@ pub struct Batch<'s> {
     store: &'s Store,
     lock: StoreLock,
     objects_dir: PathBuf,
-    /// The table's entries, then the ones this batch added.
-    entries: Vec<NewEntry>,
-    /// Index into `entries` by address.
-    known: HashMap<Hash, usize>,
+    /// The table as the batch found it (verified).
+    table: TableMap,
     generation: u64,
-    /// Whether anything was added since the batch began.
-    changed: bool,
+    /// The entries this batch added.
+    added: Vec<NewEntry>,
+    /// Index into `added` by address.
+    known: HashMap<Hash, usize>,
 }
 
 /// A committed [`Batch`] that still holds the writers' lock, released when dropped.
@@ -55,7 +55,8 @@ impl Store {
     /// Takes the writers' lock (waiting for other writers), removes what killed writers
     /// left behind, and reads the current table, to add objects in several steps with a
     /// single table update at the end: a whole conversion costs one table write, not one
-    /// per level of its dependency graph (a 1M-entry table takes about a second to build).
+    /// per level of its dependency graph (a 1M-entry table takes most of a second to
+    /// write, even though the old entries are copied, not rebuilt).
     pub fn batch(&self) -> Result<Batch<'_>, StoreError> {
         let lock = self.lock()?;
         let objects_dir = self.root.join(OBJECTS_DIR);
@@ -63,20 +64,18 @@ impl Store {
         atomic::remove_stale_temporaries(&objects_dir)
             .and_then(|()| atomic::remove_stale_temporaries(&self.root))
             .map_err(io_error(&objects_dir, "cannot clean up"))?;
-        let (entries, generation) = self.snapshot()?;
-        let known = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.hash, i))
-            .collect();
+        let table = self.map_table()?;
+        let parsed = table.table()?;
+        parsed.verify().map_err(|problem| table.damaged(problem))?;
+        let generation = parsed.generation();
         Ok(Batch {
             store: self,
             lock,
             objects_dir,
-            entries,
-            known,
+            table,
             generation,
-            changed: false,
+            added: Vec::new(),
+            known: HashMap::new(),
         })
     }
 }
@@ -96,15 +95,14 @@ impl<'s> Batch<'s> {
                     .as_os_str()
                     .as_encoded_bytes()
                     .to_vec();
-                self.known.insert(hash, self.entries.len());
-                self.entries.push(NewEntry {
+                self.known.insert(hash, self.added.len());
+                self.added.push(NewEntry {
                     hash,
                     path: relative,
                     soname: object.soname.clone(),
                     size,
                     kind: object.kind,
                 });
-                self.changed = true;
             }
             added.push(Added {
                 hash,
@@ -121,9 +119,11 @@ impl<'s> Batch<'s> {
     /// programs that name the new objects, registering them as roots) cannot race a
     /// garbage collection, which would see the objects unreferenced.
     pub fn commit(self) -> Result<Committed<'s>, StoreError> {
-        if self.changed {
-            self.store
-                .write_table(&self.objects_dir, self.entries, self.generation + 1)?;
+        if !self.added.is_empty() {
+            let old = self.table.table()?;
+            self.store.install_table(&self.objects_dir, || {
+                table_write::extend(&old, self.added, self.generation + 1)
+            })?;
         }
         Ok(Committed {
             store: self.store,
@@ -133,8 +133,25 @@ impl<'s> Batch<'s> {
 
     /// The lock, the entries and the table's generation, for a writer that replaces the
     /// table itself (garbage collection).
-    pub(super) fn into_parts(self) -> (StoreLock, Vec<NewEntry>, u64) {
-        (self.lock, self.entries, self.generation)
+    pub(super) fn into_parts(self) -> Result<(StoreLock, Vec<NewEntry>, u64), StoreError> {
+        let table = self.table.table()?;
+        let mut entries = table
+            .entries()
+            .map(|e| e.map(NewEntry::from).map_err(|p| self.table.damaged(p)))
+            .collect::<Result<Vec<_>, _>>()?;
+        entries.extend(self.added);
+        Ok((self.lock, entries, self.generation))
+    }
+
+    /// The path and size under which the store (or this batch) lists `hash`.
+    fn listed(&self, hash: &Hash) -> Result<Option<(PathBuf, u64)>, StoreError> {
+        if let Some(&i) = self.known.get(hash) {
+            let e = &self.added[i];
+            return Ok(Some((self.store.absolute(&e.path), e.size)));
+        }
+        let table = self.table.table()?;
+        let found = table.lookup(hash).map_err(|p| self.table.damaged(p))?;
+        Ok(found.map(|e| (self.store.absolute(e.path), e.size)))
     }
 
     /// Writes one object under its address. Returns (hash, absolute path, existed, size).
@@ -155,10 +172,9 @@ impl<'s> Batch<'s> {
                 *hash
             }
         };
-        if let Some(&i) = self.known.get(&hash) {
-            let path = self.store.absolute(&self.entries[i].path);
+        if let Some((path, size)) = self.listed(&hash)? {
             if path.is_file() {
-                return Ok((hash, path, true, self.entries[i].size));
+                return Ok((hash, path, true, size));
             }
         }
         let size = tmp

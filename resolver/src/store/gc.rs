@@ -71,7 +71,7 @@ impl Store {
     ) -> Result<Collected, StoreError> {
         let batch = self.batch()?;
         let objects_dir = self.root.join(OBJECTS_DIR);
-        let (_lock, entries, generation) = batch.into_parts();
+        let (_lock, entries, generation) = batch.into_parts()?;
         let index: HashMap<Hash, usize> = entries
             .iter()
             .enumerate()

@@ -103,7 +103,7 @@ pub struct TableMap {
 
 impl TableMap {
     /// The error for a damaged table.
-    fn damaged(&self, problem: TableError) -> StoreError {
+    pub(super) fn damaged(&self, problem: TableError) -> StoreError {
         StoreError::Table {
             path: self.path.clone(),
             problem,
@@ -354,12 +354,21 @@ impl Store {
         entries: Vec<NewEntry>,
         generation: u64,
     ) -> Result<(), StoreError> {
+        self.install_table(objects_dir, || table_write::build(entries, generation))
+    }
+
+    /// Installs the table `build` makes, durably, after the renames in `objects_dir` are
+    /// durable. The caller holds the writers' lock.
+    fn install_table(
+        &self,
+        objects_dir: &Path,
+        build: impl FnOnce() -> Result<Vec<u8>, BuildError>,
+    ) -> Result<(), StoreError> {
         atomic::sync_dir(objects_dir).map_err(io_error(objects_dir, "cannot sync"))?;
-        let bytes =
-            table_write::build(entries, generation).map_err(|source| StoreError::Build {
-                path: self.table_path(),
-                source,
-            })?;
+        let bytes = build().map_err(|source| StoreError::Build {
+            path: self.table_path(),
+            source,
+        })?;
         self.replace_table(&bytes)
     }
 

@@ -248,6 +248,18 @@ impl<'a> Table<'a> {
         Ok(())
     }
 
+    /// The entry array: `len()` records of 64 bytes, sorted by hash.
+    #[cfg(feature = "std")]
+    pub(crate) fn raw_entries(&self) -> &'a [u8] {
+        self.entries
+    }
+
+    /// The string pool.
+    #[cfg(feature = "std")]
+    pub(crate) fn strings(&self) -> &'a [u8] {
+        self.strings
+    }
+
     /// The number of entries.
     pub fn len(&self) -> u32 {
         self.count

@@ -3,7 +3,7 @@
 
 use super::format::{self, entry, header, ENTRY_LEN, HEADER_LEN, MAGIC, VERSION};
 use super::read::entry_check;
-use super::{Fnv64, Kind};
+use super::{Fnv64, Kind, Table};
 use crate::uri::Hash;
 
 /// An entry to be written.
@@ -62,47 +62,80 @@ fn align8(n: usize) -> usize {
 /// Builds a table. Entries are sorted by hash; when a hash appears more than once the
 /// first occurrence wins (so callers list existing entries before new ones).
 /// `generation` is recorded in the header.
-pub fn build(mut entries: Vec<NewEntry>, generation: u64) -> Result<Vec<u8>, BuildError> {
-    entries.sort_by_key(|e| e.hash);
-    entries.dedup_by(|later, earlier| later.hash == earlier.hash);
-    let count =
-        u32::try_from(entries.len()).map_err(|_| BuildError::TooManyEntries(entries.len()))?;
-    if let Some(e) = entries.iter().find(|e| e.path.is_empty()) {
+pub fn build(entries: Vec<NewEntry>, generation: u64) -> Result<Vec<u8>, BuildError> {
+    assemble(&[], &[], entries, generation)
+}
+
+/// Builds a table that lists everything `old` lists (checked by [`Table::verify`] first:
+/// its records are copied as they are) and `added`, with `generation`. Where a hash is in
+/// both, `old`'s entry stays. The old strings keep their place at the start of the pool
+/// and the new ones follow, so no old entry is decoded or re-encoded: adding a few objects
+/// to a store of a million costs a copy, not a rebuild.
+pub fn extend(
+    old: &Table<'_>,
+    added: Vec<NewEntry>,
+    generation: u64,
+) -> Result<Vec<u8>, BuildError> {
+    assemble(old.raw_entries(), old.strings(), added, generation)
+}
+
+/// A table of the 64-byte records `old_entries` (sorted, with offsets into `old_strings`)
+/// merged with `added`.
+fn assemble(
+    old_entries: &[u8],
+    old_strings: &[u8],
+    mut added: Vec<NewEntry>,
+    generation: u64,
+) -> Result<Vec<u8>, BuildError> {
+    added.sort_by_key(|e| e.hash);
+    added.dedup_by(|later, earlier| later.hash == earlier.hash);
+    if let Some(e) = added.iter().find(|e| e.path.is_empty()) {
         return Err(BuildError::EmptyPath(e.hash));
     }
+    let old: Vec<&[u8]> = old_entries.chunks_exact(ENTRY_LEN).collect();
+    let old_hash = |r: &[u8]| -> [u8; 32] {
+        r[entry::HASH..entry::HASH + 32]
+            .try_into()
+            .unwrap_or([0; 32])
+    };
+    added.retain(|e| {
+        old.binary_search_by(|r| old_hash(r).cmp(&e.hash.0))
+            .is_err()
+    });
+    let total = old.len() + added.len();
+    let count = u32::try_from(total).map_err(|_| BuildError::TooManyEntries(total))?;
 
-    let bits = format::bucket_bits_for(entries.len());
+    let bits = format::bucket_bits_for(total);
     let buckets_off = HEADER_LEN;
     let buckets_len = ((1usize << bits) + 1) * 4;
     let entries_off = align8(buckets_off + buckets_len);
-    let entries_len = entries.len() * ENTRY_LEN;
+    let entries_len = total * ENTRY_LEN;
     let strings_off = entries_off + entries_len;
-    let strings_len: usize = entries.iter().map(|e| e.path.len() + e.soname.len()).sum();
+    let strings_len: usize = old_strings.len()
+        + added
+            .iter()
+            .map(|e| e.path.len() + e.soname.len())
+            .sum::<usize>();
     if u32::try_from(strings_len).is_err() {
         return Err(BuildError::StringsTooLarge(strings_len));
     }
     let file_len = strings_off + strings_len;
     let mut out = vec![0u8; file_len];
+    out[strings_off..strings_off + old_strings.len()].copy_from_slice(old_strings);
 
-    // Bucket index: bucket b starts at the first entry whose bucket is >= b.
-    let mut next_entry = 0usize;
-    for bucket in 0..=(1u64 << bits) {
-        while next_entry < entries.len()
-            && format::bucket_of(entries[next_entry].hash.prefix64(), bits) < bucket
-        {
-            next_entry += 1;
+    // Merge the old records and the new entries by hash into the entry array.
+    let mut string_at = old_strings.len();
+    let (mut i, mut j) = (0, 0);
+    for slot in 0..total {
+        let at = entries_off + slot * ENTRY_LEN;
+        let take_old = j == added.len() || (i < old.len() && old_hash(old[i]) < added[j].hash.0);
+        if take_old {
+            out[at..at + ENTRY_LEN].copy_from_slice(old[i]);
+            i += 1;
+            continue;
         }
-        // `next_entry` fits in u32: it is at most `count`.
-        put_u32(
-            &mut out,
-            buckets_off + bucket as usize * 4,
-            next_entry as u32,
-        );
-    }
-
-    let mut string_at = 0usize;
-    for (i, e) in entries.iter().enumerate() {
-        let at = entries_off + i * ENTRY_LEN;
+        let e = &added[j];
+        j += 1;
         let path_off = string_at;
         out[strings_off + path_off..][..e.path.len()].copy_from_slice(&e.path);
         let soname_off = path_off + e.path.len();
@@ -120,6 +153,24 @@ pub fn build(mut entries: Vec<NewEntry>, generation: u64) -> Result<Vec<u8>, Bui
         raw[entry::KIND] = e.kind.code();
         let check = entry_check(&raw[..entry::CHECK], &e.path, &e.soname);
         put_u32(raw, entry::CHECK, check);
+    }
+
+    // Bucket index: bucket b starts at the first entry whose bucket is >= b.
+    let prefix_at = |slot: usize| {
+        let at = entries_off + slot * ENTRY_LEN;
+        Hash(old_hash(&out[at..at + ENTRY_LEN])).prefix64()
+    };
+    let mut next_entry = 0usize;
+    let mut words = Vec::with_capacity((1usize << bits) + 1);
+    for bucket in 0..=(1u64 << bits) {
+        while next_entry < total && format::bucket_of(prefix_at(next_entry), bits) < bucket {
+            next_entry += 1;
+        }
+        // `next_entry` fits in u32: it is at most `count`.
+        words.push(next_entry as u32);
+    }
+    for (b, word) in words.into_iter().enumerate() {
+        put_u32(&mut out, buckets_off + b * 4, word);
     }
 
     out[header::MAGIC..header::MAGIC + 8].copy_from_slice(&MAGIC);
@@ -185,6 +236,39 @@ mod tests {
             let mut sorted: Vec<_> = entries.iter().map(|e| e.hash).collect();
             sorted.sort();
             assert_eq!(listed, sorted);
+        }
+    }
+
+    #[test]
+    fn extending_lists_the_old_and_the_new_entries() {
+        let all = sample(3000);
+        // From nothing, extending is building.
+        let empty = build(Vec::new(), 0).unwrap();
+        let empty = Table::parse(&empty).unwrap();
+        assert_eq!(
+            extend(&empty, all.clone(), 4).unwrap(),
+            build(all.clone(), 4).unwrap()
+        );
+        // In steps of growing size (bucket bits change on the way), with an entry the
+        // table already holds offered again under another path: the old one stays.
+        let mut bytes = build(all[..1].to_vec(), 0).unwrap();
+        for (generation, range) in [(1, 1..2), (2, 2..40), (3, 40..1000), (4, 1000..3000)] {
+            let mut added = all[range].to_vec();
+            let mut again = all[0].clone();
+            again.path = b"objects/elsewhere".to_vec();
+            added.push(again);
+            let old = Table::parse(&bytes).unwrap();
+            bytes = extend(&old, added, generation).unwrap();
+        }
+        let table = Table::parse(&bytes).unwrap();
+        table.verify().unwrap();
+        assert_eq!(table.len(), 3000);
+        assert_eq!(table.generation(), 4);
+        for e in &all {
+            assert_eq!(
+                NewEntry::from(table.lookup_checked(&e.hash).unwrap().unwrap()),
+                *e
+            );
         }
     }
 
