@@ -12,14 +12,11 @@ use elf_tests::conversion::{convert, elfpatch, init_store, needed, stable_ld_cas
 use elf_tests::{compile, run, run_ok};
 
 mod convert_common;
-use convert_common::{snapshot, src, Fixtures};
+use convert_common::{fixtures_and_store, snapshot, src, Fixtures};
 
 #[test]
 fn preload_keep_soname_and_duplicate_sonames() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fx = Fixtures::build(&tmp.path().join("fx"));
-    let store = tmp.path().join("store");
-    init_store(&store);
+    let (tmp, fx, store) = fixtures_and_store("store");
 
     // Two programs whose libgreet.so.1 differ: both land, both run with their own.
     let report = convert(&store, &[], &[fx.path("prog-a"), fx.path("prog-b")]);
@@ -104,10 +101,7 @@ fn preload_keep_soname_and_duplicate_sonames() {
 
 #[test]
 fn cycles_convert_and_verify() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fx = Fixtures::build(&tmp.path().join("fx"));
-    let store = tmp.path().join("store");
-    init_store(&store);
+    let (_tmp, fx, store) = fixtures_and_store("store");
     let original = run_ok(&mut Command::new(fx.path("prog-ring")));
     assert_eq!(original, "ring: a=1 b=2\n");
     let report = convert(&store, &[], &[fx.path("prog-ring")]);
@@ -229,10 +223,7 @@ fn conversion_is_reproducible_and_idempotent() {
 
 #[test]
 fn missing_dependencies_are_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fx = Fixtures::build(&tmp.path().join("fx"));
-    let store = tmp.path().join("store");
-    init_store(&store);
+    let (tmp, fx, store) = fixtures_and_store("store");
     let lonely = tmp.path().join("lonely");
     fs::copy(fx.path("prog-a"), &lonely).unwrap();
     fs::remove_file(fx.path("a/libgreet.so.1")).unwrap();

@@ -10,7 +10,7 @@ use elf_tests::conversion::{convert, elfpatch, init_store, stable_ld_cas};
 use elf_tests::{run, run_ok};
 
 mod convert_common;
-use convert_common::{snapshot, Fixtures};
+use convert_common::{fixtures_and_store, snapshot, Fixtures};
 
 /// Runs `elfpatch relocate --json` on `store` and returns its report.
 fn relocate(store: &Path) -> serde_json::Value {
@@ -24,10 +24,7 @@ fn relocate(store: &Path) -> serde_json::Value {
 
 #[test]
 fn relocate_follows_a_store_that_moved_with_its_ld_cas() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fx = Fixtures::build(&tmp.path().join("fx"));
-    let store = tmp.path().join("store-1");
-    init_store(&store);
+    let (tmp, fx, store) = fixtures_and_store("store-1");
     // The default interpreter: the ld-cas that `store init` installed in the store.
     convert(
         &store,
@@ -92,10 +89,7 @@ fn relocate_follows_a_store_that_moved_with_its_ld_cas() {
 
 #[test]
 fn relocate_follows_programs_converted_elsewhere() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fx = Fixtures::build(&tmp.path().join("fx"));
-    let store = tmp.path().join("store-1");
-    init_store(&store);
+    let (tmp, fx, store) = fixtures_and_store("store-1");
     // prog-a with the store's own ld-cas, prog-b with a stable one; both outside the store,
     // where they name the store by its absolute path.
     let apps = tmp.path().join("apps");

@@ -55,44 +55,19 @@ impl Fixtures {
         let ring = dir.join("ring");
         fs::create_dir_all(&ring).unwrap();
         let so = |name: &str| ring.join(format!("lib{name}.so"));
-        let common = |soname: &str| {
-            vec![
-                "-shared".to_string(),
-                "-fPIC".into(),
-                format!("-Wl,-soname,{soname}"),
-                "-Wl,-rpath,$ORIGIN".into(),
-                format!("-L{}", ring.display()),
-            ]
+        // libring_a and libring_b need each other: b is built first without a, then a
+        // against it, then b again against a.
+        let ring_lib = |name: &str, needs: Option<&str>| {
+            let soname = format!("-Wl,-soname,lib{name}.so");
+            let search = format!("-L{}", ring.display());
+            let mut args = vec!["-shared", "-fPIC", &soname, "-Wl,-rpath,$ORIGIN", &search];
+            let link = needs.map(|n| format!("-l{n}"));
+            args.extend(link.as_deref());
+            compile("gcc", &[&src(&format!("{name}.c"))], &so(name), &args);
         };
-        let args = |v: &Vec<String>| {
-            v.iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join("\u{1}")
-        };
-        let b_first = common("libring_b.so");
-        compile(
-            "gcc",
-            &[&src("ring_b.c")],
-            &so("ring_b"),
-            &args(&b_first).split('\u{1}').collect::<Vec<_>>(),
-        );
-        let mut a = common("libring_a.so");
-        a.push("-lring_b".into());
-        compile(
-            "gcc",
-            &[&src("ring_a.c")],
-            &so("ring_a"),
-            &args(&a).split('\u{1}').collect::<Vec<_>>(),
-        );
-        let mut b = common("libring_b.so");
-        b.push("-lring_a".into());
-        compile(
-            "gcc",
-            &[&src("ring_b.c")],
-            &so("ring_b"),
-            &args(&b).split('\u{1}').collect::<Vec<_>>(),
-        );
+        ring_lib("ring_b", None);
+        ring_lib("ring_a", Some("ring_b"));
+        ring_lib("ring_b", Some("ring_a"));
         compile(
             "gcc",
             &[&src("ring_main.c")],
@@ -112,6 +87,15 @@ impl Fixtures {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+}
+
+/// A temporary directory with the fixtures built in `fx/` and an empty store at `store`.
+pub fn fixtures_and_store(store: &str) -> (tempfile::TempDir, Fixtures, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = Fixtures::build(&tmp.path().join("fx"));
+    let store = tmp.path().join(store);
+    elf_tests::conversion::init_store(&store);
+    (tmp, fx, store)
 }
 
 pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
