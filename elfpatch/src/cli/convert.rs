@@ -103,6 +103,12 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
             interp.display()
         );
     }
+    for note in &report.notes {
+        eprintln!("elfpatch: note: {note}");
+    }
+    for warning in &report.warnings {
+        eprintln!("elfpatch: warning: {warning}");
+    }
     for Unconverted { path, reason: why } in &report.unconverted {
         eprintln!(
             "elfpatch: warning: {} was copied unconverted: {why}",

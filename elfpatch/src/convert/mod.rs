@@ -10,6 +10,7 @@
 pub mod closure;
 pub mod ldcache;
 pub(crate) mod output;
+mod place;
 pub mod rewrite;
 pub mod search;
 
@@ -78,6 +79,13 @@ pub struct Report {
     pub missing_interpreters: Vec<PathBuf>,
     /// Temporary files of killed earlier writers removed from the output directories.
     pub temporaries_removed: usize,
+    /// Decisions worth knowing that need no action: names kept plain because only another
+    /// file of the conversion provides them, symbolic links replaced by the programs they
+    /// named.
+    pub notes: Vec<String>,
+    /// What may not work as the user expects (libraries converted with no program that
+    /// can load them).
+    pub warnings: Vec<String>,
     /// Outputs registered as garbage-collection roots (`STORE/roots`): every converted
     /// program or tree written outside `STORE/bin`.
     pub roots: Vec<PathBuf>,
@@ -185,7 +193,7 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
     progress.phase("reading inputs", 0);
     let outputs = plan_outputs(&options.paths, &out_dir)?;
     let mut closure = Closure::default();
-    let mut searches: HashMap<(u16, bool), Search> = HashMap::new();
+    let mut searches = search::Searches::new();
     // (node, index of its output in `outputs`) for every ELF output.
     let mut elf_outputs: Vec<(usize, usize)> = Vec::new();
     for (i, output) in outputs.iter().enumerate() {
@@ -199,14 +207,9 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
         elf_outputs.push((closure.node_for(source, &searches[ident])?, i));
     }
 
-    progress.phase("resolving dependencies", elf_outputs.len() as u64);
-    for &(root, i) in &elf_outputs {
-        let Output::Elf { ident, .. } = &outputs[i] else {
-            continue;
-        };
-        closure.resolve_from(root, &searches[ident], &keep, options.allow_missing)?;
-        progress.advance(1);
-    }
+    progress.phase("resolving dependencies", 0);
+    let roots: Vec<usize> = elf_outputs.iter().map(|&(n, _)| n).collect();
+    closure.resolve(&roots, &searches, &keep, options.allow_missing)?;
 
     let loaders = read_loaders(&closure, &elf_outputs)?;
     let mut report = Report {
@@ -218,38 +221,34 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
     let mut batch = store.batch()?;
     store_loaders(&mut batch, &loaders, &mut report)?;
 
-    // Each level of libraries goes into the store, and the tree files among them to their
-    // places, as soon as it is converted.
+    // Outputs outside the store are registered as roots first: the table names the
+    // libraries of such a tree through its link.
+    let registered = register_roots(&batch, &store, &options.paths, &out_dir, &mut report)?;
+    let paths = place::StorePaths::new(store.root(), registered);
+
+    // Each level of libraries goes to its home (its tree, or `objects/`) as soon as it is
+    // converted.
     progress.phase("converting libraries", closure.nodes.len() as u64);
-    let mut outputs_of: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut outputs_of = place::OutputsOf::new();
     for &(n, i) in &elf_outputs {
         outputs_of.entry(n).or_default().push(i);
     }
     let libraries = rewrite::convert_libraries(&closure, progress, &mut |level| {
-        store_libraries(&mut batch, &closure, &level, &mut report)?;
-        for (n, converted) in &level {
-            if is_program(&closure.nodes[*n]) {
-                continue;
-            }
-            // Several outputs of one node are hard links of one file: link them again.
-            let mut first: Option<&Path> = None;
-            for &i in outputs_of.get(n).map(Vec::as_slice).unwrap_or_default() {
-                if let Output::Elf { source, dest, .. } = &outputs[i] {
-                    report.tree_elf_files += 1;
-                    report.bytes_written +=
-                        output::write_or_link(source, dest, &converted.bytes, first)?;
-                    first.get_or_insert(dest.as_path());
-                    report.outputs.push(Written {
-                        source: source.clone(),
-                        dest: dest.clone(),
-                    });
-                }
-            }
-        }
-        Ok(())
+        place::place_level(
+            &mut batch,
+            &closure,
+            &level,
+            &outputs,
+            &outputs_of,
+            &paths,
+            &mut report,
+        )
     })?;
-    // The lock stays held until the programs are written and registered: a collection
-    // in between would find the new libraries unreferenced.
+    // Tree files the table lists must be durable before it does.
+    resolver::atomic::sync_filesystem(&out_dir)
+        .with_context(|| format!("cannot sync {}", out_dir.display()))?;
+    // The lock stays held until the programs are written: a collection in between would
+    // find the new libraries unreferenced.
     let committed = batch.commit()?;
 
     let programs = elf_outputs
@@ -313,14 +312,6 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
     report.copied = output::copy_others(&outputs)?;
     resolver::atomic::sync_filesystem(&out_dir)
         .with_context(|| format!("cannot sync {}", out_dir.display()))?;
-    let bin = store.root().join(BIN_DIR);
-    if !bin.canonicalize().is_ok_and(|bin| out_dir.starts_with(bin)) {
-        for path in &options.paths {
-            let dest = output::destination(path, &out_dir)?;
-            committed.add_root(&dest)?;
-            report.roots.push(dest);
-        }
-    }
     drop(committed);
     report.unconverted = outputs
         .iter()
@@ -344,8 +335,32 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
             needed_by: by.clone(),
         })
         .collect();
+    report.notes.extend(closure.notes.iter().cloned());
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Registers every input landing outside `STORE/bin` as a garbage-collection root, and
+/// returns (where it landed, its link) for each.
+fn register_roots(
+    batch: &Batch<'_>,
+    store: &Store,
+    inputs: &[PathBuf],
+    out_dir: &Path,
+    report: &mut Report,
+) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let bin = store.root().join(BIN_DIR);
+    if bin.canonicalize().is_ok_and(|bin| out_dir.starts_with(bin)) {
+        return Ok(Vec::new());
+    }
+    let mut registered = Vec::new();
+    for path in inputs {
+        let dest = output::destination(path, out_dir)?;
+        let link = batch.add_root(&dest)?;
+        report.roots.push(dest.clone());
+        registered.push((dest, link));
+    }
+    Ok(registered)
 }
 
 /// An original interpreter (`ld.so`) of the converted programs, read once.
@@ -403,39 +418,6 @@ fn store_loaders(batch: &mut Batch<'_>, loaders: &[Loader], report: &mut Report)
             kind: Kind::Interpreter,
         })
         .collect();
-    add_objects(batch, &objects, report)
-}
-
-/// Puts one level of converted libraries into the store.
-fn store_libraries(
-    batch: &mut Batch<'_>,
-    closure: &Closure,
-    level: &[(usize, rewrite::Converted)],
-    report: &mut Report,
-) -> Result<()> {
-    let mut objects: Vec<NewObject<'_>> = Vec::new();
-    for (n, c) in level {
-        let node = &closure.nodes[*n];
-        if !node.is_library {
-            continue;
-        }
-        objects.push(NewObject {
-            content: Content::Bytes {
-                bytes: &c.bytes,
-                hash: c.hash,
-            },
-            name: node.name.clone(),
-            soname: node.soname.clone().unwrap_or_default(),
-            kind: Kind::Library,
-        });
-        report.libraries += 1;
-        report.objects.push(Object {
-            uri: c.hash.to_string(),
-            soname: String::from_utf8_lossy(node.soname.as_deref().unwrap_or_default())
-                .into_owned(),
-            source: node.searcher.path.clone(),
-        });
-    }
     add_objects(batch, &objects, report)
 }
 

@@ -223,14 +223,23 @@ pub fn write_file(source: &Path, dest: &Path, bytes: &[u8]) -> Result<u64> {
     Ok(bytes.len() as u64)
 }
 
-/// Writes `bytes` to `dest` as [`write_file`] does, or, given `like` (the output already
-/// written from a hard link of the same source file, with the same bytes), makes `dest` a
-/// hard link of it, as the sources were. Falls back to writing when linking fails (another
-/// filesystem). Returns the bytes written.
+/// Writes `bytes` to `dest` as [`write_file`] does, or, given `like` (a file that already
+/// has these bytes: the output written from a hard link of the same source, or the one
+/// file of this content in the store), makes `dest` a hard link of it, or a symbolic link
+/// to it where hard links cannot cross filesystems: one content, one inode. Returns the
+/// bytes written.
 pub fn write_or_link(source: &Path, dest: &Path, bytes: &[u8], like: Option<&Path>) -> Result<u64> {
-    match like {
-        Some(first) if link_like(first, dest)? => Ok(0),
-        _ => write_file(source, dest, bytes),
+    let Some(first) = like else {
+        return write_file(source, dest, bytes);
+    };
+    if link_like(first, dest)? {
+        return Ok(0);
+    }
+    let target = std::path::absolute(first)
+        .with_context(|| format!("cannot resolve {}", first.display()))?;
+    match resolver::atomic::replace_with_symlink(&target, dest) {
+        Ok(()) => Ok(0),
+        Err(_) => write_file(source, dest, bytes),
     }
 }
 

@@ -57,6 +57,9 @@ pub struct Found {
     pub via: Via,
 }
 
+/// The searches of a conversion, by `e_machine` and 64-bit class.
+pub type Searches = std::collections::HashMap<(u16, bool), Search>;
+
 /// The search configuration for one machine (and sysroot).
 pub struct Search {
     sysroot: Option<PathBuf>,

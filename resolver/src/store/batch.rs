@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, Permissions};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{
     io_error, object_file_name, Added, Content, NewObject, Store, StoreError, StoreLock, TableMap,
@@ -154,8 +154,21 @@ impl<'s> Batch<'s> {
         Ok(found.map(|e| (self.store.absolute(e.path), e.size)))
     }
 
+    /// The store this batch adds to.
+    pub fn store(&self) -> &'s Store {
+        self.store
+    }
+
+    /// Where the store (or this batch) lists `hash`: the object's absolute path, if any.
+    pub fn lookup(&self, hash: &Hash) -> Result<Option<PathBuf>, StoreError> {
+        Ok(self.listed(hash)?.map(|(path, _)| path))
+    }
+
     /// Writes one object under its address. Returns (hash, absolute path, existed, size).
     fn put_object(&self, object: &NewObject<'_>) -> Result<(Hash, PathBuf, bool, u64), StoreError> {
+        if let Content::Placed { path, hash } = &object.content {
+            return self.place_object(path, *hash);
+        }
         let objects_dir = &self.objects_dir;
         let mut tmp = atomic::temporary_in(objects_dir)
             .map_err(io_error(objects_dir, "cannot create a temporary file"))?;
@@ -171,6 +184,7 @@ impl<'s> Batch<'s> {
                     .map_err(io_error(tmp.path(), "cannot write"))?;
                 *hash
             }
+            Content::Placed { .. } => unreachable!("placed objects return above"),
         };
         if let Some((path, size)) = self.listed(&hash)? {
             if path.is_file() {
@@ -187,11 +201,43 @@ impl<'s> Batch<'s> {
             .and_then(|()| tmp.as_file().sync_all())
             .map_err(io_error(tmp.path(), "cannot write"))?;
         let path = objects_dir.join(object_file_name(&hash, &object.name));
+        let dir = atomic::parent_dir(&path).to_path_buf();
+        fs::create_dir_all(&dir).map_err(io_error(&dir, "cannot create"))?;
         tmp.persist(&path).map_err(|e| StoreError::Io {
             path: path.clone(),
             action: "cannot install the object",
             source: e.error,
         })?;
+        // The table will list a file in a new directory: both entries must be durable.
+        atomic::sync_dir(&dir).map_err(io_error(&dir, "cannot sync"))?;
         Ok((hash, path, false, size))
+    }
+
+    /// Lists a file that already lies in the store (see [`Content::Placed`]).
+    fn place_object(
+        &self,
+        path: &Path,
+        hash: Hash,
+    ) -> Result<(Hash, PathBuf, bool, u64), StoreError> {
+        if let Some((listed, size)) = self.listed(&hash)? {
+            if listed.is_file() {
+                return Ok((hash, listed, true, size));
+            }
+        }
+        if !path.starts_with(&self.store.root)
+            || path
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(StoreError::Io {
+                path: path.to_path_buf(),
+                action: "cannot list an object outside the store",
+                source: io::Error::from(io::ErrorKind::InvalidInput),
+            });
+        }
+        let size = fs::metadata(path)
+            .map_err(io_error(path, "cannot stat"))?
+            .len();
+        Ok((hash, path.to_path_buf(), false, size))
     }
 }

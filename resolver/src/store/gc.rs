@@ -127,29 +127,16 @@ impl Store {
             }
         }
         collected.kept = kept.len();
-        let listed: HashSet<OsString> = kept
+        // Objects are `objects/<hex>/<name>` (older stores: `objects/<hex>-<name>`); every
+        // other file there is unlisted. `batch()` already removed the temporary files of
+        // killed writers; those of live ones (there are none under the lock) start `.tmp-`.
+        let listed: HashSet<PathBuf> = kept
             .iter()
-            .filter_map(|e| {
-                Path::new(std::ffi::OsStr::from_bytes(&e.path))
-                    .file_name()
-                    .map(|n| n.to_owned())
-            })
-            .chain(
-                collected
-                    .removed
-                    .iter()
-                    .filter_map(|r| r.path.file_name().map(|n| n.to_owned())),
-            )
+            .map(|e| self.absolute(&e.path))
+            .chain(collected.removed.iter().map(|r| r.path.clone()))
             .collect();
-        // `batch()` already removed the temporary files of killed writers; those of live
-        // ones (there are none under the lock) would start with `.tmp-`.
-        for entry in fs::read_dir(&objects_dir).map_err(io_error(&objects_dir, "cannot read"))? {
-            let entry = entry.map_err(io_error(&objects_dir, "cannot read"))?;
-            let name = entry.file_name();
-            if !listed.contains(&name) && !name.as_bytes().starts_with(b".tmp-") {
-                collected.unlisted.push(entry.path());
-            }
-        }
+        unlisted_objects(&objects_dir, &listed, &mut collected.unlisted)
+            .map_err(io_error(&objects_dir, "cannot read"))?;
         collected.unlisted.sort();
         if dry_run {
             return Ok(collected);
@@ -170,10 +157,13 @@ impl Store {
         if !collected.removed.is_empty() {
             self.write_table(&objects_dir, kept, generation + 1)?;
         }
+        // Only files in `objects/` are the store's to delete: a library listed at its
+        // place in a converted tree belongs to that tree, and just stops being listed.
         for path in collected
             .removed
             .iter()
             .map(|r| &r.path)
+            .filter(|p| p.starts_with(&objects_dir))
             .chain(&collected.unlisted)
         {
             match fs::remove_file(path) {
@@ -187,10 +177,44 @@ impl Store {
                     })
                 }
             }
+            let dir = crate::atomic::parent_dir(path);
+            if dir != objects_dir {
+                // The object's own directory goes with its last file.
+                let _ = fs::remove_dir(dir);
+            }
         }
         crate::atomic::sync_dir(&objects_dir).map_err(io_error(&objects_dir, "cannot sync"))?;
         Ok(collected)
     }
+}
+
+/// Adds to `out` the files of `objects_dir` (and of its per-object directories) that are
+/// not in `listed` and are no writer's temporary file.
+fn unlisted_objects(
+    objects_dir: &Path,
+    listed: &HashSet<PathBuf>,
+    out: &mut Vec<PathBuf>,
+) -> io::Result<()> {
+    let is_temporary = |name: &OsString| name.as_bytes().starts_with(b".tmp-");
+    for entry in fs::read_dir(objects_dir)? {
+        let entry = entry?;
+        if is_temporary(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            for inner in fs::read_dir(&path)? {
+                let inner = inner?;
+                let inner_path = inner.path();
+                if !is_temporary(&inner.file_name()) && !listed.contains(&inner_path) {
+                    out.push(inner_path);
+                }
+            }
+        } else if !listed.contains(&path) {
+            out.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// The regular files at or under `root` (following `root` itself if it is a link).

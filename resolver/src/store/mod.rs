@@ -4,7 +4,8 @@
 //! STORE/
 //!   table                  the lookup table (docs/table-format.md), replaced atomically
 //!   lock                   writers hold an exclusive lock on it
-//!   objects/<hex>-<name>   read-only objects; <name> is a readable hint (the file name)
+//!   objects/<hex>/<name>   read-only objects; <name> is the original file name, so tools
+//!                          that match libraries by name (gdb's `/libc.`) still do
 //!   ld-cas                 the interpreter converted programs name by default
 //!   ld-cas-<arch>          the same for programs of another architecture
 //!   bin/                   converted programs and trees (roots of `collect_garbage`)
@@ -12,7 +13,9 @@
 //! ```
 //!
 //! Every path in the table is relative to the store root, so moving the store directory
-//! keeps it valid. Writers take the lock, copy objects in (temporary file, fsync, rename),
+//! keeps it valid. A library that belongs to a converted tree is listed at its place in
+//! that tree (`bin/<tree>/...`, or `roots/<link>/...` for a tree outside the store), so it
+//! keeps its home; loose libraries live in `objects/`. Writers take the lock, copy objects in (temporary file, fsync, rename),
 //! then replace the table ([`batch`]). Readers take no lock: they map whichever table the
 //! last rename installed.
 
@@ -137,6 +140,10 @@ pub enum Content<'a> {
     /// Bytes with an address the caller computed (with [`hash::hash_modulo_cycle`] for
     /// members of a dependency cycle).
     Bytes { bytes: &'a [u8], hash: Hash },
+    /// A file the caller already wrote inside the store (a library at its place in a
+    /// converted tree), listed where it lies instead of copied. The caller makes it durable
+    /// before the batch is committed; `path` must lie inside the store root.
+    Placed { path: &'a Path, hash: Hash },
 }
 
 /// An object that is in the store after [`Store::add`].
@@ -213,16 +220,18 @@ pub struct StoreLock {
     _file: File,
 }
 
-/// The object file name for `hash` with readable hint `name`: `<hex>-<name>`, the hint
-/// reduced to characters that are safe in a file name.
-pub fn object_file_name(hash: &Hash, name: &str) -> String {
-    let hex = hash.to_hex_bytes();
-    hinted_name(&String::from_utf8_lossy(&hex), name)
+/// The path of object `hash` inside `objects/`: `<hex>/<name>`, the original file name
+/// reduced to characters that are safe in a file name (`<hex>/object` when nothing of it
+/// is left).
+pub fn object_file_name(hash: &Hash, name: &str) -> PathBuf {
+    let hex = String::from_utf8_lossy(&hash.to_hex_bytes()).into_owned();
+    let file = safe_name(name);
+    Path::new(&hex).join(if file.is_empty() { "object" } else { &file })
 }
 
-/// `<id>-<name>`, the readable hint `name` reduced to characters that are safe in a file
-/// name (just `<id>` when nothing of it is left).
-fn hinted_name(id: &str, name: &str) -> String {
+/// `name` reduced to characters that are safe in a file name, and at most
+/// `MAX_NAME_HINT` of them; empty when nothing (or only dots) is left.
+fn safe_name(name: &str) -> String {
     let hint: String = name
         .chars()
         .map(|c| {
@@ -234,7 +243,18 @@ fn hinted_name(id: &str, name: &str) -> String {
         })
         .take(MAX_NAME_HINT)
         .collect();
-    if hint.is_empty() || hint.chars().all(|c| c == '.') {
+    if hint.chars().all(|c| c == '.') {
+        String::new()
+    } else {
+        hint
+    }
+}
+
+/// `<id>-<name>`, the readable hint `name` reduced to characters that are safe in a file
+/// name (just `<id>` when nothing of it is left).
+fn hinted_name(id: &str, name: &str) -> String {
+    let hint = safe_name(name);
+    if hint.is_empty() {
         id.to_owned()
     } else {
         format!("{id}-{hint}")

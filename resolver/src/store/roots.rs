@@ -8,7 +8,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::batch::Committed;
+use super::batch::{Batch, Committed};
 use super::{io_error, StoreError};
 use crate::atomic;
 use crate::hash::hash_bytes;
@@ -31,25 +31,38 @@ impl Committed<'_> {
     /// Registers `target`, an absolute path, as a root: the same path always gets the same
     /// link, so registering it again changes nothing.
     pub fn add_root(&self, target: &Path) -> Result<PathBuf, StoreError> {
-        let dir = self.store.root.join(ROOTS_DIR);
-        fs::create_dir_all(&dir).map_err(io_error(&dir, "cannot create"))?;
-        let id = hash_bytes(target.as_os_str().as_encoded_bytes()).to_hex_bytes();
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let link = dir.join(super::hinted_name(
-            &String::from_utf8_lossy(&id[..16]),
-            &name,
-        ));
-        if fs::read_link(&link).is_ok_and(|t| t == target) {
-            return Ok(link);
-        }
-        atomic::replace_with_symlink(target, &link)
-            .and_then(|()| atomic::sync_dir(&dir))
-            .map_err(io_error(&link, "cannot register the root"))?;
-        Ok(link)
+        register(self.store, target)
     }
+}
+
+impl Batch<'_> {
+    /// Registers `target` as [`Committed::add_root`] does, before the batch is committed:
+    /// the table may then list libraries of a tree outside the store through the link.
+    pub fn add_root(&self, target: &Path) -> Result<PathBuf, StoreError> {
+        register(self.store(), target)
+    }
+}
+
+/// Registers `target` as a root of `store`; the caller holds the writers' lock.
+fn register(store: &super::Store, target: &Path) -> Result<PathBuf, StoreError> {
+    let dir = store.root.join(ROOTS_DIR);
+    fs::create_dir_all(&dir).map_err(io_error(&dir, "cannot create"))?;
+    let id = hash_bytes(target.as_os_str().as_encoded_bytes()).to_hex_bytes();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let link = dir.join(super::hinted_name(
+        &String::from_utf8_lossy(&id[..16]),
+        &name,
+    ));
+    if fs::read_link(&link).is_ok_and(|t| t == target) {
+        return Ok(link);
+    }
+    atomic::replace_with_symlink(target, &link)
+        .and_then(|()| atomic::sync_dir(&dir))
+        .map_err(io_error(&link, "cannot register the root"))?;
+    Ok(link)
 }
 
 impl super::Store {

@@ -56,3 +56,22 @@ pub fn needed(file: &Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// Every object file of a store's `objects/` (`objects/<hex>/<name>`), sorted.
+pub fn object_files(store: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in fs::read_dir(store.join("objects")).expect("list objects/") {
+        let dir = dir.expect("list objects/").path();
+        if dir.is_dir() {
+            files.extend(
+                fs::read_dir(&dir)
+                    .expect("list an object's directory")
+                    .map(|e| e.expect("list an object's directory").path()),
+            );
+        } else {
+            files.push(dir);
+        }
+    }
+    files.sort();
+    files
+}

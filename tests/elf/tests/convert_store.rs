@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use elf_tests::conversion::{convert, elfpatch, init_store, stable_ld_cas};
+use elf_tests::conversion::{convert, elfpatch, init_store, object_files, stable_ld_cas};
 use elf_tests::{run, run_ok};
 
 mod convert_common;
@@ -159,12 +159,8 @@ fn gc_removes_what_no_program_needs() {
     assert!(junk.exists(), "a dry run removed a file");
 
     // prog-b is gone: its libgreet ("beta") is garbage, libc (shared with prog-a) is not.
-    let beta = store
-        .join("objects")
-        .read_dir()
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
+    let beta = object_files(&store)
+        .into_iter()
         .find(|p| {
             p.to_string_lossy().ends_with("libgreet.so.1")
                 && fs::read(p).unwrap().windows(4).any(|w| w == b"beta")
