@@ -52,8 +52,14 @@ fn classify(source: &Path, dest: PathBuf, strict: bool) -> Result<Output> {
     }
     let bytes = fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
     match Elf::parse(&bytes) {
+        // A shared object with no needs of its own is still an ELF output: another one
+        // may need it, and must then find it at its place in the tree.
         Ok(elf)
-            if elf.is_dynamic() && (elf.interpreter().is_some() || !elf.needed().is_empty()) =>
+            if elf.is_dynamic()
+                && (elf.interpreter().is_some()
+                    || !elf.needed().is_empty()
+                    || elf.soname().is_some()
+                    || !strict) =>
         {
             Ok(Output::Elf {
                 source: source.to_path_buf(),
