@@ -191,7 +191,8 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
     };
 
     progress.phase("reading inputs", 0);
-    let outputs = plan_outputs(&options.paths, &out_dir)?;
+    let plan = plan_outputs(&options.paths, &out_dir)?;
+    let outputs = plan.outputs;
     let mut closure = Closure::default();
     let mut searches = search::Searches::new();
     // (node, index of its output in `outputs`) for every ELF output.
@@ -310,6 +311,7 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
         });
     }
     report.copied = output::copy_others(&outputs)?;
+    output::keep_times(&outputs)?;
     resolver::atomic::sync_filesystem(&out_dir)
         .with_context(|| format!("cannot sync {}", out_dir.display()))?;
     drop(committed);
@@ -335,7 +337,14 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
             needed_by: by.clone(),
         })
         .collect();
+    report.notes.extend(plan.notes);
     report.notes.extend(closure.notes.iter().cloned());
+    if report.programs == 0 && report.tree_elf_files > 0 {
+        report.warnings.push(format!(
+            "no program was converted: the {} converted ELF file(s) name their libraries by URI, which only a program started through ld-cas can load (convert the program that loads them too, such as a venv's python)",
+            report.tree_elf_files
+        ));
+    }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -28,9 +28,34 @@ pub enum Output {
         refused: Option<String>,
     },
     /// A symbolic link recreated with the same target.
-    Symlink { target: PathBuf, dest: PathBuf },
+    Symlink {
+        source: PathBuf,
+        target: PathBuf,
+        dest: PathBuf,
+    },
     /// A directory of a tree.
-    Dir { dest: PathBuf },
+    Dir { source: PathBuf, dest: PathBuf },
+}
+
+impl Output {
+    /// The file, link or directory this output is made from, and where it goes.
+    pub fn source_and_dest(&self) -> (&Path, &Path) {
+        match self {
+            Output::Elf { source, dest, .. }
+            | Output::Copy { source, dest, .. }
+            | Output::Symlink { source, dest, .. }
+            | Output::Dir { source, dest } => (source, dest),
+        }
+    }
+}
+
+/// The plan of a conversion: what to write, and what was decided on the way.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// The outputs, each tree's in walk order (a directory before its contents).
+    pub outputs: Vec<Output>,
+    /// Symbolic links of trees replaced by the programs they name outside the tree.
+    pub notes: Vec<String>,
 }
 
 /// Classifies a regular file: an ELF file to convert, or one to copy.
@@ -96,8 +121,10 @@ pub fn sorted_entries(dir: &Path) -> Result<Vec<fs::DirEntry>> {
     Ok(entries)
 }
 
-fn walk(source: &Path, dest: &Path, out: &mut Vec<Output>) -> Result<()> {
-    out.push(Output::Dir {
+/// Walks the tree `root` from `source` (a directory in it) to `dest`.
+fn walk(root: &Path, source: &Path, dest: &Path, plan: &mut Plan) -> Result<()> {
+    plan.outputs.push(Output::Dir {
+        source: source.to_path_buf(),
         dest: dest.to_path_buf(),
     });
     for entry in sorted_entries(source)? {
@@ -107,17 +134,50 @@ fn walk(source: &Path, dest: &Path, out: &mut Vec<Output>) -> Result<()> {
             .file_type()
             .with_context(|| format!("cannot stat {}", path.display()))?;
         if kind.is_symlink() {
+            if let Some(program) = program_outside(root, &path)? {
+                plan.notes.push(format!(
+                    "{} is a symbolic link to the program {}, outside the tree: replaced by that program, converted, so that what the tree holds can be loaded",
+                    path.display(),
+                    program.display()
+                ));
+                plan.outputs.push(classify(&program, to, false)?);
+                continue;
+            }
             let target = fs::read_link(&path)
                 .with_context(|| format!("cannot read link {}", path.display()))?;
-            out.push(Output::Symlink { target, dest: to });
+            plan.outputs.push(Output::Symlink {
+                source: path,
+                target,
+                dest: to,
+            });
         } else if kind.is_dir() {
-            walk(&path, &to, out)?;
+            walk(root, &path, &to, plan)?;
         } else if kind.is_file() {
-            out.push(classify(&path, to, false)?);
+            plan.outputs.push(classify(&path, to, false)?);
         }
         // Sockets, fifos and devices have no place in a store.
     }
     Ok(())
+}
+
+/// The program a symbolic link of the tree `root` names, when it lies outside the tree
+/// (a venv's `bin/python3` → `/usr/bin/python3.11`): a dynamically linked ELF program.
+fn program_outside(root: &Path, link: &Path) -> Result<Option<PathBuf>> {
+    let Ok(target) = link.canonicalize() else {
+        return Ok(None); // A dangling link is recreated as it is.
+    };
+    if target.starts_with(root) || !target.is_file() {
+        return Ok(None);
+    }
+    let Ok(bytes) = fs::File::open(&target).and_then(|f| resolver::hash::map_file(&f)) else {
+        return Ok(None);
+    };
+    Ok(match Elf::parse(&bytes) {
+        Ok(elf) if elf.is_dynamic() && elf.interpreter().is_some() && elf.soname().is_none() => {
+            Some(target)
+        }
+        _ => None,
+    })
 }
 
 /// Where the input `path` (a program or a tree) lands: `out_dir/<its file name>`.
@@ -131,9 +191,11 @@ pub fn destination(path: &Path, out_dir: &Path) -> Result<PathBuf> {
 }
 
 /// The outputs for `paths`: a file lands at `out_dir/<its name>`, a tree at
-/// `out_dir/<its name>/...`.
-pub fn plan_outputs(paths: &[PathBuf], out_dir: &Path) -> Result<Vec<Output>> {
-    let mut out = Vec::new();
+/// `out_dir/<its name>/...`. An output that would overwrite its input (or lie inside it)
+/// is refused, but for a converted program converted again where it lies (nothing
+/// changes).
+pub fn plan_outputs(paths: &[PathBuf], out_dir: &Path) -> Result<Plan> {
+    let mut plan = Plan::default();
     let mut names = std::collections::BTreeSet::new();
     for path in paths {
         let dest = destination(path, out_dir)?;
@@ -148,24 +210,86 @@ pub fn plan_outputs(paths: &[PathBuf], out_dir: &Path) -> Result<Vec<Output>> {
             );
         }
         let meta = fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let source = path
+            .canonicalize()
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let landing = dest.canonicalize().unwrap_or_else(|_| dest.clone());
         if meta.is_dir() {
             // Converting a tree into itself would walk its own output.
-            let source = path
-                .canonicalize()
-                .with_context(|| format!("cannot open {}", path.display()))?;
-            if out_dir.starts_with(&source) {
+            if out_dir.starts_with(&source) || source.starts_with(&landing) {
                 bail!(
-                    "{} holds the output directory {}: convert it to a directory outside it (--out)",
+                    "{} and its output {} overlap: the conversion would overwrite its input; convert it to a directory outside it (--out)",
                     path.display(),
-                    out_dir.display()
+                    dest.display()
                 );
             }
-            walk(path, &dest, &mut out)?;
+            walk(&source, path, &dest, &mut plan)?;
         } else {
-            out.push(classify(path, dest, true)?);
+            if landing == source && !is_converted(&source) {
+                bail!(
+                    "{} would be overwritten by its own conversion: choose another --out",
+                    path.display()
+                );
+            }
+            plan.outputs.push(classify(path, dest, true)?);
         }
     }
-    Ok(out)
+    Ok(plan)
+}
+
+/// Whether the ELF file at `path` already is a converted program (it records its loader).
+fn is_converted(path: &Path) -> bool {
+    fs::read(path).is_ok_and(|bytes| {
+        Elf::parse(&bytes)
+            .is_ok_and(|elf| elf.dynamic_string(crate::elf::DT_LDCAS_LOADER).is_some())
+    })
+}
+
+/// Gives every output the modification and access times of its source, a directory's
+/// after its contents are written (so a converted Python prefix's `.pyc` files stay
+/// valid). Symbolic links get their own times, not their targets'.
+pub fn keep_times(outputs: &[Output]) -> Result<()> {
+    for output in outputs.iter().rev() {
+        let (source, dest) = output.source_and_dest();
+        copy_times(source, dest)
+            .with_context(|| format!("cannot set the times of {}", dest.display()))?;
+    }
+    Ok(())
+}
+
+/// Sets `dest`'s access and modification times to `source`'s, without following a
+/// symbolic link at either.
+fn copy_times(source: &Path, dest: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(source)?;
+    let times = [
+        libc::timespec {
+            tv_sec: meta.atime(),
+            tv_nsec: meta.atime_nsec(),
+        },
+        libc::timespec {
+            tv_sec: meta.mtime(),
+            tv_nsec: meta.mtime_nsec(),
+        },
+    ];
+    let path = std::ffi::CString::new(dest.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: `path` is a NUL-terminated string and `times` an array of two timespecs,
+    // both alive for the call; utimensat reads nothing else.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Removes, from the directories the outputs go to, the temporary files that killed
@@ -175,7 +299,7 @@ pub fn remove_orphaned_temporaries(outputs: &[Output], out_dir: &Path) -> Result
     dirs.insert(out_dir.to_path_buf());
     for o in outputs {
         match o {
-            Output::Dir { dest } => dirs.insert(dest.clone()),
+            Output::Dir { dest, .. } => dirs.insert(dest.clone()),
             Output::Elf { dest, .. } | Output::Copy { dest, .. } | Output::Symlink { dest, .. } => {
                 dirs.insert(dest.parent().unwrap_or(out_dir).to_path_buf())
             }
@@ -285,7 +409,7 @@ fn linked_identity(path: &Path) -> Option<(u64, u64)> {
 pub fn copy_others(outputs: &[Output]) -> Result<usize> {
     use rayon::prelude::*;
     for output in outputs {
-        if let Output::Dir { dest } = output {
+        if let Output::Dir { dest, .. } = output {
             fs::create_dir_all(dest)
                 .with_context(|| format!("cannot create {}", dest.display()))?;
         }
@@ -340,7 +464,7 @@ fn copy_one(output: &Output, like: Option<&Path>) -> Result<bool> {
             write_file(source, dest, &bytes)?;
             Ok(true)
         }
-        Output::Symlink { target, dest } => {
+        Output::Symlink { target, dest, .. } => {
             if fs::read_link(dest).ok().as_ref() != Some(target) {
                 if let Some(parent) = dest.parent() {
                     fs::create_dir_all(parent)
