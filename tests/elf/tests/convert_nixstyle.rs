@@ -1,6 +1,7 @@
 //! A Nix-style store (one directory per package, RUNPATHs and `PT_INTERP` pointing into
 //! it; python3 as a package with its standard library and `lib-dynload/`) is converted
-//! package by package, run, moved, and run again. Python's extension modules are converted
+//! package by package (in two argument orders, giving byte-identical stores), run, moved,
+//! and run again. Python's extension modules are converted
 //! in the tree and `dlopen`ed by path, so they must resolve their own `uri:` needs.
 
 use std::fs;
@@ -10,6 +11,9 @@ use std::process::Command;
 use elf_tests::conversion::{convert, init_store, needed, stable_ld_cas};
 use elf_tests::nixstyle::generate;
 use elf_tests::{run, run_ok};
+
+mod convert_common;
+use convert_common::snapshot;
 
 const IMPORTS: &str = "import ssl, sqlite3, ctypes, json, decimal, zlib, _ssl, sys; \
 print(ssl.OPENSSL_VERSION, sqlite3.sqlite_version, zlib.crc32(b'nix'), decimal.Decimal(1) / 8); \
@@ -45,6 +49,22 @@ fn nix_style_store_converts_runs_and_moves() {
     let packages: Vec<PathBuf> = nix.packages.values().cloned().collect();
     convert(&store, &["--interp", interp.to_str().unwrap()], &packages);
     let converted = |root: &Path, pkg: &Path| root.join("bin").join(pkg.file_name().unwrap());
+    // The other argument order gives a byte-identical store.
+    let reversed_store = tmp.path().join("cas-reversed");
+    init_store(&reversed_store);
+    let reversed: Vec<PathBuf> = packages.iter().rev().cloned().collect();
+    convert(
+        &reversed_store,
+        &["--interp", interp.to_str().unwrap()],
+        &reversed,
+    );
+    let (a, b) = (snapshot(&store), snapshot(&reversed_store));
+    let differing: Vec<&PathBuf> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .collect();
+    assert!(differing.is_empty(), "files that differ: {differing:?}");
 
     // The converted extension modules name their libraries by URI.
     let module = fs::read_dir(converted(&store, &python_pkg).join("lib/python3.11/lib-dynload"))
