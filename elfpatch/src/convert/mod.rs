@@ -11,6 +11,7 @@ pub mod closure;
 pub mod ldcache;
 pub(crate) mod output;
 mod place;
+mod prefixes;
 pub mod rewrite;
 pub mod search;
 
@@ -234,7 +235,19 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
     for &(n, i) in &elf_outputs {
         outputs_of.entry(n).or_default().push(i);
     }
-    let libraries = rewrite::convert_libraries(&closure, progress, &mut |level| {
+    let prefixes = prefixes::Prefixes::new(&options.paths, &out_dir);
+    let placement = rewrite::Placement {
+        prefixes: &prefixes,
+        dest_of: elf_outputs
+            .iter()
+            .rev()
+            .filter_map(|&(n, i)| match &outputs[i] {
+                Output::Elf { dest, .. } => Some((n, dest.clone())),
+                _ => None,
+            })
+            .collect(),
+    };
+    let libraries = rewrite::convert_libraries(&closure, &placement, progress, &mut |level| {
         place::place_level(
             &mut batch,
             &closure,
@@ -294,7 +307,7 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
             loader,
             store: output::store_reference(dest, store.root()),
         };
-        let bytes = rewrite::convert_program(&closure, n, &libraries, &record)?;
+        let bytes = rewrite::convert_program(&closure, n, dest, &prefixes, &libraries, &record)?;
         let hash = hash_bytes(&bytes);
         let same = written.entry(n).or_default();
         let like = same

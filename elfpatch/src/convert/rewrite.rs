@@ -2,7 +2,8 @@
 //! dependencies by URI, so its own URI can only be computed once theirs are known.
 //! Dependency cycles are hashed by the placeholder rule of `docs/uri.md`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use rayon::prelude::*;
@@ -11,6 +12,7 @@ use resolver::hash::hash_bytes;
 use resolver::uri::{Hash, PLACEHOLDER, URI_LEN, URI_PREFIX};
 
 use super::closure::{Closure, Need, Node, Served};
+use super::prefixes::Prefixes;
 use crate::elf::{Edit, DT_LDCAS_LOADER, DT_LDCAS_STORE};
 
 /// What a converted program records besides its URIs.
@@ -22,6 +24,15 @@ pub struct ProgramRecord {
     pub loader: Hash,
     /// The store, relative to the program's directory when the program lives in it.
     pub store: String,
+}
+
+/// Where the converted objects are written, as far as their search paths care: the trees
+/// of the conversion, and each tree file's place.
+pub struct Placement<'a> {
+    /// The trees converted together.
+    pub prefixes: &'a Prefixes,
+    /// The first output of each node written into a tree.
+    pub dest_of: HashMap<usize, PathBuf>,
 }
 
 /// A library's converted form.
@@ -58,7 +69,10 @@ fn replace_all(bytes: &mut [u8], from: &[u8], to: &[u8]) {
 /// names (it would point into the old location forever). An entry that served a kept name
 /// or nothing at all stays (it may serve `dlopen` by name), and so does an `$ORIGIN` entry:
 /// it moves with a converted tree, where plugins are `dlopen`ed by name through it.
-fn dropped_entries(closure: &Closure) -> BTreeMap<(usize, bool), BTreeSet<usize>> {
+fn dropped_entries(
+    closure: &Closure,
+    prefixes: &Prefixes,
+) -> BTreeMap<(usize, bool), BTreeSet<usize>> {
     let mut converted: BTreeSet<Served> = BTreeSet::new();
     let mut kept: BTreeSet<Served> = BTreeSet::new();
     for node in &closure.nodes {
@@ -87,7 +101,8 @@ fn dropped_entries(closure: &Closure) -> BTreeMap<(usize, bool), BTreeSet<usize>
         let entry = list
             .as_ref()
             .and_then(|l| l.split(|&b| b == b':').nth(s.index));
-        if !entry.is_some_and(is_origin_relative) {
+        // An entry into a tree of this conversion is rewritten instead (see [`Prefixes`]).
+        if !entry.is_some_and(|e| is_origin_relative(e) || prefixes.relocates(e)) {
             dropped
                 .entry((s.owner, s.rpath))
                 .or_default()
@@ -107,6 +122,8 @@ fn is_origin_relative(entry: &[u8]) -> bool {
 fn edit_for(
     closure: &Closure,
     n: usize,
+    dest: Option<&Path>,
+    prefixes: &Prefixes,
     dropped: &BTreeMap<(usize, bool), BTreeSet<usize>>,
     uri_of: &dyn Fn(usize) -> String,
     program: Option<&ProgramRecord>,
@@ -130,16 +147,18 @@ fn edit_for(
         (None, Some(r)) => (Some(r), true),
         (None, None) => (None, false),
     };
-    if let (Some(list), Some(drop)) = (list, dropped.get(&(n, rpath))) {
-        let keep: Vec<&[u8]> = list
+    if let Some(list) = list {
+        let no_drop = BTreeSet::new();
+        let drop = dropped.get(&(n, rpath)).unwrap_or(&no_drop);
+        let keep: Vec<Vec<u8>> = list
             .split(|&b| b == b':')
             .enumerate()
             .filter(|(i, _)| !drop.contains(i))
-            .map(|(_, e)| e)
+            .map(|(_, e)| prefixes.rewrite(e, dest))
             .collect();
         if keep.is_empty() {
             edit.remove_runpath();
-        } else {
+        } else if keep.join(&b':') != *list {
             let joined = String::from_utf8_lossy(&keep.join(&b':')).into_owned();
             edit.force_rpath(rpath).set_runpath(joined);
         }
@@ -162,6 +181,7 @@ fn apply(node: &Node, edit: &Edit) -> Result<Vec<u8>> {
 /// level is done (so their bytes need not stay in memory); returns every such node's URI.
 pub fn convert_libraries(
     closure: &Closure,
+    placement: &Placement<'_>,
     progress: &dyn super::Progress,
     sink: &mut dyn FnMut(Vec<(usize, Converted)>) -> Result<()>,
 ) -> Result<Vec<Option<Hash>>> {
@@ -197,7 +217,7 @@ pub fn convert_libraries(
             }
         }
     }
-    let dropped = dropped_entries(closure);
+    let dropped = dropped_entries(closure, placement.prefixes);
     let wanted = |m: &usize| closure.nodes[*m].is_library || !is_program(&closure.nodes[*m]);
     let mut done: Vec<Option<Hash>> = vec![None; n];
     let top = level.iter().copied().max().unwrap_or(0);
@@ -209,7 +229,8 @@ pub fn convert_libraries(
                 let group: Vec<usize> = members[c].iter().copied().filter(wanted).collect();
                 let cyclic =
                     members[c].len() > 1 || members[c].iter().any(|m| edges[*m].contains(m));
-                let converted = convert_component(closure, &group, cyclic, &dropped, &done);
+                let converted =
+                    convert_component(closure, placement, &group, cyclic, &dropped, &done);
                 progress.advance(members[c].len() as u64);
                 converted
             })
@@ -234,6 +255,7 @@ pub fn is_program(node: &Node) -> bool {
 
 fn convert_component(
     closure: &Closure,
+    placement: &Placement<'_>,
     group: &[usize],
     cyclic: bool,
     dropped: &BTreeMap<(usize, bool), BTreeSet<usize>>,
@@ -248,7 +270,8 @@ fn convert_component(
     };
     let mut out = Vec::with_capacity(group.len());
     for &m in group {
-        let edit = edit_for(closure, m, dropped, &uri_of, None)?;
+        let dest = placement.dest_of.get(&m).map(PathBuf::as_path);
+        let edit = edit_for(closure, m, dest, placement.prefixes, dropped, &uri_of, None)?;
         let bytes = apply(&closure.nodes[m], &edit)?;
         out.push((m, bytes));
     }
@@ -297,12 +320,22 @@ fn convert_component(
 pub fn convert_program(
     closure: &Closure,
     n: usize,
+    dest: &Path,
+    prefixes: &Prefixes,
     libraries: &[Option<Hash>],
     record: &ProgramRecord,
 ) -> Result<Vec<u8>> {
-    let dropped = dropped_entries(closure);
+    let dropped = dropped_entries(closure, prefixes);
     let uri_of = |d: usize| -> String { libraries[d].map(|h| h.to_string()).unwrap_or_default() };
-    let edit = edit_for(closure, n, &dropped, &uri_of, Some(record))?;
+    let edit = edit_for(
+        closure,
+        n,
+        Some(dest),
+        prefixes,
+        &dropped,
+        &uri_of,
+        Some(record),
+    )?;
     apply(&closure.nodes[n], &edit)
 }
 

@@ -289,3 +289,61 @@ fn a_tree_library_opened_by_path_and_needed_by_uri_is_one_copy() {
         expected
     );
 }
+
+#[test]
+fn trees_converted_together_find_each_other_after_a_move() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Nix-style packages: app's RUNPATH names lib's lib/ (absolute), then a directory of
+    // decoys with the same sonames (standing for the system's).
+    let nix = tmp.path().join("nix/store");
+    let lib = nix.join("bbb-lib/lib");
+    let decoy = tmp.path().join("decoy");
+    for (dir, word) in [(&lib, "tree"), (&decoy, "decoy")] {
+        let w = format!("-DWORD=\"{word}\"");
+        library(dir, "libb.so.1", "prefix_lib.c", &["-DFN=b_word", &w]);
+        library(dir, "libplug.so.1", "prefix_lib.c", &["-DFN=plug_word", &w]);
+    }
+    let app_dir = nix.join("aaa-app/bin");
+    fs::create_dir_all(&app_dir).unwrap();
+    let rpath = format!("-Wl,-rpath,{}:{}", lib.display(), decoy.display());
+    let lflag = format!("-L{}", lib.display());
+    compile(
+        "gcc",
+        &[&src("prefix_app.c")],
+        &app_dir.join("app"),
+        &[&lflag, &rpath, "-l:libb.so.1", "-ldl"],
+    );
+    let original = run_ok(&mut Command::new(app_dir.join("app")));
+    assert!(original.starts_with("b tree plug tree\n"), "{original}");
+
+    let interp = stable_ld_cas(tmp.path());
+    let store = tmp.path().join("store");
+    init_store(&store);
+    convert(
+        &store,
+        &["--interp", interp.to_str().unwrap()],
+        &[nix.join("aaa-app"), nix.join("bbb-lib")],
+    );
+    // The entry into the other tree became relative to the converted app.
+    let dynamic = run_ok(
+        Command::new("readelf")
+            .arg("-dW")
+            .arg(store.join("bin/aaa-app/bin/app")),
+    );
+    assert!(dynamic.contains("[$ORIGIN/../../bbb-lib/lib:"), "{dynamic}");
+    // The originals are gone and the store moves: the plugin, opened by its plain soname,
+    // is the second tree's converted one.
+    fs::remove_dir_all(tmp.path().join("nix")).unwrap();
+    let moved = tmp.path().join("elsewhere/store");
+    fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    fs::rename(&store, &moved).unwrap();
+    let out = run_ok(Command::new(moved.join("bin/aaa-app/bin/app")).env_clear());
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("b tree plug tree"), "{out}");
+    let from = lines.next().unwrap().strip_prefix("plug from ").unwrap();
+    assert_eq!(
+        fs::canonicalize(from).unwrap(),
+        fs::canonicalize(moved.join("bin/bbb-lib/lib/libplug.so.1")).unwrap(),
+        "{out}"
+    );
+}
