@@ -233,3 +233,69 @@ fn gc_removes_what_no_program_needs() {
         "{report}"
     );
 }
+
+#[test]
+fn tree_libraries_are_listed_at_home_and_gc_never_deletes_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = Fixtures::build(&tmp.path().join("fx"));
+    let store = tmp.path().join("store");
+    init_store(&store);
+    // A tree with a program and its library, converted to a place outside the store.
+    let tree = tmp.path().join("pkg");
+    fs::create_dir_all(tree.join("lib")).unwrap();
+    fs::create_dir_all(tree.join("bin")).unwrap();
+    fs::copy(fx.path("a/libgreet.so.1"), tree.join("lib/libgreet.so.1")).unwrap();
+    run_ok(
+        Command::new("patchelf")
+            .args(["--set-rpath", "$ORIGIN/../lib"])
+            .arg(fx.path("prog-a"))
+            .arg("--output")
+            .arg(tree.join("bin/prog")),
+    );
+    let out = tmp.path().join("out");
+    let report = convert(&store, &["--out", out.to_str().unwrap()], &[tree]);
+    let greet = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["soname"] == "libgreet.so.1")
+        .unwrap()["uri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The table names it through the registered root, inside the store.
+    let resolved = run_ok(
+        elfpatch()
+            .args(["store", "resolve", "--store"])
+            .arg(&store)
+            .arg(&greet),
+    );
+    let resolved = Path::new(resolved.trim());
+    assert!(resolved.starts_with(store.join("roots")), "{resolved:?}");
+    assert!(resolved.ends_with("lib/libgreet.so.1"), "{resolved:?}");
+    assert_eq!(
+        fs::canonicalize(resolved).unwrap(),
+        fs::canonicalize(out.join("pkg/lib/libgreet.so.1")).unwrap()
+    );
+    assert_eq!(
+        run_ok(Command::new(out.join("pkg/bin/prog")).env_clear()),
+        "greet: alpha\nmain: done\n"
+    );
+    run_ok(elfpatch().args(["store", "verify", "--store"]).arg(&store));
+    assert!(object_files(&store)
+        .iter()
+        .all(|o| !o.ends_with("libgreet.so.1")));
+
+    // Deleting the program only: gc stops listing the library but leaves the tree's file.
+    fs::remove_file(out.join("pkg/bin/prog")).unwrap();
+    let gc = run_ok(
+        elfpatch()
+            .args(["store", "gc", "--json", "--store"])
+            .arg(&store),
+    );
+    assert!(gc.contains(&greet[11..]), "{gc}");
+    assert!(out.join("pkg/lib/libgreet.so.1").is_file());
+    let listed = run_ok(elfpatch().args(["store", "list", "--store"]).arg(&store));
+    assert!(!listed.contains(&greet), "{listed}");
+    run_ok(elfpatch().args(["store", "verify", "--store"]).arg(&store));
+}
