@@ -18,6 +18,8 @@ pub mod uri;
 #[cfg(feature = "std")]
 pub mod atomic;
 #[cfg(feature = "std")]
+pub mod cycle_rule;
+#[cfg(feature = "std")]
 pub mod cycles;
 #[cfg(feature = "std")]
 pub mod hash;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use rayon::prelude::*;
+use resolver::cycle_rule::cycle_addresses;
 use resolver::cycles;
 use resolver::hash::hash_bytes;
 use resolver::uri::{Hash, PLACEHOLDER, URI_LEN, URI_PREFIX};
@@ -284,10 +285,11 @@ fn convert_component(
             })
             .collect());
     }
-    // Every member's address is the hash of its bytes with the cycle's references blanked;
-    // then the real URIs go where the tokens were.
+    // Every member's address follows the cycle rule of docs/uri.md: its bytes with the
+    // cycle's references blanked, which member each of them names, and the cycle's
+    // membership; then the real URIs go where the tokens were.
     let tokens: Vec<(usize, String)> = group.iter().map(|&m| (m, token(m))).collect();
-    let hashes: Vec<Hash> = out
+    let blanked: Vec<Hash> = out
         .iter()
         .map(|(_, bytes)| {
             let mut blanked = bytes.clone();
@@ -297,12 +299,15 @@ fn convert_component(
             hash_bytes(&blanked)
         })
         .collect();
+    let targets: Vec<Vec<usize>> = out
+        .iter()
+        .map(|(_, bytes)| token_targets(bytes, &tokens))
+        .collect();
+    let hashes = cycle_addresses(&blanked, &targets);
     let uris: Vec<(String, String)> = tokens
         .iter()
-        .map(|(m, t)| {
-            let i = group.iter().position(|g| g == m).unwrap_or(0);
-            (t.clone(), hashes[i].to_string())
-        })
+        .zip(&hashes)
+        .map(|((_, t), hash)| (t.clone(), hash.to_string()))
         .collect();
     Ok(out
         .into_iter()
@@ -314,6 +319,22 @@ fn convert_component(
             (m, Converted { bytes, hash })
         })
         .collect())
+}
+
+/// The cycle members (positions in `tokens`) that the tokens in `bytes` name, in file
+/// order.
+fn token_targets(bytes: &[u8], tokens: &[(usize, String)]) -> Vec<usize> {
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    for (i, (_, t)) in tokens.iter().enumerate() {
+        let t = t.as_bytes();
+        let mut at = 0;
+        while let Some(pos) = bytes[at..].windows(t.len()).position(|w| w == t) {
+            found.push((at + pos, i));
+            at += pos + t.len();
+        }
+    }
+    found.sort_unstable();
+    found.into_iter().map(|(_, i)| i).collect()
 }
 
 /// Converts a program for one output place.

@@ -174,6 +174,10 @@ pub enum Problem {
         path: PathBuf,
         actual: Hash,
     },
+    /// A member of a dependency cycle has the address version 1 of the cycle rule gave it,
+    /// which did not pin the references inside the cycle: it cannot be trusted, and must
+    /// be converted again.
+    OldCycleRule { hash: Hash, path: PathBuf },
     /// An object's size differs from the one recorded.
     SizeMismatch {
         hash: Hash,
@@ -201,6 +205,11 @@ impl std::fmt::Display for Problem {
                     path.display()
                 )
             }
+            Problem::OldCycleRule { hash, path } => write!(
+                f,
+                "{hash}: {} is a dependency-cycle member addressed by version 1 of the cycle rule, which does not pin the references inside its cycle, so it cannot be verified: convert the programs that need it again",
+                path.display()
+            ),
             Problem::SizeMismatch {
                 hash,
                 path,

@@ -4,9 +4,11 @@ use std::collections::HashMap;
 use std::fs::File;
 
 use super::{Problem, Store, StoreError};
+use crate::cycle_rule::{member_addresses, MemberAddress};
 use crate::cycles;
 use crate::hash::{self, Mapped};
 use crate::refs::references;
+use crate::table::write::NewEntry;
 use crate::uri::Hash;
 
 impl Store {
@@ -51,6 +53,7 @@ impl Store {
             })
             .collect();
         let cycles = cycles::cycle_members(&edges);
+        let in_cycle = cycle_addresses(&cycles, &maps, &entries);
         let check = |i: usize| -> Vec<Problem> {
             let e = &entries[i];
             let Some(bytes) = &maps[i] else {
@@ -66,14 +69,26 @@ impl Store {
                     actual: bytes.len() as u64,
                 });
             }
-            let cycle: Vec<Hash> = cycles[i].iter().map(|&m| entries[m].hash).collect();
-            let actual = hash::hash_modulo_cycle(bytes, &cycle);
-            if actual != e.hash {
-                found.push(Problem::Mismatch {
+            match in_cycle.get(&i) {
+                Some(member) if member.address != e.hash && member.blanked == e.hash => {
+                    found.push(Problem::OldCycleRule { hash: e.hash, path });
+                }
+                Some(member) if member.address != e.hash => found.push(Problem::Mismatch {
                     hash: e.hash,
                     path,
-                    actual,
-                });
+                    actual: member.address,
+                }),
+                Some(_) => {}
+                None => {
+                    let actual = hash::hash_bytes(bytes);
+                    if actual != e.hash {
+                        found.push(Problem::Mismatch {
+                            hash: e.hash,
+                            path,
+                            actual,
+                        });
+                    }
+                }
             }
             found
         };
@@ -98,4 +113,32 @@ impl Store {
         problems.extend(per_chunk.into_iter().flatten());
         Ok((problems, entries.len()))
     }
+}
+
+/// The address of every readable object that belongs to a dependency cycle, by the cycle
+/// rule (a cycle with an unreadable member is left to the missing-object problem).
+fn cycle_addresses(
+    cycles: &[Vec<usize>],
+    maps: &[Option<Mapped>],
+    entries: &[NewEntry],
+) -> HashMap<usize, MemberAddress> {
+    let listed: Vec<Hash> = entries.iter().map(|e| e.hash).collect();
+    let mut out = HashMap::new();
+    for members in cycles {
+        if members.is_empty() || out.contains_key(&members[0]) {
+            continue;
+        }
+        let Some(objects) = members
+            .iter()
+            .map(|&m| maps[m].as_deref())
+            .collect::<Option<Vec<&[u8]>>>()
+        else {
+            continue;
+        };
+        let uris: Vec<Hash> = members.iter().map(|&m| listed[m]).collect();
+        for (&m, address) in members.iter().zip(member_addresses(&objects, &uris)) {
+            out.insert(m, address);
+        }
+    }
+    out
 }
