@@ -27,6 +27,16 @@ pub struct Relocation {
     pub unchanged: usize,
     /// Bytes written.
     pub bytes_written: u64,
+    /// Registered roots and programs left alone because they cannot be trusted to belong
+    /// to this store, and why (relocation then fails).
+    pub refused: Vec<Refused>,
+}
+
+/// A root or program `relocate` did not touch, and why.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Refused {
+    pub path: PathBuf,
+    pub reason: String,
 }
 
 /// The programs under `dir` that a conversion wrote (they record their loader).
@@ -57,13 +67,25 @@ pub fn relocate(store: &Store, interpreter_for: impl Fn(u16) -> PathBuf) -> Resu
         converted_programs(&bin, &mut inside)?;
     }
     for path in inside {
-        relocate_program(&path, &mut report, |elf| Wanted {
-            interpreter: interpreter_for(elf.machine()),
-            store: None,
-        })?;
+        relocate_program(
+            &path,
+            &mut report,
+            |elf| Wanted {
+                interpreter: interpreter_for(elf.machine()),
+                store: None,
+            },
+            |_| None,
+        )?;
     }
     let mut outside = Vec::new();
     for root in store.registered_roots()?.into_iter().filter(|r| r.live) {
+        if let Some(reason) = untrusted_root(store, &root.link) {
+            report.refused.push(Refused {
+                path: root.link,
+                reason,
+            });
+            continue;
+        }
         if root.target.is_dir() {
             converted_programs(&root.target, &mut outside)?;
         } else {
@@ -72,17 +94,79 @@ pub fn relocate(store: &Store, interpreter_for: impl Fn(u16) -> PathBuf) -> Resu
     }
     for path in outside {
         let store_path = store_reference(&path, store.root());
-        relocate_program(&path, &mut report, |elf| Wanted {
-            interpreter: match elf.interpreter() {
-                Some(i) if Path::new(OsStr::from_bytes(i)).is_file() => {
-                    PathBuf::from(OsStr::from_bytes(i))
-                }
-                _ => interpreter_for(elf.machine()),
+        relocate_program(
+            &path,
+            &mut report,
+            |elf| Wanted {
+                interpreter: match elf.interpreter() {
+                    Some(i) if Path::new(OsStr::from_bytes(i)).is_file() => {
+                        PathBuf::from(OsStr::from_bytes(i))
+                    }
+                    _ => interpreter_for(elf.machine()),
+                },
+                store: Some(store_path.clone()),
             },
-            store: Some(store_path.clone()),
-        })?;
+            |elf| other_store(elf, store),
+        )?;
     }
     Ok(report)
+}
+
+/// Why the root link `link` cannot be trusted, if it cannot: a link in `STORE/roots` is
+/// someone's claim that a program belongs to this store, so only the store's owner (or
+/// root) may make it, in a directory nobody else may write.
+fn untrusted_root(store: &Store, link: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = match fs::metadata(store.root()) {
+        Ok(m) => m.uid(),
+        Err(e) => return Some(format!("cannot stat the store: {e}")),
+    };
+    let dir = link.parent().unwrap_or(store.root());
+    match fs::metadata(dir) {
+        Ok(m) if m.mode() & 0o022 != 0 => {
+            return Some(format!(
+                "{} is writable by others than its owner, so anyone could have planted this root",
+                dir.display()
+            ))
+        }
+        Ok(m) if m.uid() != owner && m.uid() != 0 => {
+            return Some(format!(
+                "{} is not owned by the store's owner",
+                dir.display()
+            ))
+        }
+        Err(e) => return Some(format!("cannot stat {}: {e}", dir.display())),
+        Ok(_) => {}
+    }
+    match fs::symlink_metadata(link) {
+        Ok(m) if m.uid() != owner && m.uid() != 0 => Some(format!(
+            "the link is owned by uid {}, not by the store's owner (uid {owner})",
+            m.uid()
+        )),
+        Err(e) => Some(format!("cannot stat the link: {e}")),
+        Ok(_) => None,
+    }
+}
+
+/// Why a program reached through a root belongs to another store, if it does: it names,
+/// by absolute path, a store that exists and is not this one. (A store that moved here
+/// left nothing at its old path.)
+fn other_store(elf: &Elf, store: &Store) -> Option<String> {
+    let recorded = elf.dynamic_string(DT_LDCAS_STORE)?;
+    let recorded = Path::new(OsStr::from_bytes(recorded));
+    if !recorded.is_absolute() {
+        return None;
+    }
+    let here = store.root();
+    match recorded.canonicalize() {
+        Ok(there) if there != here && there.join(resolver::store::TABLE_FILE).exists() => {
+            Some(format!(
+                "it belongs to the store at {}, which still exists",
+                recorded.display()
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// What a converted program should name.
@@ -99,6 +183,7 @@ fn relocate_program(
     path: &Path,
     report: &mut Relocation,
     wanted: impl Fn(&Elf) -> Wanted,
+    refuse: impl Fn(&Elf) -> Option<String>,
 ) -> Result<()> {
     let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let Ok(elf) = Elf::parse(&bytes) else {
@@ -108,6 +193,13 @@ fn relocate_program(
         return Ok(());
     }
     let Wanted { interpreter, store } = wanted(&elf);
+    if let Some(reason) = refuse(&elf) {
+        report.refused.push(Refused {
+            path: path.to_path_buf(),
+            reason,
+        });
+        return Ok(());
+    }
     let new = interpreter.as_os_str().as_encoded_bytes();
     let new_interpreter = elf.interpreter() != Some(new);
     let new_store = store.filter(|s| elf.dynamic_string(DT_LDCAS_STORE) != Some(s.as_bytes()));

@@ -108,5 +108,16 @@ fn relocate(store: &Path, json: bool) -> Result<ExitCode> {
             report.bytes_written
         );
     }
-    Ok(ExitCode::SUCCESS)
+    for refused in &report.refused {
+        eprintln!(
+            "elfpatch: relocate: left {} alone: {}",
+            refused.path.display(),
+            refused.reason
+        );
+    }
+    Ok(if report.refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -51,12 +51,16 @@ pub struct Removed {
     pub size: u64,
 }
 
-/// The references in the file at `path` (an unreadable or missing file has none).
-fn file_references(path: &Path) -> Vec<Hash> {
-    match File::open(path).and_then(|f| hash::map_file(&f)) {
-        Ok(bytes) => references(&bytes).map(|(_, h)| h).collect(),
-        Err(_) => Vec::new(),
-    }
+/// The references in the file at `path`. A file that cannot be read is an error, never
+/// "no references": what it needs would be deleted.
+fn file_references(path: &Path) -> Result<Vec<Hash>, StoreError> {
+    let bytes = File::open(path)
+        .and_then(|f| hash::map_file(&f))
+        .map_err(io_error(
+            path,
+            "cannot read it, so the collection cannot know what it needs (nothing was removed)",
+        ))?;
+    Ok(references(&bytes).map(|(_, h)| h).collect())
 }
 
 impl Store {
@@ -101,10 +105,10 @@ impl Store {
                 .map_err(io_error(&root.target, "cannot read the registered root"))?;
         }
         for file in &files {
-            reach(file_references(file), &mut live, &mut queue);
+            reach(file_references(file)?, &mut live, &mut queue);
         }
         while let Some(i) = queue.pop() {
-            let refs = file_references(&self.absolute(&entries[i].path));
+            let refs = file_references(&self.absolute(&entries[i].path))?;
             reach(refs, &mut live, &mut queue);
         }
 
@@ -190,7 +194,7 @@ impl Store {
 
 /// Adds to `out` the files of `objects_dir` (and of its per-object directories) that are
 /// not in `listed` and are no writer's temporary file.
-fn unlisted_objects(
+pub(super) fn unlisted_objects(
     objects_dir: &Path,
     listed: &HashSet<PathBuf>,
     out: &mut Vec<PathBuf>,

@@ -178,6 +178,16 @@ pub enum Problem {
     /// which did not pin the references inside the cycle: it cannot be trusted, and must
     /// be converted again.
     OldCycleRule { hash: Hash, path: PathBuf },
+    /// A file in `objects/` that the table does not list (left by an interrupted writer:
+    /// `store gc` removes it).
+    Unlisted { path: PathBuf },
+    /// A listed object that lies outside the store (and outside every registered root),
+    /// reached through a symbolic link.
+    OutsideStore {
+        hash: Hash,
+        path: PathBuf,
+        real: PathBuf,
+    },
     /// An object's size differs from the one recorded.
     SizeMismatch {
         hash: Hash,
@@ -205,6 +215,17 @@ impl std::fmt::Display for Problem {
                     path.display()
                 )
             }
+            Problem::Unlisted { path } => write!(
+                f,
+                "{} is in objects/ but the table does not list it (left by an interrupted writer; elfpatch store gc removes it)",
+                path.display()
+            ),
+            Problem::OutsideStore { hash, path, real } => write!(
+                f,
+                "{hash}: {} leads outside the store, to {}, through a symbolic link that no registered root accounts for",
+                path.display(),
+                real.display()
+            ),
             Problem::OldCycleRule { hash, path } => write!(
                 f,
                 "{hash}: {} is a dependency-cycle member addressed by version 1 of the cycle rule, which does not pin the references inside its cycle, so it cannot be verified: convert the programs that need it again",

@@ -87,7 +87,20 @@ impl super::Store {
             {
                 continue;
             }
-            let live = fs::metadata(&link).is_ok();
+            // Only a target that is gone makes a root stale; one that cannot be looked at
+            // (a permission, an I/O error) must not let a collection delete what it needs.
+            let live = match fs::metadata(&link) {
+                Ok(_) => true,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    false
+                }
+                Err(e) => return Err(io_error(&link, "cannot check the registered root")(e)),
+            };
             roots.push(RegisteredRoot { link, target, live });
         }
         roots.sort_by(|a, b| a.link.cmp(&b.link));

@@ -111,7 +111,41 @@ impl Store {
                 .collect()
         });
         problems.extend(per_chunk.into_iter().flatten());
+        problems.extend(self.outside_store(&entries)?);
+        let listed: std::collections::HashSet<std::path::PathBuf> =
+            entries.iter().map(|e| self.absolute(&e.path)).collect();
+        let objects_dir = self.root.join(super::OBJECTS_DIR);
+        let mut unlisted = Vec::new();
+        super::gc::unlisted_objects(&objects_dir, &listed, &mut unlisted)
+            .map_err(super::io_error(&objects_dir, "cannot read"))?;
+        unlisted.sort();
+        problems.extend(unlisted.into_iter().map(|path| Problem::Unlisted { path }));
         Ok((problems, entries.len()))
+    }
+}
+
+impl Store {
+    /// The listed objects that resolve (through symbolic links) to a place outside the
+    /// store and outside every registered root's target.
+    fn outside_store(&self, entries: &[NewEntry]) -> Result<Vec<Problem>, StoreError> {
+        let mut allowed = vec![self.root.clone()];
+        for root in self.registered_roots()? {
+            if let Ok(target) = root.link.canonicalize() {
+                allowed.push(target);
+            }
+        }
+        Ok(entries
+            .iter()
+            .filter_map(|e| {
+                let path = self.absolute(&e.path);
+                let real = path.canonicalize().ok()?;
+                (!allowed.iter().any(|a| real.starts_with(a))).then_some(Problem::OutsideStore {
+                    hash: e.hash,
+                    path,
+                    real,
+                })
+            })
+            .collect())
     }
 }
 
