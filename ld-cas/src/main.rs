@@ -27,6 +27,7 @@ mod audit;
 mod blake3;
 mod cas;
 mod cli;
+mod cycle_rule;
 mod elf;
 mod launch;
 mod loadmap;

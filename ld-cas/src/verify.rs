@@ -6,6 +6,7 @@
 
 use crate::blake3::Hasher;
 use crate::cas::{Hash, URI_LEN, URI_PREFIX};
+use crate::cycle_rule;
 use crate::out::Out;
 use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 
@@ -15,7 +16,7 @@ pub const MAX: usize = 1024;
 const MAX_REFS: usize = 256;
 
 /// Each reference in `bytes` to an object of `objs`: (offset, index).
-fn references<'a>(
+pub(crate) fn references<'a>(
     bytes: &'a [u8],
     objs: &'a [(Hash, &[u8])],
 ) -> impl Iterator<Item = (usize, usize)> + 'a {
@@ -47,38 +48,6 @@ impl Graph {
     fn of(&self, i: usize) -> &[u16] {
         &self.refs[i * MAX_REFS..i * MAX_REFS + self.counts[i] as usize]
     }
-
-    /// Whether `to` is reachable from `from`.
-    fn reaches(&self, from: usize, to: usize, n: usize) -> bool {
-        let mut seen = [false; MAX];
-        let mut stack = [0u16; MAX];
-        let mut top = 1;
-        stack[0] = from as u16;
-        seen[from] = true;
-        while top > 0 {
-            top -= 1;
-            let v = stack[top] as usize;
-            if v == to {
-                return true;
-            }
-            for &w in self.of(v) {
-                let w = w as usize;
-                if w < n && !seen[w] {
-                    seen[w] = true;
-                    stack[top] = w as u16;
-                    top += 1;
-                }
-            }
-        }
-        false
-    }
-}
-
-/// The placeholder that stands for a reference inside a cycle.
-fn placeholder() -> [u8; URI_LEN] {
-    let mut p = [b'x'; URI_LEN];
-    p[..URI_PREFIX.len()].copy_from_slice(URI_PREFIX);
-    p
 }
 
 fn write_uri(o: &mut Out, h: &[u8; 32]) {
@@ -126,43 +95,45 @@ pub fn closure(objs: &[(Hash, &[u8])], o: &mut Out) -> bool {
             }
         }
     }
-    let blank = placeholder();
+    let mut comp = [0u16; MAX];
+    cycle_rule::components(n, &|i| g.of(i), &mut comp);
+    let mut size = [0u16; MAX];
+    for &c in &comp[..n] {
+        size[c as usize] += 1;
+    }
+    let cyclic = |i: usize| size[comp[i] as usize] > 1 || g.of(i).contains(&(i as u16));
+    let mut expected = [[0u8; 32]; MAX];
+    let mut done = [false; MAX];
+    for i in 0..n {
+        if cyclic(i) && !done[comp[i] as usize] {
+            done[comp[i] as usize] = true;
+            cycle_rule::member_addresses(objs, n, &comp, comp[i], &mut expected);
+        }
+    }
     let mut ok = true;
     for i in 0..n {
-        let mut cycle = [false; MAX];
-        let mut members = 0;
-        for &j in g.of(i) {
-            let j = j as usize;
-            if j == i || g.reaches(j, i, n) {
-                cycle[j] = true;
-                members += 1;
-            }
-        }
-        let mut h = Hasher::new();
-        let bytes = objs[i].1;
-        let mut done = 0;
-        if members > 0 {
-            for (at, j) in references(bytes, &objs[..n]) {
-                if cycle[j] {
-                    h.update(&bytes[done..at]);
-                    h.update(&blank);
-                    done = at + URI_LEN;
-                }
-            }
-        }
-        h.update(&bytes[done..]);
-        let got = h.finalize();
+        let in_cycle = cyclic(i);
+        let got = if in_cycle {
+            expected[i]
+        } else {
+            let mut h = Hasher::new();
+            h.update(objs[i].1);
+            h.finalize()
+        };
         o.str("verify ");
         write_uri(o, &objs[i].0 .0);
         if got == objs[i].0 .0 {
             o.str(" ok");
-            if members > 0 {
+            if in_cycle {
                 o.str(" (in a dependency cycle)");
             }
         } else {
             ok = false;
             o.str(" MISMATCH: the object hashes to ");
             write_uri(o, &got);
+            if in_cycle {
+                o.str(" by the cycle rule (version 2; stores converted before it must be converted again)");
+            }
         }
         o.str("\n");
     }
