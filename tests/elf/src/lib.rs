@@ -147,5 +147,6 @@ pub fn add_dynamic_string_tags(path: &Path, tags: &[(u64, &str)]) {
     }
     std::fs::write(path, data).unwrap();
 }
+pub mod attacker;
 pub mod conversion;
 pub mod nixstyle;

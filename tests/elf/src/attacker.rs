@@ -1,0 +1,76 @@
+//! An unprivileged local user for the attack tests: created once (concurrent creations by
+//! other test processes are fine), and commands run as that user through `setpriv`.
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::{require_tool, run, run_ok};
+
+/// The attacker's user and group ids.
+pub struct User {
+    pub uid: String,
+    pub gid: String,
+}
+
+/// The name of the user the attacks run as.
+pub const NAME: &str = "ldcas-attacker";
+
+/// The unprivileged user, created on first use. The tests that need it run as root (they
+/// create a user, set-user-ID files, files owned by others).
+pub fn user() -> &'static User {
+    static USER: OnceLock<User> = OnceLock::new();
+    USER.get_or_init(|| {
+        require_tool("useradd");
+        require_tool("setpriv");
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "these tests create a user and files owned by others: run them as root"
+        );
+        if run(Command::new("id").arg(NAME)).status.code() != Some(0) {
+            let out = run(Command::new("useradd").args([
+                "--no-create-home",
+                "--shell",
+                "/bin/false",
+                NAME,
+            ]));
+            // 9: the user exists (created meanwhile by another process).
+            assert!(
+                out.status.success() || out.status.code() == Some(9),
+                "useradd: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let id = |flag: &str| {
+            run_ok(Command::new("id").args([flag, NAME]))
+                .trim()
+                .to_owned()
+        };
+        User {
+            uid: id("-u"),
+            gid: id("-g"),
+        }
+    })
+}
+
+/// Adds `setpriv` arguments to `cmd` (a `Command::new("setpriv")` or a wrapper such as
+/// `timeout` that then runs it) so that what follows runs as the attacker.
+pub fn setpriv_args(cmd: &mut Command) -> &mut Command {
+    let u = user();
+    cmd.arg("setpriv")
+        .arg(format!("--reuid={}", u.uid))
+        .arg(format!("--regid={}", u.gid))
+        .arg("--clear-groups")
+}
+
+/// `chown -R` of `path` to the attacker.
+pub fn give_to_attacker(path: &std::path::Path) {
+    let u = user();
+    run_ok(
+        Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", u.uid, u.gid))
+            .arg(path),
+    );
+}
