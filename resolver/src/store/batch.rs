@@ -150,7 +150,7 @@ impl<'s> Batch<'s> {
             return Ok(Some((self.store.absolute(&e.path), e.size)));
         }
         let table = self.table.table()?;
-        let found = table.lookup(hash).map_err(|p| self.table.damaged(p))?;
+        let found = table.lookup_checked(hash).map_err(|p| self.table.damaged(p))?;
         Ok(found.map(|e| (self.store.absolute(e.path), e.size)))
     }
 
