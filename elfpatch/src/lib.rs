@@ -10,3 +10,4 @@ pub mod elf;
 pub mod inspect;
 pub mod patchelf_cli;
 pub mod relocate;
+pub mod substitute;

@@ -2,6 +2,7 @@
 
 mod convert;
 mod store;
+mod substitute;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -65,6 +66,9 @@ enum Command {
     /// converted elsewhere (--out; registered in STORE/roots) name the store by its
     /// absolute path: their store path is rewritten, and their interpreter where it no
     /// longer exists.
+    /// Replace a library by a compatible one in everything that depends on it, ABI-checked,
+    /// without rebuilding (docs/substitute.md).
+    Substitute(substitute::SubstituteArgs),
     Relocate {
         /// The store, at its new place.
         #[arg(long, value_name = "STORE")]
@@ -82,6 +86,7 @@ pub fn run() -> ExitCode {
         Command::Store(cmd) => store::run(cmd),
         Command::Convert(args) => convert::run(args),
         Command::Relocate { store, json } => relocate(&store, json),
+        Command::Substitute(args) => substitute::run(args),
     };
     match result {
         Ok(code) => code,

@@ -231,6 +231,13 @@ fn resolve(store: &Store, uris: &[String]) -> Result<ExitCode> {
 
 fn list(store: &Store, json: bool) -> Result<ExitCode> {
     let entries = store.entries()?;
+    let replaced = crate::substitute::replaced_by(store)?;
+    let replaces = |h: &resolver::uri::Hash| -> Vec<String> {
+        replaced
+            .get(h)
+            .map(|olds| olds.iter().map(|o| o.to_string()).collect())
+            .unwrap_or_default()
+    };
     let mut out = io::stdout().lock();
     if json {
         let items: Vec<_> = entries
@@ -242,6 +249,7 @@ fn list(store: &Store, json: bool) -> Result<ExitCode> {
                     "size": e.size,
                     "kind": e.kind.name(),
                     "path": store.absolute(&e.path).to_string_lossy(),
+                    "replaces": replaces(&e.hash),
                 })
             })
             .collect();
@@ -254,9 +262,13 @@ fn list(store: &Store, json: bool) -> Result<ExitCode> {
             } else {
                 String::from_utf8_lossy(&e.soname)
             };
+            let replacing: String = replaces(&e.hash)
+                .iter()
+                .map(|o| format!("\treplaces {o}"))
+                .collect();
             writeln!(
                 out,
-                "{}\t{}\t{}\t{}\t{}",
+                "{}\t{}\t{}\t{}\t{}{replacing}",
                 e.hash,
                 e.kind,
                 e.size,

@@ -483,3 +483,59 @@ fn file_name(path: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
+
+/// Converts the library at `path` (its needs resolved from its own point of view, as
+/// `convert` does, and converted bottom-up) into the store as a loose object, with what it
+/// needs; returns its URI. `substitute` brings a replacement library in this way.
+pub fn convert_library_into(batch: &mut Batch<'_>, path: &Path) -> Result<Hash> {
+    let paths = place::StorePaths::new(batch.store().root(), Vec::new());
+    let mut report = Report::default();
+    convert_library(path, &mut |closure, level| {
+        place::place_level(
+            batch,
+            closure,
+            &level,
+            &[],
+            &place::OutputsOf::new(),
+            &paths,
+            &mut report,
+        )
+    })
+}
+
+/// The URI the library at `path` gets when converted (nothing is written).
+pub fn converted_uri(path: &Path) -> Result<Hash> {
+    convert_library(path, &mut |_, _| Ok(()))
+}
+
+/// Converts the library at `path` and its closure, each level going to `sink`; returns its
+/// URI.
+fn convert_library(
+    path: &Path,
+    sink: &mut dyn FnMut(&Closure, rewrite::Level) -> Result<()>,
+) -> Result<Hash> {
+    let (class64, machine) = search::elf_ident(path)
+        .with_context(|| format!("{} is not an ELF file", path.display()))?;
+    let mut searches = search::Searches::new();
+    searches.insert((machine, class64), Search::new(None, machine, class64)?);
+    let mut closure = Closure::default();
+    let root = closure.node_for(path, &searches[&(machine, class64)])?;
+    closure.resolve(
+        &[root],
+        &searches,
+        &KeepRules {
+            patterns: Vec::new(),
+        },
+        false,
+    )?;
+    closure.nodes[root].is_library = true;
+    let prefixes = prefixes::Prefixes::default();
+    let placement = rewrite::Placement {
+        prefixes: &prefixes,
+        dest_of: HashMap::new(),
+    };
+    let libraries = rewrite::convert_libraries(&closure, &placement, &Silent, &mut |level| {
+        sink(&closure, level)
+    })?;
+    libraries[root].with_context(|| format!("{} was not converted", path.display()))
+}

@@ -36,6 +36,9 @@ pub struct Placement<'a> {
     pub dest_of: HashMap<usize, PathBuf>,
 }
 
+/// One level of converted objects: each node with its converted form.
+pub type Level = Vec<(usize, Converted)>;
+
 /// A library's converted form.
 #[derive(Clone, Debug)]
 pub struct Converted {

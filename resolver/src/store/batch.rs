@@ -34,6 +34,8 @@ pub struct Batch<'s> {
     added: Vec<NewEntry>,
     /// Index into `added` by address.
     known: HashMap<Hash, usize>,
+    /// Listed objects this batch moved: their new store-relative paths.
+    moved: HashMap<Hash, Vec<u8>>,
 }
 
 /// A committed [`Batch`] that still holds the writers' lock, released when dropped.
@@ -76,6 +78,7 @@ impl Store {
             generation,
             added: Vec::new(),
             known: HashMap::new(),
+            moved: HashMap::new(),
         })
     }
 }
@@ -119,6 +122,20 @@ impl<'s> Batch<'s> {
     /// programs that name the new objects, registering them as roots) cannot race a
     /// garbage collection, which would see the objects unreferenced.
     pub fn commit(self) -> Result<Committed<'s>, StoreError> {
+        if !self.moved.is_empty() {
+            let generation = self.generation;
+            let store = self.store;
+            let objects_dir = self.objects_dir.clone();
+            let moved = self.moved.clone();
+            let (lock, mut entries, _) = self.into_parts()?;
+            for e in &mut entries {
+                if let Some(path) = moved.get(&e.hash) {
+                    e.path = path.clone();
+                }
+            }
+            store.write_table(&objects_dir, entries, generation + 1)?;
+            return Ok(Committed { store, _lock: lock });
+        }
         if !self.added.is_empty() {
             let old = self.table.table()?;
             self.store.install_table(&self.objects_dir, || {
@@ -150,8 +167,45 @@ impl<'s> Batch<'s> {
             return Ok(Some((self.store.absolute(&e.path), e.size)));
         }
         let table = self.table.table()?;
-        let found = table.lookup_checked(hash).map_err(|p| self.table.damaged(p))?;
+        let found = table
+            .lookup_checked(hash)
+            .map_err(|p| self.table.damaged(p))?;
         Ok(found.map(|e| (self.store.absolute(e.path), e.size)))
+    }
+
+    /// Copies `bytes`, the content of the listed object `hash`, to `objects/` under
+    /// `name` and lists the object there from the commit on (its old place can then be
+    /// given other content). The copy is durable when this returns.
+    pub fn move_to_objects(
+        &mut self,
+        hash: Hash,
+        bytes: &[u8],
+        name: &str,
+    ) -> Result<PathBuf, StoreError> {
+        let objects_dir = self.objects_dir.clone();
+        let mut tmp = atomic::temporary_in(&objects_dir)
+            .map_err(io_error(&objects_dir, "cannot create a temporary file"))?;
+        io::Write::write_all(tmp.as_file_mut(), bytes)
+            .and_then(|()| tmp.as_file().set_permissions(Permissions::from_mode(0o444)))
+            .and_then(|()| tmp.as_file().sync_all())
+            .map_err(io_error(tmp.path(), "cannot write"))?;
+        let path = objects_dir.join(object_file_name(&hash, name));
+        let dir = atomic::parent_dir(&path).to_path_buf();
+        fs::create_dir_all(&dir).map_err(io_error(&dir, "cannot create"))?;
+        tmp.persist(&path).map_err(|e| StoreError::Io {
+            path: path.clone(),
+            action: "cannot install the object",
+            source: e.error,
+        })?;
+        atomic::sync_dir(&dir).map_err(io_error(&dir, "cannot sync"))?;
+        let relative = path
+            .strip_prefix(&self.store.root)
+            .unwrap_or(&path)
+            .as_os_str()
+            .as_encoded_bytes()
+            .to_vec();
+        self.moved.insert(hash, relative);
+        Ok(path)
     }
 
     /// The store this batch adds to.
