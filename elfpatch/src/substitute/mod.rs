@@ -182,7 +182,12 @@ fn object_of(spec: &str, graph: &Graph, role: &str) -> Result<Hash> {
     if graph.is_listed(&h) {
         return Ok(h);
     }
-    bail!("{role} {spec} is not in the store (its URI would be {h})")
+    // An original library: the store holds its converted form.
+    let converted = crate::convert::converted_uri(Path::new(spec))?;
+    if graph.is_listed(&converted) {
+        return Ok(converted);
+    }
+    bail!("{role} {spec} is not in the store (converted, its URI would be {converted})")
 }
 
 fn read_file(path: &str) -> Result<Vec<u8>> {

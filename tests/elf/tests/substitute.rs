@@ -21,7 +21,9 @@ fn libfoo(dir: &Path, defs: &[&str], map: &str) -> PathBuf {
     fs::create_dir_all(dir).unwrap();
     let out = dir.join("libfoo.so.1");
     let script = format!("-Wl,--version-script={}", src(map).display());
+    // With debug information, so that abidiff sees types.
     let mut args = vec![
+        "-g",
         "-shared",
         "-fPIC",
         "-Wl,-soname,libfoo.so.1",
@@ -38,6 +40,7 @@ struct Fixture {
     no_value: PathBuf,
     no_version: PathBuf,
     big_data: PathBuf,
+    no_keep: PathBuf,
 }
 
 fn fixture(dir: &Path) -> Fixture {
@@ -83,6 +86,7 @@ fn fixture(dir: &Path) -> Fixture {
         no_value: libfoo(&dir.join("foo-2.0-a"), &["-DNO_VALUE"], "foo_1.map"),
         no_version: libfoo(&dir.join("foo-2.0-b"), &[], "foo_2.map"),
         big_data: libfoo(&dir.join("foo-2.0-c"), &["-DBIG_DATA"], "foo_1.map"),
+        no_keep: libfoo(&dir.join("foo-2.0-d"), &["-DNO_KEEP"], "foo_1.map"),
     }
 }
 
@@ -104,6 +108,52 @@ fn uri_of(report: &serde_json::Value, soname: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// abidiff's verdict on OLD → NEW: its exit status has bit 2 for an ABI change and bit 3
+/// for an incompatible one.
+fn abidiff(old: &Path, new: &Path) -> i32 {
+    elf_tests::require_tool("abidiff");
+    run(Command::new("abidiff").arg(old).arg(new))
+        .status
+        .code()
+        .expect("abidiff exits")
+}
+
+#[test]
+fn verdicts_against_abidiff() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = fixture(&tmp.path().join("fx"));
+    let v1 = tmp.path().join("fx/foo-1.0/libfoo.so.1");
+    // Agreement: 1.1 only adds (compatible); a used function or a version node removed
+    // is incompatible for both.
+    assert_eq!(abidiff(&v1, &fx.v1_1), 4);
+    assert_eq!(abidiff(&v1, &fx.no_value), 12);
+    assert_eq!(abidiff(&v1, &fx.no_version), 12);
+    // Where they differ, by design: abidiff judges the library alone, substitute judges
+    // what the dependents use. A grown array is only "changed" for abidiff, but the
+    // program copies it (R_X86_64_COPY), so its copy would be too small: refused. A
+    // removed function is incompatible for abidiff, but no dependent calls it: accepted.
+    assert_eq!(abidiff(&v1, &fx.big_data), 4);
+    assert_eq!(abidiff(&v1, &fx.no_keep), 12);
+    let store = tmp.path().join("store");
+    init_store(&store);
+    let report = convert(&store, &[], std::slice::from_ref(&fx.program));
+    let foo = uri_of(&report, "libfoo.so.1");
+    let dry = |new: &Path| {
+        run(elfpatch()
+            .args(["substitute", "--dry-run", "--store"])
+            .arg(&store)
+            .arg(&foo)
+            .arg(new))
+        .status
+        .code()
+    };
+    assert_eq!(dry(&fx.v1_1), Some(0));
+    assert_eq!(dry(&fx.no_value), Some(1));
+    assert_eq!(dry(&fx.no_version), Some(1));
+    assert_eq!(dry(&fx.big_data), Some(1));
+    assert_eq!(dry(&fx.no_keep), Some(0));
 }
 
 #[test]
@@ -199,4 +249,80 @@ fn compatible_versions_substitute_and_back_incompatible_ones_are_refused() {
         run_ok(Command::new(&app).env_clear()),
         "foo 10 bar 11 data 5\n"
     );
+}
+
+/// The libzstd that pillow 13.0.0's manylinux wheel vendors (zstd 1.5.7, built by the
+/// wheel's makers, its soname renamed by auditwheel), extracted into `dir`.
+fn wheel_libzstd(dir: &Path) -> PathBuf {
+    elf_tests::require_tool("python3");
+    run_ok(
+        Command::new("python3")
+            .args(["-m", "pip", "download", "-q", "--disable-pip-version-check"])
+            .args([
+                "--no-deps",
+                "--only-binary=:all:",
+                "--platform",
+                "manylinux_2_28_x86_64",
+            ])
+            .args(["--python-version", "3.11", "pillow==13.0.0", "-d"])
+            .arg(dir),
+    );
+    let out = run_ok(
+        Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import sys, zipfile, glob, os\n\
+         w = zipfile.ZipFile(glob.glob(os.path.join(sys.argv[1], 'pillow-*.whl'))[0])\n\
+         n = [x for x in w.namelist() if '/libzstd-' in x][0]\n\
+         print(w.extract(n, sys.argv[1]))",
+            )
+            .arg(dir),
+    );
+    PathBuf::from(out.trim())
+}
+
+#[test]
+fn a_real_newer_libzstd_replaces_debians_under_curl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zstd_1_5_7 = wheel_libzstd(tmp.path());
+    let debian = fs::canonicalize("/lib/x86_64-linux-gnu/libzstd.so.1").unwrap();
+    let store = tmp.path().join("store");
+    init_store(&store);
+    convert(&store, &[], &[PathBuf::from("/usr/bin/curl")]);
+    let curl = store.join("bin/curl");
+    let version = || run_ok(Command::new(&curl).arg("--version").env_clear());
+    let before = version();
+    assert!(before.contains(" zstd/1.5.4 "), "{before}");
+    let curl_before = fs::read(&curl).unwrap();
+    // auditwheel renamed its soname: refused unless accepted.
+    let out = substitute(&store, debian.to_str().unwrap(), &zstd_1_5_7);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the soname changes"));
+    let out = run(elfpatch()
+        .args(["substitute", "--json", "--allow-soname-change", "--store"])
+        .arg(&store)
+        .arg(&debian)
+        .arg(&zstd_1_5_7));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let after = version();
+    assert_eq!(after, before.replace(" zstd/1.5.4 ", " zstd/1.5.7 "));
+    // Back: the same program, byte for byte.
+    let new = report["new"].as_str().unwrap();
+    let old = report["old"].as_str().unwrap();
+    let out = run(elfpatch()
+        .args(["substitute", "--allow-soname-change", "--store"])
+        .arg(&store)
+        .args([new, old]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read(&curl).unwrap(), curl_before);
+    assert_eq!(version(), before);
 }
