@@ -326,3 +326,53 @@ fn a_real_newer_libzstd_replaces_debians_under_curl() {
     assert_eq!(fs::read(&curl).unwrap(), curl_before);
     assert_eq!(version(), before);
 }
+
+#[test]
+fn a_dependent_at_home_in_a_tree_gets_the_new_version_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = fixture(&tmp.path().join("fx"));
+    let tree = tmp.path().join("pkg");
+    fs::create_dir_all(tree.join("bin")).unwrap();
+    fs::create_dir_all(tree.join("lib")).unwrap();
+    fs::copy(
+        tmp.path().join("fx/bar/libbar.so.1"),
+        tree.join("lib/libbar.so.1"),
+    )
+    .unwrap();
+    run_ok(
+        Command::new("patchelf")
+            .arg("--set-rpath")
+            .arg(format!(
+                "$ORIGIN/../lib:{}",
+                tmp.path().join("fx/foo-1.0").display()
+            ))
+            .arg(&fx.program)
+            .arg("--output")
+            .arg(tree.join("bin/app")),
+    );
+    let store = tmp.path().join("store");
+    init_store(&store);
+    let report = convert(&store, &[], std::slice::from_ref(&tree));
+    let foo = uri_of(&report, "libfoo.so.1");
+    let home = store.join("bin/pkg/lib/libbar.so.1");
+    let bar_before = fs::read(&home).unwrap();
+    let out = substitute(&store, &foo, &fx.v1_1);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let app = store.join("bin/pkg/bin/app");
+    assert_eq!(
+        run_ok(Command::new(&app).env_clear()),
+        "foo 11 bar 12 data 5\n"
+    );
+    // The tree holds the new libbar; the old one moved to objects/, still listed.
+    assert_ne!(fs::read(&home).unwrap(), bar_before);
+    let moved = elf_tests::conversion::object_files(&store)
+        .into_iter()
+        .find(|p| p.ends_with("libbar.so.1"))
+        .expect("the old libbar in objects/");
+    assert_eq!(fs::read(&moved).unwrap(), bar_before);
+    run_ok(elfpatch().args(["store", "verify", "--store"]).arg(&store));
+}
