@@ -186,18 +186,8 @@ impl<'s> Batch<'s> {
         let mut tmp = atomic::temporary_in(&objects_dir)
             .map_err(io_error(&objects_dir, "cannot create a temporary file"))?;
         io::Write::write_all(tmp.as_file_mut(), bytes)
-            .and_then(|()| tmp.as_file().set_permissions(Permissions::from_mode(0o444)))
-            .and_then(|()| tmp.as_file().sync_all())
             .map_err(io_error(tmp.path(), "cannot write"))?;
-        let path = objects_dir.join(object_file_name(&hash, name));
-        let dir = atomic::parent_dir(&path).to_path_buf();
-        fs::create_dir_all(&dir).map_err(io_error(&dir, "cannot create"))?;
-        tmp.persist(&path).map_err(|e| StoreError::Io {
-            path: path.clone(),
-            action: "cannot install the object",
-            source: e.error,
-        })?;
-        atomic::sync_dir(&dir).map_err(io_error(&dir, "cannot sync"))?;
+        let path = install_object(tmp, &objects_dir.join(object_file_name(&hash, name)))?;
         let relative = path
             .strip_prefix(&self.store.root)
             .unwrap_or(&path)
@@ -259,20 +249,10 @@ impl<'s> Batch<'s> {
             .metadata()
             .map_err(io_error(tmp.path(), "cannot stat"))?
             .len();
-        tmp.as_file()
-            .set_permissions(Permissions::from_mode(0o444))
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(io_error(tmp.path(), "cannot write"))?;
-        let path = objects_dir.join(object_file_name(&hash, &object.name));
-        let dir = atomic::parent_dir(&path).to_path_buf();
-        fs::create_dir_all(&dir).map_err(io_error(&dir, "cannot create"))?;
-        tmp.persist(&path).map_err(|e| StoreError::Io {
-            path: path.clone(),
-            action: "cannot install the object",
-            source: e.error,
-        })?;
-        // The table will list a file in a new directory: both entries must be durable.
-        atomic::sync_dir(&dir).map_err(io_error(&dir, "cannot sync"))?;
+        let path = install_object(
+            tmp,
+            &objects_dir.join(object_file_name(&hash, &object.name)),
+        )?;
         Ok((hash, path, false, size))
     }
 
@@ -303,4 +283,22 @@ impl<'s> Batch<'s> {
             .len();
         Ok((hash, path.to_path_buf(), false, size))
     }
+}
+
+/// Makes the written temporary file `tmp` the read-only object at `path`, durably: the
+/// file, its name, and the object's own directory (the table will list a file in it).
+fn install_object(tmp: tempfile::NamedTempFile, path: &Path) -> Result<PathBuf, StoreError> {
+    tmp.as_file()
+        .set_permissions(Permissions::from_mode(0o444))
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(io_error(tmp.path(), "cannot write"))?;
+    let dir = atomic::parent_dir(path).to_path_buf();
+    fs::create_dir_all(&dir).map_err(io_error(&dir, "cannot create"))?;
+    tmp.persist(path).map_err(|e| StoreError::Io {
+        path: path.to_path_buf(),
+        action: "cannot install the object",
+        source: e.error,
+    })?;
+    atomic::sync_dir(&dir).map_err(io_error(&dir, "cannot sync"))?;
+    Ok(path.to_path_buf())
 }

@@ -13,7 +13,7 @@ use elf_tests::conversion::{convert, init_store, stable_ld_cas};
 use elf_tests::{compile, run, run_ok};
 
 mod convert_common;
-use convert_common::{snapshot, src};
+use convert_common::{assert_same_files, src};
 
 /// Builds a shared library `dir/<soname>` from `source` with extra `args`.
 fn library(dir: &Path, soname: &str, source: &str, args: &[&str]) -> PathBuf {
@@ -82,18 +82,6 @@ fn context_fixture(dir: &Path) -> Context {
     let p2_args: Vec<&str> = p2_args.iter().map(String::as_str).collect();
     compile("gcc", &[&src("ctx_main.c")], &p2, &p2_args);
     Context { p1, p2 }
-}
-
-/// Asserts that two directories hold the same files with the same bytes (naming the
-/// files that differ, not their bytes).
-fn assert_same_files(a: &Path, b: &Path) {
-    let (a, b) = (snapshot(a), snapshot(b));
-    let differing: Vec<&PathBuf> = a
-        .keys()
-        .chain(b.keys())
-        .filter(|k| a.get(*k) != b.get(*k))
-        .collect();
-    assert!(differing.is_empty(), "files that differ: {differing:?}");
 }
 
 #[test]

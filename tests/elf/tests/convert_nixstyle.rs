@@ -13,7 +13,7 @@ use elf_tests::nixstyle::generate;
 use elf_tests::{run, run_ok};
 
 mod convert_common;
-use convert_common::snapshot;
+use convert_common::assert_same_files;
 
 const IMPORTS: &str = "import ssl, sqlite3, ctypes, json, decimal, zlib, _ssl, sys; \
 print(ssl.OPENSSL_VERSION, sqlite3.sqlite_version, zlib.crc32(b'nix'), decimal.Decimal(1) / 8); \
@@ -58,13 +58,7 @@ fn nix_style_store_converts_runs_and_moves() {
         &["--interp", interp.to_str().unwrap()],
         &reversed,
     );
-    let (a, b) = (snapshot(&store), snapshot(&reversed_store));
-    let differing: Vec<&PathBuf> = a
-        .keys()
-        .chain(b.keys())
-        .filter(|k| a.get(*k) != b.get(*k))
-        .collect();
-    assert!(differing.is_empty(), "files that differ: {differing:?}");
+    assert_same_files(&store, &reversed_store);
 
     // The converted extension modules name their libraries by URI.
     let module = fs::read_dir(converted(&store, &python_pkg).join("lib/python3.11/lib-dynload"))

@@ -117,3 +117,15 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     }
     out
 }
+
+/// Asserts that two directories hold the same files with the same bytes (naming the
+/// files that differ, not their bytes).
+pub fn assert_same_files(a: &Path, b: &Path) {
+    let (a, b) = (snapshot(a), snapshot(b));
+    let differing: Vec<&PathBuf> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .collect();
+    assert!(differing.is_empty(), "files that differ: {differing:?}");
+}
