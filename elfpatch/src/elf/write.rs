@@ -20,7 +20,14 @@ use super::verify::verify_edit;
 /// Writes `bytes` to `path` atomically: readers see the old or the new contents, never a
 /// mix. When `path` exists its owner and mode are kept (see [`write_edit`]). Callers skip
 /// the call when an edit changed nothing, so an unchanged file keeps its inode and mtime.
+/// A device or FIFO at `path` is written into instead of replaced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if is_special(path) {
+        return fs::OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .write_all(bytes);
+    }
     let like = fs::metadata(path).ok();
     let mut tmp = resolver::atomic::temporary_in(resolver::atomic::parent_dir(path))?;
     tmp.write_all(bytes)?;
@@ -129,6 +136,9 @@ pub fn write_edit(
     if out_is_input && img.is_identity(elf.data) {
         return Ok(false);
     }
+    if is_special(out) {
+        return write_special(elf, &img, out).map(|()| true);
+    }
     // Edit through a symlink, as an in-place write would, instead of replacing the link.
     let resolved = if fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
         fs::canonicalize(out).map_err(io_err("resolve", out))?
@@ -170,6 +180,26 @@ pub fn write_edit(
         ))
     })?;
     Ok(true)
+}
+
+/// True when `path` names something other than a regular file or a directory (a
+/// character device such as `/dev/null`, a FIFO, a socket): such an output is written
+/// into, never replaced by a renamed file.
+fn is_special(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
+/// Writes the verified output of `img` into the special file `out` (`--output /dev/null`,
+/// a pipe), as patchelf does: opened for writing, neither truncated nor renamed over, its
+/// owner and mode left alone.
+fn write_special(elf: &Elf, img: &Image, out: &Path) -> Result<()> {
+    let bytes = img.materialize(elf.data);
+    verify_edit(elf.data, &bytes)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(out)
+        .map_err(io_err("open", out))?;
+    f.write_all(&bytes).map_err(io_err("write", out))
 }
 
 /// Gives `f` the owner and group of `like`, as an edit in place keeps them, where the
