@@ -121,6 +121,13 @@ fn process(o: &Options, file: &Path) -> Result<()> {
     let target = o.output.as_deref().unwrap_or(file);
     let same = o.output.as_deref().is_none_or(|t| t == file);
     let written = elf::write_edit(&data, &elf, &edit, target, same)?;
+    if written {
+        // patchelf renumbers symbols' sections when it writes, skipping (and naming) those
+        // whose section has no name; elfpatch leaves them as they are, and warns alike.
+        for i in elf.unnamed_section_refs() {
+            eprintln!("warning: symbol table entry refers to an unnamed section (index {i})");
+        }
+    }
     if o.debug {
         eprintln!(
             "{}: {}",
@@ -142,7 +149,9 @@ fn build_edit(o: &Options, elf: &Elf, file: &Path) -> Result<Edit> {
         }
         e.set_soname(s.clone());
     }
-    if let Some(i) = &o.set_interpreter {
+    // An empty interpreter is ignored, as patchelf does: it is what a script passes for
+    // an unset variable, and an empty PT_INTERP makes the program unloadable.
+    if let Some(i) = o.set_interpreter.as_ref().filter(|i| !i.is_empty()) {
         e.set_interpreter(i.clone());
     }
     e.force_rpath(o.force_rpath);

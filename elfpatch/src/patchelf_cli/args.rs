@@ -87,11 +87,15 @@ pub enum Parsed {
 
 fn value(arg: &str) -> Result<String> {
     match arg.strip_prefix('@') {
-        Some(f) if !f.is_empty() => {
-            std::fs::read_to_string(f).with_context(|| format!("cannot read argument file '{f}'"))
-        }
+        Some(f) if !f.is_empty() => std::fs::read_to_string(f).with_context(|| getting_info(f)),
         _ => Ok(arg.to_string()),
     }
+}
+
+/// The context of a failed read of an `@FILE` argument, in patchelf's words (scripts match
+/// them).
+fn getting_info(f: &str) -> String {
+    format!("getting info about '{f}'")
 }
 
 fn expand(args: Vec<OsString>) -> Result<Vec<String>> {
@@ -102,8 +106,7 @@ fn expand(args: Vec<OsString>) -> Result<Vec<String>> {
             .map_err(|a| anyhow::anyhow!("argument is not valid UTF-8: {a:?}"))?;
         match a.strip_prefix('@') {
             Some(f) if !f.is_empty() && !out.last().is_some_and(|p: &String| takes_value(p)) => {
-                let text = std::fs::read_to_string(f)
-                    .with_context(|| format!("cannot read response file '{f}'"))?;
+                let text = std::fs::read_to_string(f).with_context(|| getting_info(f))?;
                 out.extend(text.split_whitespace().map(str::to_string));
             }
             _ => out.push(a),
