@@ -15,6 +15,7 @@ pub const SHT_NOBITS: u32 = 8;
 pub const SHT_DYNAMIC: u32 = 6;
 pub const SHT_STRTAB: u32 = 3;
 pub const SHT_DYNSYM: u32 = 11;
+pub const SHT_SYMTAB: u32 = 2;
 pub const SHT_GNU_VERNEED: u32 = 0x6fff_fffe;
 pub const SHF_ALLOC: u64 = 2;
 

@@ -364,7 +364,7 @@ impl Edit {
         scrub(elf, &mut st, &entries, new_vn.as_deref(), &removed, &rename)?;
         // Renamed symbols point past the old table's end: the table cannot be compacted.
         if rename.is_empty() && st.bytes.len() > elf.strtab_bytes().len() {
-            compact(elf, &mut st, &mut entries, new_vn.as_mut())?;
+            compact(elf, &mut st, &mut entries, new_vn.as_mut(), &removed)?;
         }
         if !rename.is_empty() {
             patches.extend(rename::rename_patches(elf, &rename, &sym_names)?);

@@ -166,7 +166,9 @@ pub(crate) fn build(
     }
     let r_needed = r_wanted || ph_move;
     let count = count_for(&kept, r_needed) as u64;
+    // A new segment may take the slot of a dropped PT_NULL, leaving the count as it was.
     let table_changes = count != elf.phdrs.len() as u64
+        || r_needed
         || ph_move
         || interp_move
         || dyn_move
@@ -183,7 +185,11 @@ pub(crate) fn build(
     }
 
     // Addresses of the new region.
-    let loads: Vec<&Phdr> = kept.iter().filter(|p| p.p_type == PT_LOAD).collect();
+    // Segments of no bytes map nothing, whatever their offset and address.
+    let loads: Vec<&Phdr> = kept
+        .iter()
+        .filter(|p| p.p_type == PT_LOAD && (p.p_memsz > 0 || p.p_filesz > 0))
+        .collect();
     let top = loads.iter().map(|p| p.mem_end()).max().unwrap_or(0);
     let v_base = align_up(top, page).ok_or_else(|| malformed("segment end overflows"))?;
     let ovf = || Error::Unsupported("new region would overflow the address space".into());

@@ -37,7 +37,13 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
         }
     };
     let len = data.len() as u64;
-    let loads: Vec<&Phdr> = elf.phdrs.iter().filter(|p| p.p_type == PT_LOAD).collect();
+    // A PT_LOAD of no bytes maps nothing (linker scripts leave such segments, with any
+    // offset and address): it cannot overlap, be misaligned or hold anything.
+    let loads: Vec<&Phdr> = elf
+        .phdrs
+        .iter()
+        .filter(|p| p.p_type == PT_LOAD && (p.p_memsz > 0 || p.p_filesz > 0))
+        .collect();
     let mut prev: Option<&Phdr> = None;
     for (i, p) in loads.iter().enumerate() {
         if p.file_end() > len {
@@ -162,15 +168,26 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
             if is_string_tag(tag) && cstr(elf.strtab_bytes(), val).is_none() {
                 add(
                     "tag-string",
-                    format!("dynamic tag {tag:#x}: string offset {val:#x} is outside .dynstr"),
+                    format!(
+                        "dynamic tag {tag:#x}: string table index out of bounds ({val:#x} is \
+                         outside .dynstr)"
+                    ),
                 );
             }
         }
-        if elf.strtab.is_none() {
-            add(
+        match elf.strtab_bytes().last() {
+            _ if elf.strtab.is_none() => add(
                 "dynstr",
                 "dynamic section without DT_STRTAB/DT_STRSZ".into(),
-            );
+            ),
+            Some(&b) if b != 0 => add(
+                "dynstr",
+                format!(
+                    "string table is not NUL-terminated: .dynstr at DT_STRTAB {:#x}",
+                    elf.strtab.as_ref().map_or(0, |s| s.vaddr)
+                ),
+            ),
+            _ => {}
         }
     }
     for s in &elf.sections {
@@ -220,7 +237,11 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
                 if elf.dynstr(u64::from(v.file)).is_none() {
                     add(
                         "verneed",
-                        format!(".gnu.version_r vn_file {:#x} is outside .dynstr", v.file),
+                        format!(
+                            ".gnu.version_r vn_file: string table index out of bounds ({:#x} \
+                             is outside .dynstr)",
+                            v.file
+                        ),
                     );
                 }
             }
