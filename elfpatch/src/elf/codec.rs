@@ -234,6 +234,17 @@ impl Codec {
         self.put_word(d, off + w, val)
     }
 
+    /// Size of the file header.
+    pub fn ehdr_size(&self) -> u64 {
+        match self.class {
+            Class::Elf32 => {
+                std::mem::size_of::<object::elf::FileHeader32<object::Endianness>>() as u64
+            }
+            Class::Elf64 => {
+                std::mem::size_of::<object::elf::FileHeader64<object::Endianness>>() as u64
+            }
+        }
+    }
     /// Offset of the `e_phoff` field and friends in the file header.
     pub fn ehdr_phoff_at(&self) -> u64 {
         match self.class {

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::codec::cstr;
 use super::consts::*;
 use super::error::{malformed, Error, Result};
 use super::parse::Elf;
@@ -41,6 +42,7 @@ pub struct Edit {
     pub(crate) execstack: Option<bool>,
     pub(crate) page_size: Option<u64>,
     pub(crate) keep_old_pieces: bool,
+    pub(crate) resolution_cache: Option<Vec<u8>>,
 }
 
 impl Edit {
@@ -153,10 +155,23 @@ impl Edit {
         self.execstack = Some(exec);
         self
     }
+    /// Adds a resolution cache note (`.note.nixos.ldcache`, patchelf's
+    /// `--build-resolution-cache`) with descriptor `desc`: pairs of `soname\0` and
+    /// `hints\0`, then a final `\0`. The file must have no such note yet. Any later edit
+    /// of the run path or of `DT_NEEDED` removes the note, which no longer holds.
+    pub fn add_resolution_cache(&mut self, desc: Vec<u8>) -> &mut Self {
+        self.resolution_cache = Some(desc);
+        self
+    }
     /// Aligns new segments to `size` instead of the machine's maximum page size.
     pub fn page_size(&mut self, size: u64) -> &mut Self {
         self.page_size = Some(size);
         self
+    }
+
+    /// The page size set by [`Edit::page_size`], if any.
+    pub fn page_size_override(&self) -> Option<u64> {
+        self.page_size
     }
 
     fn touches_dynamic(&self) -> bool {
@@ -188,6 +203,32 @@ pub(crate) struct Logical {
     pub gnu_stack: Option<u32>,
     /// Leave the old bytes of pieces that move (see [`Edit::keep_old_pieces`]).
     pub keep_old: bool,
+    /// What becomes of the resolution cache note.
+    pub note: NotePlan,
+}
+
+/// What an edit does to the resolution cache note (`.note.nixos.ldcache`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum NotePlan {
+    /// A note there is stays (there may be none).
+    Keep,
+    /// The note no longer describes the file (its run path or `DT_NEEDED` changed).
+    Drop,
+    /// A new note, as it is written (header, owner, descriptor).
+    Add(Vec<u8>),
+}
+
+/// `DT_NEEDED` names and the search path (tag and value) of dynamic `entries` over the
+/// string table `strings`: what a resolution cache note was computed from.
+fn dependencies<'s>(
+    entries: &[(u64, u64)],
+    strings: impl Fn(u64) -> Option<&'s [u8]>,
+) -> Vec<(u64, Option<&'s [u8]>)> {
+    entries
+        .iter()
+        .filter(|e| matches!(e.0, DT_NEEDED | DT_RPATH | DT_RUNPATH))
+        .map(|e| (e.0, strings(e.1)))
+        .collect()
 }
 
 impl Edit {
@@ -240,6 +281,7 @@ impl Edit {
                 patches,
                 gnu_stack,
                 keep_old: self.keep_old_pieces,
+                note: self.note_plan(elf, false)?,
             });
         };
         if elf.strtab.is_none() && self.touches_dynamic() {
@@ -384,6 +426,8 @@ impl Edit {
                 &mut patches,
             )?;
         }
+        let changed = dependencies(&dynamic.entries, |o| elf.dynstr(o))
+            != dependencies(&entries, |o| cstr(&st.bytes, o));
         Ok(Logical {
             entries,
             strings: st.bytes,
@@ -391,6 +435,17 @@ impl Edit {
             patches,
             gnu_stack,
             keep_old: self.keep_old_pieces,
+            note: self.note_plan(elf, changed)?,
+        })
+    }
+
+    /// The resolution cache note after this edit: added when asked for, dropped when the
+    /// dependencies it resolved (`deps_changed`) changed.
+    fn note_plan(&self, elf: &Elf, deps_changed: bool) -> Result<NotePlan> {
+        Ok(match &self.resolution_cache {
+            Some(desc) => NotePlan::Add(super::sections::ldcache_note(elf.codec, desc)?),
+            None if deps_changed => NotePlan::Drop,
+            None => NotePlan::Keep,
         })
     }
 

@@ -24,6 +24,7 @@ mod layout;
 mod parse;
 mod rename;
 mod room;
+mod sections;
 mod strtab;
 mod tables;
 mod verify;
@@ -36,7 +37,7 @@ pub use error::{Error, Result};
 pub use image::{Image, Run};
 pub use parse::Elf;
 pub use verify::{check_input, findings, verify, verify_edit, Finding};
-pub use write::{read_file, write_atomic, write_edit, Input};
+pub use write::{read_file, write_atomic, write_edit, write_image, Input};
 
 use consts::*;
 
@@ -165,6 +166,11 @@ impl<'a> Elf<'a> {
     /// The string value of the first dynamic entry with `tag` (e.g. [`DT_LDCAS_STORE`]).
     pub fn dynamic_string(&self, tag: u64) -> Option<&'a [u8]> {
         self.string_tags(tag).into_iter().next()
+    }
+    /// The descriptor of the resolution cache note (`.note.nixos.ldcache`): `None` when
+    /// the file has no such section, `Some(None)` when its bytes are not that note.
+    pub fn resolution_cache(&self) -> Option<Option<&'a [u8]>> {
+        sections::ldcache_descriptor(self)
     }
     /// Indices of unnamed sections that symbols refer to (see [`crate::patchelf_cli`],
     /// which warns about them as patchelf does).

@@ -56,6 +56,8 @@ pub struct Elf<'a> {
     pub(crate) shoff: u64,
     pub(crate) shnum: u64,
     pub(crate) sections: Vec<Section>,
+    /// Index of the section name table (`e_shstrndx` resolved; 0 when there is none).
+    pub(crate) shstrndx: u32,
     pub(crate) dynamic: Option<Dynamic>,
     pub(crate) strtab: Option<StrTab>,
 }
@@ -281,7 +283,7 @@ where
     let shdrs = hdr
         .section_headers(endian, data)
         .map_err(obj_err("section header table"))?;
-    let shstr = section_names(hdr, endian, data, shdrs)?;
+    let (shstrndx, shstr) = section_names(hdr, endian, data, shdrs)?;
     let shsize = codec.shdr_size();
     let sections = shdrs
         .iter()
@@ -319,6 +321,7 @@ where
         shoff,
         shnum: sections.len() as u64,
         sections,
+        shstrndx,
         dynamic: None,
         strtab: None,
     })
@@ -368,18 +371,19 @@ where
 }
 
 /// The section name table (`e_shstrndx`), checked as patchelf checks it and refused in its
-/// words. Empty when the file has no section headers or no name table (`SHN_UNDEF`).
+/// words, with its index. Empty (index 0) when the file has no section headers or no name
+/// table (`SHN_UNDEF`).
 fn section_names<'d, H>(
     hdr: &H,
     endian: Endianness,
     data: &'d [u8],
     shdrs: &[H::SectionHeader],
-) -> Result<&'d [u8]>
+) -> Result<(u32, &'d [u8])>
 where
     H: FileHeader<Endian = Endianness>,
 {
     if shdrs.is_empty() {
-        return Ok(&[]);
+        return Ok((0, &[]));
     }
     let raw = u32::from(hdr.e_shstrndx(endian));
     let index = if raw == u32::from(object::elf::SHN_XINDEX) {
@@ -396,7 +400,7 @@ where
         )));
     }
     if index == u32::from(object::elf::SHN_UNDEF) {
-        return Ok(&[]);
+        return Ok((0, &[]));
     }
     let s = shdrs.get(index as usize).ok_or_else(|| {
         malformed(format!(
@@ -432,7 +436,7 @@ where
                     )));
                 }
             }
-            Ok(names)
+            Ok((index, names))
         }
     }
 }

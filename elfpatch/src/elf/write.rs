@@ -132,12 +132,22 @@ pub fn write_edit(
     out: &Path,
     out_is_input: bool,
 ) -> Result<bool> {
-    let img = edit.image(elf)?;
+    write_image(input, elf, &edit.image(elf)?, out, out_is_input)
+}
+
+/// Like [`write_edit`], for an image already made (see [`Image::from_bytes`]).
+pub fn write_image(
+    input: &Input,
+    elf: &Elf,
+    img: &Image,
+    out: &Path,
+    out_is_input: bool,
+) -> Result<bool> {
     if out_is_input && img.is_identity(elf.data) {
         return Ok(false);
     }
     if is_special(out) {
-        return write_special(elf, &img, out).map(|()| true);
+        return write_special(elf, img, out).map(|()| true);
     }
     // Edit through a symlink, as an in-place write would, instead of replacing the link.
     let resolved = if fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
@@ -150,7 +160,7 @@ pub fn write_edit(
     let mut tmp =
         resolver::atomic::temporary_in(dir).map_err(io_err("create a temporary file in", dir))?;
     let tpath = tmp.path().to_path_buf();
-    write_runs(tmp.as_file_mut(), input, &img).map_err(io_err("write", &tpath))?;
+    write_runs(tmp.as_file_mut(), input, img).map_err(io_err("write", &tpath))?;
     if durable() {
         start_writeback(tmp.as_file());
     }
