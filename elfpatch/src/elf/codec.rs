@@ -204,23 +204,6 @@ impl Codec {
         }
     }
 
-    /// Encodes the address fields (`sh_addr`, `sh_offset`, `sh_size`) of section header at `off`;
-    /// the other fields are left as they are.
-    pub fn write_shdr_place(&self, d: &mut [u8], off: u64, s: &Shdr) -> Result<()> {
-        match self.class {
-            Class::Elf64 => {
-                self.put_u64(d, off + 16, s.sh_addr)?;
-                self.put_u64(d, off + 24, s.sh_offset)?;
-                self.put_u64(d, off + 32, s.sh_size)
-            }
-            Class::Elf32 => {
-                self.put_word(d, off + 12, s.sh_addr)?;
-                self.put_word(d, off + 16, s.sh_offset)?;
-                self.put_word(d, off + 20, s.sh_size)
-            }
-        }
-    }
-
     /// Decodes the dynamic entry at `off` as `(d_tag, d_val)`.
     pub fn read_dyn(&self, d: &[u8], off: u64) -> Result<(u64, u64)> {
         let w = self.word_size() as u64;

@@ -205,6 +205,8 @@ pub(crate) struct Logical {
     pub keep_old: bool,
     /// What becomes of the resolution cache note.
     pub note: NotePlan,
+    /// New `sh_info` values of sections, by index (the entry count of `.gnu.version_r`).
+    pub section_info: Vec<(usize, u32)>,
 }
 
 /// What an edit does to the resolution cache note (`.note.nixos.ldcache`).
@@ -282,6 +284,7 @@ impl Edit {
                 gnu_stack,
                 keep_old: self.keep_old_pieces,
                 note: self.note_plan(elf, false)?,
+                section_info: Vec::new(),
             });
         };
         if elf.strtab.is_none() && self.touches_dynamic() {
@@ -412,9 +415,10 @@ impl Edit {
             patches.extend(rename::rename_patches(elf, &rename, &sym_names)?);
         }
         // Version table writes.
+        let mut section_info = Vec::new();
         if let (Some(table), Some(vn)) = (verneed.as_mut(), new_vn.as_ref()) {
             if &table.entries != vn {
-                verneed_patch(elf, table, vn, &mut patches, &mut entries)?;
+                section_info.extend(verneed_patch(elf, table, vn, &mut patches, &mut entries)?);
             }
         }
         if !self.clear_symbol_version.is_empty() || !cleared_versions.is_empty() {
@@ -436,6 +440,7 @@ impl Edit {
             gnu_stack,
             keep_old: self.keep_old_pieces,
             note: self.note_plan(elf, changed)?,
+            section_info,
         })
     }
 
@@ -545,7 +550,7 @@ fn verneed_patch(
     new: &[Verneed],
     patches: &mut Vec<(u64, Vec<u8>)>,
     entries: &mut [(u64, u64)],
-) -> Result<()> {
+) -> Result<Option<(usize, u32)>> {
     let mut bytes = tables::encode_verneed(elf, new)?;
     if bytes.len() as u64 > table.size {
         return Err(Error::Unsupported(".gnu.version_r would grow".into()));
@@ -556,17 +561,11 @@ fn verneed_patch(
         e.1 = new.len() as u64;
     }
     // Keep the section header's sh_info (entry count) in step with DT_VERNEEDNUM.
-    if let Some(s) = elf
+    Ok(elf
         .sections
         .iter()
-        .find(|s| s.hdr.sh_type == SHT_GNU_VERNEED && s.hdr.sh_offset == table.offset)
-    {
-        let at = s.at + if elf.codec.word_size() == 8 { 44 } else { 28 };
-        let mut b = vec![0u8; 4];
-        elf.codec.put_u32(&mut b, 0, new.len() as u32)?;
-        patches.push((at, b));
-    }
-    Ok(())
+        .position(|s| s.hdr.sh_type == SHT_GNU_VERNEED && s.hdr.sh_offset == table.offset)
+        .map(|i| (i, new.len() as u32)))
 }
 
 fn versym_patch(

@@ -51,7 +51,7 @@ fn shstrtab(elf: &Elf) -> Option<Shdr> {
 /// True when the section header table ends at `end` and shares its bytes with no
 /// segment or section: an edit may then drop it there and write it anew after what it
 /// appends, keeping the table at the end of the file (where tools expect it).
-fn table_is_last(elf: &Elf, end: u64) -> bool {
+pub(crate) fn table_is_last(elf: &Elf, end: u64) -> bool {
     let size = elf.shnum * elf.codec.shdr_size();
     let (start, stop) = (elf.shoff, elf.shoff.saturating_add(size));
     let apart = |o: u64, n: u64| n == 0 || o.saturating_add(n) <= start || o >= stop;
@@ -527,6 +527,12 @@ pub(crate) fn build(
         dyn_at,
         dyn_bytes,
     );
+    for &(i, info) in &lg.section_info {
+        if let Some(h) = shdrs.get_mut(i) {
+            h.sh_info = info;
+            changed[i] = true;
+        }
+    }
     if let (Some(at), Some(b)) = (names_at, &names.place) {
         let i = elf.shstrndx as usize;
         shdrs[i].sh_offset = at;

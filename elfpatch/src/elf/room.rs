@@ -13,6 +13,7 @@ use super::consts::*;
 use super::error::{malformed, Result};
 use super::image::Image;
 use super::parse::Elf;
+use super::sections;
 
 const SHT_REL: u32 = 9;
 const SHT_RELA: u32 = 4;
@@ -166,15 +167,19 @@ pub(crate) fn make_room(
         .max()
         .unwrap_or(0);
     let ovf = || malformed("new segment would overflow the address space");
-    let new_off = align_up(elf.data.len() as u64, page).ok_or_else(ovf)? + b0 % page;
+    // A section header table that ends the file is dropped there and written after the
+    // block, so that it still ends the file.
+    let data_len = elf.data.len() as u64;
+    let sht_last = super::layout::table_is_last(elf, data_len);
+    let base_len = if sht_last { elf.shoff } else { data_len };
+    let new_off = align_up(base_len, page).ok_or_else(ovf)? + b0 % page;
     let new_v = align_up(top, page).ok_or_else(ovf)? + a0 % page;
     let (doff, dv) = (new_off.wrapping_sub(b0), new_v.wrapping_sub(a0));
     let in_block = |off: u64| off >= b0 && off < run_end;
     let in_block_v = |v: u64| v >= a0 && v < a0 + len;
 
-    let data_len = elf.data.len() as u64;
     let mut img = Image {
-        base_len: data_len,
+        base_len,
         len: new_off + len,
         writes: Vec::new(),
     };
@@ -226,11 +231,10 @@ pub(crate) fn make_room(
     img.writes.push((elf.phoff, table));
     let mut ehdr = elf
         .data
-        .get(..64)
+        .get(..c.ehdr_size() as usize)
         .ok_or_else(|| malformed("file header truncated"))?
         .to_vec();
     c.put_u16(&mut ehdr, c.ehdr_phnum_at(), n as u16)?;
-    img.writes.push((0, ehdr));
     if let Some(d) = &elf.dynamic {
         for (k, &(tag, val)) in d.entries.iter().enumerate() {
             let addr_tag = ADDRESS_TAGS.iter().any(|t| t.0 == tag)
@@ -242,22 +246,29 @@ pub(crate) fn make_room(
             }
         }
     }
-    for s in &elf.sections {
-        let h = &s.hdr;
+    let moved = |h: &super::codec::Shdr| {
+        let mut nh = *h;
         if h.sh_type != SHT_NOBITS && h.sh_size > 0 && in_block(h.sh_offset) {
-            let mut nh = *h;
             nh.sh_offset = h.sh_offset.wrapping_add(doff);
             nh.sh_addr = h.sh_addr.wrapping_add(dv);
-            let mut b = elf
-                .data
-                .get(s.at as usize..(s.at + c.shdr_size()) as usize)
-                .ok_or_else(|| {
-                    malformed(format!("section header at {:#x} past end of file", s.at))
-                })?
-                .to_vec();
-            c.write_shdr_place(&mut b, 0, &nh)?;
-            img.writes.push((s.at, b));
+        }
+        nh
+    };
+    if sht_last {
+        let at = sections::table_at(img.len)?;
+        let mut table = Vec::new();
+        for s in &elf.sections {
+            table.extend(sections::encode_shdr(c, &moved(&s.hdr))?);
+        }
+        img.len = at + table.len() as u64;
+        img.writes.push((at, table));
+        sections::put_section_fields(c, &mut ehdr, at, elf.shnum, elf.shstrndx)?;
+    } else {
+        for s in elf.sections.iter().filter(|s| moved(&s.hdr) != s.hdr) {
+            img.writes
+                .push((s.at, sections::encode_shdr(c, &moved(&s.hdr))?));
         }
     }
+    img.writes.push((0, ehdr));
     Ok(Some(img))
 }
