@@ -263,7 +263,11 @@ fn write_runs(f: &mut fs::File, input: &Input, img: &Image) -> io::Result<()> {
             Run::Input(r) if r.len() >= COPY_MIN => {
                 write_all_vectored(f, &mut batch)?;
                 let copied = copy_range(&input.file, r.start as u64, r.len(), f)?;
-                batch.push(IoSlice::new(&input[r.start + copied..r.end]));
+                // What the kernel did not copy (an empty slice would make the next
+                // vectored write return 0, which reads as a full disk).
+                if r.start + copied < r.end {
+                    batch.push(IoSlice::new(&input[r.start + copied..r.end]));
+                }
             }
             Run::Input(r) => batch.push(IoSlice::new(&input[r])),
             Run::Bytes(b) => batch.push(IoSlice::new(b)),
@@ -338,4 +342,32 @@ fn write_all_vectored(f: &mut fs::File, slices: &mut Vec<IoSlice>) -> io::Result
     }
     slices.clear();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A long input run the kernel copies whole, then a hole, then bytes: no empty slice
+    /// reaches a vectored write (which returned 0, read as "write zero").
+    #[test]
+    fn copied_run_then_hole_then_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("in");
+        let data: Vec<u8> = (0..COPY_MIN + 100).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src, &data).expect("write");
+        let input = read_file(&src).expect("read");
+        let len = data.len() as u64 + 2 * HOLE_MIN as u64 + 4;
+        let img = Image {
+            base_len: data.len() as u64,
+            len,
+            writes: vec![(len - 4, b"tail".to_vec())],
+        };
+        let mut out = tempfile::tempfile().expect("tempfile");
+        write_runs(&mut out, &input, &img).expect("write_runs");
+        let mut got = Vec::new();
+        out.seek(SeekFrom::Start(0)).expect("seek");
+        io::Read::read_to_end(&mut out, &mut got).expect("read back");
+        assert_eq!(got, img.materialize(&input));
+    }
 }
