@@ -254,7 +254,99 @@ pub(crate) fn build(
     let sht_rewrite = elf.shnum > 0 && (sections_change || elf.shoff >= base_len);
     let shnum_out = elf.sections.len() + note.add as usize - note.remove.is_some() as usize;
 
-    // Addresses of the new region.
+    let moves = Moves {
+        region: r_needed,
+        phdrs: ph_move,
+        interp: interp_move,
+        strings: str_move,
+        dynamic: dyn_move,
+    };
+    let (new_loads, at, marks) = place_region(
+        elf, lg, &kept, page, base_len, moves, count, &interp, &names, &note,
+    )?;
+    let mut final_len = new_loads
+        .iter()
+        .map(|p| p.file_end())
+        .max()
+        .unwrap_or(base_len)
+        .max(base_len);
+    let sht_at = if sht_rewrite {
+        let at = sections::table_at(final_len)?;
+        final_len = at + shnum_out as u64 * c.shdr_size();
+        Some(at)
+    } else {
+        None
+    };
+
+    let phdrs = program_headers(
+        elf, lg, kept, &new_loads, add_stack, &note, &at, count, &interp,
+    );
+
+    // Assemble: a list of writes over the kept prefix of the input.
+    let mut img = Image {
+        base_len,
+        len: final_len,
+        writes: Vec::new(),
+    };
+    region_writes(elf, lg, &mut img, &at, &interp, &names, &note, marks)?;
+    let mut ehdr = elf
+        .data
+        .get(..c.ehdr_size() as usize)
+        .ok_or_else(|| malformed("file header truncated"))?
+        .to_vec();
+    if table_changes {
+        let phoff = at.ph.map_or(elf.phoff, |(o, _)| o);
+        if at.ph.is_none() {
+            img.zero(elf.phoff, elf.phdrs.len() as u64 * phsize);
+        }
+        let mut table = vec![0u8; (count * phsize) as usize];
+        for (k, p) in phdrs.iter().enumerate() {
+            c.write_phdr(&mut table, k as u64 * phsize, p)?;
+        }
+        img.put(phoff, table)?;
+        c.put_word(&mut ehdr, c.ehdr_phoff_at(), phoff)?;
+        c.put_u16(&mut ehdr, c.ehdr_phnum_at(), count as u16)?;
+    }
+    section_writes(
+        elf, lg, &mut img, &mut ehdr, &phdrs, &at, &names, &note, sht_at,
+    )?;
+    if ehdr != elf.data[..ehdr.len()] {
+        img.put(0, ehdr)?;
+    }
+    Ok(Some(img))
+}
+
+/// What moves to the appended region.
+#[derive(Clone, Copy, Debug)]
+struct Moves {
+    /// The read-only segment is needed (for any of the pieces below but `.dynamic`).
+    region: bool,
+    phdrs: bool,
+    interp: bool,
+    strings: bool,
+    dynamic: bool,
+}
+
+/// Places the appended region after `base_len`: its segments, where each moving piece
+/// goes, and where the marks that identify the region go.
+#[allow(clippy::too_many_arguments)]
+fn place_region(
+    elf: &Elf,
+    lg: &Logical,
+    kept: &[Phdr],
+    page: u64,
+    base_len: u64,
+    m: Moves,
+    count: u64,
+    interp: &Option<Vec<u8>>,
+    names: &NamesWork,
+    note: &NoteWork,
+) -> Result<(Vec<Phdr>, Placed, Vec<u64>)> {
+    let c = elf.codec;
+    let phsize = c.phdr_size();
+    let old_interp = elf.phdrs.iter().find(|p| p.p_type == PT_INTERP);
+    let (r_needed, ph_move, interp_move, str_move, dyn_move) =
+        (m.region, m.phdrs, m.interp, m.strings, m.dynamic);
     // Segments of no bytes map nothing, whatever their offset and address.
     let loads: Vec<&Phdr> = kept
         .iter()
@@ -264,10 +356,11 @@ pub(crate) fn build(
     let v_base = align_up(top, page).ok_or_else(|| malformed("segment end overflows"))?;
     let ovf = || Error::Unsupported("new region would overflow the address space".into());
     let mut cursor = align_up(base_len, 16).ok_or_else(ovf)?;
-    let mut region: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut new_loads: Vec<Phdr> = Vec::new();
-    let (mut ph_at, mut interp_at, mut str_at) = (None, None, None);
-    let (mut names_at, mut note_at) = (None, None);
+    let mut at = Placed {
+        dyn_entries: lg.entries.len() as u64 + 1,
+        ..Placed::default()
+    };
     let mut v_next = v_base;
     let mut marks: Vec<u64> = Vec::new();
     let add = |a: u64, b: u64| a.checked_add(b).ok_or_else(ovf);
@@ -291,24 +384,24 @@ pub(crate) fn build(
         };
         let mut size = 0u64;
         if ph_move {
-            ph_at = Some((o_r, v_r));
+            at.ph = Some((o_r, v_r));
             size = count * phsize;
         }
         if interp_move {
-            interp_at = Some((o_r + size, add(v_r, size)?));
+            at.interp = Some((o_r + size, add(v_r, size)?));
             size += interp.as_ref().map_or(0, |v| v.len() as u64);
         }
         if str_move {
-            str_at = Some((o_r + size, add(v_r, size)?));
+            at.strings = Some((o_r + size, add(v_r, size)?));
             size += lg.strings.len() as u64;
         }
         if let Some(b) = &names.place {
-            names_at = Some(o_r + size);
+            at.names = Some(o_r + size);
             size += b.len() as u64;
         }
         if let Some(b) = &note.place {
             size = align_up(size, 8).ok_or_else(ovf)?;
-            note_at = Some((o_r + size, add(v_r, size)?));
+            at.note = Some((o_r + size, add(v_r, size)?));
             size += b.len() as u64;
         }
         marks.push(o_r + size);
@@ -326,13 +419,12 @@ pub(crate) fn build(
         cursor = align_up(o_r + size, 16).ok_or_else(ovf)?;
         v_next = align_up(add(add(v_r, size)?, page)?, page).ok_or_else(ovf)? - page;
     }
-    let mut dyn_at = None;
-    let dyn_bytes = lg.entries.len() as u64 + 1;
+    let dyn_bytes = at.dyn_entries;
     if dyn_move {
         let o_w = cursor;
         let v_w = add(v_next, o_w % page)?;
         add(v_w, dyn_bytes * c.dyn_size() + page)?;
-        dyn_at = Some((o_w, v_w));
+        at.dynamic = Some((o_w, v_w));
         marks.push(o_w + dyn_bytes * c.dyn_size());
         let size = dyn_bytes * c.dyn_size() + MARK.len() as u64;
         new_loads.push(Phdr {
@@ -346,21 +438,39 @@ pub(crate) fn build(
             p_align: page,
         });
     }
-    let mut final_len = new_loads
-        .iter()
-        .map(|p| p.file_end())
-        .max()
-        .unwrap_or(base_len)
-        .max(base_len);
-    let sht_at = if sht_rewrite {
-        let at = sections::table_at(final_len)?;
-        final_len = at + shnum_out as u64 * c.shdr_size();
-        Some(at)
-    } else {
-        None
-    };
+    Ok((new_loads, at, marks))
+}
 
-    // Program header list.
+/// Where the pieces that move went: file offset and address of each, and how many
+/// dynamic entries the new `.dynamic` holds.
+#[derive(Clone, Copy, Debug, Default)]
+struct Placed {
+    ph: Option<(u64, u64)>,
+    interp: Option<(u64, u64)>,
+    strings: Option<(u64, u64)>,
+    /// The section name table (not loaded: an offset only).
+    names: Option<u64>,
+    note: Option<(u64, u64)>,
+    dynamic: Option<(u64, u64)>,
+    dyn_entries: u64,
+}
+
+/// The output's program headers: the kept ones pointing at the moved pieces, the new
+/// segments after the last `PT_LOAD`, then a new `PT_GNU_STACK` or `PT_NOTE`.
+#[allow(clippy::too_many_arguments)]
+fn program_headers(
+    elf: &Elf,
+    lg: &Logical,
+    kept: Vec<Phdr>,
+    new_loads: &[Phdr],
+    add_stack: bool,
+    note: &NoteWork,
+    at: &Placed,
+    count: u64,
+    interp: &Option<Vec<u8>>,
+) -> Vec<Phdr> {
+    let c = elf.codec;
+    let phsize = c.phdr_size();
     let mut phdrs = kept;
     let last_load = phdrs
         .iter()
@@ -376,7 +486,7 @@ pub(crate) fn build(
             ..Phdr::default()
         });
     }
-    if let (true, Some((o, v)), Some(b)) = (note.add, note_at, &note.place) {
+    if let (true, Some((o, v)), Some(b)) = (note.add, at.note, &note.place) {
         phdrs.push(Phdr {
             p_type: PT_NOTE,
             p_flags: PF_R,
@@ -388,43 +498,40 @@ pub(crate) fn build(
             p_align: 4,
         });
     }
+    let place = |p: &mut Phdr, (o, v): (u64, u64)| {
+        p.p_offset = o;
+        p.p_vaddr = v;
+        p.p_paddr = v;
+    };
     for p in phdrs.iter_mut() {
         match p.p_type {
             PT_NOTE => {
-                if let (Some((_, h)), Some((o, v))) = (note.moves, note_at) {
+                if let (Some((_, h)), Some(to)) = (note.moves, at.note) {
                     if p.p_offset == h.sh_offset {
-                        p.p_offset = o;
-                        p.p_vaddr = v;
-                        p.p_paddr = v;
+                        place(p, to);
                     }
                 }
             }
             PT_PHDR => {
-                if let Some((o, v)) = ph_at {
-                    p.p_offset = o;
-                    p.p_vaddr = v;
-                    p.p_paddr = v;
+                if let Some(to) = at.ph {
+                    place(p, to);
                 }
                 p.p_filesz = count * phsize;
                 p.p_memsz = count * phsize;
             }
             PT_INTERP => {
-                if let Some((o, v)) = interp_at {
-                    p.p_offset = o;
-                    p.p_vaddr = v;
-                    p.p_paddr = v;
+                if let Some(to) = at.interp {
+                    place(p, to);
                 }
-                if let Some(i) = &interp {
+                if let Some(i) = interp {
                     p.p_filesz = i.len() as u64;
                     p.p_memsz = i.len() as u64;
                 }
             }
             PT_DYNAMIC => {
-                if let Some((o, v)) = dyn_at {
-                    p.p_offset = o;
-                    p.p_vaddr = v;
-                    p.p_paddr = v;
-                    p.p_filesz = dyn_bytes * c.dyn_size();
+                if let Some(to) = at.dynamic {
+                    place(p, to);
+                    p.p_filesz = at.dyn_entries * c.dyn_size();
                     p.p_memsz = p.p_filesz;
                 }
             }
@@ -436,17 +543,28 @@ pub(crate) fn build(
             _ => {}
         }
     }
+    phdrs
+}
 
-    // Assemble: a list of writes over the kept prefix of the input.
-    let mut img = Image {
-        base_len,
-        len: final_len,
-        writes: Vec::new(),
-    };
-    region.clear();
+/// The contents written: the string table, interpreter, dynamic section, section name
+/// table and note (where they stay or where they moved), the region's marks, the plan's
+/// patches; the old copies of moved pieces zeroed.
+#[allow(clippy::too_many_arguments)]
+fn region_writes(
+    elf: &Elf,
+    lg: &Logical,
+    img: &mut Image,
+    at: &Placed,
+    interp: &Option<Vec<u8>>,
+    names: &NamesWork,
+    note: &NoteWork,
+    marks: Vec<u64>,
+) -> Result<()> {
+    let c = elf.codec;
+    let mut region: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut entries = lg.entries.clone();
     if let Some(s) = &elf.strtab {
-        match str_at {
+        match at.strings {
             Some((o, v)) => {
                 if !lg.keep_old {
                     img.zero(s.offset, s.size);
@@ -467,28 +585,29 @@ pub(crate) fn build(
             }
         }
     }
-    if let (Some(i), Some(p)) = (&interp, old_interp) {
-        if !(lg.keep_old && interp_at.is_some()) {
+    let old_interp = elf.phdrs.iter().find(|p| p.p_type == PT_INTERP);
+    if let (Some(i), Some(p)) = (interp, old_interp) {
+        if !(lg.keep_old && at.interp.is_some()) {
             img.zero(p.p_offset, p.p_filesz);
         }
-        region.push((interp_at.map_or(p.p_offset, |(o, _)| o), i.clone()));
+        region.push((at.interp.map_or(p.p_offset, |(o, _)| o), i.clone()));
     }
     if let Some(d) = &elf.dynamic {
-        let (at, cap) = match dyn_at {
-            Some((o, _)) => (o, dyn_bytes),
+        let (to, cap) = match at.dynamic {
+            Some((o, _)) => (o, at.dyn_entries),
             None => (d.offset, d.capacity),
         };
         let mut b = vec![0u8; (cap * c.dyn_size()) as usize];
         for (k, &(t, v)) in entries.iter().enumerate() {
             c.write_dyn(&mut b, k as u64 * c.dyn_size(), t, v)?;
         }
-        region.push((at, b));
+        region.push((to, b));
     }
-    if let (Some(at), Some(b)) = (names_at, &names.place) {
-        region.push((at, b.clone()));
+    if let (Some(to), Some(b)) = (at.names, &names.place) {
+        region.push((to, b.clone()));
     }
-    if let (Some((at, _)), Some(b)) = (note_at, &note.place) {
-        region.push((at, b.clone()));
+    if let (Some((to, _)), Some(b)) = (at.note, &note.place) {
+        region.push((to, b.clone()));
     }
     if let Some((_, h)) = note.remove {
         // Its descriptor names store paths: zeroed, like the X-ed old run path.
@@ -500,77 +619,63 @@ pub(crate) fn build(
     for (off, bytes) in region.into_iter().chain(lg.patches.iter().cloned()) {
         img.put(off, bytes)?;
     }
-    let mut ehdr = elf
-        .data
-        .get(..c.ehdr_size() as usize)
-        .ok_or_else(|| malformed("file header truncated"))?
-        .to_vec();
-    if table_changes {
-        let phoff = ph_at.map_or(elf.phoff, |(o, _)| o);
-        if ph_at.is_none() {
-            img.zero(elf.phoff, elf.phdrs.len() as u64 * phsize);
-        }
-        let mut table = vec![0u8; (count * phsize) as usize];
-        for (k, p) in phdrs.iter().enumerate() {
-            c.write_phdr(&mut table, k as u64 * phsize, p)?;
-        }
-        img.put(phoff, table)?;
-        c.put_word(&mut ehdr, c.ehdr_phoff_at(), phoff)?;
-        c.put_u16(&mut ehdr, c.ehdr_phnum_at(), count as u16)?;
-    }
-    let (mut shdrs, mut changed) = moved_sections(
-        elf,
-        &phdrs,
-        interp_at,
-        str_at,
-        lg.strings.len() as u64,
-        dyn_at,
-        dyn_bytes,
-    );
+    Ok(())
+}
+
+/// The section headers: those of moved pieces (and `.gnu.version_r`'s count) rewritten
+/// in place, or, when the table moves or a section is added or removed, the whole table
+/// written at `sht_at` and the file header (`ehdr`) pointed at it.
+#[allow(clippy::too_many_arguments)]
+fn section_writes(
+    elf: &Elf,
+    lg: &Logical,
+    img: &mut Image,
+    ehdr: &mut [u8],
+    phdrs: &[Phdr],
+    at: &Placed,
+    names: &NamesWork,
+    note: &NoteWork,
+    sht_at: Option<u64>,
+) -> Result<()> {
+    let c = elf.codec;
+    let (mut shdrs, mut changed) = moved_sections(elf, phdrs, at, lg.strings.len() as u64);
     for &(i, info) in &lg.section_info {
         if let Some(h) = shdrs.get_mut(i) {
             h.sh_info = info;
             changed[i] = true;
         }
     }
-    if let (Some(at), Some(b)) = (names_at, &names.place) {
+    if let (Some(to), Some(b)) = (at.names, &names.place) {
         let i = elf.shstrndx as usize;
-        shdrs[i].sh_offset = at;
+        shdrs[i].sh_offset = to;
         shdrs[i].sh_size = b.len() as u64;
         changed[i] = true;
     }
-    if let (Some((k, _)), Some((o, v))) = (note.moves, note_at) {
+    if let (Some((k, _)), Some((o, v))) = (note.moves, at.note) {
         shdrs[k].sh_offset = o;
         shdrs[k].sh_addr = v;
         changed[k] = true;
     }
-    match sht_at {
-        None => {
-            for (i, s) in elf.sections.iter().enumerate().filter(|(i, _)| changed[*i]) {
-                img.put(s.at, sections::encode_shdr(c, &shdrs[i])?)?;
-            }
+    let Some(to) = sht_at else {
+        for (i, s) in elf.sections.iter().enumerate().filter(|(i, _)| changed[*i]) {
+            img.put(s.at, sections::encode_shdr(c, &shdrs[i])?)?;
         }
-        Some(at) => {
-            let mut shstrndx = elf.shstrndx;
-            if let Some((k, _)) = note.remove {
-                shstrndx = sections::remove_section(elf, &mut shdrs, k, &mut img)?;
-            }
-            if let (true, Some((o, v)), Some(b)) = (note.add, note_at, &note.place) {
-                shdrs.push(sections::ldcache_shdr(names.name, o, v, b.len() as u64));
-            }
-            let mut table = Vec::with_capacity(shdrs.len() * c.shdr_size() as usize);
-            for h in &shdrs {
-                table.extend(sections::encode_shdr(c, h)?);
-            }
-            img.zero(elf.shoff, elf.shnum * c.shdr_size());
-            img.put(at, table)?;
-            sections::put_section_fields(c, &mut ehdr, at, shdrs.len() as u64, shstrndx)?;
-        }
+        return Ok(());
+    };
+    let mut shstrndx = elf.shstrndx;
+    if let Some((k, _)) = note.remove {
+        shstrndx = sections::remove_section(elf, &mut shdrs, k, img)?;
     }
-    if ehdr != elf.data[..ehdr.len()] {
-        img.put(0, ehdr)?;
+    if let (true, Some((o, v)), Some(b)) = (note.add, at.note, &note.place) {
+        shdrs.push(sections::ldcache_shdr(names.name, o, v, b.len() as u64));
     }
-    Ok(Some(img))
+    let mut table = Vec::with_capacity(shdrs.len() * c.shdr_size() as usize);
+    for h in &shdrs {
+        table.extend(sections::encode_shdr(c, h)?);
+    }
+    img.zero(elf.shoff, elf.shnum * c.shdr_size());
+    img.put(to, table)?;
+    sections::put_section_fields(c, ehdr, to, shdrs.len() as u64, shstrndx)
 }
 
 /// What an edit does with the resolution cache note, in layout terms.
@@ -664,15 +769,7 @@ fn names_work(elf: &Elf, note: &NoteWork, tail_start: u64) -> Result<NamesWork> 
 }
 
 /// The section headers with the moved pieces' new places, and which of them changed.
-fn moved_sections(
-    elf: &Elf,
-    phdrs: &[Phdr],
-    interp_at: Option<(u64, u64)>,
-    str_at: Option<(u64, u64)>,
-    str_len: u64,
-    dyn_at: Option<(u64, u64)>,
-    dyn_n: u64,
-) -> (Vec<Shdr>, Vec<bool>) {
+fn moved_sections(elf: &Elf, phdrs: &[Phdr], at: &Placed, str_len: u64) -> (Vec<Shdr>, Vec<bool>) {
     let c = elf.codec;
     let old_interp = elf.phdrs.iter().find(|p| p.p_type == PT_INTERP);
     let new_interp = phdrs.iter().find(|p| p.p_type == PT_INTERP);
@@ -687,7 +784,7 @@ fn moved_sections(
                 && h.sh_size > 0
                 && s.name == b".interp"
             {
-                if let Some((off, v)) = interp_at {
+                if let Some((off, v)) = at.interp {
                     h.sh_offset = off;
                     h.sh_addr = v;
                 }
@@ -695,7 +792,7 @@ fn moved_sections(
                 changed = true;
             }
         }
-        if let (Some(st), Some((off, v))) = (&elf.strtab, str_at) {
+        if let (Some(st), Some((off, v))) = (&elf.strtab, at.strings) {
             if h.sh_type == SHT_STRTAB && h.sh_offset == st.offset && h.sh_addr == st.vaddr {
                 h.sh_offset = off;
                 h.sh_addr = v;
@@ -703,11 +800,11 @@ fn moved_sections(
                 changed = true;
             }
         }
-        if let (Some(d), Some((off, v))) = (&elf.dynamic, dyn_at) {
+        if let (Some(d), Some((off, v))) = (&elf.dynamic, at.dynamic) {
             if h.sh_type == SHT_DYNAMIC && h.sh_offset == d.offset {
                 h.sh_offset = off;
                 h.sh_addr = v;
-                h.sh_size = dyn_n * c.dyn_size();
+                h.sh_size = at.dyn_entries * c.dyn_size();
                 changed = true;
             }
         }
