@@ -290,7 +290,8 @@ fn resolution_cache_refusals_and_warnings() {
         .windows(dir.len())
         .position(|w| w == dir.as_bytes())
         .expect("run path in .dynstr");
-    b[at + dir.len() - 1] = b'X';
+    let last = at + dir.len() - 1;
+    b[last] = if b[last] == b'X' { b'Y' } else { b'X' };
     std::fs::write(&p, &b).expect("write");
     let out = elfpatch(&["--build-resolution-cache", s(&p)]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -356,6 +357,24 @@ fn resolution_cache_removal_renumbers_sections() {
         .map(|l| l.split_whitespace().last().unwrap_or_default().to_string())
         .collect();
     assert_eq!(after, names);
+    fx.assert_runs(
+        &p,
+        &[("LD_LIBRARY_PATH", &fx.dir.path().display().to_string())],
+    );
+}
+
+/// `ET_EXEC` with the section header table at the end: after an edit that needs room for
+/// program headers (sections move) and a grown string table, the table still ends the
+/// file (patchelf's suite pads it to a page there), and the program runs.
+#[test]
+fn the_section_header_table_stays_at_the_end() {
+    let fx = Fixture::build(x86_64("nopie", &["-fno-pie", "-no-pie"]));
+    let p = fx.copy(&fx.prog, "sht-last");
+    patch(&p, &["--set-rpath", &format!("/opt/{}", "t".repeat(100))]);
+    let b = std::fs::read(&p).expect("read");
+    let shoff = u64le(&b, 40);
+    let shnum = u64::from(u16::from_le_bytes([b[60], b[61]]));
+    assert_eq!(shoff + 64 * shnum, b.len() as u64);
     fx.assert_runs(
         &p,
         &[("LD_LIBRARY_PATH", &fx.dir.path().display().to_string())],
