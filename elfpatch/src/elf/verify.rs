@@ -44,6 +44,25 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
         .iter()
         .filter(|p| p.p_type == PT_LOAD && (p.p_memsz > 0 || p.p_filesz > 0))
         .collect();
+    check_loads(&loads, len, &mut add);
+    check_segments(&elf, data, &loads, &mut add);
+    check_dynamic(&elf, &loads, &mut add);
+    check_sections(&elf, &loads, &mut add);
+    check_verneed(&elf, &mut add);
+    f
+}
+
+/// True when a `PT_LOAD` maps the `size` file bytes at `off` at address `vaddr`.
+fn in_load(loads: &[&Phdr], off: u64, vaddr: u64, size: u64) -> bool {
+    loads.iter().any(|p| {
+        vaddr >= p.p_vaddr
+            && vaddr.saturating_add(size) <= p.p_vaddr.saturating_add(p.p_filesz)
+            && vaddr - p.p_vaddr == off.wrapping_sub(p.p_offset)
+    })
+}
+
+/// `PT_LOAD`s: inside the file, `p_filesz <= p_memsz`, aligned, not W+X, sorted, disjoint.
+fn check_loads(loads: &[&Phdr], len: u64, add: &mut impl FnMut(&'static str, String)) {
     let mut prev: Option<&Phdr> = None;
     for (i, p) in loads.iter().enumerate() {
         if p.file_end() > len {
@@ -100,15 +119,18 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
         }
         prev = Some(p);
     }
-    let in_load = |off: u64, vaddr: u64, size: u64| {
-        loads.iter().any(|p| {
-            vaddr >= p.p_vaddr
-                && vaddr.saturating_add(size) <= p.p_vaddr.saturating_add(p.p_filesz)
-                && vaddr - p.p_vaddr == off.wrapping_sub(p.p_offset)
-        })
-    };
+}
+
+/// `PT_PHDR`, `PT_INTERP` and `PT_DYNAMIC`: mapped, and what each needs of its segment.
+fn check_segments(
+    elf: &Elf,
+    data: &[u8],
+    loads: &[&Phdr],
+    add: &mut impl FnMut(&'static str, String),
+) {
+    let len = data.len() as u64;
     for p in &elf.phdrs {
-        let covered = in_load(p.p_offset, p.p_vaddr, p.p_filesz);
+        let covered = in_load(loads, p.p_offset, p.p_vaddr, p.p_filesz);
         let unmapped =
             |name: &str| format!("{name} at {:#x} is not covered by a PT_LOAD", p.p_vaddr);
         match p.p_type {
@@ -155,6 +177,10 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
             _ => {}
         }
     }
+}
+
+/// Dynamic tags: addresses mapped, string offsets inside a NUL-terminated `.dynstr`.
+fn check_dynamic(elf: &Elf, loads: &[&Phdr], add: &mut impl FnMut(&'static str, String)) {
     if let Some(d) = &elf.dynamic {
         for &(tag, val) in &d.entries {
             if let Some(&(_, name)) = ADDRESS_TAGS.iter().find(|t| t.0 == tag) {
@@ -190,6 +216,11 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
             _ => {}
         }
     }
+}
+
+/// Section headers: `.dynstr` and `.dynamic` agree with the tags, allocated sections are
+/// mapped.
+fn check_sections(elf: &Elf, loads: &[&Phdr], add: &mut impl FnMut(&'static str, String)) {
     for s in &elf.sections {
         let h = &s.hdr;
         if s.name == b".dynstr" {
@@ -219,7 +250,7 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
             && h.sh_type != SHT_NOBITS
             && h.sh_size > 0
             && !elf.phdrs.is_empty()
-            && !in_load(h.sh_offset, h.sh_addr, h.sh_size)
+            && !in_load(loads, h.sh_offset, h.sh_addr, h.sh_size)
         {
             add(
                 "section-outside",
@@ -231,7 +262,11 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
             );
         }
     }
-    match tables::read_verneed(&elf) {
+}
+
+/// `.gnu.version_r` reads, and its file names are in `.dynstr`.
+fn check_verneed(elf: &Elf, add: &mut impl FnMut(&'static str, String)) {
+    match tables::read_verneed(elf) {
         Ok(Some(t)) => {
             for v in &t.entries {
                 if elf.dynstr(u64::from(v.file)).is_none() {
@@ -249,7 +284,6 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
         Ok(None) => {}
         Err(e) => add("verneed", e.to_string()),
     }
-    f
 }
 
 /// Checks that make a file unsafe to edit or to read tags from: segments past the end of
