@@ -184,7 +184,7 @@ fn check_dynamic(elf: &Elf, loads: &[&Phdr], add: &mut impl FnMut(&'static str, 
     if let Some(d) = &elf.dynamic {
         for &(tag, val) in &d.entries {
             if let Some(&(_, name)) = ADDRESS_TAGS.iter().find(|t| t.0 == tag) {
-                if val != 0 && !mapped(&loads, val) {
+                if val != 0 && !mapped(loads, val) {
                     add(
                         "tag-unmapped",
                         format!("{name} = {val:#x} is outside every PT_LOAD"),
