@@ -3,6 +3,7 @@
 //! their semantics follow patchelf 0.19; the edits are done by [`crate::elf`].
 
 mod args;
+mod ldcache;
 mod rpath;
 
 use std::ffi::OsString;
@@ -120,7 +121,24 @@ fn process(o: &Options, file: &Path) -> Result<()> {
     }
     let target = o.output.as_deref().unwrap_or(file);
     let same = o.output.as_deref().is_none_or(|t| t == file);
-    let written = elf::write_edit(&data, &elf, &edit, target, same)?;
+    let written = if o.build_resolution_cache {
+        let out = with_resolution_cache(&elf, &edit)?;
+        let img = if out == elf.data {
+            edit.image(&elf)?
+        } else {
+            elf::Image::from_bytes(out)
+        };
+        elf::write_image(&data, &elf, &img, target, same)?
+    } else {
+        elf::write_edit(&data, &elf, &edit, target, same)?
+    };
+    if written {
+        // patchelf renumbers symbols' sections when it writes, skipping (and naming) those
+        // whose section has no name; elfpatch leaves them as they are, and warns alike.
+        for i in elf.unnamed_section_refs() {
+            eprintln!("warning: symbol table entry refers to an unnamed section (index {i})");
+        }
+    }
     if o.debug {
         eprintln!(
             "{}: {}",
@@ -129,6 +147,41 @@ fn process(o: &Options, file: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The output of `edit` with a resolution cache note computed from it (the run path and
+/// `DT_NEEDED` the edit leaves), as patchelf builds it after its other edits. A note that
+/// is there already must be the same; nothing to resolve is a warning, as in patchelf.
+fn with_resolution_cache(elf: &Elf, edit: &Edit) -> Result<Vec<u8>> {
+    let first = edit.apply_to(elf)?;
+    let edited = Elf::parse(&first)?;
+    let existing = edited.resolution_cache();
+    let stale = || {
+        anyhow::anyhow!(
+            "--build-resolution-cache: a resolution cache note is already present; \
+             rebuild from an unpatched binary"
+        )
+    };
+    let desc = match ldcache::descriptor(&edited) {
+        Ok(d) => d,
+        Err(_) if existing.is_some() => return Err(stale()),
+        Err(why) => {
+            eprintln!("warning: {why}");
+            return Ok(first);
+        }
+    };
+    match existing {
+        Some(Some(old)) if old == desc.as_slice() => Ok(first),
+        Some(_) => Err(stale()),
+        None => {
+            let mut e = Edit::new();
+            e.add_resolution_cache(desc);
+            if let Some(p) = edit.page_size_override() {
+                e.page_size(p);
+            }
+            Ok(e.apply_to(&edited)?)
+        }
+    }
 }
 
 fn build_edit(o: &Options, elf: &Elf, file: &Path) -> Result<Edit> {
@@ -142,7 +195,9 @@ fn build_edit(o: &Options, elf: &Elf, file: &Path) -> Result<Edit> {
         }
         e.set_soname(s.clone());
     }
-    if let Some(i) = &o.set_interpreter {
+    // An empty interpreter is ignored, as patchelf does: it is what a script passes for
+    // an unset variable, and an empty PT_INTERP makes the program unloadable.
+    if let Some(i) = o.set_interpreter.as_ref().filter(|i| !i.is_empty()) {
         e.set_interpreter(i.clone());
     }
     e.force_rpath(o.force_rpath);

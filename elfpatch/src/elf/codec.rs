@@ -204,23 +204,6 @@ impl Codec {
         }
     }
 
-    /// Encodes the address fields (`sh_addr`, `sh_offset`, `sh_size`) of section header at `off`;
-    /// the other fields are left as they are.
-    pub fn write_shdr_place(&self, d: &mut [u8], off: u64, s: &Shdr) -> Result<()> {
-        match self.class {
-            Class::Elf64 => {
-                self.put_u64(d, off + 16, s.sh_addr)?;
-                self.put_u64(d, off + 24, s.sh_offset)?;
-                self.put_u64(d, off + 32, s.sh_size)
-            }
-            Class::Elf32 => {
-                self.put_word(d, off + 12, s.sh_addr)?;
-                self.put_word(d, off + 16, s.sh_offset)?;
-                self.put_word(d, off + 20, s.sh_size)
-            }
-        }
-    }
-
     /// Decodes the dynamic entry at `off` as `(d_tag, d_val)`.
     pub fn read_dyn(&self, d: &[u8], off: u64) -> Result<(u64, u64)> {
         let w = self.word_size() as u64;
@@ -234,6 +217,17 @@ impl Codec {
         self.put_word(d, off + w, val)
     }
 
+    /// Size of the file header.
+    pub fn ehdr_size(&self) -> u64 {
+        match self.class {
+            Class::Elf32 => {
+                std::mem::size_of::<object::elf::FileHeader32<object::Endianness>>() as u64
+            }
+            Class::Elf64 => {
+                std::mem::size_of::<object::elf::FileHeader64<object::Endianness>>() as u64
+            }
+        }
+    }
     /// Offset of the `e_phoff` field and friends in the file header.
     pub fn ehdr_phoff_at(&self) -> u64 {
         match self.class {

@@ -4,6 +4,7 @@ pub const PT_NULL: u32 = 0;
 pub const PT_LOAD: u32 = 1;
 pub const PT_DYNAMIC: u32 = 2;
 pub const PT_INTERP: u32 = 3;
+pub const PT_NOTE: u32 = 4;
 pub const PT_PHDR: u32 = 6;
 pub const PT_GNU_STACK: u32 = 0x6474_e551;
 
@@ -12,9 +13,13 @@ pub const PF_W: u32 = 2;
 pub const PF_R: u32 = 4;
 
 pub const SHT_NOBITS: u32 = 8;
+pub const SHT_NOTE: u32 = 7;
+pub const SHT_REL: u32 = 9;
+pub const SHT_RELA: u32 = 4;
 pub const SHT_DYNAMIC: u32 = 6;
 pub const SHT_STRTAB: u32 = 3;
 pub const SHT_DYNSYM: u32 = 11;
+pub const SHT_SYMTAB: u32 = 2;
 pub const SHT_GNU_VERNEED: u32 = 0x6fff_fffe;
 pub const SHF_ALLOC: u64 = 2;
 

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::codec::cstr;
 use super::consts::*;
 use super::error::{malformed, Error, Result};
 use super::parse::Elf;
@@ -41,6 +42,7 @@ pub struct Edit {
     pub(crate) execstack: Option<bool>,
     pub(crate) page_size: Option<u64>,
     pub(crate) keep_old_pieces: bool,
+    pub(crate) resolution_cache: Option<Vec<u8>>,
 }
 
 impl Edit {
@@ -153,10 +155,23 @@ impl Edit {
         self.execstack = Some(exec);
         self
     }
+    /// Adds a resolution cache note (`.note.nixos.ldcache`, patchelf's
+    /// `--build-resolution-cache`) with descriptor `desc`: pairs of `soname\0` and
+    /// `hints\0`, then a final `\0`. The file must have no such note yet. Any later edit
+    /// of the run path or of `DT_NEEDED` removes the note, which no longer holds.
+    pub fn add_resolution_cache(&mut self, desc: Vec<u8>) -> &mut Self {
+        self.resolution_cache = Some(desc);
+        self
+    }
     /// Aligns new segments to `size` instead of the machine's maximum page size.
     pub fn page_size(&mut self, size: u64) -> &mut Self {
         self.page_size = Some(size);
         self
+    }
+
+    /// The page size set by [`Edit::page_size`], if any.
+    pub fn page_size_override(&self) -> Option<u64> {
+        self.page_size
     }
 
     fn touches_dynamic(&self) -> bool {
@@ -188,6 +203,34 @@ pub(crate) struct Logical {
     pub gnu_stack: Option<u32>,
     /// Leave the old bytes of pieces that move (see [`Edit::keep_old_pieces`]).
     pub keep_old: bool,
+    /// What becomes of the resolution cache note.
+    pub note: NotePlan,
+    /// New `sh_info` values of sections, by index (the entry count of `.gnu.version_r`).
+    pub section_info: Vec<(usize, u32)>,
+}
+
+/// What an edit does to the resolution cache note (`.note.nixos.ldcache`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum NotePlan {
+    /// A note there is stays (there may be none).
+    Keep,
+    /// The note no longer describes the file (its run path or `DT_NEEDED` changed).
+    Drop,
+    /// A new note, as it is written (header, owner, descriptor).
+    Add(Vec<u8>),
+}
+
+/// `DT_NEEDED` names and the search path (tag and value) of dynamic `entries` over the
+/// string table `strings`: what a resolution cache note was computed from.
+fn dependencies<'s>(
+    entries: &[(u64, u64)],
+    strings: impl Fn(u64) -> Option<&'s [u8]>,
+) -> Vec<(u64, Option<&'s [u8]>)> {
+    entries
+        .iter()
+        .filter(|e| matches!(e.0, DT_NEEDED | DT_RPATH | DT_RUNPATH))
+        .map(|e| (e.0, strings(e.1)))
+        .collect()
 }
 
 impl Edit {
@@ -199,34 +242,8 @@ impl Edit {
                 patches.push((7u64, vec![abi]));
             }
         }
-        let interp = match &self.interpreter {
-            Some(i) => {
-                if elf.interp_phdr().is_none() {
-                    return Err(Error::Missing(
-                        "no PT_INTERP: the file has no interpreter (statically linked or a library)".into(),
-                    ));
-                }
-                if i.as_bytes().contains(&0) {
-                    return Err(Error::Unsupported(
-                        "interpreter path contains a NUL byte".into(),
-                    ));
-                }
-                let mut v = i.as_bytes().to_vec();
-                v.push(0);
-                Some(v)
-            }
-            None => None,
-        };
-        let gnu_stack = self.execstack.and_then(|x| {
-            let cur = elf
-                .phdrs
-                .iter()
-                .find(|p| p.p_type == PT_GNU_STACK)
-                .map(|p| p.p_flags);
-            let base = cur.unwrap_or(PF_R | PF_W);
-            let want = if x { base | PF_X } else { base & !PF_X };
-            (Some(want) != cur).then_some(want)
-        });
+        let interp = self.plan_interp(elf)?;
+        let gnu_stack = self.plan_gnu_stack(elf);
         let Some(dynamic) = &elf.dynamic else {
             if self.touches_dynamic() {
                 return Err(Error::Missing(
@@ -240,120 +257,33 @@ impl Edit {
                 patches,
                 gnu_stack,
                 keep_old: self.keep_old_pieces,
+                note: self.note_plan(elf, false)?,
+                section_info: Vec::new(),
             });
         };
         if elf.strtab.is_none() && self.touches_dynamic() {
             return Err(malformed("dynamic section has no DT_STRTAB/DT_STRSZ"));
         }
-        let mut st = Strings {
-            bytes: elf.strtab_bytes().to_vec(),
-        };
-        let mut entries = dynamic.entries.clone();
-        let mut removed: Vec<u64> = Vec::new();
         let mut verneed = tables::read_verneed(elf)?;
-        let mut new_vn: Option<Vec<Verneed>> = verneed.as_ref().map(|t| t.entries.clone());
-        let mut cleared_versions: BTreeSet<u16> = BTreeSet::new();
-
-        for (old, new) in &self.replace_needed {
-            let mut new_off = None;
-            for e in entries.iter_mut().filter(|e| e.0 == DT_NEEDED) {
-                if st.get(e.1) == Some(old.as_bytes()) && old != new {
-                    let off = match new_off {
-                        Some(o) => o,
-                        None => *new_off.insert(st.add(new)?),
-                    };
-                    removed.push(e.1);
-                    e.1 = off;
-                }
-            }
-            if let Some(vn) = new_vn.as_mut() {
-                for v in vn.iter_mut() {
-                    if st.get(u64::from(v.file)) == Some(old.as_bytes()) && old != new {
-                        let off = match new_off {
-                            Some(o) => o,
-                            None => *new_off.insert(st.add(new)?),
-                        };
-                        removed.push(u64::from(v.file));
-                        v.file = u32::try_from(off).map_err(|_| {
-                            Error::Unsupported("string table larger than 4 GiB".into())
-                        })?;
-                    }
-                }
-            }
-        }
-        for name in &self.remove_needed {
-            entries.retain(|e| {
-                let hit = e.0 == DT_NEEDED && st.get(e.1) == Some(name.as_bytes());
-                if hit {
-                    removed.push(e.1);
-                }
-                !hit
-            });
-            if let Some(vn) = new_vn.as_mut() {
-                vn.retain(|v| {
-                    let hit = st.get(u64::from(v.file)) == Some(name.as_bytes());
-                    if hit {
-                        removed.push(u64::from(v.file));
-                        cleared_versions.extend(v.aux.iter().map(|a| a.other & 0x7fff));
-                    }
-                    !hit
-                });
-            }
-        }
-        let mut front = 0;
-        for name in &self.add_needed {
-            let present = entries
-                .iter()
-                .any(|e| e.0 == DT_NEEDED && st.get(e.1) == Some(name.as_bytes()));
-            if !present {
-                let off = st.add(name)?;
-                entries.insert(front, (DT_NEEDED, off));
-                front += 1;
-            }
-        }
-        if let Some(s) = &self.soname {
-            set_string_tag(&mut entries, &mut st, &mut removed, DT_SONAME, s)?;
-        }
-        if let Some(r) = &self.rpath {
-            self.edit_rpath(r, &mut entries, &mut st, &mut removed)?;
-        }
-        for (tag, val) in &self.dyn_tags {
-            set_string_tag(&mut entries, &mut st, &mut removed, *tag, val)?;
-        }
-        if self.no_default_lib {
-            match entries.iter_mut().find(|e| e.0 == DT_FLAGS_1) {
-                Some(e) => e.1 |= DF_1_NODEFLIB,
-                None => entries.push((DT_FLAGS_1, DF_1_NODEFLIB)),
-            }
-        }
-        if self.add_debug_tag && !entries.iter().any(|e| e.0 == DT_DEBUG) {
-            entries.push((DT_DEBUG, 0));
-        }
-        let mut rename: BTreeMap<u64, (u32, Vec<u8>)> = BTreeMap::new();
-        let mut sym_names: Vec<Vec<u8>> = Vec::new();
-        if !self.rename_symbols.is_empty() {
-            let (symoff, count) = tables::dynsym(elf)?.ok_or_else(|| {
-                Error::Missing("no dynamic symbol table to rename symbols in".into())
-            })?;
-            for i in 0..count {
-                let off = u64::from(tables::sym_name(elf, symoff, i)?);
-                let name = st.get(off).unwrap_or_default().to_vec();
-                match self
-                    .rename_symbols
-                    .get(String::from_utf8_lossy(&name).as_ref())
-                {
-                    Some(new) if i > 0 => {
-                        let at = u32::try_from(st.add(new)?).map_err(|_| {
-                            Error::Unsupported("string table larger than 4 GiB".into())
-                        })?;
-                        removed.push(off);
-                        rename.insert(i, (at, new.as_bytes().to_vec()));
-                        sym_names.push(new.as_bytes().to_vec());
-                    }
-                    _ => sym_names.push(name),
-                }
-            }
-        }
+        let mut d = Draft {
+            st: Strings {
+                bytes: elf.strtab_bytes().to_vec(),
+            },
+            entries: dynamic.entries.clone(),
+            removed: Vec::new(),
+            new_vn: verneed.as_ref().map(|t| t.entries.clone()),
+            cleared_versions: BTreeSet::new(),
+        };
+        self.edit_needed(&mut d)?;
+        self.edit_tags(&mut d)?;
+        let (rename, sym_names) = self.plan_renames(elf, &mut d)?;
+        let Draft {
+            mut st,
+            mut entries,
+            removed,
+            mut new_vn,
+            cleared_versions,
+        } = d;
         if !rename.is_empty()
             && (!self.clear_symbol_version.is_empty() || !cleared_versions.is_empty())
         {
@@ -364,15 +294,16 @@ impl Edit {
         scrub(elf, &mut st, &entries, new_vn.as_deref(), &removed, &rename)?;
         // Renamed symbols point past the old table's end: the table cannot be compacted.
         if rename.is_empty() && st.bytes.len() > elf.strtab_bytes().len() {
-            compact(elf, &mut st, &mut entries, new_vn.as_mut())?;
+            compact(elf, &mut st, &mut entries, new_vn.as_mut(), &removed)?;
         }
         if !rename.is_empty() {
             patches.extend(rename::rename_patches(elf, &rename, &sym_names)?);
         }
         // Version table writes.
+        let mut section_info = Vec::new();
         if let (Some(table), Some(vn)) = (verneed.as_mut(), new_vn.as_ref()) {
             if &table.entries != vn {
-                verneed_patch(elf, table, vn, &mut patches, &mut entries)?;
+                section_info.extend(verneed_patch(elf, table, vn, &mut patches, &mut entries)?);
             }
         }
         if !self.clear_symbol_version.is_empty() || !cleared_versions.is_empty() {
@@ -384,6 +315,8 @@ impl Edit {
                 &mut patches,
             )?;
         }
+        let changed = dependencies(&dynamic.entries, |o| elf.dynstr(o))
+            != dependencies(&entries, |o| cstr(&st.bytes, o));
         Ok(Logical {
             entries,
             strings: st.bytes,
@@ -391,6 +324,18 @@ impl Edit {
             patches,
             gnu_stack,
             keep_old: self.keep_old_pieces,
+            note: self.note_plan(elf, changed)?,
+            section_info,
+        })
+    }
+
+    /// The resolution cache note after this edit: added when asked for, dropped when the
+    /// dependencies it resolved (`deps_changed`) changed.
+    fn note_plan(&self, elf: &Elf, deps_changed: bool) -> Result<NotePlan> {
+        Ok(match &self.resolution_cache {
+            Some(desc) => NotePlan::Add(super::sections::ldcache_note(elf.codec, desc)?),
+            None if deps_changed => NotePlan::Drop,
+            None => NotePlan::Keep,
         })
     }
 
@@ -461,6 +406,176 @@ impl Edit {
     }
 }
 
+/// Renamed dynamic symbols: by symbol index, the new name's `.dynstr` offset and bytes.
+type Renames = BTreeMap<u64, (u32, Vec<u8>)>;
+
+/// The dynamic part of a plan while it is being made.
+struct Draft {
+    st: Strings,
+    entries: Vec<(u64, u64)>,
+    /// `.dynstr` offsets of the strings no longer referenced where they were.
+    removed: Vec<u64>,
+    new_vn: Option<Vec<Verneed>>,
+    /// Version indices whose `.gnu.version_r` records went with a removed library.
+    cleared_versions: BTreeSet<u16>,
+}
+
+impl Edit {
+    /// The new `PT_INTERP` contents, NUL included.
+    fn plan_interp(&self, elf: &Elf) -> Result<Option<Vec<u8>>> {
+        Ok(match &self.interpreter {
+            Some(i) => {
+                if elf.interp_phdr().is_none() {
+                    return Err(Error::Missing(
+                        "no PT_INTERP: the file has no interpreter (statically linked or a library)".into(),
+                    ));
+                }
+                if i.as_bytes().contains(&0) {
+                    return Err(Error::Unsupported(
+                        "interpreter path contains a NUL byte".into(),
+                    ));
+                }
+                let mut v = i.as_bytes().to_vec();
+                v.push(0);
+                Some(v)
+            }
+            None => None,
+        })
+    }
+
+    /// New `PT_GNU_STACK` flags, when they change.
+    fn plan_gnu_stack(&self, elf: &Elf) -> Option<u32> {
+        self.execstack.and_then(|x| {
+            let cur = elf
+                .phdrs
+                .iter()
+                .find(|p| p.p_type == PT_GNU_STACK)
+                .map(|p| p.p_flags);
+            let base = cur.unwrap_or(PF_R | PF_W);
+            let want = if x { base | PF_X } else { base & !PF_X };
+            (Some(want) != cur).then_some(want)
+        })
+    }
+
+    /// `--replace-needed`, `--remove-needed`, `--add-needed` (with their version records).
+    fn edit_needed(&self, d: &mut Draft) -> Result<()> {
+        for (old, new) in &self.replace_needed {
+            let mut new_off = None;
+            for e in d.entries.iter_mut().filter(|e| e.0 == DT_NEEDED) {
+                if d.st.get(e.1) == Some(old.as_bytes()) && old != new {
+                    let off = match new_off {
+                        Some(o) => o,
+                        None => *new_off.insert(d.st.add(new)?),
+                    };
+                    d.removed.push(e.1);
+                    e.1 = off;
+                }
+            }
+            if let Some(vn) = d.new_vn.as_mut() {
+                for v in vn.iter_mut() {
+                    if d.st.get(u64::from(v.file)) == Some(old.as_bytes()) && old != new {
+                        let off = match new_off {
+                            Some(o) => o,
+                            None => *new_off.insert(d.st.add(new)?),
+                        };
+                        d.removed.push(u64::from(v.file));
+                        v.file = u32::try_from(off).map_err(|_| {
+                            Error::Unsupported("string table larger than 4 GiB".into())
+                        })?;
+                    }
+                }
+            }
+        }
+        for name in &self.remove_needed {
+            d.entries.retain(|e| {
+                let hit = e.0 == DT_NEEDED && d.st.get(e.1) == Some(name.as_bytes());
+                if hit {
+                    d.removed.push(e.1);
+                }
+                !hit
+            });
+            if let Some(vn) = d.new_vn.as_mut() {
+                vn.retain(|v| {
+                    let hit = d.st.get(u64::from(v.file)) == Some(name.as_bytes());
+                    if hit {
+                        d.removed.push(u64::from(v.file));
+                        d.cleared_versions
+                            .extend(v.aux.iter().map(|a| a.other & 0x7fff));
+                    }
+                    !hit
+                });
+            }
+        }
+        let mut front = 0;
+        for name in &self.add_needed {
+            let present = d
+                .entries
+                .iter()
+                .any(|e| e.0 == DT_NEEDED && d.st.get(e.1) == Some(name.as_bytes()));
+            if !present {
+                let off = d.st.add(name)?;
+                d.entries.insert(front, (DT_NEEDED, off));
+                front += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The string and flag tags: soname, search path, ld-cas tags, `DF_1_NODEFLIB`,
+    /// `DT_DEBUG`.
+    fn edit_tags(&self, d: &mut Draft) -> Result<()> {
+        if let Some(s) = &self.soname {
+            set_string_tag(&mut d.entries, &mut d.st, &mut d.removed, DT_SONAME, s)?;
+        }
+        if let Some(r) = &self.rpath {
+            self.edit_rpath(r, &mut d.entries, &mut d.st, &mut d.removed)?;
+        }
+        for (tag, val) in &self.dyn_tags {
+            set_string_tag(&mut d.entries, &mut d.st, &mut d.removed, *tag, val)?;
+        }
+        if self.no_default_lib {
+            match d.entries.iter_mut().find(|e| e.0 == DT_FLAGS_1) {
+                Some(e) => e.1 |= DF_1_NODEFLIB,
+                None => d.entries.push((DT_FLAGS_1, DF_1_NODEFLIB)),
+            }
+        }
+        if self.add_debug_tag && !d.entries.iter().any(|e| e.0 == DT_DEBUG) {
+            d.entries.push((DT_DEBUG, 0));
+        }
+        Ok(())
+    }
+
+    /// Dynamic symbols to rename, and every symbol's name after the renames.
+    fn plan_renames(&self, elf: &Elf, d: &mut Draft) -> Result<(Renames, Vec<Vec<u8>>)> {
+        let mut rename = Renames::new();
+        let mut sym_names: Vec<Vec<u8>> = Vec::new();
+        if !self.rename_symbols.is_empty() {
+            let (symoff, count) = tables::dynsym(elf)?.ok_or_else(|| {
+                Error::Missing("no dynamic symbol table to rename symbols in".into())
+            })?;
+            for i in 0..count {
+                let off = u64::from(tables::sym_name(elf, symoff, i)?);
+                let name = d.st.get(off).unwrap_or_default().to_vec();
+                match self
+                    .rename_symbols
+                    .get(String::from_utf8_lossy(&name).as_ref())
+                {
+                    Some(new) if i > 0 => {
+                        let at = u32::try_from(d.st.add(new)?).map_err(|_| {
+                            Error::Unsupported("string table larger than 4 GiB".into())
+                        })?;
+                        d.removed.push(off);
+                        rename.insert(i, (at, new.as_bytes().to_vec()));
+                        sym_names.push(new.as_bytes().to_vec());
+                    }
+                    _ => sym_names.push(name),
+                }
+            }
+        }
+        Ok((rename, sym_names))
+    }
+}
+
 fn set_string_tag(
     entries: &mut Vec<(u64, u64)>,
     st: &mut Strings,
@@ -490,7 +605,7 @@ fn verneed_patch(
     new: &[Verneed],
     patches: &mut Vec<(u64, Vec<u8>)>,
     entries: &mut [(u64, u64)],
-) -> Result<()> {
+) -> Result<Option<(usize, u32)>> {
     let mut bytes = tables::encode_verneed(elf, new)?;
     if bytes.len() as u64 > table.size {
         return Err(Error::Unsupported(".gnu.version_r would grow".into()));
@@ -501,17 +616,11 @@ fn verneed_patch(
         e.1 = new.len() as u64;
     }
     // Keep the section header's sh_info (entry count) in step with DT_VERNEEDNUM.
-    if let Some(s) = elf
+    Ok(elf
         .sections
         .iter()
-        .find(|s| s.hdr.sh_type == SHT_GNU_VERNEED && s.hdr.sh_offset == table.offset)
-    {
-        let at = s.at + if elf.codec.word_size() == 8 { 44 } else { 28 };
-        let mut b = vec![0u8; 4];
-        elf.codec.put_u32(&mut b, 0, new.len() as u32)?;
-        patches.push((at, b));
-    }
-    Ok(())
+        .position(|s| s.hdr.sh_type == SHT_GNU_VERNEED && s.hdr.sh_offset == table.offset)
+        .map(|i| (i, new.len() as u32)))
 }
 
 fn versym_patch(

@@ -15,6 +15,15 @@ pub struct Image {
 }
 
 impl Image {
+    /// An image that is `bytes`, whatever the input.
+    pub fn from_bytes(bytes: Vec<u8>) -> Image {
+        Image {
+            base_len: 0,
+            len: bytes.len() as u64,
+            writes: vec![(0, bytes)],
+        }
+    }
+
     /// `second` (an edit of this image's output) applied after this image, as one image
     /// over this image's input.
     pub(crate) fn then(self, second: Image) -> Image {

@@ -7,12 +7,13 @@
 //! writes `DT_DEBUG` into). A region made by an earlier edit is recognised and rebuilt, so
 //! any number of successive edits adds at most two segments.
 
-use super::codec::{align_up, Phdr};
+use super::codec::{align_up, Phdr, Shdr};
 use super::consts::*;
-use super::edit::Logical;
+use super::edit::{Logical, NotePlan};
 use super::error::{malformed, Error, Result};
 use super::image::Image;
 use super::parse::Elf;
+use super::sections;
 
 /// Ends every segment this module appends, so a later edit can tell that region from a
 /// segment a linker made (which it must never drop) and rebuild it.
@@ -29,7 +30,39 @@ fn pieces(elf: &Elf) -> Vec<(u64, u64)> {
     if let Some(s) = &elf.strtab {
         v.push((s.offset, s.size));
     }
+    // The section name table and the resolution cache note move with the region too.
+    if let Some(s) = shstrtab(elf) {
+        v.push((s.sh_offset, s.sh_size));
+    }
+    if let Some((_, h)) = sections::ldcache_section(elf) {
+        v.push((h.sh_offset, h.sh_size));
+    }
     v
+}
+
+/// The section name table's header, when the file has one.
+fn shstrtab(elf: &Elf) -> Option<Shdr> {
+    (elf.shstrndx != 0)
+        .then(|| elf.sections.get(elf.shstrndx as usize))
+        .flatten()
+        .map(|s| s.hdr)
+}
+
+/// True when the section header table ends at `end` and shares its bytes with no
+/// segment or section: an edit may then drop it there and write it anew after what it
+/// appends, keeping the table at the end of the file (where tools expect it).
+pub(crate) fn table_is_last(elf: &Elf, end: u64) -> bool {
+    let size = elf.shnum * elf.codec.shdr_size();
+    let (start, stop) = (elf.shoff, elf.shoff.saturating_add(size));
+    let apart = |o: u64, n: u64| n == 0 || o.saturating_add(n) <= start || o >= stop;
+    elf.shnum > 0
+        && stop == end
+        && start >= elf.codec.ehdr_size()
+        && elf.phdrs.iter().all(|p| apart(p.p_offset, p.p_filesz))
+        && elf
+            .sections
+            .iter()
+            .all(|s| s.hdr.sh_type == SHT_NOBITS || apart(s.hdr.sh_offset, s.hdr.sh_size))
 }
 
 /// Finds the region appended by an earlier edit: the last `PT_LOAD`s of the file that
@@ -38,6 +71,16 @@ fn pieces(elf: &Elf) -> Vec<(u64, u64)> {
 fn find_tail(elf: &Elf) -> (u64, Vec<usize>) {
     let len = elf.data.len() as u64;
     let shdr_end = elf.shoff + elf.shnum * elf.codec.shdr_size();
+    // The section header table may follow the region (edits write it there).
+    let trailer = table_is_last(elf, len);
+    let end_of_region = if trailer { elf.shoff } else { len };
+    let zeros = |a: u64, b: u64| {
+        b.saturating_sub(a) < 4096
+            && elf
+                .data
+                .get(a as usize..b as usize)
+                .is_some_and(|z| z.iter().all(|&x| x == 0))
+    };
     let pcs = pieces(elf);
     let mut loads: Vec<usize> = (0..elf.phdrs.len())
         .filter(|&i| elf.phdrs[i].p_type == PT_LOAD)
@@ -53,10 +96,10 @@ fn find_tail(elf: &Elf) -> (u64, Vec<usize>) {
             .filter(|&&j| j != i && !dropped.contains(&j))
             .all(|&j| elf.phdrs[j].file_end() <= start);
         let ok = end <= base
-            && (dropped.is_empty() && end == len || !dropped.is_empty())
+            && (!dropped.is_empty() || end <= end_of_region && zeros(end, end_of_region))
             && p.p_filesz == p.p_memsz
             && p.p_filesz > 0
-            && start >= shdr_end
+            && (start >= shdr_end || trailer && end <= elf.shoff)
             && others_before
             && elf.sections.iter().all(|s| {
                 let h = &s.hdr;
@@ -68,6 +111,7 @@ fn find_tail(elf: &Elf) -> (u64, Vec<usize>) {
             })
             && elf.phdrs.iter().all(|q| {
                 matches!(q.p_type, PT_LOAD | PT_PHDR | PT_INTERP | PT_DYNAMIC)
+                    || q.p_type == PT_NOTE && pcs.iter().any(|&(o, _)| o == q.p_offset)
                     || q.p_filesz == 0
                     || q.file_end() <= start
                     || q.p_offset >= end
@@ -112,8 +156,9 @@ pub(crate) fn build(
 ) -> Result<Option<Image>> {
     let c = elf.codec;
     let phsize = c.phdr_size();
-    let (base_len, dropped) = find_tail(elf);
-    let in_tail = |off: u64| off >= base_len;
+    let (mut base_len, dropped) = find_tail(elf);
+    let tail_start = base_len;
+    let in_tail = |off: u64| off >= tail_start;
     let old_interp = elf.phdrs.iter().find(|p| p.p_type == PT_INTERP).copied();
     let interp: Option<Vec<u8>> = match (&lg.interp, old_interp) {
         (Some(v), _) => Some(v.clone()),
@@ -146,15 +191,26 @@ pub(crate) fn build(
         .map(|(_, p)| *p)
         .collect();
     let add_stack = lg.gnu_stack.is_some() && !kept.iter().any(|p| p.p_type == PT_GNU_STACK);
+    let note = note_work(elf, &lg.note, tail_start)?;
+    if let Some((_, h)) = note.remove {
+        // Its PT_NOTE, and the PT_LOAD patchelf maps exactly the note with.
+        kept.retain(|p| {
+            !(matches!(p.p_type, PT_LOAD | PT_NOTE)
+                && p.p_offset == h.sh_offset
+                && p.p_filesz == h.sh_size)
+        });
+    }
+    let names = names_work(elf, &note, tail_start)?;
     let slots = if in_tail(elf.phoff) {
         0
     } else {
         elf.phdrs.len() + super::room::slack_entries(elf)
     };
-    let count_for =
-        |kept: &[Phdr], r: bool| kept.len() + add_stack as usize + r as usize + dyn_move as usize;
+    let count_for = |kept: &[Phdr], r: bool| {
+        kept.len() + add_stack as usize + note.add as usize + r as usize + dyn_move as usize
+    };
     let mut ph_move = in_tail(elf.phoff);
-    let r_wanted = interp_move || str_move;
+    let r_wanted = interp_move || str_move || note.place.is_some() || names.place.is_some();
     if count_for(&kept, r_wanted || ph_move) > slots {
         kept.retain(|p| p.p_type != PT_NULL);
         if count_for(&kept, r_wanted) > slots {
@@ -166,12 +222,16 @@ pub(crate) fn build(
     }
     let r_needed = r_wanted || ph_move;
     let count = count_for(&kept, r_needed) as u64;
+    // A new segment may take the slot of a dropped PT_NULL, leaving the count as it was.
     let table_changes = count != elf.phdrs.len() as u64
+        || r_needed
         || ph_move
         || interp_move
         || dyn_move
         || lg.gnu_stack.is_some()
         || lg.interp.is_some()
+        || note.add
+        || note.remove.is_some()
         || !dropped.is_empty();
     if elf.phnum_extended && table_changes {
         return Err(Error::Unsupported(
@@ -182,15 +242,125 @@ pub(crate) fn build(
         return Err(Error::Unsupported("too many program headers".into()));
     }
 
-    // Addresses of the new region.
-    let loads: Vec<&Phdr> = kept.iter().filter(|p| p.p_type == PT_LOAD).collect();
+    // The section header table: dropped from the end of the file when something is
+    // appended there, and then written anew after it.
+    let sections_change = note.add || note.remove.is_some();
+    if (r_needed || dyn_move || sections_change)
+        && base_len == elf.data.len() as u64
+        && table_is_last(elf, base_len)
+    {
+        base_len = elf.shoff;
+    }
+    let sht_rewrite = elf.shnum > 0 && (sections_change || elf.shoff >= base_len);
+    let shnum_out = elf.sections.len() + note.add as usize - note.remove.is_some() as usize;
+
+    let moves = Moves {
+        region: r_needed,
+        phdrs: ph_move,
+        interp: interp_move,
+        strings: str_move,
+        dynamic: dyn_move,
+    };
+    let (new_loads, at, marks) = place_region(
+        elf, lg, &kept, page, base_len, moves, count, &interp, &names, &note,
+    )?;
+    let mut final_len = new_loads
+        .iter()
+        .map(|p| p.file_end())
+        .max()
+        .unwrap_or(base_len)
+        .max(base_len);
+    let sht_at = if sht_rewrite {
+        let at = sections::table_at(final_len)?;
+        final_len = at + shnum_out as u64 * c.shdr_size();
+        Some(at)
+    } else {
+        None
+    };
+
+    let phdrs = program_headers(
+        elf, lg, kept, &new_loads, add_stack, &note, &at, count, &interp,
+    );
+
+    // Assemble: a list of writes over the kept prefix of the input.
+    let mut img = Image {
+        base_len,
+        len: final_len,
+        writes: Vec::new(),
+    };
+    region_writes(elf, lg, &mut img, &at, &interp, &names, &note, marks)?;
+    let mut ehdr = elf
+        .data
+        .get(..c.ehdr_size() as usize)
+        .ok_or_else(|| malformed("file header truncated"))?
+        .to_vec();
+    if table_changes {
+        let phoff = at.ph.map_or(elf.phoff, |(o, _)| o);
+        if at.ph.is_none() {
+            img.zero(elf.phoff, elf.phdrs.len() as u64 * phsize);
+        }
+        let mut table = vec![0u8; (count * phsize) as usize];
+        for (k, p) in phdrs.iter().enumerate() {
+            c.write_phdr(&mut table, k as u64 * phsize, p)?;
+        }
+        img.put(phoff, table)?;
+        c.put_word(&mut ehdr, c.ehdr_phoff_at(), phoff)?;
+        c.put_u16(&mut ehdr, c.ehdr_phnum_at(), count as u16)?;
+    }
+    section_writes(
+        elf, lg, &mut img, &mut ehdr, &phdrs, &at, &names, &note, sht_at,
+    )?;
+    if ehdr != elf.data[..ehdr.len()] {
+        img.put(0, ehdr)?;
+    }
+    Ok(Some(img))
+}
+
+/// What moves to the appended region.
+#[derive(Clone, Copy, Debug)]
+struct Moves {
+    /// The read-only segment is needed (for any of the pieces below but `.dynamic`).
+    region: bool,
+    phdrs: bool,
+    interp: bool,
+    strings: bool,
+    dynamic: bool,
+}
+
+/// Places the appended region after `base_len`: its segments, where each moving piece
+/// goes, and where the marks that identify the region go.
+#[allow(clippy::too_many_arguments)]
+fn place_region(
+    elf: &Elf,
+    lg: &Logical,
+    kept: &[Phdr],
+    page: u64,
+    base_len: u64,
+    m: Moves,
+    count: u64,
+    interp: &Option<Vec<u8>>,
+    names: &NamesWork,
+    note: &NoteWork,
+) -> Result<(Vec<Phdr>, Placed, Vec<u64>)> {
+    let c = elf.codec;
+    let phsize = c.phdr_size();
+    let old_interp = elf.phdrs.iter().find(|p| p.p_type == PT_INTERP);
+    let (r_needed, ph_move, interp_move, str_move, dyn_move) =
+        (m.region, m.phdrs, m.interp, m.strings, m.dynamic);
+    // Segments of no bytes map nothing, whatever their offset and address.
+    let loads: Vec<&Phdr> = kept
+        .iter()
+        .filter(|p| p.p_type == PT_LOAD && (p.p_memsz > 0 || p.p_filesz > 0))
+        .collect();
     let top = loads.iter().map(|p| p.mem_end()).max().unwrap_or(0);
     let v_base = align_up(top, page).ok_or_else(|| malformed("segment end overflows"))?;
     let ovf = || Error::Unsupported("new region would overflow the address space".into());
     let mut cursor = align_up(base_len, 16).ok_or_else(ovf)?;
-    let mut region: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut new_loads: Vec<Phdr> = Vec::new();
-    let (mut ph_at, mut interp_at, mut str_at) = (None, None, None);
+    let mut at = Placed {
+        dyn_entries: lg.entries.len() as u64 + 1,
+        ..Placed::default()
+    };
     let mut v_next = v_base;
     let mut marks: Vec<u64> = Vec::new();
     let add = |a: u64, b: u64| a.checked_add(b).ok_or_else(ovf);
@@ -214,16 +384,25 @@ pub(crate) fn build(
         };
         let mut size = 0u64;
         if ph_move {
-            ph_at = Some((o_r, v_r));
+            at.ph = Some((o_r, v_r));
             size = count * phsize;
         }
         if interp_move {
-            interp_at = Some((o_r + size, add(v_r, size)?));
+            at.interp = Some((o_r + size, add(v_r, size)?));
             size += interp.as_ref().map_or(0, |v| v.len() as u64);
         }
         if str_move {
-            str_at = Some((o_r + size, add(v_r, size)?));
+            at.strings = Some((o_r + size, add(v_r, size)?));
             size += lg.strings.len() as u64;
+        }
+        if let Some(b) = &names.place {
+            at.names = Some(o_r + size);
+            size += b.len() as u64;
+        }
+        if let Some(b) = &note.place {
+            size = align_up(size, 8).ok_or_else(ovf)?;
+            at.note = Some((o_r + size, add(v_r, size)?));
+            size += b.len() as u64;
         }
         marks.push(o_r + size);
         size += MARK.len() as u64;
@@ -240,13 +419,12 @@ pub(crate) fn build(
         cursor = align_up(o_r + size, 16).ok_or_else(ovf)?;
         v_next = align_up(add(add(v_r, size)?, page)?, page).ok_or_else(ovf)? - page;
     }
-    let mut dyn_at = None;
-    let dyn_bytes = lg.entries.len() as u64 + 1;
+    let dyn_bytes = at.dyn_entries;
     if dyn_move {
         let o_w = cursor;
         let v_w = add(v_next, o_w % page)?;
         add(v_w, dyn_bytes * c.dyn_size() + page)?;
-        dyn_at = Some((o_w, v_w));
+        at.dynamic = Some((o_w, v_w));
         marks.push(o_w + dyn_bytes * c.dyn_size());
         let size = dyn_bytes * c.dyn_size() + MARK.len() as u64;
         new_loads.push(Phdr {
@@ -260,14 +438,39 @@ pub(crate) fn build(
             p_align: page,
         });
     }
-    let final_len = new_loads
-        .iter()
-        .map(|p| p.file_end())
-        .max()
-        .unwrap_or(base_len)
-        .max(base_len);
+    Ok((new_loads, at, marks))
+}
 
-    // Program header list.
+/// Where the pieces that move went: file offset and address of each, and how many
+/// dynamic entries the new `.dynamic` holds.
+#[derive(Clone, Copy, Debug, Default)]
+struct Placed {
+    ph: Option<(u64, u64)>,
+    interp: Option<(u64, u64)>,
+    strings: Option<(u64, u64)>,
+    /// The section name table (not loaded: an offset only).
+    names: Option<u64>,
+    note: Option<(u64, u64)>,
+    dynamic: Option<(u64, u64)>,
+    dyn_entries: u64,
+}
+
+/// The output's program headers: the kept ones pointing at the moved pieces, the new
+/// segments after the last `PT_LOAD`, then a new `PT_GNU_STACK` or `PT_NOTE`.
+#[allow(clippy::too_many_arguments)]
+fn program_headers(
+    elf: &Elf,
+    lg: &Logical,
+    kept: Vec<Phdr>,
+    new_loads: &[Phdr],
+    add_stack: bool,
+    note: &NoteWork,
+    at: &Placed,
+    count: u64,
+    interp: &Option<Vec<u8>>,
+) -> Vec<Phdr> {
+    let c = elf.codec;
+    let phsize = c.phdr_size();
     let mut phdrs = kept;
     let last_load = phdrs
         .iter()
@@ -283,34 +486,52 @@ pub(crate) fn build(
             ..Phdr::default()
         });
     }
+    if let (true, Some((o, v)), Some(b)) = (note.add, at.note, &note.place) {
+        phdrs.push(Phdr {
+            p_type: PT_NOTE,
+            p_flags: PF_R,
+            p_offset: o,
+            p_vaddr: v,
+            p_paddr: v,
+            p_filesz: b.len() as u64,
+            p_memsz: b.len() as u64,
+            p_align: 4,
+        });
+    }
+    let place = |p: &mut Phdr, (o, v): (u64, u64)| {
+        p.p_offset = o;
+        p.p_vaddr = v;
+        p.p_paddr = v;
+    };
     for p in phdrs.iter_mut() {
         match p.p_type {
+            PT_NOTE => {
+                if let (Some((_, h)), Some(to)) = (note.moves, at.note) {
+                    if p.p_offset == h.sh_offset {
+                        place(p, to);
+                    }
+                }
+            }
             PT_PHDR => {
-                if let Some((o, v)) = ph_at {
-                    p.p_offset = o;
-                    p.p_vaddr = v;
-                    p.p_paddr = v;
+                if let Some(to) = at.ph {
+                    place(p, to);
                 }
                 p.p_filesz = count * phsize;
                 p.p_memsz = count * phsize;
             }
             PT_INTERP => {
-                if let Some((o, v)) = interp_at {
-                    p.p_offset = o;
-                    p.p_vaddr = v;
-                    p.p_paddr = v;
+                if let Some(to) = at.interp {
+                    place(p, to);
                 }
-                if let Some(i) = &interp {
+                if let Some(i) = interp {
                     p.p_filesz = i.len() as u64;
                     p.p_memsz = i.len() as u64;
                 }
             }
             PT_DYNAMIC => {
-                if let Some((o, v)) = dyn_at {
-                    p.p_offset = o;
-                    p.p_vaddr = v;
-                    p.p_paddr = v;
-                    p.p_filesz = dyn_bytes * c.dyn_size();
+                if let Some(to) = at.dynamic {
+                    place(p, to);
+                    p.p_filesz = at.dyn_entries * c.dyn_size();
                     p.p_memsz = p.p_filesz;
                 }
             }
@@ -322,17 +543,28 @@ pub(crate) fn build(
             _ => {}
         }
     }
+    phdrs
+}
 
-    // Assemble: a list of writes over the kept prefix of the input.
-    let mut img = Image {
-        base_len,
-        len: final_len,
-        writes: Vec::new(),
-    };
-    region.clear();
+/// The contents written: the string table, interpreter, dynamic section, section name
+/// table and note (where they stay or where they moved), the region's marks, the plan's
+/// patches; the old copies of moved pieces zeroed.
+#[allow(clippy::too_many_arguments)]
+fn region_writes(
+    elf: &Elf,
+    lg: &Logical,
+    img: &mut Image,
+    at: &Placed,
+    interp: &Option<Vec<u8>>,
+    names: &NamesWork,
+    note: &NoteWork,
+    marks: Vec<u64>,
+) -> Result<()> {
+    let c = elf.codec;
+    let mut region: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut entries = lg.entries.clone();
     if let Some(s) = &elf.strtab {
-        match str_at {
+        match at.strings {
             Some((o, v)) => {
                 if !lg.keep_old {
                     img.zero(s.offset, s.size);
@@ -353,22 +585,33 @@ pub(crate) fn build(
             }
         }
     }
-    if let (Some(i), Some(p)) = (&interp, old_interp) {
-        if !(lg.keep_old && interp_at.is_some()) {
+    let old_interp = elf.phdrs.iter().find(|p| p.p_type == PT_INTERP);
+    if let (Some(i), Some(p)) = (interp, old_interp) {
+        if !(lg.keep_old && at.interp.is_some()) {
             img.zero(p.p_offset, p.p_filesz);
         }
-        region.push((interp_at.map_or(p.p_offset, |(o, _)| o), i.clone()));
+        region.push((at.interp.map_or(p.p_offset, |(o, _)| o), i.clone()));
     }
     if let Some(d) = &elf.dynamic {
-        let (at, cap) = match dyn_at {
-            Some((o, _)) => (o, dyn_bytes),
+        let (to, cap) = match at.dynamic {
+            Some((o, _)) => (o, at.dyn_entries),
             None => (d.offset, d.capacity),
         };
         let mut b = vec![0u8; (cap * c.dyn_size()) as usize];
         for (k, &(t, v)) in entries.iter().enumerate() {
             c.write_dyn(&mut b, k as u64 * c.dyn_size(), t, v)?;
         }
-        region.push((at, b));
+        region.push((to, b));
+    }
+    if let (Some(to), Some(b)) = (at.names, &names.place) {
+        region.push((to, b.clone()));
+    }
+    if let (Some((to, _)), Some(b)) = (at.note, &note.place) {
+        region.push((to, b.clone()));
+    }
+    if let Some((_, h)) = note.remove {
+        // Its descriptor names store paths: zeroed, like the X-ed old run path.
+        img.zero(h.sh_offset, h.sh_size);
     }
     for m in marks {
         region.push((m, MARK.to_vec()));
@@ -376,52 +619,162 @@ pub(crate) fn build(
     for (off, bytes) in region.into_iter().chain(lg.patches.iter().cloned()) {
         img.put(off, bytes)?;
     }
-    if table_changes {
-        let phoff = ph_at.map_or(elf.phoff, |(o, _)| o);
-        if ph_at.is_none() {
-            img.zero(elf.phoff, elf.phdrs.len() as u64 * phsize);
-        }
-        let mut table = vec![0u8; (count * phsize) as usize];
-        for (k, p) in phdrs.iter().enumerate() {
-            c.write_phdr(&mut table, k as u64 * phsize, p)?;
-        }
-        img.put(phoff, table)?;
-        let mut ehdr = elf
-            .data
-            .get(..64)
-            .ok_or_else(|| malformed("file header truncated"))?
-            .to_vec();
-        c.put_word(&mut ehdr, c.ehdr_phoff_at(), phoff)?;
-        c.put_u16(&mut ehdr, c.ehdr_phnum_at(), count as u16)?;
-        img.put(0, ehdr)?;
-    }
-    update_sections(
-        elf,
-        &mut img,
-        &phdrs,
-        interp_at,
-        str_at,
-        lg.strings.len() as u64,
-        dyn_at,
-        dyn_bytes,
-    )?;
-    Ok(Some(img))
+    Ok(())
 }
 
+/// The section headers: those of moved pieces (and `.gnu.version_r`'s count) rewritten
+/// in place, or, when the table moves or a section is added or removed, the whole table
+/// written at `sht_at` and the file header (`ehdr`) pointed at it.
 #[allow(clippy::too_many_arguments)]
-fn update_sections(
+fn section_writes(
     elf: &Elf,
+    lg: &Logical,
     img: &mut Image,
+    ehdr: &mut [u8],
     phdrs: &[Phdr],
-    interp_at: Option<(u64, u64)>,
-    str_at: Option<(u64, u64)>,
-    str_len: u64,
-    dyn_at: Option<(u64, u64)>,
-    dyn_n: u64,
+    at: &Placed,
+    names: &NamesWork,
+    note: &NoteWork,
+    sht_at: Option<u64>,
 ) -> Result<()> {
+    let c = elf.codec;
+    let (mut shdrs, mut changed) = moved_sections(elf, phdrs, at, lg.strings.len() as u64);
+    for &(i, info) in &lg.section_info {
+        if let Some(h) = shdrs.get_mut(i) {
+            h.sh_info = info;
+            changed[i] = true;
+        }
+    }
+    if let (Some(to), Some(b)) = (at.names, &names.place) {
+        let i = elf.shstrndx as usize;
+        shdrs[i].sh_offset = to;
+        shdrs[i].sh_size = b.len() as u64;
+        changed[i] = true;
+    }
+    if let (Some((k, _)), Some((o, v))) = (note.moves, at.note) {
+        shdrs[k].sh_offset = o;
+        shdrs[k].sh_addr = v;
+        changed[k] = true;
+    }
+    let Some(to) = sht_at else {
+        for (i, s) in elf.sections.iter().enumerate().filter(|(i, _)| changed[*i]) {
+            img.put(s.at, sections::encode_shdr(c, &shdrs[i])?)?;
+        }
+        return Ok(());
+    };
+    let mut shstrndx = elf.shstrndx;
+    if let Some((k, _)) = note.remove {
+        shstrndx = sections::remove_section(elf, &mut shdrs, k, img)?;
+    }
+    if let (true, Some((o, v)), Some(b)) = (note.add, at.note, &note.place) {
+        shdrs.push(sections::ldcache_shdr(names.name, o, v, b.len() as u64));
+    }
+    let mut table = Vec::with_capacity(shdrs.len() * c.shdr_size() as usize);
+    for h in &shdrs {
+        table.extend(sections::encode_shdr(c, h)?);
+    }
+    img.zero(elf.shoff, elf.shnum * c.shdr_size());
+    img.put(to, table)?;
+    sections::put_section_fields(c, ehdr, to, shdrs.len() as u64, shstrndx)
+}
+
+/// What an edit does with the resolution cache note, in layout terms.
+#[derive(Default)]
+struct NoteWork {
+    /// Note bytes to place in the appended region: a new note, or the old one when the
+    /// region it is in is rebuilt.
+    place: Option<Vec<u8>>,
+    /// A section header (and a `PT_NOTE`) are added for the placed note.
+    add: bool,
+    /// The note section (index, header) to remove with its headers.
+    remove: Option<(usize, Shdr)>,
+    /// The note section that moves with the region (index, old header).
+    moves: Option<(usize, Shdr)>,
+}
+
+fn note_work(elf: &Elf, plan: &NotePlan, tail_start: u64) -> Result<NoteWork> {
+    let found = sections::ldcache_section(elf);
+    Ok(match (plan, found) {
+        (NotePlan::Add(_), Some(_)) => {
+            return Err(Error::Unsupported(
+                "a resolution cache note is already present".into(),
+            ))
+        }
+        (NotePlan::Add(_), None) if elf.shstrndx == 0 => {
+            return Err(Error::Unsupported(
+                "a resolution cache note needs section headers with a name table".into(),
+            ))
+        }
+        (NotePlan::Add(b), None) => NoteWork {
+            place: Some(b.clone()),
+            add: true,
+            ..NoteWork::default()
+        },
+        (NotePlan::Drop, Some(f)) => NoteWork {
+            remove: Some(f),
+            ..NoteWork::default()
+        },
+        (NotePlan::Keep, Some((k, h))) if h.sh_offset >= tail_start => NoteWork {
+            place: Some(section_bytes(elf, &h)?.to_vec()),
+            moves: Some((k, h)),
+            ..NoteWork::default()
+        },
+        _ => NoteWork::default(),
+    })
+}
+
+fn section_bytes<'a>(elf: &Elf<'a>, h: &Shdr) -> Result<&'a [u8]> {
+    h.sh_offset
+        .checked_add(h.sh_size)
+        .and_then(|end| {
+            elf.data
+                .get(h.sh_offset as usize..usize::try_from(end).ok()?)
+        })
+        .ok_or_else(|| malformed(format!("section at {:#x} past end of file", h.sh_offset)))
+}
+
+/// The section name table after the edit: the offset of the note's name in it, and the
+/// table's bytes when they go to the appended region (the name was missing, or the table
+/// is in a region being rebuilt).
+struct NamesWork {
+    name: u32,
+    place: Option<Vec<u8>>,
+}
+
+fn names_work(elf: &Elf, note: &NoteWork, tail_start: u64) -> Result<NamesWork> {
+    let Some(h) = shstrtab(elf) else {
+        return Ok(NamesWork {
+            name: 0,
+            place: None,
+        });
+    };
+    let old = section_bytes(elf, &h)?;
+    let found = sections::name_offset(old, sections::LDCACHE_SECTION);
+    Ok(match found {
+        None if note.add => {
+            let mut grown = old.to_vec();
+            grown.extend_from_slice(sections::LDCACHE_SECTION);
+            grown.push(0);
+            NamesWork {
+                name: u32::try_from(old.len())
+                    .map_err(|_| Error::Unsupported("section name table over 4 GiB".into()))?,
+                place: Some(grown),
+            }
+        }
+        found => NamesWork {
+            name: found.unwrap_or(0),
+            place: (h.sh_offset >= tail_start).then(|| old.to_vec()),
+        },
+    })
+}
+
+/// The section headers with the moved pieces' new places, and which of them changed.
+fn moved_sections(elf: &Elf, phdrs: &[Phdr], at: &Placed, str_len: u64) -> (Vec<Shdr>, Vec<bool>) {
     let c = elf.codec;
     let old_interp = elf.phdrs.iter().find(|p| p.p_type == PT_INTERP);
     let new_interp = phdrs.iter().find(|p| p.p_type == PT_INTERP);
+    let mut out = Vec::with_capacity(elf.sections.len());
+    let mut moved = Vec::with_capacity(elf.sections.len());
     for s in &elf.sections {
         let mut h = s.hdr;
         let mut changed = false;
@@ -431,7 +784,7 @@ fn update_sections(
                 && h.sh_size > 0
                 && s.name == b".interp"
             {
-                if let Some((off, v)) = interp_at {
+                if let Some((off, v)) = at.interp {
                     h.sh_offset = off;
                     h.sh_addr = v;
                 }
@@ -439,7 +792,7 @@ fn update_sections(
                 changed = true;
             }
         }
-        if let (Some(st), Some((off, v))) = (&elf.strtab, str_at) {
+        if let (Some(st), Some((off, v))) = (&elf.strtab, at.strings) {
             if h.sh_type == SHT_STRTAB && h.sh_offset == st.offset && h.sh_addr == st.vaddr {
                 h.sh_offset = off;
                 h.sh_addr = v;
@@ -447,26 +800,16 @@ fn update_sections(
                 changed = true;
             }
         }
-        if let (Some(d), Some((off, v))) = (&elf.dynamic, dyn_at) {
+        if let (Some(d), Some((off, v))) = (&elf.dynamic, at.dynamic) {
             if h.sh_type == SHT_DYNAMIC && h.sh_offset == d.offset {
                 h.sh_offset = off;
                 h.sh_addr = v;
-                h.sh_size = dyn_n * c.dyn_size();
+                h.sh_size = at.dyn_entries * c.dyn_size();
                 changed = true;
             }
         }
-        if changed {
-            let end = s.at + c.shdr_size();
-            let mut b = elf
-                .data
-                .get(s.at as usize..end as usize)
-                .ok_or_else(|| {
-                    malformed(format!("section header at {:#x} past end of file", s.at))
-                })?
-                .to_vec();
-            c.write_shdr_place(&mut b, 0, &h)?;
-            img.put(s.at, b)?;
-        }
+        out.push(h);
+        moved.push(changed);
     }
-    Ok(())
+    (out, moved)
 }

@@ -24,6 +24,7 @@ mod layout;
 mod parse;
 mod rename;
 mod room;
+mod sections;
 mod strtab;
 mod tables;
 mod verify;
@@ -36,7 +37,7 @@ pub use error::{Error, Result};
 pub use image::{Image, Run};
 pub use parse::Elf;
 pub use verify::{check_input, findings, verify, verify_edit, Finding};
-pub use write::{read_file, write_atomic, write_edit, Input};
+pub use write::{read_file, write_atomic, write_edit, write_image, Input};
 
 use consts::*;
 
@@ -72,7 +73,7 @@ impl Edit {
                     "page size {p:#x} is not a power of two"
                 )))
             }
-            None => max_page_size(elf.machine),
+            None => segment_align(elf),
         };
         if let Some(img) = layout::build(elf, &logical, page, false)? {
             return Ok(img);
@@ -92,6 +93,23 @@ impl Edit {
         layout::build(elf, &logical, page, true)?
             .ok_or_else(|| Error::Unsupported("no room for the program headers".into()))
     }
+}
+
+/// Alignments above this are not page sizes (patchelf refuses to grow such files): they
+/// are ignored when choosing the alignment of new segments.
+const MAX_SEGMENT_ALIGN: u64 = 16 << 20;
+
+/// The alignment of new segments: the machine's page size, or the largest `p_align` of the
+/// file's `PT_LOAD`s when that is larger (a file linked with `-z max-page-size=0x200000`),
+/// as patchelf does, so that all the file's loads agree and a kernel with pages that large
+/// can map the new ones too.
+fn segment_align(elf: &Elf) -> u64 {
+    elf.phdrs
+        .iter()
+        .filter(|p| p.p_type == PT_LOAD && p.p_align.is_power_of_two())
+        .map(|p| p.p_align)
+        .filter(|&a| a <= MAX_SEGMENT_ALIGN)
+        .fold(max_page_size(elf.machine), u64::max)
 }
 
 impl<'a> Elf<'a> {
@@ -148,6 +166,16 @@ impl<'a> Elf<'a> {
     /// The string value of the first dynamic entry with `tag` (e.g. [`DT_LDCAS_STORE`]).
     pub fn dynamic_string(&self, tag: u64) -> Option<&'a [u8]> {
         self.string_tags(tag).into_iter().next()
+    }
+    /// The descriptor of the resolution cache note (`.note.nixos.ldcache`): `None` when
+    /// the file has no such section, `Some(None)` when its bytes are not that note.
+    pub fn resolution_cache(&self) -> Option<Option<&'a [u8]>> {
+        sections::ldcache_descriptor(self)
+    }
+    /// Indices of unnamed sections that symbols refer to (see [`crate::patchelf_cli`],
+    /// which warns about them as patchelf does).
+    pub fn unnamed_section_refs(&self) -> Vec<u16> {
+        tables::unnamed_section_refs(self)
     }
     /// Flags of `PT_GNU_STACK`, if present.
     pub fn gnu_stack_flags(&self) -> Option<u32> {

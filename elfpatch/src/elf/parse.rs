@@ -56,6 +56,8 @@ pub struct Elf<'a> {
     pub(crate) shoff: u64,
     pub(crate) shnum: u64,
     pub(crate) sections: Vec<Section>,
+    /// Index of the section name table (`e_shstrndx` resolved; 0 when there is none).
+    pub(crate) shstrndx: u32,
     pub(crate) dynamic: Option<Dynamic>,
     pub(crate) strtab: Option<StrTab>,
 }
@@ -125,8 +127,30 @@ impl<'a> Elf<'a> {
         Some(offset)
     }
 
+    /// Where the dynamic section is: `PT_DYNAMIC`, or else a `.dynamic` section header (a
+    /// linker script can leave a library without the segment; ld.so then finds nothing,
+    /// but patchelf edits the section, and so does this editor).
+    fn dynamic_range(&self) -> Option<Phdr> {
+        if let Some(p) = self.phdrs.iter().find(|p| p.p_type == PT_DYNAMIC) {
+            return Some(*p);
+        }
+        let s = self
+            .sections
+            .iter()
+            .find(|s| s.hdr.sh_type == SHT_DYNAMIC && s.hdr.sh_size > 0)?;
+        Some(Phdr {
+            p_type: PT_DYNAMIC,
+            p_offset: s.hdr.sh_offset,
+            p_vaddr: s.hdr.sh_addr,
+            p_paddr: s.hdr.sh_addr,
+            p_filesz: s.hdr.sh_size,
+            p_memsz: s.hdr.sh_size,
+            ..Phdr::default()
+        })
+    }
+
     fn read_dynamic(&mut self) -> Result<()> {
-        let Some(ph) = self.phdrs.iter().find(|p| p.p_type == PT_DYNAMIC).copied() else {
+        let Some(ph) = self.dynamic_range() else {
             return Ok(());
         };
         let ds = self.codec.dyn_size();
@@ -155,7 +179,8 @@ impl<'a> Elf<'a> {
         }
         if !found_null {
             return Err(malformed(format!(
-                "dynamic section at {:#x} has no DT_NULL terminator within its {} entries",
+                "dynamic section at {:#x} has no DT_NULL terminator within its {} entries \
+                 (patchelf: setSubstr: write extends past end of section)",
                 ph.p_offset, capacity
             )));
         }
@@ -237,6 +262,7 @@ where
 {
     let hdr = H::parse(data).map_err(obj_err("ELF file header"))?;
     let endian = hdr.endian().map_err(obj_err("ELF byte order"))?;
+    check_header_tables(hdr, endian, data.len() as u64, codec)?;
     let phdrs_raw = hdr
         .program_headers(endian, data)
         .map_err(obj_err("program header table"))?;
@@ -257,18 +283,13 @@ where
     let shdrs = hdr
         .section_headers(endian, data)
         .map_err(obj_err("section header table"))?;
-    let shstr = if shdrs.is_empty() {
-        None
-    } else {
-        hdr.section_strings(endian, data, shdrs).ok()
-    };
+    let (shstrndx, shstr) = section_names(hdr, endian, data, shdrs)?;
     let shsize = codec.shdr_size();
     let sections = shdrs
         .iter()
         .enumerate()
         .map(|(i, s)| Section {
-            name: shstr
-                .and_then(|t| t.get(s.sh_name(endian)).ok())
+            name: cstr(shstr, u64::from(s.sh_name(endian)))
                 .map(|n| n.to_vec())
                 .unwrap_or_default(),
             hdr: Shdr {
@@ -286,19 +307,7 @@ where
             at: shoff + i as u64 * shsize,
         })
         .collect::<Vec<_>>();
-    if !phdrs.is_empty() && u64::from(hdr.e_phentsize(endian)) != codec.phdr_size() {
-        return Err(malformed(format!(
-            "e_phentsize is {}, expected {}",
-            hdr.e_phentsize(endian),
-            codec.phdr_size()
-        )));
-    }
-    if !sections.is_empty() && u64::from(hdr.e_shentsize(endian)) != shsize {
-        return Err(malformed(format!(
-            "e_shentsize is {}, expected {shsize}",
-            hdr.e_shentsize(endian)
-        )));
-    }
+    check_dynamic_sections(&sections, data.len() as u64, codec)?;
     Ok(Elf {
         data,
         file: None,
@@ -312,7 +321,148 @@ where
         shoff,
         shnum: sections.len() as u64,
         sections,
+        shstrndx,
         dynamic: None,
         strtab: None,
     })
+}
+
+/// End of a table of `num` entries of `size` bytes at `off`, unless that overflows.
+fn table_end(off: u64, num: u64, size: u64) -> Option<u64> {
+    num.checked_mul(size).and_then(|s| off.checked_add(s))
+}
+
+/// The bounds and entry sizes of the header tables, checked in patchelf's order and
+/// refused in its words (scripts match them). A count of 0xffff (`PN_XNUM`) or a section
+/// count of 0 with a table (the real counts are in section 0) is left to `object`.
+fn check_header_tables<H>(hdr: &H, endian: Endianness, len: u64, codec: Codec) -> Result<()>
+where
+    H: FileHeader<Endian = Endianness>,
+{
+    let (phoff, phnum): (u64, u64) = (hdr.e_phoff(endian).into(), hdr.e_phnum(endian).into());
+    let phent = u64::from(hdr.e_phentsize(endian));
+    if phnum != 0xffff && table_end(phoff, phnum, phent).is_none_or(|e| e > len) {
+        return Err(malformed(format!(
+            "program header table out of bounds: {phnum} entries of {phent} bytes at \
+             {phoff:#x}, the file is {len:#x} bytes"
+        )));
+    }
+    let (shoff, shnum): (u64, u64) = (hdr.e_shoff(endian).into(), hdr.e_shnum(endian).into());
+    let shent = u64::from(hdr.e_shentsize(endian));
+    if shnum > 0 && table_end(shoff, shnum, shent).is_none_or(|e| e > len) {
+        return Err(malformed(format!(
+            "section header table out of bounds: {shnum} entries of {shent} bytes at \
+             {shoff:#x}, the file is {len:#x} bytes"
+        )));
+    }
+    if phnum > 0 && phent != codec.phdr_size() {
+        return Err(malformed(format!(
+            "program headers have wrong size: e_phentsize is {phent}, expected {}",
+            codec.phdr_size()
+        )));
+    }
+    if shnum > 0 && shent != codec.shdr_size() {
+        return Err(malformed(format!(
+            "section headers have wrong size: e_shentsize is {shent}, expected {}",
+            codec.shdr_size()
+        )));
+    }
+    Ok(())
+}
+
+/// The section name table (`e_shstrndx`), checked as patchelf checks it and refused in its
+/// words, with its index. Empty (index 0) when the file has no section headers or no name
+/// table (`SHN_UNDEF`).
+fn section_names<'d, H>(
+    hdr: &H,
+    endian: Endianness,
+    data: &'d [u8],
+    shdrs: &[H::SectionHeader],
+) -> Result<(u32, &'d [u8])>
+where
+    H: FileHeader<Endian = Endianness>,
+{
+    if shdrs.is_empty() {
+        return Ok((0, &[]));
+    }
+    let raw = u32::from(hdr.e_shstrndx(endian));
+    let index = if raw == u32::from(object::elf::SHN_XINDEX) {
+        shdrs[0].sh_link(endian)
+    } else {
+        raw
+    };
+    // SHN_XINDEX with no index in section 0 is as out of bounds as 0xffff itself.
+    if index == u32::from(object::elf::SHN_UNDEF) && raw != index {
+        return Err(malformed(format!(
+            "string table index out of bounds: e_shstrndx is {raw:#x} and section 0 holds \
+             no index, the file has {} sections",
+            shdrs.len()
+        )));
+    }
+    if index == u32::from(object::elf::SHN_UNDEF) {
+        return Ok((0, &[]));
+    }
+    let s = shdrs.get(index as usize).ok_or_else(|| {
+        malformed(format!(
+            "string table index out of bounds: e_shstrndx is {index}, the file has {} sections",
+            shdrs.len()
+        ))
+    })?;
+    let (off, size): (u64, u64) = (s.sh_offset(endian).into(), s.sh_size(endian).into());
+    let names = off
+        .checked_add(size)
+        .and_then(|end| data.get(off as usize..usize::try_from(end).ok()?))
+        .ok_or_else(|| {
+            malformed(format!(
+                "data region extends past file end: the section name table ({size:#x} bytes \
+                 at {off:#x}) runs past the end of the file ({:#x})",
+                data.len()
+            ))
+        })?;
+    match names.last() {
+        None => Err(malformed(format!(
+            "string table size is zero: section name table (section {index})"
+        ))),
+        Some(&b) if b != 0 => Err(malformed(format!(
+            "string table is not zero terminated: section name table at {off:#x}"
+        ))),
+        Some(_) => {
+            for (i, s) in shdrs.iter().enumerate().skip(1) {
+                if u64::from(s.sh_name(endian)) >= size {
+                    return Err(malformed(format!(
+                        "section name offset out of bounds: section {i} names offset {:#x} \
+                         of a {size:#x}-byte name table",
+                        s.sh_name(endian)
+                    )));
+                }
+            }
+            Ok((index, names))
+        }
+    }
+}
+
+/// A `.dynamic` section header must describe bytes of the file, aligned for its entries
+/// (patchelf reads the dynamic section through it; its words).
+fn check_dynamic_sections(sections: &[Section], len: u64, codec: Codec) -> Result<()> {
+    // A separate debug-info file's .dynamic is SHT_NOBITS: it has no bytes to check.
+    for s in sections
+        .iter()
+        .filter(|s| s.hdr.sh_type == SHT_DYNAMIC && s.hdr.sh_size > 0)
+    {
+        let h = &s.hdr;
+        if h.sh_offset.checked_add(h.sh_size).is_none_or(|e| e > len) {
+            return Err(malformed(format!(
+                "data offset extends past file end: .dynamic section ({:#x} bytes at {:#x}), \
+                 the file is {len:#x} bytes",
+                h.sh_size, h.sh_offset
+            )));
+        }
+        if h.sh_offset % codec.word_size() as u64 != 0 {
+            return Err(malformed(format!(
+                "section content is not naturally aligned: .dynamic section at {:#x}",
+                h.sh_offset
+            )));
+        }
+    }
+    Ok(())
 }

@@ -46,14 +46,19 @@ pub(crate) fn rename_patches(
         let bloom_size = c.u32(elf.data, off + 8)?;
         let shift = c.u32(elf.data, off + 12)?;
         if nbuckets == 0 || bloom_size == 0 || symoffset > count as usize {
-            return Err(malformed(format!("DT_GNU_HASH at {off:#x}: empty table")));
+            return Err(malformed(format!(
+                ".gnu.hash table header out of range: DT_GNU_HASH at {off:#x} has \
+                 {nbuckets} buckets, {bloom_size} mask words, symbol offset {symoffset} of \
+                 {count} symbols"
+            )));
         }
         let table_size = 16
             + c.word_size() as u64 * u64::from(bloom_size)
             + 4 * (u64::from(nbuckets) + (count - symoffset as u64));
         if elf.vaddr_to_offset(addr, table_size).is_none() {
             return Err(malformed(format!(
-                "DT_GNU_HASH at {off:#x}: {table_size} bytes do not fit in its segment"
+                ".gnu.hash table header out of range: DT_GNU_HASH at {off:#x} needs \
+                 {table_size} bytes, more than its segment holds"
             )));
         }
         let bucket_of = |n: &[u8]| gnu_hash(n) % nbuckets;

@@ -13,6 +13,7 @@ use super::consts::*;
 use super::error::{malformed, Result};
 use super::image::Image;
 use super::parse::Elf;
+use super::sections;
 
 const SHT_REL: u32 = 9;
 const SHT_RELA: u32 = 4;
@@ -86,29 +87,27 @@ fn movable(elf: &Elf, s: &super::parse::Section) -> bool {
     }
 }
 
-/// The writes that give the file room for `want` more program headers after the table,
-/// or `None` when the sections there cannot move. With `keep_old`, the moved block's old
-/// bytes stay where the table does not need them.
-pub(crate) fn make_room(
-    elf: &Elf,
-    page: u64,
-    want: usize,
-    keep_old: bool,
-) -> Result<Option<Image>> {
-    let c = elf.codec;
-    let ps = c.phdr_size();
-    if elf.sections.is_empty() || elf.phnum_extended {
-        return Ok(None);
-    }
+/// The sections after the program header table that move to make room: the file range
+/// `b0..run_end`, mapped at `vaddr - offset` = `bias`.
+struct Block {
+    b0: u64,
+    run_end: u64,
+    bias: u64,
+    /// Where the grown table and its spare entries end.
+    target: u64,
+}
+
+/// Finds the block of sections after the program header table that can move as one (only
+/// program headers, dynamic tags and section headers point at them) and frees room for
+/// `want` more entries, or `None`.
+fn find_block(elf: &Elf, want: usize) -> Option<Block> {
+    let ps = elf.codec.phdr_size();
     let tbl_end = elf.phoff + elf.phdrs.len() as u64 * ps;
-    let Some(l0) = elf
+    let l0 = elf
         .phdrs
         .iter()
         .find(|p| p.p_type == PT_LOAD && p.p_offset <= elf.phoff && tbl_end <= p.file_end())
-        .copied()
-    else {
-        return Ok(None);
-    };
+        .copied()?;
     let target = tbl_end + (want as u64 + 1) * ps;
     let mut secs: Vec<&super::parse::Section> = elf
         .sections
@@ -117,17 +116,14 @@ pub(crate) fn make_room(
         .filter(|s| s.hdr.sh_flags & SHF_ALLOC != 0 && s.hdr.sh_offset < l0.file_end())
         .collect();
     secs.sort_by_key(|s| s.hdr.sh_offset);
-    let Some(first) = secs.first() else {
-        return Ok(None);
-    };
-    let b0 = first.hdr.sh_offset;
+    let b0 = secs.first()?.hdr.sh_offset;
     let mut run_end = b0;
     for s in &secs {
         if run_end >= target && s.hdr.sh_offset >= run_end {
             break;
         }
         if !movable(elf, s) {
-            return Ok(None);
+            return None;
         }
         run_end = run_end.max(s.hdr.sh_offset + s.hdr.sh_size);
     }
@@ -142,11 +138,11 @@ pub(crate) fn make_room(
             || p.p_offset < b0
             || p.file_end() > run_end
         {
-            return Ok(None);
+            return None;
         }
     }
     if run_end < target || run_end > l0.file_end() {
-        return Ok(None);
+        return None;
     }
     let bias = l0.p_vaddr.wrapping_sub(l0.p_offset);
     if secs
@@ -154,8 +150,39 @@ pub(crate) fn make_room(
         .filter(|s| s.hdr.sh_offset < run_end)
         .any(|s| s.hdr.sh_addr.wrapping_sub(s.hdr.sh_offset) != bias)
     {
+        return None;
+    }
+    Some(Block {
+        b0,
+        run_end,
+        bias,
+        target,
+    })
+}
+
+/// The writes that give the file room for `want` more program headers after the table,
+/// or `None` when the sections there cannot move. With `keep_old`, the moved block's old
+/// bytes stay where the table does not need them.
+pub(crate) fn make_room(
+    elf: &Elf,
+    page: u64,
+    want: usize,
+    keep_old: bool,
+) -> Result<Option<Image>> {
+    let c = elf.codec;
+    let ps = c.phdr_size();
+    if elf.sections.is_empty() || elf.phnum_extended {
         return Ok(None);
     }
+    let Some(Block {
+        b0,
+        run_end,
+        bias,
+        target,
+    }) = find_block(elf, want)
+    else {
+        return Ok(None);
+    };
     let a0 = b0.wrapping_add(bias);
     let len = run_end - b0;
     let top = elf
@@ -166,15 +193,18 @@ pub(crate) fn make_room(
         .max()
         .unwrap_or(0);
     let ovf = || malformed("new segment would overflow the address space");
-    let new_off = align_up(elf.data.len() as u64, page).ok_or_else(ovf)? + b0 % page;
+    // A section header table that ends the file is dropped there and written after the
+    // block, so that it still ends the file.
+    let data_len = elf.data.len() as u64;
+    let sht_last = super::layout::table_is_last(elf, data_len);
+    let base_len = if sht_last { elf.shoff } else { data_len };
+    let new_off = align_up(base_len, page).ok_or_else(ovf)? + b0 % page;
     let new_v = align_up(top, page).ok_or_else(ovf)? + a0 % page;
     let (doff, dv) = (new_off.wrapping_sub(b0), new_v.wrapping_sub(a0));
     let in_block = |off: u64| off >= b0 && off < run_end;
-    let in_block_v = |v: u64| v >= a0 && v < a0 + len;
 
-    let data_len = elf.data.len() as u64;
     let mut img = Image {
-        base_len: data_len,
+        base_len,
         len: new_off + len,
         writes: Vec::new(),
     };
@@ -226,38 +256,73 @@ pub(crate) fn make_room(
     img.writes.push((elf.phoff, table));
     let mut ehdr = elf
         .data
-        .get(..64)
+        .get(..c.ehdr_size() as usize)
         .ok_or_else(|| malformed("file header truncated"))?
         .to_vec();
     c.put_u16(&mut ehdr, c.ehdr_phnum_at(), n as u16)?;
+    let shift = Shift {
+        block: b0..run_end,
+        addrs: a0..a0 + len,
+        doff,
+        dv,
+    };
+    follow_block(elf, &mut img, &mut ehdr, &shift, sht_last)?;
     img.writes.push((0, ehdr));
+    Ok(Some(img))
+}
+
+/// How the moved block moved: its old file range and addresses, and by how much.
+struct Shift {
+    block: std::ops::Range<u64>,
+    addrs: std::ops::Range<u64>,
+    doff: u64,
+    dv: u64,
+}
+
+/// Points the dynamic tags and section headers that pointed into the moved block at its
+/// new place; with `sht_last`, writes the section header table after the block (and
+/// `ehdr` at it).
+fn follow_block(
+    elf: &Elf,
+    img: &mut Image,
+    ehdr: &mut [u8],
+    shift: &Shift,
+    sht_last: bool,
+) -> Result<()> {
+    let c = elf.codec;
     if let Some(d) = &elf.dynamic {
         for (k, &(tag, val)) in d.entries.iter().enumerate() {
             let addr_tag = ADDRESS_TAGS.iter().any(|t| t.0 == tag)
                 || (0x6fff_fe00..=0x6fff_feff).contains(&tag);
-            if addr_tag && in_block_v(val) {
+            if addr_tag && shift.addrs.contains(&val) {
                 let mut e = vec![0u8; c.dyn_size() as usize];
-                c.write_dyn(&mut e, 0, tag, val.wrapping_add(dv))?;
+                c.write_dyn(&mut e, 0, tag, val.wrapping_add(shift.dv))?;
                 img.writes.push((d.offset + k as u64 * c.dyn_size(), e));
             }
         }
     }
-    for s in &elf.sections {
-        let h = &s.hdr;
-        if h.sh_type != SHT_NOBITS && h.sh_size > 0 && in_block(h.sh_offset) {
-            let mut nh = *h;
-            nh.sh_offset = h.sh_offset.wrapping_add(doff);
-            nh.sh_addr = h.sh_addr.wrapping_add(dv);
-            let mut b = elf
-                .data
-                .get(s.at as usize..(s.at + c.shdr_size()) as usize)
-                .ok_or_else(|| {
-                    malformed(format!("section header at {:#x} past end of file", s.at))
-                })?
-                .to_vec();
-            c.write_shdr_place(&mut b, 0, &nh)?;
-            img.writes.push((s.at, b));
+    let moved = |h: &super::codec::Shdr| {
+        let mut nh = *h;
+        if h.sh_type != SHT_NOBITS && h.sh_size > 0 && shift.block.contains(&h.sh_offset) {
+            nh.sh_offset = h.sh_offset.wrapping_add(shift.doff);
+            nh.sh_addr = h.sh_addr.wrapping_add(shift.dv);
+        }
+        nh
+    };
+    if sht_last {
+        let at = sections::table_at(img.len)?;
+        let mut table = Vec::new();
+        for s in &elf.sections {
+            table.extend(sections::encode_shdr(c, &moved(&s.hdr))?);
+        }
+        img.len = at + table.len() as u64;
+        img.writes.push((at, table));
+        sections::put_section_fields(c, ehdr, at, elf.shnum, elf.shstrndx)?;
+    } else {
+        for s in elf.sections.iter().filter(|s| moved(&s.hdr) != s.hdr) {
+            img.writes
+                .push((s.at, sections::encode_shdr(c, &moved(&s.hdr))?));
         }
     }
-    Ok(Some(img))
+    Ok(())
 }

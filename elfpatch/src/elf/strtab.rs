@@ -60,12 +60,14 @@ fn find(hay: &[u8], pat: &[u8]) -> Option<usize> {
 /// Keeps the string table from growing with every edit: the strings referenced only by
 /// what this module rewrites (string tags, `vn_file`) are dropped from the end of the
 /// table and added back once each. Everything before the last byte referenced by
-/// something else (symbol and version names, unknown tags) stays put.
+/// something else (symbol and version names, unknown tags) or of a string this edit
+/// removed (`removed`, overwritten by [`scrub`]) stays put.
 pub(crate) fn compact(
     elf: &Elf,
     st: &mut Strings,
     entries: &mut [(u64, u64)],
     verneed: Option<&mut Vec<Verneed>>,
+    removed: &[u64],
 ) -> Result<()> {
     let Some(syms) = tables::dynsym(elf).ok().flatten() else {
         return Ok(()); // symbol names unknown: their extent cannot be known
@@ -88,6 +90,13 @@ pub(crate) fn compact(
     }
     for n in tables::verdef_names(elf)? {
         fixed_end = fixed_end.max(end_of(st, u64::from(n)));
+    }
+    // The X-ed remains of removed strings stay, as patchelf leaves them: scanners (Nix's,
+    // for store paths) read them as a reference that was there and is gone.
+    for &off in removed {
+        if off < st.bytes.len() as u64 {
+            fixed_end = fixed_end.max(end_of(st, off));
+        }
     }
     let fixed_end = fixed_end.min(st.bytes.len() as u64) as usize;
     let value =
@@ -128,9 +137,10 @@ pub(crate) fn compact(
     Ok(())
 }
 
-/// Zeroes the bytes of strings that are no longer referenced (Nix and others scan binaries
-/// for store paths). A byte is kept when any live reference (dynamic tag, symbol name,
-/// version record) still covers it, since strings share suffixes.
+/// Overwrites the bytes of strings that are no longer referenced with `X`, as patchelf
+/// does (Nix and others scan binaries for store paths, and look for the `X`s of an old
+/// one). A byte is kept when any live reference (dynamic tag, symbol name, version record)
+/// still covers it, since strings share suffixes.
 pub(crate) fn scrub(
     elf: &Elf,
     st: &mut Strings,
@@ -181,7 +191,7 @@ pub(crate) fn scrub(
         let n = st.get(off).map_or(0, |s| s.len() as u64);
         for i in off..(off + n).min(len) {
             if !keep[i as usize] {
-                st.bytes[i as usize] = 0;
+                st.bytes[i as usize] = b'X';
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The tables that hold `.dynstr` offsets besides `.dynamic`: the dynamic symbol table and
 //! the GNU version tables (`.gnu.version_r`, `.gnu.version_d`, `.gnu.version`).
 
+use super::codec::{Class, Endian};
 use super::consts::*;
 use super::error::{malformed, Result};
 use super::parse::Elf;
@@ -226,4 +227,55 @@ fn gnu_hash_count(elf: &Elf, addr: u64) -> Result<u64> {
 /// `st_name` of symbol `i` of the table at `off`.
 pub fn sym_name(elf: &Elf, off: u64, i: u64) -> Result<u32> {
     elf.codec.u32(elf.data, off + i * elf.codec.sym_size())
+}
+
+/// The `st_shndx` of every symbol of `bytes`, a symbol table of entries of type `S`.
+fn section_indices<S: object::read::elf::Sym<Endian = object::Endianness>>(
+    bytes: &[u8],
+    endian: object::Endianness,
+) -> Vec<u16> {
+    let n = bytes.len() / std::mem::size_of::<S>();
+    object::pod::slice_from_bytes::<S>(bytes, n)
+        .map(|(syms, _)| syms.iter().map(|s| s.st_shndx(endian)).collect())
+        .unwrap_or_default()
+}
+
+/// Indices of the sections without a name that symbols of `.symtab` or `.dynsym` refer
+/// to (patchelf warns about them, and scripts match its warning).
+pub fn unnamed_section_refs(elf: &Elf) -> Vec<u16> {
+    let endian = match elf.codec.endian {
+        Endian::Little => object::Endianness::Little,
+        Endian::Big => object::Endianness::Big,
+    };
+    let mut found = std::collections::BTreeSet::new();
+    let tables = elf
+        .sections
+        .iter()
+        .filter(|s| matches!(s.hdr.sh_type, SHT_SYMTAB | SHT_DYNSYM));
+    for t in tables {
+        let Some(bytes) = t.hdr.sh_offset.checked_add(t.hdr.sh_size).and_then(|end| {
+            elf.data
+                .get(usize::try_from(t.hdr.sh_offset).ok()?..usize::try_from(end).ok()?)
+        }) else {
+            continue;
+        };
+        let indices = match elf.codec.class {
+            Class::Elf32 => {
+                section_indices::<object::elf::Sym32<object::Endianness>>(bytes, endian)
+            }
+            Class::Elf64 => {
+                section_indices::<object::elf::Sym64<object::Endianness>>(bytes, endian)
+            }
+        };
+        for i in indices {
+            let unnamed = elf
+                .sections
+                .get(usize::from(i))
+                .is_some_and(|s| s.name.is_empty());
+            if i != object::elf::SHN_UNDEF && i < object::elf::SHN_LORESERVE && unnamed {
+                found.insert(i);
+            }
+        }
+    }
+    found.into_iter().collect()
 }

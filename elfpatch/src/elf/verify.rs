@@ -37,7 +37,32 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
         }
     };
     let len = data.len() as u64;
-    let loads: Vec<&Phdr> = elf.phdrs.iter().filter(|p| p.p_type == PT_LOAD).collect();
+    // A PT_LOAD of no bytes maps nothing (linker scripts leave such segments, with any
+    // offset and address): it cannot overlap, be misaligned or hold anything.
+    let loads: Vec<&Phdr> = elf
+        .phdrs
+        .iter()
+        .filter(|p| p.p_type == PT_LOAD && (p.p_memsz > 0 || p.p_filesz > 0))
+        .collect();
+    check_loads(&loads, len, &mut add);
+    check_segments(&elf, data, &loads, &mut add);
+    check_dynamic(&elf, &loads, &mut add);
+    check_sections(&elf, &loads, &mut add);
+    check_verneed(&elf, &mut add);
+    f
+}
+
+/// True when a `PT_LOAD` maps the `size` file bytes at `off` at address `vaddr`.
+fn in_load(loads: &[&Phdr], off: u64, vaddr: u64, size: u64) -> bool {
+    loads.iter().any(|p| {
+        vaddr >= p.p_vaddr
+            && vaddr.saturating_add(size) <= p.p_vaddr.saturating_add(p.p_filesz)
+            && vaddr - p.p_vaddr == off.wrapping_sub(p.p_offset)
+    })
+}
+
+/// `PT_LOAD`s: inside the file, `p_filesz <= p_memsz`, aligned, not W+X, sorted, disjoint.
+fn check_loads(loads: &[&Phdr], len: u64, add: &mut impl FnMut(&'static str, String)) {
     let mut prev: Option<&Phdr> = None;
     for (i, p) in loads.iter().enumerate() {
         if p.file_end() > len {
@@ -94,15 +119,18 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
         }
         prev = Some(p);
     }
-    let in_load = |off: u64, vaddr: u64, size: u64| {
-        loads.iter().any(|p| {
-            vaddr >= p.p_vaddr
-                && vaddr.saturating_add(size) <= p.p_vaddr.saturating_add(p.p_filesz)
-                && vaddr - p.p_vaddr == off.wrapping_sub(p.p_offset)
-        })
-    };
+}
+
+/// `PT_PHDR`, `PT_INTERP` and `PT_DYNAMIC`: mapped, and what each needs of its segment.
+fn check_segments(
+    elf: &Elf,
+    data: &[u8],
+    loads: &[&Phdr],
+    add: &mut impl FnMut(&'static str, String),
+) {
+    let len = data.len() as u64;
     for p in &elf.phdrs {
-        let covered = in_load(p.p_offset, p.p_vaddr, p.p_filesz);
+        let covered = in_load(loads, p.p_offset, p.p_vaddr, p.p_filesz);
         let unmapped =
             |name: &str| format!("{name} at {:#x} is not covered by a PT_LOAD", p.p_vaddr);
         match p.p_type {
@@ -149,10 +177,14 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
             _ => {}
         }
     }
+}
+
+/// Dynamic tags: addresses mapped, string offsets inside a NUL-terminated `.dynstr`.
+fn check_dynamic(elf: &Elf, loads: &[&Phdr], add: &mut impl FnMut(&'static str, String)) {
     if let Some(d) = &elf.dynamic {
         for &(tag, val) in &d.entries {
             if let Some(&(_, name)) = ADDRESS_TAGS.iter().find(|t| t.0 == tag) {
-                if val != 0 && !mapped(&loads, val) {
+                if val != 0 && !mapped(loads, val) {
                     add(
                         "tag-unmapped",
                         format!("{name} = {val:#x} is outside every PT_LOAD"),
@@ -162,17 +194,33 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
             if is_string_tag(tag) && cstr(elf.strtab_bytes(), val).is_none() {
                 add(
                     "tag-string",
-                    format!("dynamic tag {tag:#x}: string offset {val:#x} is outside .dynstr"),
+                    format!(
+                        "dynamic tag {tag:#x}: string table index out of bounds ({val:#x} is \
+                         outside .dynstr)"
+                    ),
                 );
             }
         }
-        if elf.strtab.is_none() {
-            add(
+        match elf.strtab_bytes().last() {
+            _ if elf.strtab.is_none() => add(
                 "dynstr",
                 "dynamic section without DT_STRTAB/DT_STRSZ".into(),
-            );
+            ),
+            Some(&b) if b != 0 => add(
+                "dynstr",
+                format!(
+                    "string table is not NUL-terminated: .dynstr at DT_STRTAB {:#x}",
+                    elf.strtab.as_ref().map_or(0, |s| s.vaddr)
+                ),
+            ),
+            _ => {}
         }
     }
+}
+
+/// Section headers: `.dynstr` and `.dynamic` agree with the tags, allocated sections are
+/// mapped.
+fn check_sections(elf: &Elf, loads: &[&Phdr], add: &mut impl FnMut(&'static str, String)) {
     for s in &elf.sections {
         let h = &s.hdr;
         if s.name == b".dynstr" {
@@ -202,7 +250,7 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
             && h.sh_type != SHT_NOBITS
             && h.sh_size > 0
             && !elf.phdrs.is_empty()
-            && !in_load(h.sh_offset, h.sh_addr, h.sh_size)
+            && !in_load(loads, h.sh_offset, h.sh_addr, h.sh_size)
         {
             add(
                 "section-outside",
@@ -214,13 +262,21 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
             );
         }
     }
-    match tables::read_verneed(&elf) {
+}
+
+/// `.gnu.version_r` reads, and its file names are in `.dynstr`.
+fn check_verneed(elf: &Elf, add: &mut impl FnMut(&'static str, String)) {
+    match tables::read_verneed(elf) {
         Ok(Some(t)) => {
             for v in &t.entries {
                 if elf.dynstr(u64::from(v.file)).is_none() {
                     add(
                         "verneed",
-                        format!(".gnu.version_r vn_file {:#x} is outside .dynstr", v.file),
+                        format!(
+                            ".gnu.version_r vn_file: string table index out of bounds ({:#x} \
+                             is outside .dynstr)",
+                            v.file
+                        ),
                     );
                 }
             }
@@ -228,7 +284,6 @@ pub fn findings(data: &[u8]) -> Vec<Finding> {
         Ok(None) => {}
         Err(e) => add("verneed", e.to_string()),
     }
-    f
 }
 
 /// Checks that make a file unsafe to edit or to read tags from: segments past the end of

@@ -20,7 +20,14 @@ use super::verify::verify_edit;
 /// Writes `bytes` to `path` atomically: readers see the old or the new contents, never a
 /// mix. When `path` exists its owner and mode are kept (see [`write_edit`]). Callers skip
 /// the call when an edit changed nothing, so an unchanged file keeps its inode and mtime.
+/// A device or FIFO at `path` is written into instead of replaced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if is_special(path) {
+        return fs::OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .write_all(bytes);
+    }
     let like = fs::metadata(path).ok();
     let mut tmp = resolver::atomic::temporary_in(resolver::atomic::parent_dir(path))?;
     tmp.write_all(bytes)?;
@@ -125,9 +132,22 @@ pub fn write_edit(
     out: &Path,
     out_is_input: bool,
 ) -> Result<bool> {
-    let img = edit.image(elf)?;
+    write_image(input, elf, &edit.image(elf)?, out, out_is_input)
+}
+
+/// Like [`write_edit`], for an image already made (see [`Image::from_bytes`]).
+pub fn write_image(
+    input: &Input,
+    elf: &Elf,
+    img: &Image,
+    out: &Path,
+    out_is_input: bool,
+) -> Result<bool> {
     if out_is_input && img.is_identity(elf.data) {
         return Ok(false);
+    }
+    if is_special(out) {
+        return write_special(elf, img, out).map(|()| true);
     }
     // Edit through a symlink, as an in-place write would, instead of replacing the link.
     let resolved = if fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
@@ -140,7 +160,7 @@ pub fn write_edit(
     let mut tmp =
         resolver::atomic::temporary_in(dir).map_err(io_err("create a temporary file in", dir))?;
     let tpath = tmp.path().to_path_buf();
-    write_runs(tmp.as_file_mut(), input, &img).map_err(io_err("write", &tpath))?;
+    write_runs(tmp.as_file_mut(), input, img).map_err(io_err("write", &tpath))?;
     if durable() {
         start_writeback(tmp.as_file());
     }
@@ -170,6 +190,26 @@ pub fn write_edit(
         ))
     })?;
     Ok(true)
+}
+
+/// True when `path` names something other than a regular file or a directory (a
+/// character device such as `/dev/null`, a FIFO, a socket): such an output is written
+/// into, never replaced by a renamed file.
+fn is_special(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
+/// Writes the verified output of `img` into the special file `out` (`--output /dev/null`,
+/// a pipe), as patchelf does: opened for writing, neither truncated nor renamed over, its
+/// owner and mode left alone.
+fn write_special(elf: &Elf, img: &Image, out: &Path) -> Result<()> {
+    let bytes = img.materialize(elf.data);
+    verify_edit(elf.data, &bytes)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(out)
+        .map_err(io_err("open", out))?;
+    f.write_all(&bytes).map_err(io_err("write", out))
 }
 
 /// Gives `f` the owner and group of `like`, as an edit in place keeps them, where the
@@ -223,7 +263,11 @@ fn write_runs(f: &mut fs::File, input: &Input, img: &Image) -> io::Result<()> {
             Run::Input(r) if r.len() >= COPY_MIN => {
                 write_all_vectored(f, &mut batch)?;
                 let copied = copy_range(&input.file, r.start as u64, r.len(), f)?;
-                batch.push(IoSlice::new(&input[r.start + copied..r.end]));
+                // What the kernel did not copy (an empty slice would make the next
+                // vectored write return 0, which reads as a full disk).
+                if r.start + copied < r.end {
+                    batch.push(IoSlice::new(&input[r.start + copied..r.end]));
+                }
             }
             Run::Input(r) => batch.push(IoSlice::new(&input[r])),
             Run::Bytes(b) => batch.push(IoSlice::new(b)),
@@ -298,4 +342,32 @@ fn write_all_vectored(f: &mut fs::File, slices: &mut Vec<IoSlice>) -> io::Result
     }
     slices.clear();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A long input run the kernel copies whole, then a hole, then bytes: no empty slice
+    /// reaches a vectored write (which returned 0, read as "write zero").
+    #[test]
+    fn copied_run_then_hole_then_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("in");
+        let data: Vec<u8> = (0..COPY_MIN + 100).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src, &data).expect("write");
+        let input = read_file(&src).expect("read");
+        let len = data.len() as u64 + 2 * HOLE_MIN as u64 + 4;
+        let img = Image {
+            base_len: data.len() as u64,
+            len,
+            writes: vec![(len - 4, b"tail".to_vec())],
+        };
+        let mut out = tempfile::tempfile().expect("tempfile");
+        write_runs(&mut out, &input, &img).expect("write_runs");
+        let mut got = Vec::new();
+        out.seek(SeekFrom::Start(0)).expect("seek");
+        io::Read::read_to_end(&mut out, &mut got).expect("read back");
+        assert_eq!(got, img.materialize(&input));
+    }
 }

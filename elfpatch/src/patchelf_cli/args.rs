@@ -31,7 +31,7 @@ pub const USAGE: &str = "syntax: patchelf
   [--no-sort]		Do not sort program+section headers; useful for debugging patchelf.
   [--clear-symbol-version SYMBOL]
   [--add-debug-tag]
-  [--build-resolution-cache]	Not supported by elfpatch (see elfpatch convert).
+  [--build-resolution-cache]	Records where each DT_NEEDED resolves against the run path (.note.nixos.ldcache)
   [--print-execstack]		Prints whether the object requests an executable stack
   [--clear-execstack]
   [--set-execstack]
@@ -74,6 +74,8 @@ pub struct Options {
     pub debug: bool,
     /// `--no-clobber-old-sections`: moved pieces keep their old bytes.
     pub keep_old_sections: bool,
+    /// `--build-resolution-cache`.
+    pub build_resolution_cache: bool,
     pub files: Vec<PathBuf>,
 }
 
@@ -87,11 +89,15 @@ pub enum Parsed {
 
 fn value(arg: &str) -> Result<String> {
     match arg.strip_prefix('@') {
-        Some(f) if !f.is_empty() => {
-            std::fs::read_to_string(f).with_context(|| format!("cannot read argument file '{f}'"))
-        }
+        Some(f) if !f.is_empty() => std::fs::read_to_string(f).with_context(|| getting_info(f)),
         _ => Ok(arg.to_string()),
     }
+}
+
+/// The context of a failed read of an `@FILE` argument, in patchelf's words (scripts match
+/// them).
+fn getting_info(f: &str) -> String {
+    format!("getting info about '{f}'")
 }
 
 fn expand(args: Vec<OsString>) -> Result<Vec<String>> {
@@ -102,8 +108,7 @@ fn expand(args: Vec<OsString>) -> Result<Vec<String>> {
             .map_err(|a| anyhow::anyhow!("argument is not valid UTF-8: {a:?}"))?;
         match a.strip_prefix('@') {
             Some(f) if !f.is_empty() && !out.last().is_some_and(|p: &String| takes_value(p)) => {
-                let text = std::fs::read_to_string(f)
-                    .with_context(|| format!("cannot read response file '{f}'"))?;
+                let text = std::fs::read_to_string(f).with_context(|| getting_info(f))?;
                 out.extend(text.split_whitespace().map(str::to_string));
             }
             _ => out.push(a),
@@ -212,11 +217,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Parsed> {
             // which keeps them sorted), so there is nothing to turn off.
             "--no-sort" => {}
             "--no-clobber-old-sections" => o.keep_old_sections = true,
-            "--build-resolution-cache" => bail!(
-                "--build-resolution-cache is not supported: elfpatch does not write the \
-                 .note.nixos.ldcache note (read only by a patched glibc); `elfpatch convert` \
-                 names libraries by content instead, with no run-path search at all"
-            ),
+            "--build-resolution-cache" => o.build_resolution_cache = true,
             "--help" | "-h" => return Ok(Parsed::Help),
             "--version" | "-V" => return Ok(Parsed::Version),
             _ => bail!("unknown option '{a}'"),
@@ -227,6 +228,9 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Parsed> {
     }
     if o.output.is_some() && o.files.len() > 1 {
         bail!("--output option only allowed with single input file");
+    }
+    if o.force_rpath && o.build_resolution_cache {
+        bail!("--build-resolution-cache cannot be combined with --force-rpath");
     }
     if o.set_rpath.is_some() && o.add_rpath.is_some() {
         bail!("--set-rpath and --add-rpath cannot be combined");
@@ -295,8 +299,16 @@ mod tests {
         assert!(parse(&["--page-size", "3000", "f"]).is_err());
         assert!(matches!(parse(&["--version"]), Ok(Parsed::Version)));
         assert!(matches!(parse(&["-h"]), Ok(Parsed::Help)));
-        let refused = parse(&["--build-resolution-cache", "f"]).unwrap_err();
-        assert!(refused.to_string().contains("not supported"), "{refused}");
+        let refused = parse(&["--force-rpath", "--build-resolution-cache", "f"]).unwrap_err();
+        assert!(
+            refused.to_string().contains("cannot be combined"),
+            "{refused}"
+        );
+        let missing = parse(&["--set-rpath", "@/nonexistent/args", "f"]).unwrap_err();
+        assert!(
+            format!("{missing:#}").contains("getting info about '/nonexistent/args'"),
+            "{missing:#}"
+        );
         let Ok(Parsed::Run(o)) = parse(&["--no-sort", "--no-clobber-old-sections", "f"]) else {
             panic!("--no-sort and --no-clobber-old-sections refused");
         };

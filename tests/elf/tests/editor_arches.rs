@@ -111,7 +111,14 @@ fn every_class_endianness_and_machine() {
             !out.windows(12).any(|w| w == b"libfoo.so.1\0"),
             "{what}: old name not scrubbed"
         );
-        let page = max_page_size(t.machine);
+        // New segments take the machine's page size, or the input's largest PT_LOAD
+        // alignment when that is larger (so every load of the file agrees, as patchelf).
+        let page = elf
+            .program_headers()
+            .iter()
+            .filter(|p| p.p_type == 1)
+            .map(|p| p.p_align)
+            .fold(max_page_size(t.machine), u64::max);
         let loads: Vec<_> = o
             .program_headers()
             .iter()

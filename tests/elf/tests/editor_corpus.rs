@@ -157,4 +157,12 @@ fn corpus_replace_needed_and_interpreter() {
         "{} corrupted outputs",
         corrupted.len()
     );
+    assert_eq!(nrefused, 0, "refused inputs (see above)");
+    // Most files have an interpreter or a DT_NEEDED to rename: an editor that quietly
+    // left them alone would pass the checks above.
+    assert!(
+        patched > unchanged,
+        "only {patched} of {} files were patched",
+        files.len()
+    );
 }

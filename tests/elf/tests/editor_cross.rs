@@ -61,3 +61,15 @@ fn s390x() {
         "ld64.so.1",
     )));
 }
+
+/// The resolution cache note in ELF32 and in big-endian files.
+#[test]
+fn resolution_cache_i386_and_s390x() {
+    ops::resolution_cache(&Fixture::build(i386("i386-ldcache", &["-fPIE", "-pie"])));
+    ops::resolution_cache(&Fixture::build(cross(
+        "s390x-ldcache",
+        "s390x-linux-gnu",
+        "qemu-s390x",
+        "ld64.so.1",
+    )));
+}

@@ -172,3 +172,124 @@ fn malformed_inputs_are_refused_cleanly() {
     }
     println!("{} malformed inputs refused cleanly", list.len());
 }
+
+/// Index of section `name` of `file`, from `readelf -SW`.
+fn section_index(file: &Path, name: &str) -> usize {
+    readelf("-S", file)
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('['))
+        .filter_map(|l| l.split_once(']'))
+        .find(|(_, rest)| rest.split_whitespace().next() == Some(name))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no section {name}"))
+}
+
+/// Corrupt headers are refused with patchelf 0.19's words (its suite, and scripts, match
+/// them), and a symbol of an unnamed section gets patchelf's warning.
+#[test]
+fn corrupt_headers_get_patchelfs_messages() {
+    let fx = Fixture::build(x86_64("pie", &["-fPIE", "-pie"]));
+    let good = std::fs::read(&fx.prog).expect("read fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shoff = u64le(&good, 40) as usize;
+    let shdr = |name: &str| shoff + 64 * section_index(&fx.prog, name);
+    let field = |name: &str, at: usize| u64le(&good, shdr(name) + at) as usize;
+    let shstrndx = u16le(&good, 62);
+    let names = shoff + 64 * shstrndx;
+    let names_end = u64le(&good, names + 24) as usize + u64le(&good, names + 32) as usize;
+    let dynstr_end = field(".dynstr", 24) + field(".dynstr", 32);
+    let needed = *dyn_entries(&good)
+        .iter()
+        .find(|&&e| u64le(&good, e) == 1)
+        .expect("DT_NEEDED");
+    let gnu_hash = field(".gnu.hash", 24);
+    let text = section_index(&fx.prog, ".text");
+    let map = dir.path().join("map");
+    std::fs::write(&map, "greet greet2\n").expect("write map");
+    let map = map.to_str().expect("utf-8").to_string();
+    let rename: [&str; 2] = ["--rename-dynamic-symbols", &map];
+    type Poke = (usize, Vec<u8>);
+    let cases: Vec<(&str, Poke, &[&str])> = vec![
+        (
+            "string table index out of bounds",
+            (62, vec![0xff, 0xff]),
+            &[],
+        ),
+        (
+            "data region extends past file end",
+            (names + 32, (u64::MAX / 2).to_le_bytes().to_vec()),
+            &[],
+        ),
+        ("string table size is zero", (names + 32, vec![0; 8]), &[]),
+        (
+            "string table is not zero terminated",
+            (names_end - 1, vec![b'A']),
+            &[],
+        ),
+        (
+            "section name offset out of bounds",
+            (shoff + 64, 0x7fff_ffffu32.to_le_bytes().to_vec()),
+            &[],
+        ),
+        ("section headers have wrong size", (58, vec![0x30, 0]), &[]),
+        (
+            "data offset extends past file end",
+            (shdr(".dynamic") + 24, (u64::MAX / 2).to_le_bytes().to_vec()),
+            &["--print-needed"],
+        ),
+        (
+            "section content is not naturally aligned",
+            (shdr(".dynamic") + 24, 1u64.to_le_bytes().to_vec()),
+            &["--print-needed"],
+        ),
+        (
+            "string table index out of bounds",
+            (needed + 8, (u64::MAX / 2).to_le_bytes().to_vec()),
+            &["--print-needed"],
+        ),
+        (
+            "string table is not NUL-terminated",
+            (dynstr_end - 1, vec![b'A']),
+            &["--print-needed"],
+        ),
+        (
+            "hash table header out of range",
+            (gnu_hash, vec![0; 4]),
+            &rename,
+        ),
+        (
+            "program header table out of bounds",
+            (32, (u64::MAX / 2).to_le_bytes().to_vec()),
+            &[],
+        ),
+    ];
+    let f = dir.path().join("input");
+    for (msg, (at, bytes), args) in cases {
+        let mut m = good.clone();
+        m[at..at + bytes.len()].copy_from_slice(&bytes);
+        std::fs::write(&f, &m).expect("write case");
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["--set-rpath", "/x", f.to_str().expect("utf-8")]);
+        let out = elfpatch(&a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(msg), "{msg}: {err}");
+        assert_eq!(
+            std::fs::read(&f).expect("read back"),
+            m,
+            "{msg}: input changed"
+        );
+    }
+    // The section .text's name is gone: edited, with patchelf's warning.
+    let mut m = good.clone();
+    m[shoff + 64 * text..shoff + 64 * text + 4].fill(0);
+    std::fs::write(&f, &m).expect("write case");
+    let out = elfpatch(&["--set-rpath", "/x", f.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "warning: symbol table entry refers to an unnamed section (index {text})"
+        )),
+        "{err}"
+    );
+}

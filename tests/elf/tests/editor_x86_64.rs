@@ -72,3 +72,28 @@ fn invoked_as_patchelf() {
     let bad = elf_tests::run(std::process::Command::new(&link).arg("--no-such-option"));
     assert_eq!(bad.status.code(), Some(1));
 }
+
+/// `--output` naming a FIFO (as `--output /dev/null` names a device) writes the edited
+/// file into it: the FIFO stays a FIFO, the reader gets the whole edited file.
+#[test]
+fn output_to_a_fifo_writes_into_it() {
+    use std::os::unix::fs::FileTypeExt;
+    let fx = Fixture::build(flavour("pie"));
+    let fifo = fx.path("out.fifo");
+    elf_tests::run_ok(std::process::Command::new("mkfifo").arg(&fifo));
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).expect("read the fifo"))
+    };
+    let prog = fx.prog.to_str().expect("utf-8 path");
+    let out = fifo.to_str().expect("utf-8 path");
+    elfpatch_ok(&["--set-rpath", "/opt/fifo", "--output", out, prog]);
+    let bytes = reader.join().expect("reader thread");
+    assert!(std::fs::metadata(&fifo)
+        .expect("stat")
+        .file_type()
+        .is_fifo());
+    let copy = fx.path("from-fifo");
+    std::fs::write(&copy, &bytes).expect("write");
+    assert_eq!(print("rpath", &copy), "/opt/fifo");
+}

@@ -384,3 +384,27 @@ pub fn many_edits(fx: &Fixture) {
 fn contains(hay: &[u8], pat: &[u8]) -> bool {
     hay.windows(pat.len()).any(|w| w == pat)
 }
+
+/// `--build-resolution-cache` on the fixture's program: the note resolves both libraries
+/// to the fixture directory, the program runs, and a `DT_NEEDED` edit removes the note.
+pub fn resolution_cache(fx: &Fixture) {
+    let p = fx.copy(&fx.prog, "ldcache");
+    let dir = fx.dir.path().display().to_string();
+    patch(&p, &["--set-rpath", &dir]);
+    patch(&p, &["--build-resolution-cache"]);
+    let bytes = std::fs::read(&p).expect("read");
+    let elf = elfpatch::elf::Elf::parse(&bytes).expect("parse");
+    let want = format!("libextra.so\0={dir}/libextra.so\0libgreet.so.1\0={dir}/libgreet.so.1\0\0");
+    assert_eq!(
+        elf.resolution_cache(),
+        Some(Some(want.as_bytes())),
+        "{}",
+        fx.flavour.name
+    );
+    fx.assert_runs(&p, &[]);
+    patch(&p, &["--remove-needed", "libextra.so"]);
+    let bytes = std::fs::read(&p).expect("read");
+    let elf = elfpatch::elf::Elf::parse(&bytes).expect("parse");
+    assert_eq!(elf.resolution_cache(), None, "{}", fx.flavour.name);
+    fx.assert_runs(&p, &[]);
+}
