@@ -70,8 +70,8 @@ pub fn main(mut stack: Stack) -> ! {
         0 => 4096,
         p => p,
     };
-    let m = match loadmap::map_path(path.c(), arch::EM_MACHINE, page) {
-        Ok(m) => m,
+    let m = match loadmap::map_path(path.c(), arch::EM_MACHINE, page, loadmap::Role::Program) {
+        Ok((m, _)) => m,
         Err(e) => die(127, |o| {
             o.str("cannot run ").bytes(prog).str(": ").str(e.describe());
         }),
@@ -109,8 +109,12 @@ fn map(path: &[u8]) -> Result<&'static [u8], sys::Errno> {
     let mut p = PathBuf::new();
     p.push(path);
     let fd = sys::open(p.c())?;
-    let len = sys::file_size(&fd)?;
-    sys::map_file(&fd, len as usize)
+    let st = sys::fstat(&fd)?;
+    if st.kind() != sys::S_IFREG {
+        // A FIFO, a directory, a device: nothing to map (and never waited for).
+        return Err(sys::Errno(if st.kind() == sys::S_IFDIR { 21 } else { 19 }));
+    }
+    sys::map_file(&fd, st.size as usize)
 }
 
 /// `--list` (and `--verify`): walks the closure breadth-first like ld.so would.
@@ -139,7 +143,9 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
     let mut dir = PathBuf::new();
     let mut scratch = PathBuf::new();
     let source = store::locate(&mut dir, env, recorded, dirname(prog));
-    let table = store::open_table(dir.bytes(), &mut scratch).ok();
+    let table = store::open_table(dir.bytes(), &mut scratch, None)
+        .ok()
+        .map(|t| t.0);
     let mut o = Out::new(STDOUT);
     o.str("store ")
         .bytes(dir.bytes())
