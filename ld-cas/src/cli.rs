@@ -184,19 +184,25 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
         },
         _ => default,
     };
-    let mut seen = [Hash([0; 32]); 1024];
+    // Room for the loader besides in `objs`.
+    let mut seen = [Hash([0; 32]); verify::MAX - 1];
     let mut n = 0;
-    let mut queue = [&[][..]; 1024];
+    let mut queue = [&[][..]; verify::MAX];
     queue[0] = data;
     let (mut head, mut tail) = (0, 1);
     let mut plain = [&[][..]; 128];
     let mut np = 0;
     while head < tail {
-        let f = match elf::File::parse(queue[head], arch::EM_MACHINE) {
-            Some(f) => f,
-            None => break,
-        };
+        let f = elf::File::parse(queue[head], arch::EM_MACHINE);
         head += 1;
+        let f = match f {
+            Some(f) => f,
+            None => {
+                // Not an ELF file for this machine: it needs nothing ld-cas can follow;
+                // `--verify` still rehashes it.
+                continue;
+            }
+        };
         for name in f.needed() {
             if !name.starts_with(URI_PREFIX) {
                 if !plain[..np].contains(&name) {
@@ -223,22 +229,34 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
                     continue;
                 }
             };
-            if seen[..n].contains(&h) || n == seen.len() {
+            if seen[..n].contains(&h) {
                 continue;
+            }
+            if n == seen.len() {
+                // Never a silent cut: the closure is bigger than what is listed.
+                o.flush();
+                die(1, |o| {
+                    o.bytes(prog);
+                    let _ = core::fmt::write(
+                        o,
+                        format_args!(
+                            ": the closure has more than {} content-addressed objects, more than ld-cas --list and --verify handle",
+                            seen.len()
+                        ),
+                    );
+                });
             }
             seen[n] = h;
             n += 1;
             o.str("\t");
             match show(&mut o, table, dir.bytes(), name) {
                 Some(bytes) => {
-                    if tail < queue.len() {
-                        queue[tail] = bytes;
-                        tail += 1;
-                    }
-                    if m < objs.len() {
-                        objs[m] = (h, bytes);
-                        m += 1;
-                    }
+                    // At most `seen.len()` objects: `queue` has room for them after the
+                    // program, `objs` after the loader.
+                    queue[tail] = bytes;
+                    tail += 1;
+                    objs[m] = (h, bytes);
+                    m += 1;
                 }
                 None => failed = true,
             }
@@ -261,6 +279,10 @@ fn show(
     o.bytes(uri);
     let entry = match table.and_then(|t| Hash::parse_uri(uri).ok().map(|h| store::lookup(t, &h))) {
         Some(Ok(Some(e))) => e,
+        Some(Err(e)) => {
+            let _ = core::fmt::write(o, format_args!(" => the lookup table {}\n", e));
+            return None;
+        }
         _ => {
             o.str(" => not found\n");
             return None;
