@@ -646,12 +646,17 @@ fn retarget_verneed(prog: &Program, moved: &[(u64, u64)]) {
     }
     let seg = prog.phdrs.iter().find(|p| {
         let start = prog.bias.wrapping_add(p.p_vaddr as usize);
-        p.p_type == elf::PT_LOAD && addr >= start && addr < start + p.p_memsz as usize
+        p.p_type == elf::PT_LOAD && addr >= start && addr - start < p.p_memsz as usize
     });
     let seg = match seg {
         Some(s) => s,
         None => return,
     };
+    // Every Elf64_Verneed read must lie in that segment.
+    let seg_end = prog
+        .bias
+        .wrapping_add(seg.p_vaddr as usize)
+        .wrapping_add(seg.p_memsz as usize);
     let start = prog.bias.wrapping_add(seg.p_vaddr as usize) & !0xfff;
     let len =
         (prog.bias.wrapping_add((seg.p_vaddr + seg.p_memsz) as usize) - start + 0xfff) & !0xfff;
@@ -664,6 +669,9 @@ fn retarget_verneed(prog: &Program, moved: &[(u64, u64)]) {
         }
         let mut vn = addr;
         for _ in 0..num {
+            if vn & 3 != 0 || vn >= seg_end || seg_end - vn < 16 {
+                break;
+            }
             // Elf64_Verneed: vn_version u16, vn_cnt u16, vn_file u32, vn_aux u32, vn_next u32.
             let file = (vn + 4) as *mut u32;
             if let Some(m) = moved.iter().find(|m| m.0 == *file as u64) {
@@ -673,7 +681,10 @@ fn retarget_verneed(prog: &Program, moved: &[(u64, u64)]) {
             if next == 0 {
                 break;
             }
-            vn += next;
+            vn = match vn.checked_add(next) {
+                Some(v) => v,
+                None => break,
+            };
         }
         let _ = sys::mprotect(start, len, prot);
     }

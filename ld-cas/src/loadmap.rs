@@ -173,6 +173,26 @@ pub fn map_fd(fd: &Fd, machine: u16, page: usize, role: Role) -> Result<Mapped, 
         Some(f) if lo < hi => f,
         _ => return Err(MapError::NotElf),
     };
+    // What is read or entered after the mapping must lie in it: the program headers in a
+    // file-backed part of a segment, the entry point in an executable one.
+    // (The loop above checked that no segment's end overflows.)
+    let inside = |v: u64, len: u64, exec: bool| {
+        ph.iter().filter(|p| p.p_type == PT_LOAD).any(|p| {
+            let end = if exec { p.p_memsz } else { p.p_filesz };
+            v >= p.p_vaddr
+                && len <= end
+                && v - p.p_vaddr <= end - len
+                && (!exec || p.p_flags & 1 != 0)
+        })
+    };
+    if let Some(p) = ph.iter().find(|p| p.p_type == PT_PHDR) {
+        if !inside(p.p_vaddr, phnum as u64 * 56, false) {
+            return Err(MapError::NotElf);
+        }
+    }
+    if !inside(h.e_entry, 1, true) {
+        return Err(MapError::NotElf);
+    }
     let span = ((hi - lo) as usize + mask) & !mask;
     let bias = if h.e_type != ET_DYN {
         0

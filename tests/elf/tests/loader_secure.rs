@@ -637,6 +637,17 @@ fn crafted_loaders_and_programs_fail_with_a_sentence() {
     let size = fs::metadata(store.join("objects/a-program")).unwrap().len();
     point_entry(&store, &w.loader_uri, b"objects/a-program", size);
     assert_refused(&as_root(&hello, &[], &[]), &["not a program interpreter"]);
+    // A loader whose entry point lies outside its executable segments.
+    let mut bad = fs::read(store.join(String::from_utf8(ld.path.clone()).unwrap())).unwrap();
+    bad[24..32].copy_from_slice(&0xdead_0000u64.to_le_bytes());
+    fs::write(store.join("objects/bad-entry-ld.so"), &bad).unwrap();
+    point_entry(
+        &store,
+        &w.loader_uri,
+        b"objects/bad-entry-ld.so",
+        bad.len() as u64,
+    );
+    assert_refused(&as_root(&hello, &[], &[]), &["not a loadable ELF file"]);
     // A loader whose size is not the recorded one (a damaged store).
     point_entry(&store, &w.loader_uri, &ld.path, ld.size + 1);
     assert_refused(&as_root(&hello, &[], &[]), &["the lookup table records"]);
@@ -654,6 +665,15 @@ fn crafted_loaders_and_programs_fail_with_a_sentence() {
     assert_refused(
         &as_root(&needed, &[], &[]),
         &["DT_NEEDED", "outside its string table"],
+    );
+    // A program whose entry point lies outside its segments, run as `ld-cas PROGRAM`.
+    let entry_ = site.bin("hello-entry");
+    let mut bad = fs::read(&hello).unwrap();
+    bad[24..32].copy_from_slice(&0xdead_0000u64.to_le_bytes());
+    fs::write(&entry_, &bad).unwrap();
+    assert_refused(
+        &as_root(&ld_cas(), &[&entry_], &[]),
+        &["cannot run", "not a loadable ELF file"],
     );
     // The same through `ld-cas PROGRAM`, and set-user-ID.
     let out = as_root(&ld_cas(), &[&needed], &[]);
