@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the table reader and the URI parser with AFL++ (Debian's
-# `afl++` package) on the stable Rust toolchain: the resolver is compiled without `std`
+# Coverage-guided fuzzing of the table reader, the URI parser and ld-cas's ELF reading
+# (`ld-cas/src/elf.rs`, compiled in as a module) with AFL++ (Debian's `afl++` package) on
+# the stable Rust toolchain: the resolver is compiled without `std`
 # (as ld-cas compiles it) with SanitizerCoverage's trace-pc-guard instrumentation (stable
 # `-C passes=sancov-module`), the target (a libFuzzer-style `LLVMFuzzerTestOneInput`) is
 # linked with AFL++'s libFuzzer driver and runtime, and afl-fuzz runs it for SECONDS in
 # persistent mode. Panics abort, so AFL++ counts them as crashes; debug assertions and
 # overflow checks are on.
 #
-# Usage: resolver/fuzz/run.sh TARGET SECONDS [OUT]    TARGET: table | uri
+# Usage: resolver/fuzz/run.sh TARGET SECONDS [OUT]    TARGET: table | uri | elf (ld-cas's ELF reading)
 # Exits 1 when a crash or a hang was found (inputs in OUT/default/crashes, .../hangs), and
 # prints AFL++'s figures (executions, paths, coverage).
 set -euo pipefail
-target=${1:?usage: run.sh table|uri SECONDS [OUT]}
-seconds=${2:?usage: run.sh table|uri SECONDS [OUT]}
+target=${1:?usage: run.sh table|uri|elf SECONDS [OUT]}
+seconds=${2:?usage: run.sh table|uri|elf SECONDS [OUT]}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=${3:-$(mktemp -d /tmp/ld-cas-fuzz.XXXXXX)}
