@@ -3,7 +3,8 @@
 //! every entry a checked read yields has a path that stays inside the store.
 #![no_main]
 
-use resolver::table::{path_problem, Table};
+use resolver::table::format::{header, HEADER_LEN, MAGIC, VERSION};
+use resolver::table::{path_problem, Fnv64, Table};
 use resolver::uri::Hash;
 
 #[no_mangle]
@@ -14,11 +15,32 @@ pub extern "C" fn LLVMFuzzerTestOneInput(data: *const u8, size: usize) -> i32 {
     } else {
         unsafe { core::slice::from_raw_parts(data, size) }
     };
+    check(bytes);
+    // The same bytes with a header that checks out (magic, version, length, both
+    // checksums recomputed), so that mutations reach the fields behind the checksums.
+    if bytes.len() >= HEADER_LEN {
+        let mut fixed = bytes.to_vec();
+        fixed[..8].copy_from_slice(&MAGIC);
+        fixed[header::VERSION..header::VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
+        let len = fixed.len() as u64;
+        fixed[header::FILE_LEN..header::FILE_LEN + 8].copy_from_slice(&len.to_le_bytes());
+        let body = Fnv64::of(&fixed[HEADER_LEN..]);
+        fixed[header::BODY_CHECKSUM..header::BODY_CHECKSUM + 8]
+            .copy_from_slice(&body.to_le_bytes());
+        let head = Fnv64::of(&fixed[..header::HEADER_CHECKSUM]);
+        fixed[header::HEADER_CHECKSUM..header::HEADER_CHECKSUM + 8]
+            .copy_from_slice(&head.to_le_bytes());
+        check(&fixed);
+    }
+    0
+}
+
+fn check(bytes: &[u8]) {
     let table = match Table::parse(bytes) {
         Ok(t) => t,
         Err(e) => {
             let _ = e.to_string();
-            return 0;
+            return;
         }
     };
     let verified = table.verify().is_ok();
@@ -57,5 +79,4 @@ pub extern "C" fn LLVMFuzzerTestOneInput(data: *const u8, size: usize) -> i32 {
         let _ = table.entry_checked(i);
     }
     let _ = table.entry(table.len());
-    0
 }
