@@ -812,3 +812,56 @@ fn verify_fails_loudly_past_its_limits() {
         );
     }
 }
+
+#[test]
+fn trusted_owners_are_root_and_the_setuid_owner_never_the_caller() {
+    let uid = user().uid.clone();
+    // Set-group-ID (to root's group): secure mode, but no user is gained: root alone is
+    // trusted, never the caller.
+    let site = Site::new();
+    let prog = site.bin("setuid");
+    run_ok(Command::new("chown").arg("root:root").arg(&prog));
+    fs::set_permissions(&prog, fs::Permissions::from_mode(0o2755)).unwrap();
+    let out = as_user(&prog, &[], &[], Path::new("/"));
+    assert_eq!(
+        stdout(&out),
+        format!("euid {uid} value 40\n"),
+        "{}",
+        stderr(&out)
+    );
+    let table = site.store().join("table");
+    run_ok(Command::new("chown").arg(&uid).arg(&table));
+    assert_refused(
+        &as_user(&prog, &[], &[], Path::new("/")),
+        &["refused", &format!("is owned by uid {uid}")],
+    );
+
+    // Set-user-ID to another user (nobody): a store of that user's is trusted (it holds
+    // the program's rights already), the caller's still is not.
+    let site = Site::new();
+    let prog = site.bin("setuid");
+    run_ok(
+        Command::new("chown")
+            .arg("-R")
+            .arg("nobody")
+            .arg(site.store()),
+    );
+    run_ok(Command::new("chown").arg("nobody").arg(&prog));
+    fs::set_permissions(&prog, fs::Permissions::from_mode(0o4755)).unwrap();
+    let nobody = run_ok(Command::new("id").args(["-u", "nobody"]))
+        .trim()
+        .to_string();
+    let out = as_user(&prog, &[], &[], Path::new("/"));
+    assert_eq!(
+        stdout(&out),
+        format!("euid {nobody} value 40\n"),
+        "{}",
+        stderr(&out)
+    );
+    let table = site.store().join("table");
+    run_ok(Command::new("chown").arg(&uid).arg(&table));
+    assert_refused(
+        &as_user(&prog, &[], &[], Path::new("/")),
+        &["refused", &format!("is owned by uid {uid}")],
+    );
+}
