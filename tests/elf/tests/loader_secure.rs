@@ -723,6 +723,12 @@ fn fifos_and_directories_never_make_it_wait() {
         &as_root(&prog, &[], &[]),
         &[w.uri("libchain_c.so"), "a FIFO"],
     );
+    // An LD_CAS_OVERRIDE that names a FIFO (the user's own choice, still no wait).
+    let fifo = site.root().join("fifo");
+    make_fifo(&fifo);
+    let over = PathBuf::from(format!("libchain_c.so={}", fifo.display()));
+    let out = as_root(&site.bin("chain"), &[], &[("LD_CAS_OVERRIDE", &over)]);
+    assert_refused(&out, &["a FIFO"]);
     let setuid = site.setuid("setuid");
     assert_refused(&as_user(&setuid, &[], &[], Path::new("/")), &["a FIFO"]);
     let _ = fs::remove_file(&lib);
