@@ -20,7 +20,7 @@ usage: ld-cas [--] PROGRAM [ARGS...]   run PROGRAM through ld-cas
 
 ld-cas is the ELF interpreter of content-addressed programs: their DT_NEEDED entries
 name libraries as uri:blake3:<hash>, resolved through the store's lookup table.
-Environment (all ignored for setuid programs): LD_CAS_STORE (the store),
+Environment (ignored, and removed, for setuid programs): LD_CAS_STORE (the store),
 LD_CAS_DEBUG=1 (trace every resolution to stderr), LD_CAS_OVERRIDE=SONAME=PATH[:...]
 (load PATH wherever a uri: name stands for a library with that soname).
 ";
