@@ -27,8 +27,8 @@ struct User {
     gid: String,
 }
 
-/// The unprivileged user the attacks run as: created once (concurrent creations by other
-/// test processes are fine: `useradd` then reports that it exists).
+/// The unprivileged user the attacks run as: created once, if missing (safe when other
+/// processes create users at the same time).
 fn user() -> &'static User {
     static USER: OnceLock<User> = OnceLock::new();
     USER.get_or_init(|| {
@@ -40,20 +40,30 @@ fn user() -> &'static User {
             "these tests create a user and set-user-ID files: run them as root"
         );
         let name = "ldcas-attacker";
-        if run(Command::new("id").arg(name)).status.code() != Some(0) {
+        // Another process (another test binary, another checkout's tests) may be adding
+        // this user or another one at the same moment: `useradd` then says the user exists
+        // (9) or that the password files are locked (10). Retry until `id` knows it.
+        let mut last = String::new();
+        for _ in 0..50 {
+            if run(Command::new("id").arg(name)).status.code() == Some(0) {
+                break;
+            }
             let out = run(Command::new("useradd").args([
                 "--no-create-home",
                 "--shell",
                 "/bin/false",
                 name,
             ]));
-            // 9: the user exists (created meanwhile by another process).
-            assert!(
-                out.status.success() || out.status.code() == Some(9),
-                "useradd: {}",
-                stderr(&out)
-            );
+            if !out.status.success() {
+                last = stderr(&out);
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         }
+        assert_eq!(
+            run(Command::new("id").arg(name)).status.code(),
+            Some(0),
+            "cannot create the user {name}: {last}"
+        );
         let id = |flag: &str| {
             run_ok(Command::new("id").args([flag, name]))
                 .trim()
