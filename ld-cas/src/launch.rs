@@ -370,7 +370,7 @@ pub fn handover(
     let ld = match &trust {
         // Secure mode: opened one component at a time from the store (or `/`), trusted.
         Some(t) => {
-            let (fd, st) = match loader_entry {
+            let (fd, _) = match loader_entry {
                 Some(e) => open_trusted(store_dir.as_ref(), e.path, Some(e.size), t, scratch),
                 None => open_trusted(None, loader_path.bytes(), None, t, scratch),
             }
@@ -380,7 +380,6 @@ pub fn handover(
                     refused(o, scratch, e);
                 })
             });
-            let _ = st;
             loadmap::map_fd(&fd, arch::EM_MACHINE, page, Role::Loader)
         }
         None => loadmap::map_path(loader_path.c(), arch::EM_MACHINE, page, Role::Loader).and_then(
