@@ -22,6 +22,15 @@ pub const EM_MACHINE: u16 = 183;
 /// Offset of `st_mode` in the kernel's `struct stat` (the generic layout).
 pub const STAT_MODE_OFFSET: usize = 16;
 
+/// Offset of `st_uid` in the kernel's `struct stat` (`st_gid` follows it).
+pub const STAT_UID_OFFSET: usize = 24;
+
+/// `O_DIRECTORY`: fail unless the path names a directory.
+pub const O_DIRECTORY: usize = 0o40000;
+
+/// `O_NOFOLLOW`: fail (`ELOOP`) when the last component is a symbolic link.
+pub const O_NOFOLLOW: usize = 0o100000;
+
 /// System call numbers used by ld-cas (the generic table of `asm-generic/unistd.h`).
 pub mod nr {
     #![allow(missing_docs)]

@@ -13,11 +13,12 @@
 use core::ptr::addr_of_mut;
 
 use crate::arena;
-use crate::cas::{Hash, URI_LEN, URI_PREFIX};
+use crate::cas::{Entry, Hash, URI_LEN, URI_PREFIX};
 use crate::elf::{Dyn, DT_AUDIT, DT_LDCAS_HOOK, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NULL};
 use crate::out::{cstr, die, Out, STDERR};
 use crate::path::PathBuf;
 use crate::store;
+use crate::sys;
 
 /// `LA_SER_ORIG`: the name as it was asked for, before any search.
 const LA_SER_ORIG: u32 = 1;
@@ -34,6 +35,11 @@ pub struct Resolver {
     pub debug: bool,
     /// `LD_CAS_OVERRIDE` (`SONAME=PATH[:SONAME=PATH...]`), empty under `AT_SECURE`.
     pub overrides: &'static [u8],
+    /// Check each object's file (one `stat`: a regular file of the recorded size) before
+    /// handing its path to ld.so, so that a FIFO cannot make ld.so wait for ever and a
+    /// damaged store is reported by name. Off under `AT_SECURE`, where the objects are
+    /// opened and checked one component at a time instead (see `crate::trust`).
+    pub check_files: bool,
     /// Set once start-up loading is over: a missing object then fails `dlopen` instead of
     /// ending the process.
     running: bool,
@@ -45,6 +51,7 @@ static mut STATE: Resolver = Resolver {
     program: &[],
     debug: false,
     overrides: &[],
+    check_files: false,
     running: false,
 };
 
@@ -61,8 +68,9 @@ pub unsafe fn state() -> &'static mut Resolver {
 
 /// Outcome of resolving one `uri:` name.
 pub enum Found {
-    /// The object's path (store + store-relative path, NUL-terminated, kept for good).
-    Path(*const u8),
+    /// The object's path (store + store-relative path, NUL-terminated, kept for good), and
+    /// its table entry (`None` for an `LD_CAS_OVERRIDE` path).
+    Path(*const u8, Option<Entry<'static>>),
     /// Not a `uri:` name: ld.so searches it as usual.
     Plain,
 }
@@ -78,13 +86,15 @@ pub fn resolve(r: &mut Resolver, name: &[u8], requester: &[u8]) -> Option<Found>
         }
         return Some(Found::Plain);
     }
-    let fail = |r: &Resolver, why: &str| -> Option<Found> {
+    let fail = |r: &Resolver, why: &dyn Fn(&mut Out)| -> Option<Found> {
         let print = |o: &mut Out| {
             o.bytes(r.program).str(": cannot load ").bytes(name);
             if !requester.is_empty() && requester != r.program {
                 o.str(" (needed by ").bytes(requester).str(")");
             }
-            o.str(": ").str(why).str("; store ").bytes(r.store.bytes());
+            o.str(": ");
+            why(o);
+            o.str("; store ").bytes(r.store.bytes());
         };
         if r.running {
             // A failing dlopen: dlerror() tells the program; trace only when asked.
@@ -97,12 +107,24 @@ pub fn resolve(r: &mut Resolver, name: &[u8], requester: &[u8]) -> Option<Found>
     };
     let hash = match Hash::parse_uri(name) {
         Ok(h) if name.len() == URI_LEN => h,
-        _ => return fail(r, "malformed content address"),
+        _ => {
+            return fail(r, &|o| {
+                o.str("malformed content address");
+            })
+        }
     };
     let entry = match store::lookup(r.table, &hash) {
         Ok(Some(e)) => e,
-        Ok(None) => return fail(r, "not in the lookup table"),
-        Err(_) => return fail(r, "corrupt table entry"),
+        Ok(None) => {
+            return fail(r, &|o| {
+                o.str("not in the lookup table");
+            })
+        }
+        Err(e) => {
+            return fail(r, &|o| {
+                let _ = core::fmt::write(o, format_args!("the lookup table {}", e));
+            })
+        }
     };
     let replacement = override_for(r.overrides, entry.soname);
     // SAFETY: resolutions are serialized (see `state`).
@@ -112,9 +134,46 @@ pub fn resolve(r: &mut Resolver, name: &[u8], requester: &[u8]) -> Option<Found>
             None => arena::keep(&[r.store.bytes(), b"/", entry.path]),
         }
     };
-    // The object's existence is not checked here: that would cost a system call per
-    // library at every start. A table entry whose file is gone (a damaged store) makes
-    // ld.so fail with the object's path, which holds the hash and the name.
+    if r.check_files {
+        // One `stat` (no open): a regular file of the size the table records (an
+        // `LD_CAS_OVERRIDE` file: of any size). ld.so would wait for ever on a FIFO and
+        // map whatever else is there.
+        // SAFETY: NUL-terminated copy made above, kept for good; its terminator follows it.
+        let (file, with_nul) = unsafe {
+            let file = cstr(path);
+            (file, core::slice::from_raw_parts(path, file.len() + 1))
+        };
+        match sys::stat_at(sys::AT_FDCWD as i32, with_nul, 0) {
+            Ok(st)
+                if st.kind() == sys::S_IFREG
+                    && (replacement.is_some() || st.size == entry.size) => {}
+            Ok(st) if st.kind() != sys::S_IFREG => {
+                return fail(r, &|o| {
+                    o.bytes(file)
+                        .str(" is ")
+                        .str(st.describe_kind())
+                        .str(", not a regular file");
+                })
+            }
+            Ok(st) => {
+                return fail(r, &|o| {
+                    o.bytes(file);
+                    let _ = core::fmt::write(
+                        o,
+                        format_args!(
+                            " is {} bytes long, but the lookup table records {} (a damaged store)",
+                            st.size, entry.size
+                        ),
+                    );
+                })
+            }
+            Err(e) => {
+                return fail(r, &|o| {
+                    o.bytes(file).str(": ").str(e.describe());
+                })
+            }
+        }
+    }
     if r.debug {
         trace(|o| {
             o.bytes(name).str(" (").bytes(entry.soname).str(") => ");
@@ -125,7 +184,14 @@ pub fn resolve(r: &mut Resolver, name: &[u8], requester: &[u8]) -> Option<Found>
             }
         });
     }
-    Some(Found::Path(path))
+    Some(Found::Path(
+        path,
+        if replacement.is_some() {
+            None
+        } else {
+            Some(entry)
+        },
+    ))
 }
 
 /// The path `LD_CAS_OVERRIDE` gives for `soname`: the list is `SONAME=PATH` entries
@@ -204,7 +270,7 @@ extern "C" fn objsearch(name: *const u8, requester: *const usize) -> *const u8 {
     };
     let req = if req.is_empty() { r.program } else { req };
     match resolve(r, n, req) {
-        Some(Found::Path(p)) => p,
+        Some(Found::Path(p, _)) => p,
         Some(Found::Plain) => name,
         None => core::ptr::null(),
     }
@@ -320,7 +386,12 @@ pub enum InstallError {
 ///
 /// # Safety
 /// `dynamic` must be the program's writable dynamic section, not yet read by ld.so.
-pub unsafe fn install(dynamic: &mut [Dyn], strtab: usize, me: &[u8]) -> Result<(), InstallError> {
+pub unsafe fn install(
+    dynamic: &mut [Dyn],
+    strtab: usize,
+    strings: &[u8],
+    me: &[u8],
+) -> Result<(), InstallError> {
     // The audit list: the program's own DT_AUDIT list, then ld-cas.
     let mut p = PathBuf::new();
     let existing = dynamic
@@ -328,9 +399,8 @@ pub unsafe fn install(dynamic: &mut [Dyn], strtab: usize, me: &[u8]) -> Result<(
         .take_while(|d| d.d_tag != DT_NULL)
         .position(|d| d.d_tag == DT_AUDIT);
     if let Some(i) = existing {
-        p.push(cstr(
-            (strtab as u64).wrapping_add(dynamic[i].d_val) as usize as *const u8,
-        ));
+        // In bounds: the program's string offsets were checked (`Program::check`).
+        p.push(crate::elf::str_at(strings, dynamic[i].d_val));
         p.push(b":");
     }
     // ld.so knows the program's PT_INTERP string (our path) as one of its own names and

@@ -20,7 +20,7 @@ usage: ld-cas [--] PROGRAM [ARGS...]   run PROGRAM through ld-cas
 
 ld-cas is the ELF interpreter of content-addressed programs: their DT_NEEDED entries
 name libraries as uri:blake3:<hash>, resolved through the store's lookup table.
-Environment (all ignored for setuid programs): LD_CAS_STORE (the store),
+Environment (ignored, and removed, for setuid programs): LD_CAS_STORE (the store),
 LD_CAS_DEBUG=1 (trace every resolution to stderr), LD_CAS_OVERRIDE=SONAME=PATH[:...]
 (load PATH wherever a uri: name stands for a library with that soname).
 ";
@@ -70,8 +70,8 @@ pub fn main(mut stack: Stack) -> ! {
         0 => 4096,
         p => p,
     };
-    let m = match loadmap::map_path(path.c(), arch::EM_MACHINE, page) {
-        Ok(m) => m,
+    let m = match loadmap::map_path(path.c(), arch::EM_MACHINE, page, loadmap::Role::Program) {
+        Ok((m, _)) => m,
         Err(e) => die(127, |o| {
             o.str("cannot run ").bytes(prog).str(": ").str(e.describe());
         }),
@@ -109,8 +109,12 @@ fn map(path: &[u8]) -> Result<&'static [u8], sys::Errno> {
     let mut p = PathBuf::new();
     p.push(path);
     let fd = sys::open(p.c())?;
-    let len = sys::file_size(&fd)?;
-    sys::map_file(&fd, len as usize)
+    let st = sys::fstat(&fd)?;
+    if st.kind() != sys::S_IFREG {
+        // A FIFO, a directory, a device: nothing to map (and never waited for).
+        return Err(sys::Errno(if st.kind() == sys::S_IFDIR { 21 } else { 19 }));
+    }
+    sys::map_file(&fd, st.size as usize)
 }
 
 /// `--list` (and `--verify`): walks the closure breadth-first like ld.so would.
@@ -139,7 +143,9 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
     let mut dir = PathBuf::new();
     let mut scratch = PathBuf::new();
     let source = store::locate(&mut dir, env, recorded, dirname(prog));
-    let table = store::open_table(dir.bytes(), &mut scratch).ok();
+    let table = store::open_table(dir.bytes(), &mut scratch, None)
+        .ok()
+        .map(|t| t.0);
     let mut o = Out::new(STDOUT);
     o.str("store ")
         .bytes(dir.bytes())
@@ -178,19 +184,25 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
         },
         _ => default,
     };
-    let mut seen = [Hash([0; 32]); 1024];
+    // Room for the loader besides in `objs`.
+    let mut seen = [Hash([0; 32]); verify::MAX - 1];
     let mut n = 0;
-    let mut queue = [&[][..]; 1024];
+    let mut queue = [&[][..]; verify::MAX];
     queue[0] = data;
     let (mut head, mut tail) = (0, 1);
     let mut plain = [&[][..]; 128];
     let mut np = 0;
     while head < tail {
-        let f = match elf::File::parse(queue[head], arch::EM_MACHINE) {
-            Some(f) => f,
-            None => break,
-        };
+        let f = elf::File::parse(queue[head], arch::EM_MACHINE);
         head += 1;
+        let f = match f {
+            Some(f) => f,
+            None => {
+                // Not an ELF file for this machine: it needs nothing ld-cas can follow;
+                // `--verify` still rehashes it.
+                continue;
+            }
+        };
         for name in f.needed() {
             if !name.starts_with(URI_PREFIX) {
                 if !plain[..np].contains(&name) {
@@ -217,22 +229,34 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
                     continue;
                 }
             };
-            if seen[..n].contains(&h) || n == seen.len() {
+            if seen[..n].contains(&h) {
                 continue;
+            }
+            if n == seen.len() {
+                // Never a silent cut: the closure is bigger than what is listed.
+                o.flush();
+                die(1, |o| {
+                    o.bytes(prog);
+                    let _ = core::fmt::write(
+                        o,
+                        format_args!(
+                            ": the closure has more than {} content-addressed objects, more than ld-cas --list and --verify handle",
+                            seen.len()
+                        ),
+                    );
+                });
             }
             seen[n] = h;
             n += 1;
             o.str("\t");
             match show(&mut o, table, dir.bytes(), name) {
                 Some(bytes) => {
-                    if tail < queue.len() {
-                        queue[tail] = bytes;
-                        tail += 1;
-                    }
-                    if m < objs.len() {
-                        objs[m] = (h, bytes);
-                        m += 1;
-                    }
+                    // At most `seen.len()` objects: `queue` has room for them after the
+                    // program, `objs` after the loader.
+                    queue[tail] = bytes;
+                    tail += 1;
+                    objs[m] = (h, bytes);
+                    m += 1;
                 }
                 None => failed = true,
             }
@@ -255,6 +279,10 @@ fn show(
     o.bytes(uri);
     let entry = match table.and_then(|t| Hash::parse_uri(uri).ok().map(|h| store::lookup(t, &h))) {
         Some(Ok(Some(e))) => e,
+        Some(Err(e)) => {
+            let _ = core::fmt::write(o, format_args!(" => the lookup table {}\n", e));
+            return None;
+        }
         _ => {
             o.str(" => not found\n");
             return None;

@@ -124,7 +124,11 @@ pub fn header(b: &[u8], machine: u16) -> Option<Header> {
 
 /// Reads program header `i` from file bytes.
 pub fn phdr(b: &[u8], h: &Header, i: usize) -> Option<Phdr> {
-    let o = (h.e_phoff as usize).checked_add(i.checked_mul(56)?)?;
+    let o = usize::try_from(h.e_phoff)
+        .ok()?
+        .checked_add(i.checked_mul(56)?)?;
+    // The header's last byte must be addressable, so no field offset below overflows.
+    o.checked_add(56)?;
     Some(Phdr {
         p_type: u32_at(b, o)?,
         p_flags: u32_at(b, o + 4)?,
@@ -165,22 +169,26 @@ impl<'a> File<'a> {
         self.phdrs()
             .filter(|p| p.p_type == PT_LOAD)
             .find(|p| vaddr >= p.p_vaddr && vaddr - p.p_vaddr < p.p_filesz)
-            .map(|p| (vaddr - p.p_vaddr + p.p_offset) as usize)
+            .and_then(|p| usize::try_from((vaddr - p.p_vaddr).checked_add(p.p_offset)?).ok())
     }
 
     /// The dynamic entries, up to `DT_NULL`.
     pub fn dynamic(&self) -> impl Iterator<Item = Dyn> + '_ {
         let dynp = self.phdrs().find(|p| p.p_type == PT_DYNAMIC);
         let (off, n) = match dynp {
-            Some(p) => (p.p_offset as usize, (p.p_filesz / 16) as usize),
+            // An offset past the address space reads nothing (`u64_at` checks the rest).
+            Some(p) => (
+                usize::try_from(p.p_offset).unwrap_or(usize::MAX),
+                usize::try_from(p.p_filesz / 16).unwrap_or(0),
+            ),
             None => (0, 0),
         };
         (0..n)
             .map(move |i| {
-                let o = off.checked_add(i * 16)?;
+                let o = off.checked_add(i.checked_mul(16)?)?;
                 Some(Dyn {
                     d_tag: u64_at(self.data, o)? as i64,
-                    d_val: u64_at(self.data, o + 8)?,
+                    d_val: u64_at(self.data, o.checked_add(8)?)?,
                 })
             })
             .take_while(|d| matches!(d, Some(d) if d.d_tag != DT_NULL))

@@ -10,34 +10,73 @@ use crate::elf::{
     self, Dyn, Phdr, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NEEDED, DT_NULL, DT_SONAME, DT_STRSZ,
     DT_STRTAB, DT_VERNEED, DT_VERNEEDNUM, PT_DYNAMIC, PT_PHDR,
 };
-use crate::loadmap;
+use crate::loadmap::{self, MapError, Role};
 use crate::out::{cstr, die, Out};
 use crate::path::{dirname, PathBuf};
 use crate::startup::{Stack, AT_BASE, AT_EXECFN, AT_PAGESZ, AT_PHDR, AT_PHNUM, AT_SECURE};
 use crate::store::{self, OpenError, Source};
 use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+use crate::trust::{self, Trust, WalkError, Want};
 
 /// The program as mapped in memory (by the kernel, or by ld-cas when run as a command).
+/// Every address it holds was checked to lie in one of its loaded segments.
 pub struct Program {
     /// Load bias.
     pub bias: usize,
-    /// Its dynamic section, writable, up to the end of `PT_DYNAMIC`.
+    /// Its dynamic section, up to the end of `PT_DYNAMIC` (empty when that lies outside
+    /// its loaded segments).
     pub dynamic: &'static mut [Dyn],
+    /// Whether the dynamic section lies in a writable segment (ld-cas edits it there).
+    pub dynamic_writable: bool,
     /// Run-time address of its string table.
     pub strtab: usize,
-    /// Its string table.
+    /// Its string table (`DT_STRSZ` bytes, inside one loaded segment).
     pub strings: &'static [u8],
     /// Its program headers.
     pub phdrs: &'static [Phdr],
     /// Its `PT_INTERP` string (empty if none).
     pub interp: &'static [u8],
+    /// What is wrong with it, if ld-cas must not go on (for the message).
+    pub problem: Option<&'static str>,
+    /// The string-valued dynamic entry that points outside the string table, if any.
+    pub bad_tag: Option<&'static str>,
+}
+
+/// The string-valued dynamic tags ld.so (or ld-cas) reads, and their names.
+const STRING_TAGS: [(i64, &str); 10] = [
+    (DT_NEEDED, "a DT_NEEDED entry"),
+    (DT_SONAME, "its DT_SONAME"),
+    (15, "its DT_RPATH"),
+    (29, "its DT_RUNPATH"),
+    (elf::DT_AUDIT, "its DT_AUDIT"),
+    (0x6fff_fefb, "its DT_DEPAUDIT"),
+    (0x7fff_fffd, "its DT_AUXILIARY"),
+    (0x7fff_ffff, "its DT_FILTER"),
+    (DT_LDCAS_LOADER, "its DT_LDCAS_LOADER"),
+    (DT_LDCAS_STORE, "its DT_LDCAS_STORE"),
+];
+
+/// The loaded segment holding `[addr, addr + len)` of an image with headers `ph` and
+/// load bias `bias`: its run-time end and whether it is writable.
+fn segment_of(ph: &[Phdr], bias: usize, addr: usize, len: usize) -> Option<(usize, bool)> {
+    ph.iter()
+        .filter(|p| p.p_type == elf::PT_LOAD)
+        .find_map(|p| {
+            let start = bias.wrapping_add(p.p_vaddr as usize);
+            let end = start.checked_add(p.p_memsz as usize)?;
+            let last = addr.checked_add(len)?;
+            (addr >= start && last <= end).then_some((end, p.p_flags & 2 != 0))
+        })
 }
 
 impl Program {
-    /// Reads the program whose headers are at `phdr`.
+    /// Reads the program whose headers are at `phdr`. Nothing is read from the image
+    /// before it was found to lie in a loaded segment; what does not is left empty and
+    /// noted in `problem`.
     ///
     /// # Safety
-    /// `phdr`/`phnum` must describe a mapped program image.
+    /// `phdr`/`phnum` must describe a mapped program image whose `PT_LOAD` segments are
+    /// mapped as their headers say.
     pub unsafe fn from_phdrs(phdr: usize, phnum: usize, bias: Option<usize>) -> Program {
         // SAFETY: per the contract (a null address gives no headers).
         let ph: &'static [Phdr] = if phdr == 0 {
@@ -51,12 +90,24 @@ impl Program {
                 .map(|p| phdr.wrapping_sub(p.p_vaddr as usize))
                 .unwrap_or(0)
         });
+        let mut problem = None;
+        let mut dynamic_writable = false;
         let dynamic: &'static mut [Dyn] = match ph.iter().find(|p| p.p_type == PT_DYNAMIC) {
-            // SAFETY: PT_DYNAMIC lies in a writable PT_LOAD of the mapped image.
-            Some(p) => core::slice::from_raw_parts_mut(
-                bias.wrapping_add(p.p_vaddr as usize) as *mut Dyn,
-                (p.p_memsz / 16) as usize,
-            ),
+            Some(p) => {
+                let start = bias.wrapping_add(p.p_vaddr as usize);
+                let n = (p.p_memsz / 16) as usize;
+                match segment_of(ph, bias, start, n.saturating_mul(16)) {
+                    Some((_, w)) if start & 7 == 0 => {
+                        dynamic_writable = w;
+                        // SAFETY: the range lies in a mapped PT_LOAD and is aligned.
+                        core::slice::from_raw_parts_mut(start as *mut Dyn, n)
+                    }
+                    _ => {
+                        problem = Some("its PT_DYNAMIC lies outside its loaded segments");
+                        &mut []
+                    }
+                }
+            }
             None => &mut [],
         };
         let mut strtab = 0;
@@ -70,22 +121,60 @@ impl Program {
         }
         let strings: &'static [u8] = if strtab == 0 {
             &[]
-        } else {
-            // SAFETY: DT_STRTAB/DT_STRSZ describe the mapped string table.
+        } else if segment_of(ph, bias, strtab, strsz).is_some() {
+            // SAFETY: DT_STRTAB/DT_STRSZ lie in a mapped PT_LOAD.
             core::slice::from_raw_parts(strtab as *const u8, strsz)
+        } else {
+            problem =
+                Some("its string table (DT_STRTAB, DT_STRSZ) lies outside its loaded segments");
+            &[]
         };
-        Program {
+        let interp: &'static [u8] = match ph.iter().find(|p| p.p_type == PT_INTERP) {
+            Some(p) => {
+                let start = bias.wrapping_add(p.p_vaddr as usize);
+                match segment_of(ph, bias, start, p.p_filesz as usize) {
+                    // SAFETY: the string's bytes lie in a mapped PT_LOAD.
+                    Some(_) => elf::str_at(
+                        core::slice::from_raw_parts(start as *const u8, p.p_filesz as usize),
+                        0,
+                    ),
+                    None => {
+                        problem = Some("its PT_INTERP lies outside its loaded segments");
+                        &[]
+                    }
+                }
+            }
+            None => &[],
+        };
+        let mut prog = Program {
             bias,
             dynamic,
+            dynamic_writable,
             strtab,
             strings,
             phdrs: ph,
-            interp: match ph.iter().find(|p| p.p_type == PT_INTERP) {
-                // SAFETY: PT_INTERP is a NUL-terminated string in the mapped image.
-                Some(p) => cstr(bias.wrapping_add(p.p_vaddr as usize) as *const u8),
-                None => &[],
-            },
-        }
+            interp,
+            problem,
+            bad_tag: None,
+        };
+        prog.bad_tag = prog.bad_string();
+        prog
+    }
+
+    /// The first string-valued dynamic entry whose offset lies outside the string table
+    /// (or whose string runs past its end), which ld.so would read beyond the table.
+    fn bad_string(&self) -> Option<&'static str> {
+        let strings = self.strings;
+        self.entries().find_map(|d| {
+            let (_, tag) = STRING_TAGS.iter().find(|t| t.0 == d.d_tag)?;
+            let rest = usize::try_from(d.d_val).ok().and_then(|o| strings.get(o..));
+            let ok = matches!(rest, Some(rest) if rest.contains(&0));
+            if ok {
+                None
+            } else {
+                Some(*tag)
+            }
+        })
     }
 
     fn entries(&self) -> impl Iterator<Item = &Dyn> {
@@ -152,6 +241,24 @@ pub fn handover(
         0 => 4096,
         p => p,
     };
+    if let Some(problem) = prog.problem {
+        die(127, |o| {
+            o.bytes(name).str(": cannot run it: ").str(problem);
+        });
+    }
+    if let Some(tag) = prog.bad_tag {
+        die(127, |o| {
+            o.bytes(name)
+                .str(": cannot run it: ")
+                .str(tag)
+                .str(" points outside its string table (DT_STRSZ)");
+        });
+    }
+    let trust = if secure {
+        Some(Trust::of(&stack))
+    } else {
+        None
+    };
     let uses_uri = prog.has_uri_needed();
     let loader_uri = prog.tag_str(DT_LDCAS_LOADER);
     // SAFETY: single-threaded before the hand-over; each static is borrowed once.
@@ -164,12 +271,20 @@ pub fn handover(
     };
     r.program = name;
     r.debug = debug;
+    r.check_files = !secure;
     // The caller's environment never chooses a library for a setuid program.
     r.overrides = match stack.env(b"LD_CAS_OVERRIDE") {
         Some(list) if !secure => list,
         _ => &[],
     };
+    if secure {
+        // Ignored above, and removed, as glibc removes its own unsafe variables: a child
+        // the program runs (after `setuid(0)`, say) must not be given them either.
+        stack.remove_env(b"LD_CAS_");
+    }
 
+    // Secure mode: the store directory, open, every object is opened from.
+    let mut store_dir: Option<sys::Fd> = None;
     if uses_uri || loader_uri.is_some() {
         let env = if secure {
             None
@@ -178,13 +293,13 @@ pub fn handover(
         };
         let recorded = prog.tag_str(DT_LDCAS_STORE);
         let pdir: &[u8] = match (env, recorded, dir) {
-            (None, Some(rec), None) if !rec.starts_with(b"/") => exe_dir(&stack, secure),
+            (None, Some(rec), None) if !rec.starts_with(b"/") => exe_dir(&stack, name, secure),
             (_, _, Some(d)) => d,
             _ => b"",
         };
         let source = store::locate(&mut r.store, env, recorded, pdir);
         if r.store.overflowed() {
-            too_long(name, "the store's path");
+            unusable(name, "the store's path", r.store.why());
         }
         if debug {
             trace(|o| {
@@ -195,20 +310,29 @@ pub fn handover(
                     .str(")");
             });
         }
-        r.table = match store::open_table(r.store.bytes(), scratch) {
-            Ok(t) => t,
+        r.table = match store::open_table(r.store.bytes(), scratch, trust.as_ref()) {
+            Ok((t, d)) => {
+                store_dir = d;
+                t
+            }
             Err(e) => store_error(name, r.store.bytes(), source, scratch, e),
         };
     }
 
     loader_path.clear();
+    let mut loader_entry = None;
     match loader_uri {
         Some(uri) => {
-            let entry = match Hash::parse_uri(uri)
-                .ok()
-                .map(|h| store::lookup(r.table, &h))
-            {
-                Some(Ok(Some(e))) if e.kind == Kind::Interpreter || e.kind == Kind::Library => e,
+            let entry = match Hash::parse_uri(uri).map(|h| store::lookup(r.table, &h)) {
+                Ok(Ok(Some(e))) if e.kind == Kind::Interpreter || e.kind == Kind::Library => e,
+                Ok(Err(e)) => die(127, |o| {
+                    o.bytes(name)
+                        .str(": its loader ")
+                        .bytes(uri)
+                        .str(": the lookup table ")
+                        .bytes(r.store.bytes());
+                    let _ = core::fmt::write(o, format_args!("/table {}", e));
+                }),
                 _ => die(127, |o| {
                     o.bytes(name)
                         .str(": its loader ")
@@ -220,29 +344,56 @@ pub fn handover(
             loader_path.push(r.store.bytes());
             loader_path.push(b"/");
             loader_path.push(entry.path);
+            loader_entry = Some(entry);
         }
         None => {
             loader_path.push(&arch::DEFAULT_LOADER[..arch::DEFAULT_LOADER.len() - 1]);
         }
     }
     if loader_path.overflowed() {
-        too_long(name, "the loader's path");
+        unusable(name, "the loader's path", loader_path.why());
     }
     if debug {
         trace(|o| {
             o.str("loader ").bytes(loader_path.bytes());
         });
     }
-    let ld = match loadmap::map_path(loader_path.c(), arch::EM_MACHINE, page) {
+    let loader_fail = |o: &mut Out| {
+        o.bytes(name)
+            .str(": cannot load the loader ")
+            .bytes(loader_path.bytes());
+        if let Some(u) = loader_uri {
+            o.str(" (").bytes(u).str(")");
+        }
+        o.str(": ");
+    };
+    let ld = match &trust {
+        // Secure mode: opened one component at a time from the store (or `/`), trusted.
+        Some(t) => {
+            let (fd, _) = match loader_entry {
+                Some(e) => open_trusted(store_dir.as_ref(), e.path, Some(e.size), t, scratch),
+                None => open_trusted(None, loader_path.bytes(), None, t, scratch),
+            }
+            .unwrap_or_else(|e| {
+                die(127, |o| {
+                    loader_fail(o);
+                    refused(o, scratch, e);
+                })
+            });
+            loadmap::map_fd(&fd, arch::EM_MACHINE, page, Role::Loader)
+        }
+        None => loadmap::map_path(loader_path.c(), arch::EM_MACHINE, page, Role::Loader).and_then(
+            |(m, size)| match loader_entry {
+                Some(e) if e.size != size => Err(MapError::Size(e.size, size)),
+                _ => Ok(m),
+            },
+        ),
+    };
+    let ld = match ld {
         Ok(m) => m,
         Err(e) => die(127, |o| {
-            o.bytes(name)
-                .str(": cannot load the loader ")
-                .bytes(loader_path.bytes());
-            if let Some(u) = loader_uri {
-                o.str(" (").bytes(u).str(")");
-            }
-            o.str(": ").str(e.describe());
+            loader_fail(o);
+            e.write(o);
         }),
     };
 
@@ -254,17 +405,24 @@ pub fn handover(
     if loader_uri.is_some() {
         name_the_loader(&mut stack, &prog, loader_path.bytes());
     }
+    if uses_uri && !prog.dynamic_writable {
+        die(127, |o| {
+            o.bytes(name)
+                .str(": cannot run it: its dynamic section is not in a writable segment");
+        });
+    }
     if uses_uri && (secure || !glibc) {
         let why = if secure {
             "it runs set-user-ID or set-group-ID, and glibc ignores audit modules named by path then"
         } else {
             "its loader is not glibc's ld.so and has no audit interface"
         };
-        direct_needed(prog, name, why);
+        direct_needed(prog, name, why, store_dir.as_ref(), trust.as_ref());
     } else if uses_uri {
         let strtab = prog.strtab;
+        let strings = prog.strings;
         // SAFETY: the program's dynamic section has not been read by ld.so yet.
-        if let Err(e) = unsafe { audit::install(prog.dynamic, strtab, me) } {
+        if let Err(e) = unsafe { audit::install(prog.dynamic, strtab, strings, me) } {
             die(127, |o| {
                 o.bytes(name).str(": cannot install the name service: ");
                 match e {
@@ -276,9 +434,45 @@ pub fn handover(
             });
         }
     }
+    // No descriptor of ld-cas's is left to the program.
+    drop(store_dir);
     stack.set_aux(AT_BASE, ld.bias);
     // SAFETY: the stack is the process's initial stack, edited consistently; ld.so is mapped.
     unsafe { arch::jump(stack.sp, ld.entry) }
+}
+
+/// Secure mode: opens the regular file `path` (relative to the store directory `dir`, or
+/// absolute) by the trust rule and checks its size against the table's.
+fn open_trusted(
+    dir: Option<&sys::Fd>,
+    path: &[u8],
+    size: Option<u64>,
+    trust: &Trust,
+    at: &mut PathBuf,
+) -> Result<(sys::Fd, sys::Stat), WalkError> {
+    let (fd, st) = trust::walk(dir, path, Want::File, trust, dir.is_none(), at)?;
+    match size {
+        Some(want) if want != st.size => Err(WalkError::Size { want, got: st.size }),
+        _ => Ok((fd, st)),
+    }
+}
+
+/// Writes why a file was refused in secure mode: the path at fault and the reason.
+fn refused(o: &mut Out, at: &PathBuf, e: WalkError) {
+    match e {
+        WalkError::Sys(_) => {
+            o.bytes(at.bytes()).str(": ");
+        }
+        WalkError::Size { .. } | WalkError::Kind(_) => {
+            o.bytes(at.bytes()).str(" ");
+        }
+        _ => {
+            o.str("refused for a set-user-ID/set-group-ID program: ")
+                .bytes(at.bytes())
+                .str(" ");
+        }
+    }
+    e.describe(o);
 }
 
 /// Gives ld.so its real path as its name. ld.so names itself after the program's
@@ -324,7 +518,13 @@ fn name_the_loader(stack: &mut Stack, prog: &Program, loader: &[u8]) {
 /// store instead. The strings go in a page mapped above the program, within the 32-bit
 /// reach of `vn_file`. An object that itself needs `uri:` names cannot be served this
 /// way: the program then fails closed with a message.
-fn direct_needed(prog: Program, name: &[u8], why: &str) {
+fn direct_needed(
+    prog: Program,
+    name: &[u8],
+    why: &str,
+    store_dir: Option<&sys::Fd>,
+    trust: Option<&Trust>,
+) {
     let strtab = prog.strtab;
     let strings = prog.strings;
     let fail = |detail: &str| -> ! {
@@ -371,13 +571,37 @@ fn direct_needed(prog: Program, name: &[u8], why: &str) {
             continue;
         }
         let needed = elf::str_at(strings, d.d_val);
-        let path = match audit::resolve(r, needed, name) {
-            Some(audit::Found::Path(p)) => p,
+        let (path, entry) = match audit::resolve(r, needed, name) {
+            Some(audit::Found::Path(p, e)) => (p, e),
             _ => continue,
         };
         // SAFETY: `resolve` returns a NUL-terminated copy that lives for good.
         let file = unsafe { cstr(path) };
-        if let Some(inner) = nested_uri(file) {
+        let opened = match (trust, entry) {
+            // Secure mode: the object is opened from the store directory one component at
+            // a time, by the trust rule, and must have the recorded size.
+            (Some(t), Some(e)) => {
+                // SAFETY: single-threaded before the hand-over.
+                let at = unsafe { &mut *core::ptr::addr_of_mut!(SCRATCH) };
+                match open_trusted(store_dir, e.path, Some(e.size), t, at) {
+                    Ok((fd, _)) => fd,
+                    Err(err) => die(127, |o| {
+                        o.bytes(name).str(": cannot load ").bytes(needed).str(": ");
+                        refused(o, at, err);
+                    }),
+                }
+            }
+            (Some(_), None) => fail("a library outside the store in secure mode"),
+            (None, _) => {
+                let mut p = PathBuf::new();
+                p.push(file);
+                match sys::open(p.c()) {
+                    Ok(fd) => fd,
+                    Err(_) => continue,
+                }
+            }
+        };
+        if let Some(inner) = nested_uri(&opened) {
             die(127, |o| {
                 o.bytes(name)
                     .str(": ")
@@ -421,12 +645,17 @@ fn retarget_verneed(prog: &Program, moved: &[(u64, u64)]) {
     }
     let seg = prog.phdrs.iter().find(|p| {
         let start = prog.bias.wrapping_add(p.p_vaddr as usize);
-        p.p_type == elf::PT_LOAD && addr >= start && addr < start + p.p_memsz as usize
+        p.p_type == elf::PT_LOAD && addr >= start && addr - start < p.p_memsz as usize
     });
     let seg = match seg {
         Some(s) => s,
         None => return,
     };
+    // Every Elf64_Verneed read must lie in that segment.
+    let seg_end = prog
+        .bias
+        .wrapping_add(seg.p_vaddr as usize)
+        .wrapping_add(seg.p_memsz as usize);
     let start = prog.bias.wrapping_add(seg.p_vaddr as usize) & !0xfff;
     let len =
         (prog.bias.wrapping_add((seg.p_vaddr + seg.p_memsz) as usize) - start + 0xfff) & !0xfff;
@@ -439,6 +668,9 @@ fn retarget_verneed(prog: &Program, moved: &[(u64, u64)]) {
         }
         let mut vn = addr;
         for _ in 0..num {
+            if vn & 3 != 0 || vn >= seg_end || seg_end - vn < 16 {
+                break;
+            }
             // Elf64_Verneed: vn_version u16, vn_cnt u16, vn_file u32, vn_aux u32, vn_next u32.
             let file = (vn + 4) as *mut u32;
             if let Some(m) = moved.iter().find(|m| m.0 == *file as u64) {
@@ -448,19 +680,22 @@ fn retarget_verneed(prog: &Program, moved: &[(u64, u64)]) {
             if next == 0 {
                 break;
             }
-            vn += next;
+            vn = match vn.checked_add(next) {
+                Some(v) => v,
+                None => break,
+            };
         }
         let _ = sys::mprotect(start, len, prot);
     }
 }
 
-/// The first `uri:` name the ELF file at `path` needs, if any.
-fn nested_uri(path: &[u8]) -> Option<&'static [u8]> {
-    let mut p = PathBuf::new();
-    p.push(path);
-    let fd = sys::open(p.c()).ok()?;
-    let len = sys::file_size(&fd).ok()?;
-    let bytes = sys::map_file(&fd, len as usize).ok()?;
+/// The first `uri:` name the ELF file open as `fd` needs, if any.
+fn nested_uri(fd: &sys::Fd) -> Option<&'static [u8]> {
+    let st = sys::fstat(fd).ok()?;
+    if st.kind() != sys::S_IFREG {
+        return None;
+    }
+    let bytes = sys::map_file(fd, st.size as usize).ok()?;
     let file = elf::File::parse(bytes, arch::EM_MACHINE)?;
     let found = file.needed().find(|n| n.starts_with(URI_PREFIX));
     found
@@ -472,10 +707,11 @@ fn nested_uri(path: &[u8]) -> Option<&'static [u8]> {
 /// `execve` (`AT_EXECFN`) if that is not a symbolic link, made absolute (the program may
 /// change its working directory before a later `dlopen`). Under `AT_SECURE` the caller
 /// chooses `AT_EXECFN`, so only `/proc/self/exe` is trusted.
-fn exe_dir(stack: &Stack, secure: bool) -> &'static [u8] {
+fn exe_dir(stack: &Stack, name: &[u8], secure: bool) -> &'static [u8] {
     // SAFETY: single-threaded before the hand-over.
     let exe = unsafe { &mut *core::ptr::addr_of_mut!(EXE) };
-    if exe.fill(|buf| sys::readlink(b"/proc/self/exe\0", buf).ok()) {
+    if exe.fill(|buf| sys::readlink(b"/proc/self/exe\0", buf).ok()) && exe.bytes().starts_with(b"/")
+    {
         return dirname(exe.bytes());
     }
     let execfn = stack.aux(AT_EXECFN);
@@ -492,16 +728,21 @@ fn exe_dir(stack: &Stack, secure: bool) -> &'static [u8] {
             }
         }
     }
-    b"."
+    // Never the working directory: fail closed.
+    die(127, |o| {
+        o.bytes(name).str(
+            ": cannot find the program's own directory, where its store is recorded relative to: \
+             /proc/self/exe is unreadable or 1023 bytes or longer",
+        );
+        if secure {
+            o.str(" (and a set-user-ID/set-group-ID program trusts nothing else)");
+        }
+    })
 }
 
-fn too_long(name: &[u8], what: &str) -> ! {
+fn unusable(name: &[u8], what: &str, why: &str) -> ! {
     die(127, |o| {
-        o.bytes(name).str(": ").str(what);
-        let _ = core::fmt::write(
-            o,
-            format_args!(" is longer than {} bytes", crate::path::PATH_MAX - 1),
-        );
+        o.bytes(name).str(": ").str(what).str(" ").str(why);
     })
 }
 
@@ -534,10 +775,21 @@ fn store_error(
                     .str("/table: ")
                     .str(e.describe());
             }
+            OpenError::NotFile(k) => {
+                o.str("cannot read the lookup table ")
+                    .bytes(store)
+                    .str("/table: it is ")
+                    .str(k)
+                    .str(", not a regular file");
+            }
             OpenError::Corrupt(t) => {
                 let _ = core::fmt::write(o, format_args!("the lookup table "));
                 o.bytes(store);
                 let _ = core::fmt::write(o, format_args!("/table is corrupt: {}", t));
+            }
+            OpenError::Refused(w) => {
+                o.str("cannot use the store ").bytes(store).str(": ");
+                refused(o, scratch, w);
             }
         }
     })

@@ -1,7 +1,7 @@
 //! Mapping an ELF file's `PT_LOAD` segments the way the kernel does for an interpreter:
 //! used for the real ld.so, and for the program when ld-cas is run as a command.
 
-use crate::elf::{self, Phdr, ET_DYN, PT_LOAD, PT_PHDR};
+use crate::elf::{self, Phdr, ET_DYN, PT_INTERP, PT_LOAD, PT_PHDR};
 use crate::sys::{
     self, Errno, Fd, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE,
 };
@@ -19,6 +19,17 @@ pub struct Mapped {
     pub phnum: usize,
 }
 
+/// What is being mapped.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Role {
+    /// A program (ld-cas run as a command).
+    Program,
+    /// The real loader: it must be position-independent (`ET_DYN`) and have no
+    /// `PT_INTERP` of its own (a program, or glibc's libc.so.6, which names ld.so, would
+    /// crash when entered as a loader).
+    Loader,
+}
+
 /// Why an ELF file could not be mapped.
 #[derive(Clone, Copy, Debug)]
 pub enum MapError {
@@ -30,14 +41,45 @@ pub enum MapError {
     NotElf,
     /// `mmap` failed.
     Map(Errno),
+    /// Not a regular file (what it is).
+    NotFile(&'static str),
+    /// An ELF file, but not a program interpreter.
+    NotLoader,
+    /// The file's size differs from the table's (recorded, actual).
+    Size(u64, u64),
 }
 
 impl MapError {
+    /// Writes the description (with the sizes, for [`MapError::Size`]).
+    pub fn write(&self, o: &mut crate::out::Out) {
+        match *self {
+            MapError::Size(want, got) => {
+                let _ = core::fmt::write(
+                    o,
+                    format_args!(
+                        "it is {got} bytes long, but the lookup table records {want} (a damaged store)"
+                    ),
+                );
+            }
+            MapError::NotFile(k) => {
+                o.str("it is ").str(k).str(", not a regular file");
+            }
+            _ => {
+                o.str(self.describe());
+            }
+        }
+    }
+
     /// One-phrase description.
     pub fn describe(&self) -> &'static str {
         match self {
+            MapError::Size(..) => "its size is not the one the lookup table records",
             MapError::Open(e) | MapError::Read(e) | MapError::Map(e) => e.describe(),
             MapError::NotElf => "not a loadable ELF file for this machine",
+            MapError::NotFile(k) => k,
+            MapError::NotLoader => {
+                "not a program interpreter (ld.so): it is a program or a library with a PT_INTERP of its own, or not position-independent"
+            }
         }
     }
 }
@@ -62,15 +104,25 @@ pub fn prot(p: &Phdr) -> usize {
     prot
 }
 
-/// Opens the NUL-terminated `path` and maps its segments; `ET_DYN` objects go where the
-/// kernel finds room, `ET_EXEC` ones at their fixed addresses.
-pub fn map_path(path: &[u8], machine: u16, page: usize) -> Result<Mapped, MapError> {
+/// Opens the NUL-terminated `path` (without waiting: a FIFO is refused, not read) and maps
+/// its segments; `ET_DYN` objects go where the kernel finds room, `ET_EXEC` ones at their
+/// fixed addresses. Returns the mapping and the file's size.
+pub fn map_path(
+    path: &[u8],
+    machine: u16,
+    page: usize,
+    role: Role,
+) -> Result<(Mapped, u64), MapError> {
     let fd = sys::open(path).map_err(MapError::Open)?;
-    map_fd(&fd, machine, page)
+    let st = sys::fstat(&fd).map_err(MapError::Read)?;
+    if st.kind() != sys::S_IFREG {
+        return Err(MapError::NotFile(st.describe_kind()));
+    }
+    Ok((map_fd(&fd, machine, page, role)?, st.size))
 }
 
 /// Maps the segments of the ELF file open as `fd`.
-pub fn map_fd(fd: &Fd, machine: u16, page: usize) -> Result<Mapped, MapError> {
+pub fn map_fd(fd: &Fd, machine: u16, page: usize, role: Role) -> Result<Mapped, MapError> {
     // One read for the ELF header and (nearly always) the program headers.
     let mut head = [0u8; HEAD];
     let n = sys::pread(fd, &mut head, 0).map_err(MapError::Read)?;
@@ -98,6 +150,9 @@ pub fn map_fd(fd: &Fd, machine: u16, page: usize) -> Result<Mapped, MapError> {
         }
     }
     let ph = &ph[..phnum];
+    if role == Role::Loader && (h.e_type != ET_DYN || ph.iter().any(|p| p.p_type == PT_INTERP)) {
+        return Err(MapError::NotLoader);
+    }
     let mask = page - 1;
     let (mut lo, mut hi, mut align) = (u64::MAX, 0u64, page as u64);
     let mut first: Option<&Phdr> = None;
@@ -118,6 +173,26 @@ pub fn map_fd(fd: &Fd, machine: u16, page: usize) -> Result<Mapped, MapError> {
         Some(f) if lo < hi => f,
         _ => return Err(MapError::NotElf),
     };
+    // What is read or entered after the mapping must lie in it: the program headers in a
+    // file-backed part of a segment, the entry point in an executable one.
+    // (The loop above checked that no segment's end overflows.)
+    let inside = |v: u64, len: u64, exec: bool| {
+        ph.iter().filter(|p| p.p_type == PT_LOAD).any(|p| {
+            let end = if exec { p.p_memsz } else { p.p_filesz };
+            v >= p.p_vaddr
+                && len <= end
+                && v - p.p_vaddr <= end - len
+                && (!exec || p.p_flags & 1 != 0)
+        })
+    };
+    if let Some(p) = ph.iter().find(|p| p.p_type == PT_PHDR) {
+        if !inside(p.p_vaddr, phnum as u64 * 56, false) {
+            return Err(MapError::NotElf);
+        }
+    }
+    if !inside(h.e_entry, 1, true) {
+        return Err(MapError::NotElf);
+    }
     let span = ((hi - lo) as usize + mask) & !mask;
     let bias = if h.e_type != ET_DYN {
         0

@@ -37,6 +37,7 @@ mod path;
 mod startup;
 mod store;
 mod sys;
+mod trust;
 mod verify;
 
 #[panic_handler]

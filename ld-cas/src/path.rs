@@ -11,6 +11,7 @@ pub struct PathBuf {
     buf: [u8; PATH_MAX],
     len: usize,
     overflow: bool,
+    nul: bool,
 }
 
 impl PathBuf {
@@ -20,12 +21,14 @@ impl PathBuf {
             buf: [0; PATH_MAX],
             len: 0,
             overflow: false,
+            nul: false,
         }
     }
 
     /// Appends bytes; returns `false` (and marks the path overflowed) if they do not fit.
     pub fn push(&mut self, s: &[u8]) -> bool {
         if self.overflow || self.len + s.len() + 1 > PATH_MAX || s.contains(&0) {
+            self.nul |= s.contains(&0);
             self.overflow = true;
             self.len = 0;
             self.buf[0] = 0;
@@ -41,6 +44,7 @@ impl PathBuf {
     pub fn clear(&mut self) {
         self.len = 0;
         self.overflow = false;
+        self.nul = false;
         self.buf[0] = 0;
     }
 
@@ -68,9 +72,18 @@ impl PathBuf {
         &self.buf[..self.len + 1]
     }
 
-    /// Whether something appended did not fit.
+    /// Whether something appended did not fit (or held a NUL byte).
     pub fn overflowed(&self) -> bool {
         self.overflow
+    }
+
+    /// Why the path is unusable, once [`PathBuf::overflowed`]: for messages.
+    pub fn why(&self) -> &'static str {
+        if self.nul {
+            "contains a NUL byte"
+        } else {
+            "is longer than 1023 bytes"
+        }
     }
 }
 

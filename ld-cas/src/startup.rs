@@ -58,6 +58,10 @@ pub const AT_PAGESZ: usize = 6;
 pub const AT_BASE: usize = 7;
 /// `AT_ENTRY`: the program's entry point.
 pub const AT_ENTRY: usize = 9;
+/// `AT_UID`: the real user.
+pub const AT_UID: usize = 11;
+/// `AT_EUID`: the effective user.
+pub const AT_EUID: usize = 12;
 /// `AT_SECURE`: set for setuid/setgid/capability-raising executions.
 pub const AT_SECURE: usize = 23;
 /// `AT_EXECFN`: the path given to `execve`.
@@ -130,6 +134,48 @@ impl Stack {
             }
         }
         None
+    }
+
+    /// Removes every environment entry whose name starts with `prefix` (all of them, as
+    /// glibc's `unsetenv` does for its `UNSECURE_ENVVARS` in secure mode), in place on the
+    /// initial stack: the remaining entries move down over the removed ones, and the
+    /// auxiliary vector moves down with them, since ld.so finds it right after the
+    /// environment's NULL. The strings themselves stay where they are. Returns how many
+    /// entries went.
+    pub fn remove_env(&mut self, prefix: &[u8]) -> usize {
+        // SAFETY: all reads and writes stay inside the initial vector block (envp up to
+        // the AT_NULL pair of the auxiliary vector); entries only move down, to slots
+        // that were read already. Each string is read only up to its first mismatch with
+        // `prefix` (a NUL mismatches).
+        unsafe {
+            let (mut r, mut w) = (self.envp, self.envp);
+            while !(*r).is_null() {
+                let s = *r;
+                let mut i = 0;
+                while i < prefix.len() && *s.add(i) == prefix[i] {
+                    i += 1;
+                }
+                if i < prefix.len() {
+                    *w = s;
+                    w = w.add(1);
+                }
+                r = r.add(1);
+            }
+            let removed = r.offset_from(w) as usize;
+            if removed == 0 {
+                return 0;
+            }
+            *w = core::ptr::null();
+            let mut a = self.auxv;
+            while (*a)[0] != AT_NULL {
+                a = a.add(1);
+            }
+            let pairs = a.offset_from(self.auxv) as usize + 1;
+            let to = w.add(1) as *mut [usize; 2];
+            core::ptr::copy(self.auxv, to, pairs);
+            self.auxv = to;
+            removed
+        }
     }
 
     fn aux_slot(&self, key: usize) -> Option<*mut [usize; 2]> {

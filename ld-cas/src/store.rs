@@ -2,7 +2,8 @@
 
 use crate::cas::{Entry, Hash, Table, TableError};
 use crate::path::PathBuf;
-use crate::sys::{self, Errno};
+use crate::sys::{self, Errno, Fd};
+use crate::trust::{self, Trust, WalkError, Want};
 
 /// The store used when neither the environment nor the program names one.
 pub const DEFAULT_STORE: &[u8] = b"/var/lib/ld-cas/store";
@@ -61,24 +62,68 @@ pub enum OpenError {
     Open(Errno),
     /// `fstat` or `mmap` failed.
     Map(Errno),
+    /// `STORE/table` is not a regular file (what it is).
+    NotFile(&'static str),
     /// The table is corrupt.
     Corrupt(TableError),
+    /// Secure mode: the store, its table or its `objects/` fails the trust rule; the
+    /// scratch path names the component at fault.
+    Refused(WalkError),
 }
 
-/// Maps `STORE/table` with one `open`, one `fstat` and one `mmap`, and checks its header.
-/// `scratch` is used to build the path.
-pub fn open_table(store: &[u8], scratch: &mut PathBuf) -> Result<&'static [u8], OpenError> {
-    scratch.clear();
-    scratch.push(store);
-    scratch.push(b"/table");
-    let fd = sys::open(scratch.c()).map_err(OpenError::Open)?;
-    let len = sys::file_size(&fd).map_err(OpenError::Map)?;
-    let bytes = sys::map_file(&fd, len as usize).map_err(OpenError::Map)?;
+/// Maps `STORE/table` with one `open` (`O_NONBLOCK`: a FIFO cannot make it wait), one
+/// `fstat` (it must be a regular file) and one `mmap`, and checks its header. `scratch` is
+/// used to build the path.
+///
+/// With `trust` (secure mode) the store is walked from `/` one component at a time and
+/// the store directory, its table and its `objects/` directory must pass the trust rule
+/// ([`crate::trust`]); the store directory is then returned open, for the loader and the
+/// libraries to be opened from it. On [`OpenError::Refused`] `scratch` holds the path at
+/// fault.
+pub fn open_table(
+    store: &[u8],
+    scratch: &mut PathBuf,
+    trust: Option<&Trust>,
+) -> Result<(&'static [u8], Option<Fd>), OpenError> {
+    let (fd, st, dir) = match trust {
+        None => {
+            scratch.clear();
+            scratch.push(store);
+            scratch.push(b"/table");
+            let fd = sys::open(scratch.c()).map_err(OpenError::Open)?;
+            let st = sys::fstat(&fd).map_err(OpenError::Map)?;
+            (fd, st, None)
+        }
+        Some(t) => {
+            let refused = |e: WalkError| match e {
+                WalkError::Sys(e) => OpenError::Open(e),
+                e => OpenError::Refused(e),
+            };
+            let (dir, _) =
+                trust::walk(None, store, Want::Dir, t, true, scratch).map_err(refused)?;
+            match trust::walk(Some(&dir), b"objects", Want::Dir, t, false, scratch) {
+                Ok(_) | Err(WalkError::Sys(Errno::ENOENT)) => {}
+                Err(e) => return Err(OpenError::Refused(e)),
+            }
+            let (fd, st) = trust::walk(Some(&dir), b"table", Want::File, t, false, scratch)
+                .map_err(|e| match e {
+                    WalkError::Sys(e) => OpenError::Open(e),
+                    WalkError::Kind(k) => OpenError::NotFile(k),
+                    e => OpenError::Refused(e),
+                })?;
+            (fd, st, Some(dir))
+        }
+    };
+    if st.kind() != sys::S_IFREG {
+        return Err(OpenError::NotFile(st.describe_kind()));
+    }
+    let bytes = sys::map_file(&fd, st.size as usize).map_err(OpenError::Map)?;
     Table::parse(bytes).map_err(OpenError::Corrupt)?;
-    Ok(bytes)
+    Ok((bytes, dir))
 }
 
-/// Looks `hash` up in the (already checked) table `bytes`.
+/// Looks `hash` up in the (already checked) table `bytes`, checking the entry found: its
+/// check value, and that its path stays inside the store (`Table::lookup_checked`).
 pub fn lookup(bytes: &'static [u8], hash: &Hash) -> Result<Option<Entry<'static>>, TableError> {
-    Table::parse(bytes)?.lookup(hash)
+    Table::parse(bytes)?.lookup_checked(hash)
 }

@@ -18,10 +18,13 @@ impl Errno {
         match self.0 {
             1 => "operation not permitted",
             2 => "no such file or directory",
+            6 => "no such device or address",
             8 => "exec format error",
+            11 => "resource temporarily unavailable",
             9 => "bad file descriptor",
             12 => "out of memory",
             13 => "permission denied",
+            19 => "no such device (not a file that can be mapped)",
             20 => "not a directory",
             21 => "is a directory",
             22 => "invalid argument",
@@ -64,8 +67,67 @@ pub const MAP_FIXED: usize = 0x10;
 /// `MAP_ANONYMOUS`.
 pub const MAP_ANONYMOUS: usize = 0x20;
 
+/// `O_NONBLOCK`: opening a FIFO (or a device) never waits.
+pub const O_NONBLOCK: usize = 0o4000;
+/// `O_DIRECTORY`.
+pub const O_DIRECTORY: usize = crate::arch::O_DIRECTORY;
+/// `O_NOFOLLOW`.
+pub const O_NOFOLLOW: usize = crate::arch::O_NOFOLLOW;
+
 /// The parts of `struct stat` ld-cas reads (x86_64 and aarch64 share `st_size` at 48).
 const STAT_SIZE: usize = 144;
+
+/// File type bits of `st_mode`.
+pub const S_IFMT: u32 = 0o170000;
+/// A regular file.
+pub const S_IFREG: u32 = 0o100000;
+/// A directory.
+pub const S_IFDIR: u32 = 0o040000;
+/// A symbolic link.
+pub const S_IFLNK: u32 = 0o120000;
+/// A FIFO.
+pub const S_IFIFO: u32 = 0o010000;
+
+/// What ld-cas reads of a `struct stat`.
+#[derive(Clone, Copy, Debug)]
+pub struct Stat {
+    /// `st_mode`: file type and permission bits.
+    pub mode: u32,
+    /// `st_uid`: the owner.
+    pub uid: u32,
+    /// `st_size`.
+    pub size: u64,
+}
+
+impl Stat {
+    fn from_raw(st: &[u64; STAT_SIZE / 8]) -> Stat {
+        let word = |off: usize| (st[off / 8] >> (8 * (off % 8))) as u32;
+        Stat {
+            mode: word(crate::arch::STAT_MODE_OFFSET),
+            uid: word(crate::arch::STAT_UID_OFFSET),
+            size: st[6],
+        }
+    }
+
+    /// The file type bits.
+    pub fn kind(&self) -> u32 {
+        self.mode & S_IFMT
+    }
+
+    /// What the file is, when it is not a regular file (for messages).
+    pub fn describe_kind(&self) -> &'static str {
+        match self.kind() {
+            S_IFREG => "a regular file",
+            S_IFDIR => "a directory",
+            S_IFLNK => "a symbolic link",
+            S_IFIFO => "a FIFO",
+            0o140000 => "a socket",
+            0o020000 => "a character device",
+            0o060000 => "a block device",
+            _ => "not a regular file",
+        }
+    }
+}
 
 /// An open file descriptor, closed when dropped.
 pub struct Fd(pub i32);
@@ -77,22 +139,67 @@ impl Drop for Fd {
     }
 }
 
-/// Opens the NUL-terminated `path` read-only (close-on-exec).
+/// Opens the NUL-terminated `path` read-only (close-on-exec, and without waiting: a FIFO
+/// opens at once, and [`fstat`] then tells what it is).
 pub fn open(path: &[u8]) -> SysResult<Fd> {
+    openat(AT_FDCWD as i32, path, O_NONBLOCK)
+}
+
+/// Opens the NUL-terminated `path` relative to the directory `dir` (or [`AT_FDCWD`])
+/// read-only and close-on-exec, with the extra open `flags`.
+pub fn openat(dir: i32, path: &[u8], flags: usize) -> SysResult<Fd> {
     debug_assert!(path.last() == Some(&0));
     // SAFETY: `path` is a live NUL-terminated buffer.
     let r = unsafe {
         syscall6(
             nr::OPENAT,
-            AT_FDCWD as usize,
+            dir as isize as usize,
             path.as_ptr() as usize,
-            O_RDONLY_CLOEXEC,
+            O_RDONLY_CLOEXEC | flags,
             0,
             0,
             0,
         )
     };
     check(r).map(|fd| Fd(fd as i32))
+}
+
+/// `fstat` of an open file.
+pub fn fstat(fd: &Fd) -> SysResult<Stat> {
+    let mut st = [0u64; STAT_SIZE / 8];
+    // SAFETY: `st` is a writable buffer as large as the kernel's `struct stat`.
+    let r = unsafe {
+        syscall6(
+            nr::FSTAT,
+            fd.0 as usize,
+            st.as_mut_ptr() as usize,
+            0,
+            0,
+            0,
+            0,
+        )
+    };
+    check(r).map(|_| Stat::from_raw(&st))
+}
+
+/// `fstatat` of the NUL-terminated `path` relative to `dir` (or [`AT_FDCWD`]); `flags`
+/// may hold [`AT_SYMLINK_NOFOLLOW`].
+pub fn stat_at(dir: i32, path: &[u8], flags: usize) -> SysResult<Stat> {
+    debug_assert!(path.last() == Some(&0));
+    let mut st = [0u64; STAT_SIZE / 8];
+    // SAFETY: `path` is NUL-terminated and `st` as large as the kernel's `struct stat`.
+    let r = unsafe {
+        syscall6(
+            nr::NEWFSTATAT,
+            dir as isize as usize,
+            path.as_ptr() as usize,
+            st.as_mut_ptr() as usize,
+            flags,
+            0,
+            0,
+        )
+    };
+    check(r).map(|_| Stat::from_raw(&st))
 }
 
 /// Checks that the NUL-terminated `path` can be read (`faccessat(R_OK)`).
@@ -115,23 +222,7 @@ pub fn access_read(path: &[u8]) -> SysResult<()> {
 
 /// Whether the NUL-terminated `path` is a symbolic link (`lstat`).
 pub fn is_symlink(path: &[u8]) -> SysResult<bool> {
-    let mut st = [0u64; STAT_SIZE / 8];
-    // SAFETY: `path` is NUL-terminated and `st` as large as the kernel's `struct stat`.
-    let r = unsafe {
-        syscall6(
-            nr::NEWFSTATAT,
-            AT_FDCWD as usize,
-            path.as_ptr() as usize,
-            st.as_mut_ptr() as usize,
-            AT_SYMLINK_NOFOLLOW,
-            0,
-            0,
-        )
-    };
-    check(r)?;
-    let mode_word = st[crate::arch::STAT_MODE_OFFSET / 8];
-    let mode = (mode_word >> (8 * (crate::arch::STAT_MODE_OFFSET % 8))) as u32;
-    Ok(mode & 0o170000 == 0o120000)
+    stat_at(AT_FDCWD as i32, path, AT_SYMLINK_NOFOLLOW).map(|st| st.kind() == S_IFLNK)
 }
 
 /// The working directory (without a terminator counted in the length).
@@ -140,24 +231,6 @@ pub fn getcwd(buf: &mut [u8]) -> SysResult<usize> {
     let r = unsafe { syscall6(nr::GETCWD, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0, 0) };
     // The kernel counts the terminating NUL.
     check(r).map(|n| n.saturating_sub(1))
-}
-
-/// The size of the open file `fd`.
-pub fn file_size(fd: &Fd) -> SysResult<u64> {
-    let mut st = [0u64; STAT_SIZE / 8];
-    // SAFETY: `st` is a writable buffer as large as the kernel's `struct stat`.
-    let r = unsafe {
-        syscall6(
-            nr::FSTAT,
-            fd.0 as usize,
-            st.as_mut_ptr() as usize,
-            0,
-            0,
-            0,
-            0,
-        )
-    };
-    check(r).map(|_| st[6])
 }
 
 /// Reads up to `buf.len()` bytes at `offset` of `fd`.
@@ -257,11 +330,17 @@ pub fn map_file(fd: &Fd, len: usize) -> SysResult<&'static [u8]> {
 
 /// Reads the target of the NUL-terminated symbolic link `path` into `buf`; returns its length.
 pub fn readlink(path: &[u8], buf: &mut [u8]) -> SysResult<usize> {
+    readlinkat(AT_FDCWD as i32, path, buf)
+}
+
+/// Reads the target of the symbolic link `path` (NUL-terminated) relative to `dir`.
+pub fn readlinkat(dir: i32, path: &[u8], buf: &mut [u8]) -> SysResult<usize> {
+    debug_assert!(path.last() == Some(&0));
     // SAFETY: `path` is NUL-terminated and `buf` writable for its length.
     let r = unsafe {
         syscall6(
             nr::READLINKAT,
-            AT_FDCWD as usize,
+            dir as isize as usize,
             path.as_ptr() as usize,
             buf.as_mut_ptr() as usize,
             buf.len(),

@@ -12,8 +12,8 @@ use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 
 /// Most objects a closure may have here.
 pub const MAX: usize = 1024;
-/// Most distinct references kept per object.
-const MAX_REFS: usize = 256;
+/// Most distinct references per object (more fails the verification, loudly).
+pub const MAX_REFS: usize = 256;
 
 /// Each reference in `bytes` to an object of `objs`: (offset, index).
 pub(crate) fn references<'a>(
@@ -86,13 +86,31 @@ pub fn closure(objs: &[(Hash, &[u8])], o: &mut Out) -> bool {
         refs,
         counts: [0; MAX],
     };
+    if objs.len() > MAX {
+        o.str("verify: the closure has more than ");
+        let _ = core::fmt::write(o, format_args!("{MAX}"));
+        o.str(" objects, more than ld-cas --verify handles: not verified\n");
+        return false;
+    }
     for i in 0..n {
         for (_, j) in references(objs[i].1, &objs[..n]) {
             let c = g.counts[i] as usize;
-            if c < MAX_REFS && !g.of(i).contains(&(j as u16)) {
-                g.refs[i * MAX_REFS + c] = j as u16;
-                g.counts[i] += 1;
+            if g.of(i).contains(&(j as u16)) {
+                continue;
             }
+            if c == MAX_REFS {
+                o.str("verify ");
+                write_uri(o, &objs[i].0 .0);
+                let _ = core::fmt::write(
+                    o,
+                    format_args!(
+                        " refers to more than {MAX_REFS} objects of its closure, more than ld-cas --verify handles: not verified\n"
+                    ),
+                );
+                return false;
+            }
+            g.refs[i * MAX_REFS + c] = j as u16;
+            g.counts[i] += 1;
         }
     }
     let mut comp = [0u16; MAX];

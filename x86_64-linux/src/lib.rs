@@ -17,6 +17,15 @@ pub const EM_MACHINE: u16 = 62;
 /// Offset of `st_mode` in the kernel's `struct stat`.
 pub const STAT_MODE_OFFSET: usize = 24;
 
+/// Offset of `st_uid` in the kernel's `struct stat` (`st_gid` follows it).
+pub const STAT_UID_OFFSET: usize = 28;
+
+/// `O_DIRECTORY`: fail unless the path names a directory.
+pub const O_DIRECTORY: usize = 0o200000;
+
+/// `O_NOFOLLOW`: fail (`ELOOP`) when the last component is a symbolic link.
+pub const O_NOFOLLOW: usize = 0o400000;
+
 /// System call numbers used by ld-cas.
 pub mod nr {
     #![allow(missing_docs)]

@@ -12,7 +12,7 @@ mod read;
 #[cfg(feature = "std")]
 pub mod write;
 
-pub use read::{Entries, Entry, Table, TableError};
+pub use read::{path_problem, Entries, Entry, Table, TableError};
 
 use core::fmt;
 

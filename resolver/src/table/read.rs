@@ -307,7 +307,9 @@ impl<'a> Table<'a> {
     }
 
     /// Like [`Table::lookup`], and also checks the found entry's check value, so a
-    /// damaged entry (or damaged strings) is reported instead of returned.
+    /// damaged entry (or damaged strings) is reported instead of returned, and its path,
+    /// so an entry that would lead out of the store (absolute, with a `..` component, or
+    /// not normalised) is reported as [`TableError::BadEntry`] naming the path field.
     pub fn lookup_checked(&self, hash: &Hash) -> Result<Option<Entry<'a>>, TableError> {
         let (start, end) = self.bucket_range(format::bucket_of(hash.prefix64(), self.bits))?;
         for index in start..end {
@@ -383,7 +385,8 @@ impl<'a> Table<'a> {
         })
     }
 
-    /// Entry `index` with its check value verified.
+    /// Entry `index` with its check value verified and its path checked to stay inside
+    /// the store (see [`path_problem`]).
     pub fn entry_checked(&self, index: u32) -> Result<Entry<'a>, TableError> {
         let e = self.entry(index)?;
         let raw = self.entry_bytes(index);
@@ -392,6 +395,9 @@ impl<'a> Table<'a> {
                 index,
                 problem: "check value mismatch (damaged entry or strings)",
             });
+        }
+        if let Some(problem) = path_problem(e.path) {
+            return Err(TableError::BadEntry { index, problem });
         }
         Ok(e)
     }
@@ -403,6 +409,32 @@ impl<'a> Table<'a> {
             next: 0,
         }
     }
+}
+
+/// Why `path` is not a store-relative path that stays inside the store, naming the field:
+/// a table entry's path must be relative (no leading `/`), normalised (no empty and no `.`
+/// component, so no `//` and no trailing `/`), have no `..` component and no NUL byte.
+/// Any such path is accepted, wherever in the store it points (`objects/<hex>/<name>`,
+/// `bin/...`, `roots/<link>/...`). `None` when the path is fine.
+pub fn path_problem(path: &[u8]) -> Option<&'static str> {
+    if path.is_empty() {
+        return Some("the path field is empty");
+    }
+    if path[0] == b'/' {
+        return Some("the path field is absolute (it must be relative to the store)");
+    }
+    if path.contains(&0) {
+        return Some("the path field contains a NUL byte");
+    }
+    for component in path.split(|&c| c == b'/') {
+        match component {
+            b"" => return Some("the path field has an empty component (not normalised)"),
+            b"." => return Some("the path field has a `.` component (not normalised)"),
+            b".." => return Some("the path field has a `..` component (it leaves the store)"),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The check value of an entry: FNV-1a-64 over its first 60 bytes, its path and its soname,
@@ -431,5 +463,68 @@ impl<'a> Iterator for Entries<'a> {
         let index = self.next;
         self.next += 1;
         Some(self.table.entry_checked(index))
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use crate::table::write::{build, NewEntry};
+
+    fn table_with(path: &[u8]) -> (Vec<u8>, Hash) {
+        let hash = Hash([7; 32]);
+        let bytes = build(
+            vec![NewEntry {
+                hash,
+                path: path.to_vec(),
+                soname: b"libx.so.1".to_vec(),
+                size: 1,
+                kind: Kind::Library,
+            }],
+            1,
+        )
+        .unwrap();
+        (bytes, hash)
+    }
+
+    #[test]
+    fn paths_that_leave_the_store_are_refused_by_checked_reads() {
+        for bad in [
+            &b"/etc/passwd"[..],
+            b"../../../home/u/evil.so",
+            b"objects/../../evil.so",
+            b"objects/..",
+            b"objects//x.so",
+            b"./objects/x.so",
+            b"objects/./x.so",
+            b"objects/x.so/",
+            b"objects/x\0.so",
+        ] {
+            let (bytes, hash) = table_with(bad);
+            let table = Table::parse(&bytes).unwrap();
+            let err = table.lookup_checked(&hash).unwrap_err();
+            match err {
+                TableError::BadEntry { index: 0, problem } => {
+                    assert!(problem.contains("path field"), "{problem}")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+            assert!(table.verify().is_err(), "{bad:?}");
+            assert!(table.entries().next().unwrap().is_err(), "{bad:?}");
+            // The unchecked read still returns it (tools that must show a damaged entry).
+            assert_eq!(table.lookup(&hash).unwrap().unwrap().path, bad);
+        }
+        for good in [
+            &b"objects/0123-libx.so.1"[..],
+            b"objects/0123/libx.so.1",
+            b"bin/tree/lib/libx.so.1",
+            b"roots/link/lib/libx.so.1",
+            b"objects/..x/...so",
+        ] {
+            let (bytes, hash) = table_with(good);
+            let table = Table::parse(&bytes).unwrap();
+            assert_eq!(table.lookup_checked(&hash).unwrap().unwrap().path, good);
+            table.verify().unwrap();
+        }
     }
 }

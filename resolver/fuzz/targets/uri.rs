@@ -1,0 +1,32 @@
+//! Fuzz target: the URI grammar (`resolver/src/uri.rs`) on arbitrary bytes. It must never
+//! panic, accept only `uri:blake3:` and 64 lowercase hex digits, and print back exactly
+//! what it accepted.
+#![no_main]
+
+use resolver::uri::{Hash, URI_LEN, URI_PREFIX};
+
+#[no_mangle]
+pub extern "C" fn LLVMFuzzerTestOneInput(data: *const u8, size: usize) -> i32 {
+    // SAFETY: the driver passes `size` readable bytes at `data` (or a null pointer and 0).
+    let bytes = if data.is_null() {
+        &[][..]
+    } else {
+        unsafe { core::slice::from_raw_parts(data, size) }
+    };
+    if let Ok(h) = Hash::parse_uri(bytes) {
+        assert_eq!(bytes.len(), URI_LEN, "{bytes:?}");
+        assert!(bytes.starts_with(URI_PREFIX));
+        assert!(bytes[URI_PREFIX.len()..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)));
+        assert_eq!(h.to_uri_bytes()[..], bytes[..]);
+        assert_eq!(Hash::parse_hex(&bytes[URI_PREFIX.len()..]), Ok(h));
+    } else if let Err(e) = Hash::parse_uri(bytes) {
+        let _ = e.to_string();
+    }
+    if let Ok(h) = Hash::parse_hex(bytes) {
+        assert_eq!(bytes.len(), 64);
+        assert_eq!(Hash::parse_uri(&h.to_uri_bytes()), Ok(h));
+    }
+    0
+}
