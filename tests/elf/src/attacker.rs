@@ -15,8 +15,9 @@ pub struct User {
 /// The name of the user the attacks run as.
 pub const NAME: &str = "ldcas-attacker";
 
-/// The unprivileged user, created on first use. The tests that need it run as root (they
-/// create a user, set-user-ID files, files owned by others).
+/// The unprivileged user, created on first use (safe when other processes create users at
+/// the same time). The tests that need it run as root (they create a user, set-user-ID
+/// files, files owned by others).
 pub fn user() -> &'static User {
     static USER: OnceLock<User> = OnceLock::new();
     USER.get_or_init(|| {
@@ -28,20 +29,30 @@ pub fn user() -> &'static User {
             0,
             "these tests create a user and files owned by others: run them as root"
         );
-        if run(Command::new("id").arg(NAME)).status.code() != Some(0) {
+        // Another process (another test binary, another checkout's tests) may be adding
+        // this user or another one at the same moment: `useradd` then says the user exists
+        // (9) or that the password files are locked (10). Retry until `id` knows it.
+        let mut last = String::new();
+        for _ in 0..50 {
+            if run(Command::new("id").arg(NAME)).status.code() == Some(0) {
+                break;
+            }
             let out = run(Command::new("useradd").args([
                 "--no-create-home",
                 "--shell",
                 "/bin/false",
                 NAME,
             ]));
-            // 9: the user exists (created meanwhile by another process).
-            assert!(
-                out.status.success() || out.status.code() == Some(9),
-                "useradd: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            if !out.status.success() {
+                last = String::from_utf8_lossy(&out.stderr).into_owned();
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         }
+        assert_eq!(
+            run(Command::new("id").arg(NAME)).status.code(),
+            Some(0),
+            "cannot create the user {NAME}: {last}"
+        );
         let id = |flag: &str| {
             run_ok(Command::new("id").args([flag, NAME]))
                 .trim()

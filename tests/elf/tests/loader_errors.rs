@@ -49,12 +49,7 @@ fn missing_library_names_uri_store_and_program() {
     let b_uri = w.uri("libchain_b.so");
     let b_hex = b_uri.strip_prefix("uri:blake3:").unwrap();
     fs::copy(w.bin("chain"), &chain).unwrap();
-    let objects = dir.path().join("store/objects");
-    let b_obj = fs::read_dir(&objects)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(b_hex))
-        .unwrap();
+    let b_obj = object_of(&dir.path().join("store"), b_hex);
     let mut bytes = fs::read(&b_obj).unwrap();
     let c_uri = w.uri("libchain_c.so");
     let at = bytes
@@ -78,13 +73,7 @@ fn missing_library_names_uri_store_and_program() {
     let c_hex = c_uri.strip_prefix("uri:blake3:").unwrap();
     let dir = tempfile::tempdir().unwrap();
     copy_world(w, dir.path());
-    let objects = dir.path().join("store/objects");
-    for e in fs::read_dir(&objects).unwrap() {
-        let p = e.unwrap().path();
-        if p.file_name().unwrap().to_string_lossy().starts_with(c_hex) {
-            fs::remove_file(p).unwrap();
-        }
-    }
+    fs::remove_file(object_of(&dir.path().join("store"), c_hex)).unwrap();
     let prog = dir.path().join("bin/chain");
     let out = run(&mut Command::new(&prog));
     assert_eq!(out.status.code(), Some(127));
@@ -128,13 +117,9 @@ fn broken_stores_and_loaders_have_their_own_messages() {
     fs::rename(dir.path().join("gone"), dir.path().join("store")).unwrap();
     fs::write(&table, fs::read(w.store().join("table")).unwrap()).unwrap();
     let hex = w.loader_uri.strip_prefix("uri:blake3:").unwrap();
-    for e in fs::read_dir(dir.path().join("store/objects")).unwrap() {
-        let p = e.unwrap().path();
-        if p.file_name().unwrap().to_string_lossy().starts_with(hex) {
-            fs::remove_file(&p).unwrap();
-            fs::write(&p, b"not an ELF file").unwrap();
-        }
-    }
+    let loader = object_of(&dir.path().join("store"), hex);
+    fs::remove_file(&loader).unwrap();
+    fs::write(&loader, b"not an ELF file").unwrap();
     let out = run(&mut Command::new(&prog));
     assert_eq!(out.status.code(), Some(127));
     let err = stderr(&out);
@@ -237,4 +222,16 @@ fn environment_does_not_choose_the_store_for_setuid_programs() {
     assert_eq!(out.status.code(), Some(127));
     assert!(stderr(&out).contains("set-user-ID"), "{}", stderr(&out));
     assert_eq!(stdout(&out), "");
+}
+
+/// The file of the object whose hash is `hex` in `store` (`objects/<hex>/<name>`).
+fn object_of(store: &std::path::Path, hex: &str) -> std::path::PathBuf {
+    elf_tests::conversion::object_files(store)
+        .into_iter()
+        .find(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .is_some_and(|d| d.to_string_lossy() == hex)
+        })
+        .unwrap_or_else(|| panic!("no object {hex} in {}", store.display()))
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 
+use elf_tests::attacker::{give_to_attacker, setpriv_args, user};
 use elf_tests::{compile, fixture_dir, require_tool, run, run_ok};
 use resolver::table::write::{build, NewEntry};
 use resolver::table::Table;
@@ -22,60 +23,6 @@ use loader_common::*;
 /// Seconds any single run may take before it counts as a hang.
 const TIMEOUT: &str = "30";
 
-struct User {
-    uid: String,
-    gid: String,
-}
-
-/// The unprivileged user the attacks run as: created once, if missing (safe when other
-/// processes create users at the same time).
-fn user() -> &'static User {
-    static USER: OnceLock<User> = OnceLock::new();
-    USER.get_or_init(|| {
-        require_tool("useradd");
-        require_tool("setpriv");
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "these tests create a user and set-user-ID files: run them as root"
-        );
-        let name = "ldcas-attacker";
-        // Another process (another test binary, another checkout's tests) may be adding
-        // this user or another one at the same moment: `useradd` then says the user exists
-        // (9) or that the password files are locked (10). Retry until `id` knows it.
-        let mut last = String::new();
-        for _ in 0..50 {
-            if run(Command::new("id").arg(name)).status.code() == Some(0) {
-                break;
-            }
-            let out = run(Command::new("useradd").args([
-                "--no-create-home",
-                "--shell",
-                "/bin/false",
-                name,
-            ]));
-            if !out.status.success() {
-                last = stderr(&out);
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        }
-        assert_eq!(
-            run(Command::new("id").arg(name)).status.code(),
-            Some(0),
-            "cannot create the user {name}: {last}"
-        );
-        let id = |flag: &str| {
-            run_ok(Command::new("id").args([flag, name]))
-                .trim()
-                .to_string()
-        };
-        User {
-            uid: id("-u"),
-            gid: id("-g"),
-        }
-    })
-}
-
 /// `prog args` run by the attacker (through `setpriv`), with only `env` and `PATH`.
 fn as_user(prog: &Path, args: &[&Path], env: &[(&str, &Path)], cwd: &Path) -> Output {
     let mut cmd = Command::new("timeout");
@@ -84,14 +31,6 @@ fn as_user(prog: &Path, args: &[&Path], env: &[(&str, &Path)], cwd: &Path) -> Ou
     cmd.arg(prog).args(args);
     with_env(&mut cmd, env, cwd);
     run(&mut cmd)
-}
-
-fn setpriv_args(cmd: &mut Command) {
-    let u = user();
-    cmd.arg("setpriv")
-        .arg(format!("--reuid={}", u.uid))
-        .arg(format!("--regid={}", u.gid))
-        .arg("--clear-groups");
 }
 
 fn with_env(cmd: &mut Command, env: &[(&str, &Path)], cwd: &Path) {
@@ -266,25 +205,15 @@ fn evil_store(site: &Site, at: &Path) -> PathBuf {
         b"objects/evil-libchain_c.so",
         size,
     );
-    chown_to_user(at);
+    give_to_attacker(at);
     store
-}
-
-fn chown_to_user(path: &Path) {
-    let u = user();
-    run_ok(
-        Command::new("chown")
-            .arg("-R")
-            .arg(format!("{}:{}", u.uid, u.gid))
-            .arg(path),
-    );
 }
 
 /// A directory the attacker owns.
 fn attacker_dir() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    chown_to_user(d.path());
+    give_to_attacker(d.path());
     d
 }
 
@@ -408,7 +337,7 @@ fn no_store_from_the_working_directory_without_proc() {
     evil_store(&site, attacker.path());
     let cwd = attacker.path().join("sub");
     fs::create_dir(&cwd).unwrap();
-    chown_to_user(&cwd);
+    give_to_attacker(&cwd);
 
     let out = as_user(&prog, &[], &[], &cwd);
     assert_eq!(stdout(&out), "euid 0 value 40\n", "{}", stderr(&out));
@@ -540,7 +469,7 @@ fn a_hard_link_beside_the_callers_store_is_refused() {
     evil_store(&site, attacker.path());
     let bin = attacker.path().join("bin");
     fs::create_dir(&bin).unwrap();
-    chown_to_user(&bin);
+    give_to_attacker(&bin);
     let link = bin.join("setuid");
     {
         let _relaxed = ProtectedHardlinks::set("0");
