@@ -92,12 +92,7 @@ impl<'s> Batch<'s> {
         for object in objects {
             let (hash, path, existed, size) = self.put_object(object)?;
             if !existed {
-                let relative = path
-                    .strip_prefix(&self.store.root)
-                    .unwrap_or(&path)
-                    .as_os_str()
-                    .as_encoded_bytes()
-                    .to_vec();
+                let relative = self.store_relative(&path)?;
                 self.known.insert(hash, self.added.len());
                 self.added.push(NewEntry {
                     hash,
@@ -188,14 +183,29 @@ impl<'s> Batch<'s> {
         io::Write::write_all(tmp.as_file_mut(), bytes)
             .map_err(io_error(tmp.path(), "cannot write"))?;
         let path = install_object(tmp, &objects_dir.join(object_file_name(&hash, name)))?;
+        let relative = self.store_relative(&path)?;
+        self.moved.insert(hash, relative);
+        Ok(path)
+    }
+
+    /// `path`, inside the store, as the table records it: relative to the store root,
+    /// normalised, never leaving the store (the rule every checked reader enforces).
+    fn store_relative(&self, path: &Path) -> Result<Vec<u8>, StoreError> {
+        let refused = |problem: &str| StoreError::Io {
+            path: path.to_path_buf(),
+            action: "cannot be listed in the table",
+            source: io::Error::new(io::ErrorKind::InvalidInput, problem.to_owned()),
+        };
         let relative = path
             .strip_prefix(&self.store.root)
-            .unwrap_or(&path)
+            .map_err(|_| refused("it lies outside the store"))?
             .as_os_str()
             .as_encoded_bytes()
             .to_vec();
-        self.moved.insert(hash, relative);
-        Ok(path)
+        match crate::table::path_problem(&relative) {
+            Some(problem) => Err(refused(problem)),
+            None => Ok(relative),
+        }
     }
 
     /// The store this batch adds to.

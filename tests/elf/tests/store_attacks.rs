@@ -191,3 +191,61 @@ fn converting_again_writes_not_even_a_temporary_file() {
     assert_eq!(report["bytes_written"], 0, "{report}");
     assert_eq!(stamp(&store.join("objects")), objects);
 }
+
+#[test]
+fn table_paths_that_leave_the_store_are_refused_by_every_command() {
+    let (tmp, fx, store) = fixtures_and_store("store");
+    convert(&store, &[], &[fx.path("prog-a")]);
+    let outside = tmp.path().join("victim.so");
+    fs::write(&outside, b"someone else's file").unwrap();
+    let mut entries = resolver::store::Store::open(&store)
+        .unwrap()
+        .entries()
+        .unwrap();
+    let escaping = [
+        b"../victim.so".to_vec(),
+        outside.as_os_str().as_encoded_bytes().to_vec(),
+    ];
+    for (i, path) in escaping.iter().enumerate() {
+        let evil = resolver::uri::Hash([0xe0 + i as u8; 32]);
+        entries.push(resolver::table::write::NewEntry {
+            hash: evil,
+            path: path.clone(),
+            soname: b"libevil.so".to_vec(),
+            size: 19,
+            kind: resolver::table::Kind::Library,
+        });
+        let table = resolver::table::write::build(entries.clone(), 99).unwrap();
+        let table_path = store.join("table");
+        fs::set_permissions(
+            &table_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
+        fs::write(&table_path, table).unwrap();
+        let uri = evil.to_string();
+        for args in [
+            vec!["store", "gc"],
+            vec!["store", "verify"],
+            vec!["store", "list"],
+            vec!["store", "resolve", uri.as_str()],
+        ] {
+            let out = run(elfpatch()
+                .args(&args[..2])
+                .arg("--store")
+                .arg(&store)
+                .args(&args[2..]));
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+            assert_eq!(out.status.code(), Some(1), "{args:?} {path:?}: {text}");
+            assert!(text.contains("path field"), "{args:?} {path:?}: {text}");
+        }
+        let out = run(elfpatch()
+            .args(["convert", "--store"])
+            .arg(&store)
+            .arg(fx.path("prog-b")));
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("path field"), "{}", stderr(&out));
+        assert_eq!(fs::read(&outside).unwrap(), b"someone else's file");
+        entries.pop();
+    }
+}
