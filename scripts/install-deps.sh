@@ -10,7 +10,7 @@ packages=(
   gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
   gcc-s390x-linux-gnu libc6-dev-s390x-cross musl-tools
   rustc libstd-rust-dev:arm64
-  python3 python3-venv python3-pip perl curl git openjdk-17-jdk-headless abigail-tools
+  python3 python3-venv python3-pip perl curl git openjdk-17-jdk-headless abigail-tools afl++
 )
 
 missing=()

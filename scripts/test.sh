@@ -17,6 +17,11 @@ else
   echo "main job (scripts/demo.sh): FAILED"
   exit 1
 fi
+# A short coverage-guided run of each fuzz target (docs/reliability.md has a longer one's
+# figures); a crash or a hang fails the run.
+for target in table uri elf; do
+  resolver/fuzz/run.sh "$target" 20
+done
 scripts/check-rust-1.63.sh
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets --locked -- -D warnings
