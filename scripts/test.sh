@@ -19,7 +19,7 @@ else
 fi
 # A short coverage-guided run of each fuzz target (docs/reliability.md has a longer one's
 # figures); a crash or a hang fails the run.
-for target in table uri elf; do
+for target in table uri elf edit; do
   resolver/fuzz/run.sh "$target" 20
 done
 scripts/check-rust-1.63.sh
