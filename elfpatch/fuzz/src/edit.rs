@@ -16,8 +16,17 @@ pub extern "C" fn LLVMFuzzerTestOneInput(data: *const u8, size: usize) -> i32 {
     let Ok(elf) = Elf::parse(bytes) else {
         return 0;
     };
-    let _ = (elf.interpreter(), elf.needed(), elf.soname(), elf.runpath(), elf.rpath());
-    let first_needed = elf.needed().first().map(|n| String::from_utf8_lossy(n).into_owned());
+    let _ = (
+        elf.interpreter(),
+        elf.needed(),
+        elf.soname(),
+        elf.runpath(),
+        elf.rpath(),
+    );
+    let first_needed = elf
+        .needed()
+        .first()
+        .map(|n| String::from_utf8_lossy(n).into_owned());
     let mut edits = vec![
         {
             let mut e = Edit::new();
