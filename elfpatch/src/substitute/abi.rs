@@ -20,6 +20,8 @@ pub struct Export {
     pub version: Option<Vec<u8>>,
     /// `STT_*`.
     pub kind: u8,
+    /// `STB_*`.
+    pub bind: u8,
     /// `st_size`.
     pub size: u64,
 }
@@ -71,6 +73,7 @@ struct Symbol<'a> {
     defined: bool,
     visible: bool,
     kind: u8,
+    bind: u8,
     size: u64,
     /// Version name and, for a requirement, the file it is required of.
     version: Option<(&'a [u8], Option<&'a [u8]>)>,
@@ -144,6 +147,7 @@ impl<'a, E: FileHeader<Endian = Endianness>> SymbolSource for Source<'a, E> {
                     elf::STB_GLOBAL | elf::STB_WEAK | elf::STB_GNU_UNIQUE
                 ) && matches!(sym.st_visibility(), elf::STV_DEFAULT | elf::STV_PROTECTED),
                 kind: sym.st_type(),
+                bind: sym.st_bind(),
                 size: sym.st_size(self.endian).into(),
                 version,
             });
@@ -261,6 +265,7 @@ pub fn provided(bytes: &[u8]) -> Result<Provided> {
                 symbols.entry(s.name.to_vec()).or_default().push(Export {
                     version: s.version.map(|(v, _)| v.to_vec()),
                     kind: s.kind,
+                    bind: s.bind,
                     size: s.size,
                 });
             }
@@ -354,6 +359,13 @@ pub fn incompatibilities(
                     old_def.kind, new_def.kind
                 ));
             }
+            if old_def.bind != new_def.bind {
+                problems.push(format!(
+                    "the symbol {name}{at} changes binding ({} to {})",
+                    bind_name(old_def.bind),
+                    bind_name(new_def.bind)
+                ));
+            }
             if used.copies.contains(&import.name) && old_def.size != new_def.size {
                 problems.push(format!(
                     "the data object {name}{at}, which the dependent copies, changes size ({} to {} bytes)",
@@ -363,4 +375,14 @@ pub fn incompatibilities(
         }
     }
     problems
+}
+
+/// The name of an `STB_*` binding.
+fn bind_name(bind: u8) -> &'static str {
+    match bind {
+        elf::STB_GLOBAL => "global",
+        elf::STB_WEAK => "weak",
+        elf::STB_GNU_UNIQUE => "unique",
+        _ => "local",
+    }
 }

@@ -14,11 +14,19 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use elf_tests::attacker::{give_to_attacker, setpriv_args};
-use elf_tests::conversion::{convert, elfpatch, init_store, object_files};
+use elf_tests::conversion::{convert, init_store, object_files};
 use elf_tests::{run, run_ok};
 
 mod convert_common;
 use convert_common::{fixtures_and_store, Fixtures};
+
+/// `elfpatch ARGS...` under `timeout`: a hang is a failure too.
+fn elfpatch_timed() -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "5", "60"])
+        .arg(elf_tests::built_binary("elfpatch"));
+    cmd
+}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -53,7 +61,7 @@ fn relocate_leaves_planted_and_foreign_roots_alone() {
     // Planted in this store's roots: relocate refuses it and fails, the program unchanged.
     fs::create_dir_all(mine.join("roots")).unwrap();
     std::os::unix::fs::symlink(&program, mine.join("roots/0000000000000000-prog-a")).unwrap();
-    let res = run(elfpatch().args(["relocate", "--store"]).arg(&mine));
+    let res = run(elfpatch_timed().args(["relocate", "--store"]).arg(&mine));
     assert_eq!(res.status.code(), Some(1), "{res:?}");
     assert!(
         stderr(&res).contains("belongs to the store at"),
@@ -66,7 +74,7 @@ fn relocate_leaves_planted_and_foreign_roots_alone() {
     // Its own store relocates it after a move (the legitimate case)...
     let moved = tmp.path().join("theirs-moved");
     fs::rename(&theirs, &moved).unwrap();
-    run_ok(elfpatch().args(["relocate", "--store"]).arg(&moved));
+    run_ok(elfpatch_timed().args(["relocate", "--store"]).arg(&moved));
     assert_eq!(
         run_ok(&mut Command::new(&program)),
         "greet: alpha\nmain: done\n"
@@ -79,7 +87,7 @@ fn relocate_leaves_planted_and_foreign_roots_alone() {
         .unwrap()
         .path();
     run_ok(Command::new("chown").args(["-h", "65534"]).arg(&link));
-    let res = run(elfpatch().args(["relocate", "--store"]).arg(&moved));
+    let res = run(elfpatch_timed().args(["relocate", "--store"]).arg(&moved));
     assert_eq!(res.status.code(), Some(1));
     assert!(
         stderr(&res).contains("owned by uid 65534"),
@@ -88,7 +96,7 @@ fn relocate_leaves_planted_and_foreign_roots_alone() {
     );
     run_ok(Command::new("chown").args(["-h", "0"]).arg(&link));
     run_ok(Command::new("chmod").arg("777").arg(moved.join("roots")));
-    let res = run(elfpatch().args(["relocate", "--store"]).arg(&moved));
+    let res = run(elfpatch_timed().args(["relocate", "--store"]).arg(&moved));
     assert_eq!(res.status.code(), Some(1));
     assert!(
         stderr(&res).contains("writable by others"),
@@ -146,21 +154,35 @@ fn gc_stops_at_what_it_cannot_read_and_removes_nothing() {
 fn verify_names_unlisted_and_escaping_objects() {
     let (tmp, fx, store) = fixtures_and_store("store");
     convert(&store, &[], &[fx.path("prog-a")]);
-    run_ok(elfpatch().args(["store", "verify", "--store"]).arg(&store));
+    run_ok(
+        elfpatch_timed()
+            .args(["store", "verify", "--store"])
+            .arg(&store),
+    );
     // What a writer killed by a full disk leaves: an object that no table lists.
     let stray = store.join("objects/0123/libstray.so");
     fs::create_dir_all(stray.parent().unwrap()).unwrap();
     fs::write(&stray, b"half an object").unwrap();
-    let res = run(elfpatch().args(["store", "verify", "--store"]).arg(&store));
+    let res = run(elfpatch_timed()
+        .args(["store", "verify", "--store"])
+        .arg(&store));
     assert_eq!(res.status.code(), Some(1));
     let text = format!("{}{}", String::from_utf8_lossy(&res.stdout), stderr(&res));
     assert!(
         text.contains("libstray.so") && text.contains("does not list"),
         "{text}"
     );
-    run_ok(elfpatch().args(["store", "gc", "--store"]).arg(&store));
+    run_ok(
+        elfpatch_timed()
+            .args(["store", "gc", "--store"])
+            .arg(&store),
+    );
     assert!(!stray.exists());
-    run_ok(elfpatch().args(["store", "verify", "--store"]).arg(&store));
+    run_ok(
+        elfpatch_timed()
+            .args(["store", "verify", "--store"])
+            .arg(&store),
+    );
 
     // An object's directory replaced by a link to a correct copy outside the store.
     let greet = object_files(&store)
@@ -172,7 +194,9 @@ fn verify_names_unlisted_and_escaping_objects() {
     run_ok(Command::new("cp").arg("-a").arg(&dir).arg(&outside));
     fs::remove_dir_all(&dir).unwrap();
     std::os::unix::fs::symlink(&outside, &dir).unwrap();
-    let res = run(elfpatch().args(["store", "verify", "--store"]).arg(&store));
+    let res = run(elfpatch_timed()
+        .args(["store", "verify", "--store"])
+        .arg(&store));
     assert_eq!(res.status.code(), Some(1));
     let text = format!("{}{}", String::from_utf8_lossy(&res.stdout), stderr(&res));
     assert!(text.contains("leads outside the store"), "{text}");
@@ -230,7 +254,7 @@ fn table_paths_that_leave_the_store_are_refused_by_every_command() {
             vec!["store", "list"],
             vec!["store", "resolve", uri.as_str()],
         ] {
-            let out = run(elfpatch()
+            let out = run(elfpatch_timed()
                 .args(&args[..2])
                 .arg("--store")
                 .arg(&store)
@@ -239,7 +263,7 @@ fn table_paths_that_leave_the_store_are_refused_by_every_command() {
             assert_eq!(out.status.code(), Some(1), "{args:?} {path:?}: {text}");
             assert!(text.contains("path field"), "{args:?} {path:?}: {text}");
         }
-        let out = run(elfpatch()
+        let out = run(elfpatch_timed()
             .args(["convert", "--store"])
             .arg(&store)
             .arg(fx.path("prog-b")));
