@@ -146,6 +146,11 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
     let table = store::open_table(dir.bytes(), &mut scratch, None)
         .ok()
         .map(|t| t.0);
+    // Which objects replaced which (`elfpatch substitute`): optional.
+    let mut record_path = PathBuf::new();
+    record_path.push(dir.bytes());
+    record_path.push(b"/substitutions");
+    let record = map(record_path.bytes()).ok();
     let mut o = Out::new(STDOUT);
     o.str("store ")
         .bytes(dir.bytes())
@@ -162,7 +167,7 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
     let loader_uri = file.tag(DT_LDCAS_LOADER).map(|v| file.string(v));
     if let Some(uri) = loader_uri {
         o.str("\tloader ");
-        match show(&mut o, table, dir.bytes(), uri) {
+        match show(&mut o, table, record, dir.bytes(), uri) {
             Some(bytes) => {
                 if let Ok(h) = Hash::parse_uri(uri) {
                     objs[m] = (h, bytes);
@@ -249,7 +254,7 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
             seen[n] = h;
             n += 1;
             o.str("\t");
-            match show(&mut o, table, dir.bytes(), name) {
+            match show(&mut o, table, record, dir.bytes(), name) {
                 Some(bytes) => {
                     // At most `seen.len()` objects: `queue` has room for them after the
                     // program, `objs` after the loader.
@@ -269,10 +274,12 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
     sys::exit(if failed { 1 } else { 0 })
 }
 
-/// Prints `URI (soname) => path` and returns the object's bytes, or prints why not.
+/// Prints `URI (soname) => path` (and, from the substitution record, the objects it
+/// replaced) and returns the object's bytes, or prints why not.
 fn show(
     o: &mut Out,
     table: Option<&'static [u8]>,
+    record: Option<&[u8]>,
     store: &[u8],
     uri: &[u8],
 ) -> Option<&'static [u8]> {
@@ -294,6 +301,12 @@ fn show(
         .bytes(store)
         .str("/")
         .bytes(entry.path);
+    // Record lines are `<new URI> <old URI>`.
+    for line in record.unwrap_or_default().split(|&c| c == b'\n') {
+        if line.len() == 2 * URI_LEN + 1 && &line[..URI_LEN] == uri && line[URI_LEN] == b' ' {
+            o.str(" (replaces ").bytes(&line[URI_LEN + 1..]).str(")");
+        }
+    }
     let mut p = PathBuf::new();
     p.push(store);
     p.push(b"/");

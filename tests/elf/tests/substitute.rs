@@ -231,6 +231,18 @@ fn compatible_versions_substitute_and_back_incompatible_ones_are_refused() {
         "{listed}"
     );
 
+    let listed = run_ok(
+        Command::new(elf_tests::built_binary("ld-cas"))
+            .arg("--list")
+            .arg(&app),
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains(&foo_1_1) && l.ends_with(&format!("(replaces {foo_1_0})"))),
+        "{listed}"
+    );
+
     // Back to 1.0: the original URIs and bytes.
     let out = substitute(&store, &foo_1_1, Path::new(&foo_1_0));
     assert!(
