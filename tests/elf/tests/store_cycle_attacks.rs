@@ -16,7 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use elf_tests::conversion::{convert, elfpatch};
+use elf_tests::conversion::convert;
 use elf_tests::{built_binary, run, run_ok};
 use resolver::hash::hash_modulo_cycle;
 use resolver::store::{Content, NewObject, Store};
@@ -65,10 +65,16 @@ fn verifiers(store: &Path) -> ((Option<i32>, String), (Option<i32>, String)) {
             ),
         )
     };
-    let store_verify = text(run(elfpatch()
+    // Under `timeout`: a hang is a failure too.
+    let timed = |binary: &str| {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-k", "5", "60"]).arg(built_binary(binary));
+        cmd
+    };
+    let store_verify = text(run(timed("elfpatch")
         .args(["store", "verify", "--store"])
         .arg(store)));
-    let ld_cas_verify = text(run(Command::new(built_binary("ld-cas"))
+    let ld_cas_verify = text(run(timed("ld-cas")
         .arg("--verify")
         .arg(store.join("bin/prog-ring"))));
     (store_verify, ld_cas_verify)
