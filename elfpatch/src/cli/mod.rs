@@ -113,6 +113,17 @@ fn relocate(store: &Path, json: bool) -> Result<ExitCode> {
             report.bytes_written
         );
     }
+    if report.in_place.is_empty()
+        && report.rewritten.is_empty()
+        && report.unchanged == 0
+        && report.refused.is_empty()
+    {
+        eprintln!(
+            "elfpatch: relocate: nothing to relocate: no converted program in {}/bin or in the registered roots",
+            store.root().display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     for refused in &report.refused {
         eprintln!(
             "elfpatch: relocate: left {} alone: {}",

@@ -26,7 +26,7 @@ pub enum StoreCommand {
     /// Create an empty store (or check that DIR already is one) and install ld-cas in it.
     ///
     /// A store is a directory holding `objects/` (read-only files named
-    /// `<hash>-<file name>`), `table` (the lookup table ld-cas maps), `lock`, and `ld-cas`
+    /// `<hash>/<file name>`), `table` (the lookup table ld-cas maps), `lock`, and `ld-cas`
     /// (the interpreter converted programs name by default). Every path in the table is
     /// relative to the store, so the directory can be moved freely.
     Init {
@@ -35,7 +35,8 @@ pub enum StoreCommand {
         /// An ld-cas binary to install: as STORE/ld-cas when it is for this machine, as
         /// STORE/ld-cas-<arch> for another (e.g. an aarch64 build, STORE/ld-cas-aarch64,
         /// which aarch64 programs converted into the store name). Repeatable [default: the
-        /// `ld-cas` beside this elfpatch executable].
+        /// `ld-cas` installed with this elfpatch: beside it, in ../libexec or in ../lib;
+        /// none there and none in the store yet is an error].
         #[arg(long, value_name = "PATH")]
         ld_cas: Vec<PathBuf>,
     },
@@ -121,9 +122,14 @@ fn open(arg: &StoreArg) -> Result<Store> {
 pub fn run(cmd: StoreCommand) -> Result<ExitCode> {
     match cmd {
         StoreCommand::Init { store, ld_cas } => {
+            let default = if ld_cas.is_empty() {
+                default_ld_cas(&store.store)?
+            } else {
+                None
+            };
             let store = Store::init(&store.store)?;
-            if ld_cas.is_empty() {
-                install_default_ld_cas(&store)?;
+            if let Some(path) = default {
+                install_ld_cas(&store, &path)?;
             }
             for path in &ld_cas {
                 install_ld_cas(&store, path)?;
@@ -144,20 +150,38 @@ pub fn run(cmd: StoreCommand) -> Result<ExitCode> {
     }
 }
 
-/// Installs the ld-cas beside this executable, if there is one.
-fn install_default_ld_cas(store: &Store) -> Result<()> {
-    let beside = std::env::current_exe()
+/// Where an ld-cas is installed with this elfpatch, in the layouts people install them in:
+/// beside it (`cargo build`, `/usr/local/bin`), in `../libexec` or in `../lib` (a Nix
+/// package's `$out/bin/elfpatch` and `$out/libexec/ld-cas`).
+fn installed_ld_cas() -> Vec<PathBuf> {
+    let Some(dir) = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join(LD_CAS_FILE)));
-    match beside.filter(|p| p.is_file()) {
-        Some(p) => install_ld_cas(store, &p),
-        None => {
-            eprintln!(
-                "elfpatch: note: no ld-cas beside elfpatch; pass --ld-cas PATH to install one in the store"
-            );
-            Ok(())
-        }
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    else {
+        return Vec::new();
+    };
+    ["", "../libexec", "../lib"]
+        .iter()
+        .map(|sub| dir.join(sub).join(LD_CAS_FILE))
+        .collect()
+}
+
+/// The ld-cas `store init` installs by default: the first installed one; none is needed
+/// when the store at `root` already has one; otherwise an error naming where it looked.
+fn default_ld_cas(root: &Path) -> Result<Option<PathBuf>> {
+    let candidates = installed_ld_cas();
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(Some(found.clone()));
     }
+    if root.join(LD_CAS_FILE).is_file() {
+        return Ok(None);
+    }
+    let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    anyhow::bail!(
+        "no ld-cas to install in {} (looked at {}): pass --ld-cas PATH; converted programs name STORE/ld-cas as their interpreter and cannot start without it",
+        root.display(),
+        looked.join(", ")
+    )
 }
 
 /// Copies the ld-cas at `source` into the store under the name programs of its
