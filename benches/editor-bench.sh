@@ -4,13 +4,15 @@
 # rounds, each on a fresh copy of the binary (the copy is not timed), and reports medians
 # and the paired difference from patchelf (the median over rounds of elfpatch − patchelf
 # within one round). Prints a markdown table; ratios are (patchelf + Δ) / patchelf.
-# Usage: benches/editor-bench.sh [results.md]   (needs patchelf, gcc, python3)
+# Usage: [PATCHELF=...] benches/editor-bench.sh [results.md]   (needs patchelf, gcc, python3)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-/dev/stdout}
 cargo build --release -p elfpatch --manifest-path "$root/Cargo.toml" >&2
 elfpatch="$root/target/release/elfpatch"
-patchelf=$(command -v patchelf)
+# PATCHELF=/path/to/patchelf compares against another build (say 0.19, built from the
+# suite's tree); Debian's 0.14.3 by default.
+patchelf=${PATCHELF:-$(command -v patchelf)}
 work=$(mktemp -d "$root/target/editor-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
