@@ -3,16 +3,13 @@
 //! pass against its input, and the result must parse again and carry the edit.
 #![no_main]
 
+#[path = "../../../resolver/fuzz/targets/driver.rs"]
+#[macro_use]
+mod driver;
+
 use elfpatch::elf::{Edit, Elf};
 
-#[no_mangle]
-pub extern "C" fn LLVMFuzzerTestOneInput(data: *const u8, size: usize) -> i32 {
-    // SAFETY: the driver passes `size` readable bytes at `data` (or a null pointer and 0).
-    let bytes = if data.is_null() {
-        &[][..]
-    } else {
-        unsafe { core::slice::from_raw_parts(data, size) }
-    };
+fuzz_target!(|bytes| {
     let Ok(elf) = Elf::parse(bytes) else {
         return 0;
     };
@@ -57,5 +54,4 @@ pub extern "C" fn LLVMFuzzerTestOneInput(data: *const u8, size: usize) -> i32 {
             assert!(Elf::parse(&out).is_ok(), "an edit's output does not parse");
         }
     }
-    0
-}
+});

@@ -3,18 +3,15 @@
 //! names of arbitrary bytes. It must never panic or read out of bounds.
 #![no_main]
 
+#[path = "driver.rs"]
+#[macro_use]
+mod driver;
+
 #[path = "../../../ld-cas/src/elf.rs"]
 #[allow(dead_code)]
 mod elf;
 
-#[no_mangle]
-pub extern "C" fn LLVMFuzzerTestOneInput(data: *const u8, size: usize) -> i32 {
-    // SAFETY: the driver passes `size` readable bytes at `data` (or a null pointer and 0).
-    let bytes = if data.is_null() {
-        &[][..]
-    } else {
-        unsafe { core::slice::from_raw_parts(data, size) }
-    };
+fuzz_target!(|bytes| {
     for machine in [62u16, 183] {
         let file = match elf::File::parse(bytes, machine) {
             Some(f) => f,
@@ -38,5 +35,4 @@ pub extern "C" fn LLVMFuzzerTestOneInput(data: *const u8, size: usize) -> i32 {
         let _ = file.tag(1);
         let _ = elf::str_at(bytes, bytes.len() as u64 / 2);
     }
-    0
-}
+});

@@ -3,18 +3,15 @@
 //! every entry a checked read yields has a path that stays inside the store.
 #![no_main]
 
+#[path = "driver.rs"]
+#[macro_use]
+mod driver;
+
 use resolver::table::format::{header, HEADER_LEN, MAGIC, VERSION};
 use resolver::table::{path_problem, Fnv64, Table};
 use resolver::uri::Hash;
 
-#[no_mangle]
-pub extern "C" fn LLVMFuzzerTestOneInput(data: *const u8, size: usize) -> i32 {
-    // SAFETY: the driver passes `size` readable bytes at `data` (or a null pointer and 0).
-    let bytes = if data.is_null() {
-        &[][..]
-    } else {
-        unsafe { core::slice::from_raw_parts(data, size) }
-    };
+fuzz_target!(|bytes| {
     check(bytes);
     // The same bytes with a header that checks out (magic, version, length, both
     // checksums recomputed), so that mutations reach the fields behind the checksums.
@@ -32,8 +29,7 @@ pub extern "C" fn LLVMFuzzerTestOneInput(data: *const u8, size: usize) -> i32 {
             .copy_from_slice(&head.to_le_bytes());
         check(&fixed);
     }
-    0
-}
+});
 
 fn check(bytes: &[u8]) {
     let table = match Table::parse(bytes) {

@@ -3,16 +3,13 @@
 //! what it accepted.
 #![no_main]
 
+#[path = "driver.rs"]
+#[macro_use]
+mod driver;
+
 use resolver::uri::{Hash, URI_LEN, URI_PREFIX};
 
-#[no_mangle]
-pub extern "C" fn LLVMFuzzerTestOneInput(data: *const u8, size: usize) -> i32 {
-    // SAFETY: the driver passes `size` readable bytes at `data` (or a null pointer and 0).
-    let bytes = if data.is_null() {
-        &[][..]
-    } else {
-        unsafe { core::slice::from_raw_parts(data, size) }
-    };
+fuzz_target!(|bytes| {
     if let Ok(h) = Hash::parse_uri(bytes) {
         assert_eq!(bytes.len(), URI_LEN, "{bytes:?}");
         assert!(bytes.starts_with(URI_PREFIX));
@@ -28,5 +25,4 @@ pub extern "C" fn LLVMFuzzerTestOneInput(data: *const u8, size: usize) -> i32 {
         assert_eq!(bytes.len(), 64);
         assert_eq!(Hash::parse_uri(&h.to_uri_bytes()), Ok(h));
     }
-    0
-}
+});
