@@ -34,6 +34,7 @@ mod loadmap;
 mod mem;
 mod out;
 mod path;
+mod program;
 mod startup;
 mod store;
 mod sys;
