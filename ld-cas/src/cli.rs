@@ -2,7 +2,7 @@
 
 use crate::arch;
 use crate::cas::{Hash, URI_LEN, URI_PREFIX};
-use crate::elf::{self, DT_LDCAS_LOADER, DT_LDCAS_STORE};
+use crate::elf::{self, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_LDCAS_TABLE};
 use crate::launch::{self, Program};
 use crate::loadmap;
 use crate::out::{die, Out, STDOUT};
@@ -143,7 +143,10 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
     let mut dir = PathBuf::new();
     let mut scratch = PathBuf::new();
     let source = store::locate(&mut dir, env, recorded, dirname(prog));
-    let table = store::open_table(dir.bytes(), &mut scratch, None)
+    let table_dir = file
+        .tag(DT_LDCAS_TABLE)
+        .map_or(&b""[..], |o| file.string(o));
+    let table = store::open_table(dir.bytes(), table_dir, &mut scratch, None)
         .ok()
         .map(|t| t.0);
     // Which objects replaced which (`elfpatch substitute`): optional.

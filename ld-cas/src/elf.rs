@@ -31,6 +31,22 @@ pub const DT_LDCAS_STORE: i64 = 0x6c64_6302;
 
 /// Written by ld-cas in memory only: the address of its hooks for its audit copy.
 pub const DT_LDCAS_HOOK: i64 = 0x6c64_6303;
+/// The directory holding the lookup table (`table`) and its index (`index/`), relative to
+/// the store; absent: the store itself (`elfpatch`).
+pub const DT_LDCAS_TABLE: i64 = 0x6c64_6304;
+/// A set of `LDCAS_FLAG_*` bits (`elfpatch`).
+pub const DT_LDCAS_FLAGS: i64 = 0x6c64_6305;
+/// `DT_LDCAS_FLAGS`: the program needs the name service (an object it may load keeps a
+/// `DT_RUNPATH` and needs `uri:` names that ld.so's own search cannot reach).
+pub const LDCAS_FLAG_NAME_SERVICE: u64 = 1;
+/// `DT_LDCAS_FLAGS`: the first entry of the program's search path (`DT_RPATH`, or
+/// `DT_RUNPATH` when it has one) is the index, written for tools that run ld.so on the file
+/// (`ldd`); ld-cas puts the index's absolute path in its place.
+pub const LDCAS_FLAG_INDEX_FIRST: u64 = 2;
+/// `DT_RPATH`.
+pub const DT_RPATH: i64 = 15;
+/// `DT_RUNPATH`.
+pub const DT_RUNPATH: i64 = 29;
 /// `PT_INTERP`.
 pub const PT_INTERP: u32 = 3;
 

@@ -4,18 +4,19 @@
 use crate::arch;
 use crate::arena;
 use crate::audit::{self, trace, InstallError};
-use crate::cas::{Hash, Kind, URI_PREFIX};
+use crate::cas::{Hash, Kind};
 use crate::elf::PT_INTERP;
 use crate::elf::{
-    self, Phdr, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NEEDED, DT_NULL, DT_SONAME, DT_VERNEED,
-    DT_VERNEEDNUM, PT_PHDR,
+    Phdr, DT_LDCAS_FLAGS, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_LDCAS_TABLE, DT_SONAME,
+    LDCAS_FLAG_NAME_SERVICE, PT_PHDR,
 };
 use crate::loadmap::{self, MapError, Role};
+use crate::names;
 use crate::out::{cstr, die, Out};
 use crate::path::{dirname, PathBuf};
 use crate::startup::{Stack, AT_BASE, AT_EXECFN, AT_PAGESZ, AT_PHDR, AT_PHNUM, AT_SECURE};
 use crate::store::{self, OpenError, Source};
-use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+use crate::sys;
 use crate::trust::{self, Trust, WalkError, Want};
 
 pub use crate::program::Program;
@@ -41,6 +42,17 @@ static mut SCRATCH: PathBuf = PathBuf::new();
 static mut LOADER: PathBuf = PathBuf::new();
 #[link_section = ".data"]
 static mut EXE: PathBuf = PathBuf::new();
+#[link_section = ".data"]
+static mut INDEX: PathBuf = PathBuf::new();
+
+/// The scratch path used for messages about the file at fault.
+///
+/// # Safety
+/// Only one reference may be live (ld-cas is single-threaded before the hand-over).
+pub unsafe fn scratch() -> &'static mut PathBuf {
+    // SAFETY: per the function's contract.
+    &mut *core::ptr::addr_of_mut!(SCRATCH)
+}
 
 /// Whether `LD_CAS_DEBUG` asks for traces (never under `AT_SECURE`).
 pub fn debug_enabled(stack: &Stack) -> bool {
@@ -53,7 +65,7 @@ pub fn debug_enabled(stack: &Stack) -> bool {
 /// or `/proc/self/exe` if needed. `me` is ld-cas's own path (for `DT_AUDIT`).
 pub fn handover(
     mut stack: Stack,
-    prog: Program,
+    mut prog: Program,
     name: &'static [u8],
     dir: Option<&[u8]>,
     me: &[u8],
@@ -84,6 +96,8 @@ pub fn handover(
     };
     let uses_uri = prog.has_uri_needed();
     let loader_uri = prog.tag_str(DT_LDCAS_LOADER);
+    let table_dir = prog.tag_str(DT_LDCAS_TABLE).unwrap_or(b"");
+    let flags = prog.tag_val(DT_LDCAS_FLAGS).unwrap_or(0);
     // SAFETY: single-threaded before the hand-over; each static is borrowed once.
     let (r, scratch, loader_path) = unsafe {
         (
@@ -133,7 +147,7 @@ pub fn handover(
                     .str(")");
             });
         }
-        r.table = match store::open_table(r.store.bytes(), scratch, trust.as_ref()) {
+        r.table = match store::open_table(r.store.bytes(), table_dir, scratch, trust.as_ref()) {
             Ok((t, d)) => {
                 store_dir = d;
                 t
@@ -234,14 +248,15 @@ pub fn handover(
                 .str(": cannot run it: its dynamic section is not in a writable segment");
         });
     }
-    if uses_uri && (secure || !glibc) {
-        let why = if secure {
-            "it runs set-user-ID or set-group-ID, and glibc ignores audit modules named by path then"
-        } else {
-            "its loader is not glibc's ld.so and has no audit interface"
-        };
-        direct_needed(prog, name, why, store_dir.as_ref(), trust.as_ref());
-    } else if uses_uri {
+    // The name service only where ld.so's own search cannot serve: a replacement of a
+    // library (`LD_CAS_OVERRIDE`: the index would find the original for a library's own
+    // names), traces (`LD_CAS_DEBUG`), or an object that may be loaded with a
+    // `DT_RUNPATH` and `uri:` names (`elfpatch` flags the program). glibc ignores audit
+    // modules named by path under `AT_SECURE`, and musl has none.
+    let name_service = glibc
+        && !secure
+        && (debug || !r.overrides.is_empty() || flags & LDCAS_FLAG_NAME_SERVICE != 0);
+    if uses_uri && name_service {
         let strtab = prog.strtab;
         let strings = prog.strings;
         // SAFETY: the program's dynamic section has not been read by ld.so yet.
@@ -256,6 +271,19 @@ pub fn handover(
                 };
             });
         }
+    } else if uses_uri {
+        // SAFETY: single-threaded before the hand-over.
+        let index = unsafe { &mut *core::ptr::addr_of_mut!(INDEX) };
+        if !names::index_path(index, r.store.bytes(), table_dir) {
+            unusable(name, "the store's index path", index.why());
+        }
+        let cx = names::Context {
+            name,
+            index: index.bytes(),
+            secure: trust.as_ref().map(|t| (t, store_dir.as_ref())),
+            page,
+        };
+        names::hand_names(&mut prog, &cx);
     }
     // No descriptor of ld-cas's is left to the program.
     drop(store_dir);
@@ -266,7 +294,7 @@ pub fn handover(
 
 /// Secure mode: opens the regular file `path` (relative to the store directory `dir`, or
 /// absolute) by the trust rule and checks its size against the table's.
-fn open_trusted(
+pub fn open_trusted(
     dir: Option<&sys::Fd>,
     path: &[u8],
     size: Option<u64>,
@@ -281,7 +309,7 @@ fn open_trusted(
 }
 
 /// Writes why a file was refused in secure mode: the path at fault and the reason.
-fn refused(o: &mut Out, at: &PathBuf, e: WalkError) {
+pub fn refused(o: &mut Out, at: &PathBuf, e: WalkError) {
     match e {
         WalkError::Sys(_) => {
             o.bytes(at.bytes()).str(": ");
@@ -333,195 +361,6 @@ fn name_the_loader(stack: &mut Stack, prog: &Program, loader: &[u8]) {
         unsafe { copy.add(i).write(p) };
     }
     stack.set_aux(AT_PHDR, copy as usize);
-}
-
-/// Without the name service (under `AT_SECURE` glibc ignores audit modules named by path;
-/// musl has no audit interface), the program's own `uri:` entries (`DT_NEEDED` and the `vn_file` of `.gnu.version_r`, which must name the
-/// same object) are pointed, in memory, at the objects' absolute paths in the recorded
-/// store instead. The strings go in a page mapped above the program, within the 32-bit
-/// reach of `vn_file`. An object that itself needs `uri:` names cannot be served this
-/// way: the program then fails closed with a message.
-fn direct_needed(
-    prog: Program,
-    name: &[u8],
-    why: &str,
-    store_dir: Option<&sys::Fd>,
-    trust: Option<&Trust>,
-) {
-    let strtab = prog.strtab;
-    let strings = prog.strings;
-    let fail = |detail: &str| -> ! {
-        die(127, |o| {
-            o.bytes(name)
-                .str(": ")
-                .str(detail)
-                .str(" (")
-                .str(why)
-                .str(")");
-        })
-    };
-    let end = prog
-        .phdrs
-        .iter()
-        .filter(|p| p.p_type == elf::PT_LOAD)
-        .map(|p| prog.bias.wrapping_add((p.p_vaddr + p.p_memsz) as usize))
-        .max()
-        .unwrap_or(strtab);
-    const NEAR: usize = 1 << 16;
-    let hint = (end + (1 << 30)) & !0xffff;
-    // SAFETY: a fresh anonymous mapping (the address is only a hint).
-    let near = unsafe {
-        sys::mmap(
-            hint,
-            NEAR,
-            PROT_READ | PROT_WRITE,
-            MAP_PRIVATE | MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    }
-    .unwrap_or_else(|_| fail("cannot map memory for its library paths"));
-    if near < strtab || near + NEAR - strtab > u32::MAX as usize {
-        fail("no memory within reach of its string table for its library paths");
-    }
-    let mut used = 0;
-    let mut moved = [(0u64, 0u64); 64];
-    let mut nmoved = 0;
-    // SAFETY: single-threaded before the hand-over.
-    let r = unsafe { audit::state() };
-    for d in prog.dynamic.iter_mut().take_while(|d| d.d_tag != DT_NULL) {
-        if d.d_tag != DT_NEEDED {
-            continue;
-        }
-        let needed = elf::str_at(strings, d.d_val);
-        let (path, entry) = match audit::resolve(r, needed, name) {
-            Some(audit::Found::Path(p, e)) => (p, e),
-            _ => continue,
-        };
-        // SAFETY: `resolve` returns a NUL-terminated copy that lives for good.
-        let file = unsafe { cstr(path) };
-        let opened = match (trust, entry) {
-            // Secure mode: the object is opened from the store directory one component at
-            // a time, by the trust rule, and must have the recorded size.
-            (Some(t), Some(e)) => {
-                // SAFETY: single-threaded before the hand-over.
-                let at = unsafe { &mut *core::ptr::addr_of_mut!(SCRATCH) };
-                match open_trusted(store_dir, e.path, Some(e.size), t, at) {
-                    Ok((fd, _)) => fd,
-                    Err(err) => die(127, |o| {
-                        o.bytes(name).str(": cannot load ").bytes(needed).str(": ");
-                        refused(o, at, err);
-                    }),
-                }
-            }
-            (Some(_), None) => fail("a library outside the store in secure mode"),
-            (None, _) => {
-                let mut p = PathBuf::new();
-                p.push(file);
-                match sys::open(p.c()) {
-                    Ok(fd) => fd,
-                    Err(_) => continue,
-                }
-            }
-        };
-        if let Some(inner) = nested_uri(&opened) {
-            die(127, |o| {
-                o.bytes(name)
-                    .str(": ")
-                    .bytes(file)
-                    .str(" needs ")
-                    .bytes(inner);
-                o.str(", but ")
-                    .str(why)
-                    .str(": only the program's own DT_NEEDED can then be content addresses");
-            });
-        }
-        if used + file.len() + 1 > NEAR || nmoved == moved.len() {
-            fail("too many content-addressed libraries");
-        }
-        // SAFETY: `near` is our fresh writable mapping of NEAR bytes; `used + len + 1` fits.
-        unsafe {
-            core::ptr::copy_nonoverlapping(file.as_ptr(), (near + used) as *mut u8, file.len());
-            *((near + used + file.len()) as *mut u8) = 0;
-        }
-        let value = (near + used - strtab) as u64;
-        moved[nmoved] = (d.d_val, value);
-        nmoved += 1;
-        d.d_val = value;
-        used += file.len() + 1;
-    }
-    retarget_verneed(&prog, &moved[..nmoved]);
-}
-
-/// Points each `vn_file` that named a moved `DT_NEEDED` string at its new string.
-fn retarget_verneed(prog: &Program, moved: &[(u64, u64)]) {
-    let (mut addr, mut num) = (0usize, 0usize);
-    for d in prog.dynamic.iter().take_while(|d| d.d_tag != DT_NULL) {
-        match d.d_tag {
-            DT_VERNEED => addr = prog.bias.wrapping_add(d.d_val as usize),
-            DT_VERNEEDNUM => num = d.d_val as usize,
-            _ => {}
-        }
-    }
-    if addr == 0 || moved.is_empty() {
-        return;
-    }
-    let seg = prog.phdrs.iter().find(|p| {
-        let start = prog.bias.wrapping_add(p.p_vaddr as usize);
-        p.p_type == elf::PT_LOAD && addr >= start && addr - start < p.p_memsz as usize
-    });
-    let seg = match seg {
-        Some(s) => s,
-        None => return,
-    };
-    // Every Elf64_Verneed read must lie in that segment.
-    let seg_end = prog
-        .bias
-        .wrapping_add(seg.p_vaddr as usize)
-        .wrapping_add(seg.p_memsz as usize);
-    let start = prog.bias.wrapping_add(seg.p_vaddr as usize) & !0xfff;
-    let len =
-        (prog.bias.wrapping_add((seg.p_vaddr + seg.p_memsz) as usize) - start + 0xfff) & !0xfff;
-    let prot = loadmap::prot(seg);
-    // SAFETY: the range is the program's own segment; nothing else runs while it is
-    // writable, and its protection is restored before the hand-over.
-    unsafe {
-        if sys::mprotect(start, len, prot | PROT_WRITE).is_err() {
-            return;
-        }
-        let mut vn = addr;
-        for _ in 0..num {
-            if vn & 3 != 0 || vn >= seg_end || seg_end - vn < 16 {
-                break;
-            }
-            // Elf64_Verneed: vn_version u16, vn_cnt u16, vn_file u32, vn_aux u32, vn_next u32.
-            let file = (vn + 4) as *mut u32;
-            if let Some(m) = moved.iter().find(|m| m.0 == *file as u64) {
-                *file = m.1 as u32;
-            }
-            let next = *((vn + 12) as *const u32) as usize;
-            if next == 0 {
-                break;
-            }
-            vn = match vn.checked_add(next) {
-                Some(v) => v,
-                None => break,
-            };
-        }
-        let _ = sys::mprotect(start, len, prot);
-    }
-}
-
-/// The first `uri:` name the ELF file open as `fd` needs, if any.
-fn nested_uri(fd: &sys::Fd) -> Option<&'static [u8]> {
-    let st = sys::fstat(fd).ok()?;
-    if st.kind() != sys::S_IFREG {
-        return None;
-    }
-    let bytes = sys::map_file(fd, st.size as usize).ok()?;
-    let file = elf::File::parse(bytes, arch::EM_MACHINE)?;
-    let found = file.needed().find(|n| n.starts_with(URI_PREFIX));
-    found
 }
 
 /// The directory of the running program: from `/proc/self/exe` (one `readlink`, with every

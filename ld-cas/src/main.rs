@@ -32,6 +32,7 @@ mod elf;
 mod launch;
 mod loadmap;
 mod mem;
+mod names;
 mod out;
 mod path;
 mod program;

@@ -3,8 +3,8 @@
 
 use crate::cas::URI_PREFIX;
 use crate::elf::{
-    self, Dyn, Phdr, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NEEDED, DT_NULL, DT_SONAME, DT_STRSZ,
-    DT_STRTAB, PT_DYNAMIC, PT_INTERP, PT_PHDR,
+    self, Dyn, Phdr, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_LDCAS_TABLE, DT_NEEDED, DT_NULL, DT_RPATH,
+    DT_RUNPATH, DT_SONAME, DT_STRSZ, DT_STRTAB, PT_DYNAMIC, PT_INTERP, PT_PHDR,
 };
 
 /// The program as mapped in memory (by the kernel, or by ld-cas when run as a command).
@@ -32,17 +32,18 @@ pub struct Program {
 }
 
 /// The string-valued dynamic tags ld.so (or ld-cas) reads, and their names.
-const STRING_TAGS: [(i64, &str); 10] = [
+const STRING_TAGS: [(i64, &str); 11] = [
     (DT_NEEDED, "a DT_NEEDED entry"),
     (DT_SONAME, "its DT_SONAME"),
-    (15, "its DT_RPATH"),
-    (29, "its DT_RUNPATH"),
+    (DT_RPATH, "its DT_RPATH"),
+    (DT_RUNPATH, "its DT_RUNPATH"),
     (elf::DT_AUDIT, "its DT_AUDIT"),
     (0x6fff_fefb, "its DT_DEPAUDIT"),
     (0x7fff_fffd, "its DT_AUXILIARY"),
     (0x7fff_ffff, "its DT_FILTER"),
     (DT_LDCAS_LOADER, "its DT_LDCAS_LOADER"),
     (DT_LDCAS_STORE, "its DT_LDCAS_STORE"),
+    (DT_LDCAS_TABLE, "its DT_LDCAS_TABLE"),
 ];
 
 /// The loaded segment holding `[addr, addr + len)` of an image with headers `ph` and
@@ -176,6 +177,11 @@ impl Program {
         self.entries()
             .find(|d| d.d_tag == tag)
             .map(|d| elf::str_at(strings, d.d_val))
+    }
+
+    /// The value of the first entry tagged `tag`.
+    pub fn tag_val(&self, tag: i64) -> Option<u64> {
+        self.entries().find(|d| d.d_tag == tag).map(|d| d.d_val)
     }
 
     /// Whether any `DT_NEEDED` is a content address.

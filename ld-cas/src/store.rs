@@ -71,17 +71,18 @@ pub enum OpenError {
     Refused(WalkError),
 }
 
-/// Maps `STORE/table` with one `open` (`O_NONBLOCK`: a FIFO cannot make it wait), one
-/// `fstat` (it must be a regular file) and one `mmap`, and checks its header. `scratch` is
-/// used to build the path.
+/// Maps `STORE/TABLE_DIR/table` (`table_dir` empty: `STORE/table`) with one `open`
+/// (`O_NONBLOCK`: a FIFO cannot make it wait), one `fstat` (it must be a regular file) and
+/// one `mmap`, and checks its header. `scratch` is used to build the path.
 ///
 /// With `trust` (secure mode) the store is walked from `/` one component at a time and
-/// the store directory, its table and its `objects/` directory must pass the trust rule
-/// ([`crate::trust`]); the store directory is then returned open, for the loader and the
-/// libraries to be opened from it. On [`OpenError::Refused`] `scratch` holds the path at
-/// fault.
+/// the store directory, the table's directory, the table, the index beside it and the
+/// store's `objects/` directory must pass the trust rule ([`crate::trust`]); the store
+/// directory is then returned open, for the loader and the libraries to be opened from
+/// it. On [`OpenError::Refused`] `scratch` holds the path at fault.
 pub fn open_table(
     store: &[u8],
+    table_dir: &[u8],
     scratch: &mut PathBuf,
     trust: Option<&Trust>,
 ) -> Result<(&'static [u8], Option<Fd>), OpenError> {
@@ -89,28 +90,17 @@ pub fn open_table(
         None => {
             scratch.clear();
             scratch.push(store);
+            if !table_dir.is_empty() {
+                scratch.push(b"/");
+                scratch.push(table_dir);
+            }
             scratch.push(b"/table");
             let fd = sys::open(scratch.c()).map_err(OpenError::Open)?;
             let st = sys::fstat(&fd).map_err(OpenError::Map)?;
             (fd, st, None)
         }
         Some(t) => {
-            let refused = |e: WalkError| match e {
-                WalkError::Sys(e) => OpenError::Open(e),
-                e => OpenError::Refused(e),
-            };
-            let (dir, _) =
-                trust::walk(None, store, Want::Dir, t, true, scratch).map_err(refused)?;
-            match trust::walk(Some(&dir), b"objects", Want::Dir, t, false, scratch) {
-                Ok(_) | Err(WalkError::Sys(Errno::ENOENT)) => {}
-                Err(e) => return Err(OpenError::Refused(e)),
-            }
-            let (fd, st) = trust::walk(Some(&dir), b"table", Want::File, t, false, scratch)
-                .map_err(|e| match e {
-                    WalkError::Sys(e) => OpenError::Open(e),
-                    WalkError::Kind(k) => OpenError::NotFile(k),
-                    e => OpenError::Refused(e),
-                })?;
+            let (fd, st, dir) = open_trusted_table(store, table_dir, scratch, t)?;
             (fd, st, Some(dir))
         }
     };
@@ -120,6 +110,59 @@ pub fn open_table(
     let bytes = sys::map_file(&fd, st.size as usize).map_err(OpenError::Map)?;
     Table::parse(bytes).map_err(OpenError::Corrupt)?;
     Ok((bytes, dir))
+}
+
+/// Secure mode: walks to the store, its `objects/`, the table's directory, its index and
+/// the table by the trust rule. Returns the table, open, its `fstat`, and the store
+/// directory, open.
+fn open_trusted_table(
+    store: &[u8],
+    table_dir: &[u8],
+    scratch: &mut PathBuf,
+    t: &Trust,
+) -> Result<(Fd, sys::Stat, Fd), OpenError> {
+    let refused = |e: WalkError| match e {
+        WalkError::Sys(e) => OpenError::Open(e),
+        e => OpenError::Refused(e),
+    };
+    // A directory that may be missing (an empty store has no `objects/`; a store written
+    // before the index was introduced has no `index/`).
+    let optional = |r: Result<(Fd, sys::Stat), WalkError>| match r {
+        Ok(_) | Err(WalkError::Sys(Errno::ENOENT)) => Ok(()),
+        Err(e) => Err(OpenError::Refused(e)),
+    };
+    let (dir, _) = trust::walk(None, store, Want::Dir, t, true, scratch).map_err(refused)?;
+    optional(trust::walk(
+        Some(&dir),
+        b"objects",
+        Want::Dir,
+        t,
+        false,
+        scratch,
+    ))?;
+    let tdir = if table_dir.is_empty() {
+        None
+    } else {
+        let (d, _) =
+            trust::walk(Some(&dir), table_dir, Want::Dir, t, false, scratch).map_err(refused)?;
+        Some(d)
+    };
+    let at = tdir.as_ref().unwrap_or(&dir);
+    optional(trust::walk(
+        Some(at),
+        b"index",
+        Want::Dir,
+        t,
+        false,
+        scratch,
+    ))?;
+    let (fd, st) =
+        trust::walk(Some(at), b"table", Want::File, t, false, scratch).map_err(|e| match e {
+            WalkError::Sys(e) => OpenError::Open(e),
+            WalkError::Kind(k) => OpenError::NotFile(k),
+            e => OpenError::Refused(e),
+        })?;
+    Ok((fd, st, dir))
 }
 
 /// Looks `hash` up in the (already checked) table `bytes`, checking the entry found: its

@@ -10,6 +10,8 @@
 //!   ld-cas-<arch>          the same for programs of another architecture
 //!   bin/                   converted programs and trees (roots of `collect_garbage`)
 //!   roots/<id>-<name>      links to converted programs and trees elsewhere (roots too)
+//!   index/uri:blake3:<hex> links to the objects, derived from the table, where ld.so's own
+//!                          search finds `uri:` names ([`index`])
 //! ```
 //!
 //! Every path in the table is relative to the store root, so moving the store directory
@@ -28,6 +30,7 @@ use thiserror::Error;
 
 mod batch;
 mod gc;
+pub mod index;
 mod roots;
 mod verify;
 
@@ -188,6 +191,9 @@ pub enum Problem {
         path: PathBuf,
         real: PathBuf,
     },
+    /// The index disagrees with the table at `path` (a writer interrupted between the
+    /// table and the index, or a hand edit; the next write of the store repairs it).
+    Index { path: PathBuf, problem: String },
     /// An object's size differs from the one recorded.
     SizeMismatch {
         hash: Hash,
@@ -229,6 +235,11 @@ impl std::fmt::Display for Problem {
             Problem::OldCycleRule { hash, path } => write!(
                 f,
                 "{hash}: {} is a dependency-cycle member addressed by version 1 of the cycle rule, which does not pin the references inside its cycle, so it cannot be verified: convert the programs that need it again",
+                path.display()
+            ),
+            Problem::Index { path, problem } => write!(
+                f,
+                "index entry {} {problem} (the next write of the store repairs it)",
                 path.display()
             ),
             Problem::SizeMismatch {
@@ -422,10 +433,38 @@ impl Store {
         self.replace_table(&bytes)
     }
 
-    /// Replaces the table with `bytes`, durably.
+    /// Replaces the table with `bytes`, durably, then brings the index in line with it.
     fn replace_table(&self, bytes: &[u8]) -> Result<(), StoreError> {
         let path = self.table_path();
         atomic::replace_file(&path, bytes, Some(Permissions::from_mode(0o444)))
-            .map_err(io_error(&path, "cannot write the table"))
+            .map_err(io_error(&path, "cannot write the table"))?;
+        self.sync_index(bytes)
+    }
+
+    /// The index directory.
+    pub fn index_path(&self) -> PathBuf {
+        self.root.join(index::INDEX_DIR)
+    }
+
+    /// What the index of the table `bytes` holds.
+    fn wanted_index(&self, bytes: &[u8]) -> Result<Vec<index::IndexEntry>, StoreError> {
+        let path = self.table_path();
+        let damaged = |problem| StoreError::Table {
+            path: path.clone(),
+            problem,
+        };
+        let table = Table::parse(bytes).map_err(damaged)?;
+        let entries = table
+            .entries()
+            .map(|e| e.map(NewEntry::from).map_err(damaged))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(index::wanted(Path::new(""), &entries))
+    }
+
+    /// Brings the index in line with the table `bytes` (the caller holds the lock).
+    fn sync_index(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        let want = self.wanted_index(bytes)?;
+        let dir = self.index_path();
+        index::sync(&dir, &want).map_err(io_error(&dir, "cannot update the index"))
     }
 }

@@ -120,11 +120,39 @@ impl Store {
             .map_err(super::io_error(&objects_dir, "cannot read"))?;
         unlisted.sort();
         problems.extend(unlisted.into_iter().map(|path| Problem::Unlisted { path }));
+        problems.extend(self.index_problems(&entries)?);
         Ok((problems, entries.len()))
     }
 }
 
 impl Store {
+    /// How the index differs from the table (the next write repairs it).
+    fn index_problems(&self, entries: &[NewEntry]) -> Result<Vec<Problem>, StoreError> {
+        let dir = self.index_path();
+        let want = super::index::wanted(std::path::Path::new(""), entries);
+        let diff = super::index::diff(&dir, &want)
+            .map_err(super::io_error(&dir, "cannot read the index"))?;
+        let mut found: Vec<Problem> = diff
+            .wrong
+            .into_iter()
+            .map(|w| Problem::Index {
+                path: dir.join(&w.name),
+                problem: format!("should link to {}", w.target.display()),
+            })
+            .collect();
+        found.extend(diff.stale.into_iter().map(|name| Problem::Index {
+            path: dir.join(name),
+            problem: "names nothing the table lists".into(),
+        }));
+        if diff.hwcaps {
+            found.push(Problem::Index {
+                path: dir.join("glibc-hwcaps"),
+                problem: "should hold x86-64-v2, x86-64-v3 and x86-64-v4, each a link to ..".into(),
+            });
+        }
+        Ok(found)
+    }
+
     /// The listed objects that resolve (through symbolic links) to a place outside the
     /// store and outside every registered root's target.
     fn outside_store(&self, entries: &[NewEntry]) -> Result<Vec<Problem>, StoreError> {
