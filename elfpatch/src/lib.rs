@@ -8,6 +8,7 @@ pub mod cli;
 pub mod convert;
 pub mod elf;
 pub mod inspect;
+pub mod merged;
 pub mod patchelf_cli;
 pub mod relocate;
 pub mod substitute;

@@ -71,7 +71,8 @@ pub fn relocate(store: &Store, interpreter_for: impl Fn(u16) -> PathBuf) -> Resu
             &path,
             &mut report,
             |elf| Wanted {
-                interpreter: interpreter_for(elf.machine()),
+                interpreter: merged_interpreter(store, elf)
+                    .unwrap_or_else(|| interpreter_for(elf.machine())),
                 store: None,
             },
             |_| None,
@@ -102,7 +103,8 @@ pub fn relocate(store: &Store, interpreter_for: impl Fn(u16) -> PathBuf) -> Resu
                     Some(i) if Path::new(OsStr::from_bytes(i)).is_file() => {
                         PathBuf::from(OsStr::from_bytes(i))
                     }
-                    _ => interpreter_for(elf.machine()),
+                    _ => merged_interpreter(store, elf)
+                        .unwrap_or_else(|| interpreter_for(elf.machine())),
                 },
                 store: Some(store_path.clone()),
             },
@@ -110,6 +112,24 @@ pub fn relocate(store: &Store, interpreter_for: impl Fn(u16) -> PathBuf) -> Resu
         )?;
     }
     Ok(report)
+}
+
+/// The store's merged interpreter of the same loader, for a program whose interpreter was a
+/// merged interpreter (`…/interp/<loader hex>/<name>`) of the store before it moved.
+fn merged_interpreter(store: &Store, elf: &Elf) -> Option<PathBuf> {
+    let old = Path::new(OsStr::from_bytes(elf.interpreter()?));
+    let name = old.file_name()?;
+    let hex = old.parent()?.file_name()?;
+    let dir = old.parent()?.parent()?;
+    if dir.file_name()? != crate::merged::INTERP_DIR {
+        return None;
+    }
+    let new = store
+        .root()
+        .join(crate::merged::INTERP_DIR)
+        .join(hex)
+        .join(name);
+    new.is_file().then_some(new)
 }
 
 /// Why the root link `link` cannot be trusted, if it cannot: a link in `STORE/roots` is

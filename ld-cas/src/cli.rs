@@ -5,6 +5,7 @@ use crate::cas::{Hash, URI_LEN, URI_PREFIX};
 use crate::elf::{self, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_LDCAS_TABLE};
 use crate::launch::{self, Program};
 use crate::loadmap;
+use crate::merged;
 use crate::out::{die, Out, STDOUT};
 use crate::path::{dirname, PathBuf};
 use crate::startup::{Stack, AT_ENTRY, AT_PAGESZ, AT_PHDR, AT_PHNUM};
@@ -26,7 +27,8 @@ LD_CAS_DEBUG=1 (trace every resolution to stderr), LD_CAS_OVERRIDE=SONAME=PATH[:
 ";
 
 /// Entry point when run as a command.
-pub fn main(mut stack: Stack) -> ! {
+/// `own_base` is where ld-cas's image starts.
+pub fn main(mut stack: Stack, own_base: usize) -> ! {
     let mut i = 1;
     let mut mode = b"" as &[u8];
     while let Some(a) = stack.arg(i) {
@@ -76,6 +78,9 @@ pub fn main(mut stack: Stack) -> ! {
             o.str("cannot run ").bytes(prog).str(": ").str(e.describe());
         }),
     };
+    // Run as a command, a merged interpreter is the image the kernel mapped.
+    // SAFETY: AT_PHDR/AT_PHNUM come from the kernel and describe that image.
+    let merged = unsafe { merged::as_command(stack.aux(AT_PHDR), stack.aux(AT_PHNUM), own_base) };
     stack.set_aux(AT_PHDR, m.phdr);
     stack.set_aux(AT_PHNUM, m.phnum);
     stack.set_aux(AT_ENTRY, m.entry);
@@ -101,7 +106,14 @@ pub fn main(mut stack: Stack) -> ! {
             o.str("the path of ").bytes(prog).str(" is too long");
         });
     }
-    launch::handover(stack, program, prog, Some(dirname(dir.bytes())), me.bytes())
+    launch::handover(
+        stack,
+        program,
+        prog,
+        Some(dirname(dir.bytes())),
+        me.bytes(),
+        merged,
+    )
 }
 
 /// Maps the file at `path` read-only for good.

@@ -5,12 +5,14 @@ use crate::arch;
 use crate::arena;
 use crate::audit::{self, trace, InstallError};
 use crate::cas::{Hash, Kind};
+use crate::debugger;
 use crate::elf::PT_INTERP;
 use crate::elf::{
     Phdr, DT_LDCAS_FLAGS, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_LDCAS_TABLE, DT_SONAME,
     LDCAS_FLAG_NAME_SERVICE, PT_PHDR,
 };
 use crate::loadmap::{self, MapError, Role};
+use crate::merged::{self, Merged};
 use crate::names;
 use crate::out::{cstr, die, Out};
 use crate::path::{dirname, PathBuf};
@@ -21,8 +23,9 @@ use crate::trust::{self, Trust, WalkError, Want};
 
 pub use crate::program::Program;
 
-/// Runs as the program's `PT_INTERP`: the kernel mapped the program.
-pub fn interp(stack: Stack) -> ! {
+/// Runs as the program's `PT_INTERP`: the kernel mapped the program, and ld-cas, alone or
+/// merged into ld.so ([`merged`]); `own_base` is where ld-cas's image starts.
+pub fn interp(stack: Stack, own_base: usize) -> ! {
     // SAFETY: AT_PHDR/AT_PHNUM come from the kernel and describe the mapped program.
     let prog = unsafe { Program::from_phdrs(stack.aux(AT_PHDR), stack.aux(AT_PHNUM), None) };
     let execfn = stack.aux(AT_EXECFN);
@@ -33,7 +36,9 @@ pub fn interp(stack: Stack) -> ! {
         unsafe { cstr(execfn as *const u8) }
     };
     let me = prog.interp;
-    handover(stack, prog, name, None, me)
+    // SAFETY: AT_BASE comes from the kernel.
+    let merged = unsafe { merged::as_interpreter(stack.aux(AT_BASE), own_base) };
+    handover(stack, prog, name, None, me, merged)
 }
 
 #[link_section = ".data"]
@@ -62,13 +67,15 @@ pub fn debug_enabled(stack: &Stack) -> bool {
 
 /// Finds the store, the loader and the names, then jumps into the loader. `dir` is the
 /// program's directory when known (run as a command), else it is found from `AT_EXECFN`
-/// or `/proc/self/exe` if needed. `me` is ld-cas's own path (for `DT_AUDIT`).
+/// or `/proc/self/exe` if needed. `me` is the path of the interpreter file (ld-cas's, or
+/// the merged interpreter's, `merged`, beside which the audit module lies).
 pub fn handover(
     mut stack: Stack,
     mut prog: Program,
     name: &'static [u8],
     dir: Option<&[u8]>,
     me: &[u8],
+    merged: Option<Merged>,
 ) -> ! {
     let secure = stack.aux(AT_SECURE) != 0;
     let debug = debug_enabled(&stack);
@@ -204,9 +211,22 @@ pub fn handover(
         }
         o.str(": ");
     };
-    let ld = match &trust {
+    // The ld.so merged into the interpreter file serves when it is the program's loader.
+    let merged = merged.filter(|m| match loader_uri {
+        Some(u) => matches!(Hash::parse_uri(u), Ok(h) if h.0 == m.loader_hash),
+        None => true,
+    });
+    let ld = match (&merged, &trust) {
+        // Mapped by the kernel with ld-cas: the program's interpreter file, which the
+        // kernel trusts as it trusts `PT_INTERP`.
+        (Some(m), _) => Ok(loadmap::Mapped {
+            bias: m.base,
+            entry: m.entry,
+            phdr: m.phdr,
+            phnum: m.phnum,
+        }),
         // Secure mode: opened one component at a time from the store (or `/`), trusted.
-        Some(t) => {
+        (None, Some(t)) => {
             let (fd, _) = match loader_entry {
                 Some(e) => open_trusted(store_dir.as_ref(), e.path, Some(e.size), t, scratch),
                 None => open_trusted(None, loader_path.bytes(), None, t, scratch),
@@ -219,12 +239,11 @@ pub fn handover(
             });
             loadmap::map_fd(&fd, arch::EM_MACHINE, page, Role::Loader)
         }
-        None => loadmap::map_path(loader_path.c(), arch::EM_MACHINE, page, Role::Loader).and_then(
-            |(m, size)| match loader_entry {
+        (None, None) => loadmap::map_path(loader_path.c(), arch::EM_MACHINE, page, Role::Loader)
+            .and_then(|(m, size)| match loader_entry {
                 Some(e) if e.size != size => Err(MapError::Size(e.size, size)),
                 _ => Ok(m),
-            },
-        ),
+            }),
     };
     let ld = match ld {
         Ok(m) => m,
@@ -239,15 +258,6 @@ pub fn handover(
         unsafe { Program::from_phdrs(ld.phdr, ld.phnum, Some(ld.bias)) }.tag_str(DT_SONAME),
         Some(s) if s.starts_with(b"ld-linux")
     );
-    if loader_uri.is_some() {
-        name_the_loader(&mut stack, &prog, loader_path.bytes());
-    }
-    if uses_uri && !prog.dynamic_writable {
-        die(127, |o| {
-            o.bytes(name)
-                .str(": cannot run it: its dynamic section is not in a writable segment");
-        });
-    }
     // The name service only where ld.so's own search cannot serve: a replacement of a
     // library (`LD_CAS_OVERRIDE`: the index would find the original for a library's own
     // names), traces (`LD_CAS_DEBUG`), or an object that may be loaded with a
@@ -256,9 +266,32 @@ pub fn handover(
     let name_service = glibc
         && !secure
         && (debug || !r.overrides.is_empty() || flags & LDCAS_FLAG_NAME_SERVICE != 0);
+    if merged.is_none() {
+        if loader_uri.is_some() {
+            name_the_loader(&mut stack, &prog, loader_path.bytes());
+        }
+        if glibc && !(uses_uri && name_service) {
+            debugger::forward_debug_state(&ld, page);
+        }
+    }
+    if uses_uri && !prog.dynamic_writable {
+        die(127, |o| {
+            o.bytes(name)
+                .str(": cannot run it: its dynamic section is not in a writable segment");
+        });
+    }
     if uses_uri && name_service {
         let strtab = prog.strtab;
         let strings = prog.strings;
+        // A merged interpreter is ld.so: the audit module is the ld-cas beside it.
+        let mut module = PathBuf::new();
+        let me = if merged.is_some() {
+            module.push(dirname(me));
+            module.push(b"/ld-cas");
+            module.bytes()
+        } else {
+            me
+        };
         // SAFETY: the program's dynamic section has not been read by ld.so yet.
         if let Err(e) = unsafe { audit::install(prog.dynamic, strtab, strings, me) } {
             die(127, |o| {

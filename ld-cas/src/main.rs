@@ -28,10 +28,12 @@ mod blake3;
 mod cas;
 mod cli;
 mod cycle_rule;
+mod debugger;
 mod elf;
 mod launch;
 mod loadmap;
 mod mem;
+mod merged;
 mod names;
 mod out;
 mod path;
@@ -61,8 +63,8 @@ pub unsafe extern "C" fn ldcas_start(sp: *mut usize, dynamic: *const elf::Dyn, b
     // SAFETY: `sp` is the initial stack pointer.
     let stack = startup::Stack::new(sp);
     if stack.aux(startup::AT_BASE) == 0 {
-        cli::main(stack)
+        cli::main(stack, base)
     } else {
-        launch::interp(stack)
+        launch::interp(stack, base)
     }
 }

@@ -48,7 +48,7 @@ const STRING_TAGS: [(i64, &str); 11] = [
 
 /// The loaded segment holding `[addr, addr + len)` of an image with headers `ph` and
 /// load bias `bias`: its run-time end and whether it is writable.
-fn segment_of(ph: &[Phdr], bias: usize, addr: usize, len: usize) -> Option<(usize, bool)> {
+pub fn segment_of(ph: &[Phdr], bias: usize, addr: usize, len: usize) -> Option<(usize, bool)> {
     ph.iter()
         .filter(|p| p.p_type == elf::PT_LOAD)
         .find_map(|p| {

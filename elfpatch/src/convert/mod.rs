@@ -9,6 +9,7 @@
 
 pub mod closure;
 pub mod ldcache;
+mod listing;
 pub(crate) mod output;
 mod place;
 mod prefixes;
@@ -273,6 +274,7 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
     // Outputs of one program node (hard links of one file) with the same bytes (the store
     // named from the same depth) are linked again.
     let mut written: HashMap<usize, Vec<(PathBuf, Hash)>> = HashMap::new();
+    let mut interpreters = Interpreters::default();
     for &(n, i) in &elf_outputs {
         let node = &closure.nodes[n];
         let Output::Elf {
@@ -297,7 +299,7 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
         };
         let interpreter = match &options.interp {
             Some(p) => p.clone(),
-            None => store_interpreter(store.root(), ident.0),
+            None => interpreters.for_loader(&store, &loader, ident.0)?,
         };
         if !interpreter.is_file() && !report.missing_interpreters.contains(&interpreter) {
             report.missing_interpreters.push(interpreter.clone());
@@ -386,6 +388,51 @@ fn register_roots(
 }
 
 /// An original interpreter (`ld.so`) of the converted programs, read once.
+/// The interpreter each loader's programs name: the merged interpreter of that loader
+/// (glibc's ld.so) and the store's ld-cas, made once per conversion; else the store's
+/// ld-cas itself.
+#[derive(Default)]
+struct Interpreters {
+    made: HashMap<Hash, PathBuf>,
+}
+
+impl Interpreters {
+    fn for_loader(&mut self, store: &Store, loader: &Hash, machine: u16) -> Result<PathBuf> {
+        let standalone = store_interpreter(store.root(), machine);
+        if let Some(p) = self.made.get(loader) {
+            return Ok(p.clone());
+        }
+        let listed = store.resolve(loader)?;
+        let path = match listed {
+            Some(at) if standalone.is_file() => {
+                let bytes = std::fs::read(&at)
+                    .with_context(|| format!("cannot read the loader {}", at.display()))?;
+                let glibc = Elf::parse(&bytes)
+                    .ok()
+                    .and_then(|e| e.soname().map(|s| s.starts_with(b"ld-linux")))
+                    .unwrap_or(false);
+                if glibc {
+                    crate::merged::install(
+                        store.root(),
+                        &bytes,
+                        loader,
+                        &file_name(&at),
+                        &standalone,
+                    )
+                    .with_context(|| {
+                        format!("cannot make the merged interpreter of {}", at.display())
+                    })?
+                } else {
+                    standalone
+                }
+            }
+            _ => standalone,
+        };
+        self.made.insert(*loader, path.clone());
+        Ok(path)
+    }
+}
+
 struct Loader {
     path: PathBuf,
     bytes: Vec<u8>,

@@ -13,8 +13,12 @@ use resolver::hash::hash_bytes;
 use resolver::uri::{Hash, PLACEHOLDER, URI_LEN, URI_PREFIX};
 
 use super::closure::{Closure, Need, Node, Served};
+use super::listing;
 use super::prefixes::Prefixes;
-use crate::elf::{Edit, DT_LDCAS_LOADER, DT_LDCAS_STORE};
+use crate::elf::{
+    Edit, DT_LDCAS_FLAGS, DT_LDCAS_LOADER, DT_LDCAS_STORE, LDCAS_FLAG_INDEX_FIRST,
+    LDCAS_FLAG_NAME_SERVICE,
+};
 
 /// What a converted program records besides its URIs.
 #[derive(Clone, Debug)]
@@ -25,6 +29,16 @@ pub struct ProgramRecord {
     pub loader: Hash,
     /// The store, relative to the program's directory when the program lives in it.
     pub store: String,
+}
+
+/// What a program lists besides its own needs ([`listing`]), by URI.
+struct ListedUris {
+    /// Its closure it does not need directly, breadth first.
+    indirect: Vec<Hash>,
+    /// Listed a second time, as names.
+    aliases: Vec<Hash>,
+    /// Whether it needs ld-cas's name service.
+    name_service: bool,
 }
 
 /// Where the converted objects are written, as far as their search paths care: the trees
@@ -130,7 +144,7 @@ fn edit_for(
     prefixes: &Prefixes,
     dropped: &BTreeMap<(usize, bool), BTreeSet<usize>>,
     uri_of: &dyn Fn(usize) -> String,
-    program: Option<&ProgramRecord>,
+    program: Option<(&ProgramRecord, &ListedUris)>,
 ) -> Result<Edit> {
     let node = &closure.nodes[n];
     let mut edit = Edit::new();
@@ -145,34 +159,89 @@ fn edit_for(
             edit.replace_needed(name, uri_of(*dep));
         }
     }
-    // glibc ignores DT_RPATH when DT_RUNPATH is present, so only the list in force changes.
-    let (list, rpath) = match (&node.searcher.runpath, &node.searcher.rpath) {
-        (Some(r), _) => (Some(r), false),
-        (None, Some(r)) => (Some(r), true),
-        (None, None) => (None, false),
-    };
-    if let Some(list) = list {
-        let no_drop = BTreeSet::new();
-        let drop = dropped.get(&(n, rpath)).unwrap_or(&no_drop);
-        let keep: Vec<Vec<u8>> = list
-            .split(|&b| b == b':')
-            .enumerate()
-            .filter(|(i, _)| !drop.contains(i))
-            .map(|(_, e)| prefixes.rewrite(e, dest))
-            .collect();
-        if keep.is_empty() {
-            edit.remove_runpath();
-        } else if keep.join(&b':') != *list {
-            let joined = String::from_utf8_lossy(&keep.join(&b':')).into_owned();
-            edit.force_rpath(rpath).set_runpath(joined);
+    let kept = kept_search_path(closure, n, dest, prefixes, dropped);
+    match program {
+        Some((p, listed)) => program_edit(&mut edit, p, listed, kept),
+        None => {
+            if let Some(k) = kept {
+                if k.entries.is_empty() {
+                    edit.remove_runpath();
+                } else if k.changed {
+                    let joined = String::from_utf8_lossy(&k.entries.join(&b':')).into_owned();
+                    edit.force_rpath(k.rpath).set_runpath(joined);
+                }
+            }
         }
     }
-    if let Some(p) = program {
-        edit.set_interpreter(p.interpreter.clone())
-            .set_dynamic_tag(DT_LDCAS_LOADER, p.loader.to_string())
-            .set_dynamic_tag(DT_LDCAS_STORE, p.store.clone());
-    }
     Ok(edit)
+}
+
+/// The search-path list in force once an object is converted.
+pub struct KeptPath {
+    /// Its entries.
+    pub entries: Vec<Vec<u8>>,
+    /// Whether it is a `DT_RPATH` (else a `DT_RUNPATH`).
+    pub rpath: bool,
+    /// Whether it differs from the original.
+    pub changed: bool,
+}
+
+/// The list in force of node `n` after conversion (`None`: it has none). glibc ignores
+/// `DT_RPATH` when `DT_RUNPATH` is present, so only the list in force changes.
+pub fn kept_search_path(
+    closure: &Closure,
+    n: usize,
+    dest: Option<&Path>,
+    prefixes: &Prefixes,
+    dropped: &BTreeMap<(usize, bool), BTreeSet<usize>>,
+) -> Option<KeptPath> {
+    let node = &closure.nodes[n];
+    let (list, rpath) = match (&node.searcher.runpath, &node.searcher.rpath) {
+        (Some(r), _) => (r, false),
+        (None, Some(r)) => (r, true),
+        (None, None) => return None,
+    };
+    let no_drop = BTreeSet::new();
+    let drop = dropped.get(&(n, rpath)).unwrap_or(&no_drop);
+    let entries: Vec<Vec<u8>> = list
+        .split(|&b| b == b':')
+        .enumerate()
+        .filter(|(i, _)| !drop.contains(i))
+        .map(|(_, e)| prefixes.rewrite(e, dest))
+        .collect();
+    let changed = entries.join(&b':') != *list;
+    Some(KeptPath {
+        entries,
+        rpath,
+        changed,
+    })
+}
+
+/// A program's own records: interpreter, loader, store, the index first in its search path
+/// (a `DT_RUNPATH` it keeps, else a `DT_RPATH`), its listing and flags.
+fn program_edit(edit: &mut Edit, p: &ProgramRecord, listed: &ListedUris, kept: Option<KeptPath>) {
+    let (mut entries, rpath) = match kept {
+        Some(k) if !k.entries.is_empty() => (k.entries, k.rpath),
+        _ => (Vec::new(), true),
+    };
+    let index = listing::index_entry(&p.store, None).into_bytes();
+    // A program converted again already has it.
+    if entries.first() != Some(&index) {
+        entries.insert(0, index);
+    }
+    let joined = String::from_utf8_lossy(&entries.join(&b':')).into_owned();
+    edit.force_rpath(rpath).set_runpath(joined);
+    for uri in listed.indirect.iter().chain(&listed.aliases) {
+        edit.append_needed(uri.to_string());
+    }
+    let mut flags = LDCAS_FLAG_INDEX_FIRST;
+    if listed.name_service {
+        flags |= LDCAS_FLAG_NAME_SERVICE;
+    }
+    edit.set_interpreter(p.interpreter.clone())
+        .set_dynamic_tag(DT_LDCAS_LOADER, p.loader.to_string())
+        .set_dynamic_tag(DT_LDCAS_STORE, p.store.clone())
+        .set_dynamic_value(DT_LDCAS_FLAGS, flags);
 }
 
 fn apply(node: &Node, edit: &Edit) -> Result<Vec<u8>> {
@@ -351,6 +420,21 @@ pub fn convert_program(
 ) -> Result<Vec<u8>> {
     let dropped = dropped_entries(closure, prefixes);
     let uri_of = |d: usize| -> String { libraries[d].map(|h| h.to_string()).unwrap_or_default() };
+    let keeps_runpath = |m: usize| {
+        matches!(kept_search_path(closure, m, None, prefixes, &dropped),
+            Some(k) if !k.rpath && !k.entries.is_empty())
+    };
+    let loose: Vec<usize> = (0..closure.nodes.len())
+        .filter(|&m| !closure.nodes[m].is_library && !is_program(&closure.nodes[m]))
+        .collect();
+    let listed = listing::listing(closure, n, &keeps_runpath, &loose);
+    let hashes =
+        |nodes: &[usize]| -> Vec<Hash> { nodes.iter().filter_map(|&m| libraries[m]).collect() };
+    let listed = ListedUris {
+        indirect: hashes(&listed.indirect),
+        aliases: hashes(&listed.aliases),
+        name_service: listed.name_service,
+    };
     let edit = edit_for(
         closure,
         n,
@@ -358,7 +442,7 @@ pub fn convert_program(
         prefixes,
         &dropped,
         &uri_of,
-        Some(record),
+        Some((record, &listed)),
     )?;
     apply(&closure.nodes[n], &edit)
 }

@@ -32,8 +32,10 @@ pub struct Edit {
     pub(crate) force_rpath: bool,
     pub(crate) replace_needed: Vec<(String, String)>,
     pub(crate) add_needed: Vec<String>,
+    pub(crate) append_needed: Vec<String>,
     pub(crate) remove_needed: Vec<String>,
     pub(crate) dyn_tags: Vec<(u64, String)>,
+    pub(crate) dyn_values: Vec<(u64, u64)>,
     pub(crate) no_default_lib: bool,
     pub(crate) add_debug_tag: bool,
     pub(crate) clear_symbol_version: Vec<String>,
@@ -110,6 +112,13 @@ impl Edit {
         self.add_needed.push(name.into());
         self
     }
+    /// Adds a `DT_NEEDED` entry after the existing ones, even when the name is already
+    /// needed (a second entry of a name is how a converted program gives a loaded
+    /// library its `uri:` name; see `docs/ld-cas.md`).
+    pub fn append_needed(&mut self, name: impl Into<String>) -> &mut Self {
+        self.append_needed.push(name.into());
+        self
+    }
     /// Removes `DT_NEEDED` entries with this name and their `.gnu.version_r` record.
     pub fn remove_needed(&mut self, name: impl Into<String>) -> &mut Self {
         self.remove_needed.push(name.into());
@@ -119,6 +128,12 @@ impl Edit {
     /// [`DT_LDCAS_LOADER`] and [`DT_LDCAS_STORE`]).
     pub fn set_dynamic_tag(&mut self, tag: u64, value: impl Into<String>) -> &mut Self {
         self.dyn_tags.push((tag, value.into()));
+        self
+    }
+    /// Adds or replaces a dynamic tag whose value is a number (for example
+    /// `DT_LDCAS_FLAGS`).
+    pub fn set_dynamic_value(&mut self, tag: u64, value: u64) -> &mut Self {
+        self.dyn_values.push((tag, value));
         self
     }
     /// Sets `DF_1_NODEFLIB` in `DT_FLAGS_1`.
@@ -179,8 +194,10 @@ impl Edit {
             || self.rpath.is_some()
             || !self.replace_needed.is_empty()
             || !self.add_needed.is_empty()
+            || !self.append_needed.is_empty()
             || !self.remove_needed.is_empty()
             || !self.dyn_tags.is_empty()
+            || !self.dyn_values.is_empty()
             || self.no_default_lib
             || self.add_debug_tag
             || !self.clear_symbol_version.is_empty()
@@ -518,6 +535,15 @@ impl Edit {
                 front += 1;
             }
         }
+        let after = d
+            .entries
+            .iter()
+            .rposition(|e| e.0 == DT_NEEDED)
+            .map_or(0, |i| i + 1);
+        for (i, name) in self.append_needed.iter().enumerate() {
+            let off = d.st.add(name)?;
+            d.entries.insert(after + i, (DT_NEEDED, off));
+        }
         Ok(())
     }
 
@@ -532,6 +558,12 @@ impl Edit {
         }
         for (tag, val) in &self.dyn_tags {
             set_string_tag(&mut d.entries, &mut d.st, &mut d.removed, *tag, val)?;
+        }
+        for &(tag, val) in &self.dyn_values {
+            match d.entries.iter_mut().find(|e| e.0 == tag) {
+                Some(e) => e.1 = val,
+                None => d.entries.push((tag, val)),
+            }
         }
         if self.no_default_lib {
             match d.entries.iter_mut().find(|e| e.0 == DT_FLAGS_1) {

@@ -312,13 +312,17 @@ fn trees_converted_together_find_each_other_after_a_move() {
         &["--interp", interp.to_str().unwrap()],
         &[nix.join("aaa-app"), nix.join("bbb-lib")],
     );
-    // The entry into the other tree became relative to the converted app.
+    // The entry into the other tree became relative to the converted app, after the
+    // store's index.
     let dynamic = run_ok(
         Command::new("readelf")
             .arg("-dW")
             .arg(store.join("bin/aaa-app/bin/app")),
     );
-    assert!(dynamic.contains("[$ORIGIN/../../bbb-lib/lib:"), "{dynamic}");
+    assert!(
+        dynamic.contains("[$ORIGIN/../../../index:$ORIGIN/../../bbb-lib/lib:"),
+        "{dynamic}"
+    );
     // The originals are gone and the store moves: the plugin, opened by its plain soname,
     // is the second tree's converted one.
     fs::remove_dir_all(tmp.path().join("nix")).unwrap();

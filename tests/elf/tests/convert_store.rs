@@ -114,9 +114,11 @@ fn relocate_follows_programs_converted_elsewhere() {
         "greet: beta\nmain: done\n"
     );
     let interp = |p: &str| run_ok(elfpatch().arg("--print-interpreter").arg(apps.join(p)));
-    assert_eq!(
-        interp("prog-a").trim(),
-        moved.join("ld-cas").to_str().unwrap()
+    // The store's merged interpreter of prog-a's loader, at its new place.
+    let a = interp("prog-a");
+    assert!(
+        Path::new(a.trim()).starts_with(moved.join("interp")) && Path::new(a.trim()).is_file(),
+        "{a}"
     );
     assert_eq!(interp("prog-b").trim(), stable.to_str().unwrap());
     // Relocating again finds nothing to do.

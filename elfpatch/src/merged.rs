@@ -1,0 +1,214 @@
+//! Merged interpreters: ld-cas appended to a copy of a store's ld.so, so that the kernel
+//! maps one interpreter file and ld.so is the file `PT_INTERP` names (see
+//! `docs/ld-cas.md`, "The hand-over").
+//!
+//! ```text
+//! [ ld.so, unchanged ][ pad ][ PT_PHDR table | descriptor ][ pad ][ ld-cas's file ]
+//!   offset 0                   F (= its address)             C (= its address)
+//! ```
+//!
+//! The new program-header table lists ld.so's headers, a `PT_PHDR`, a read-only `PT_LOAD`
+//! for the table and descriptor, ld-cas's `PT_LOAD`s moved up by `C`, and
+//! `PT_LDCAS_MERGED` locating the descriptor; `e_entry` is ld-cas's. `F` and `C` are
+//! multiples of 64 KiB, so every segment keeps its offset congruent to its address on
+//! every page size. ld.so's sections and their headers stay where they were.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use object::elf::{FileHeader64, ProgramHeader64, ET_DYN, PF_R, PT_INTERP, PT_LOAD, PT_PHDR};
+use object::read::elf::{FileHeader, ProgramHeader};
+use object::{pod, LittleEndian as LE, U32, U64};
+use resolver::uri::Hash;
+use thiserror::Error;
+
+/// The program-header type locating the descriptor (ld-cas's `merged::PT_LDCAS_MERGED`).
+pub const PT_LDCAS_MERGED: u32 = 0x6c64_6301;
+/// Alignment of the appended parts.
+const ALIGN: u64 = 0x1_0000;
+/// Directory of the merged interpreters inside a store.
+pub const INTERP_DIR: &str = "interp";
+
+/// The descriptor ld-cas reads (`ld-cas/src/merged.rs`).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct Descriptor {
+    magic: [u8; 8],
+    version: U32<LE>,
+    reserved: U32<LE>,
+    loader_entry: U64<LE>,
+    ldcas_start: U64<LE>,
+    loader_hash: [u8; 32],
+}
+// SAFETY: plain bytes and little-endian integers, no padding (8 + 4 + 4 + 8 + 8 + 32).
+unsafe impl pod::Pod for Descriptor {}
+
+/// Why two files cannot be merged.
+#[derive(Debug, Error)]
+pub enum MergeError {
+    /// Not an ELF file the merge understands.
+    #[error("{what} is not a 64-bit little-endian ELF file: {why}")]
+    Parse { what: &'static str, why: String },
+    /// The loader is not a position-independent interpreter.
+    #[error("the loader is not position-independent (ET_DYN) or has an interpreter itself")]
+    NotLoader,
+    /// Loader and ld-cas are for different machines.
+    #[error("the loader is for machine {loader}, ld-cas for machine {ldcas}")]
+    Machine { loader: u16, ldcas: u16 },
+    /// Writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+type Header = FileHeader64<LE>;
+type Phdr = ProgramHeader64<LE>;
+
+fn parse<'a>(what: &'static str, data: &'a [u8]) -> Result<(&'a Header, &'a [Phdr]), MergeError> {
+    let bad = |e: object::Error| MergeError::Parse {
+        what,
+        why: e.to_string(),
+    };
+    let h = Header::parse(data).map_err(bad)?;
+    if !h.is_little_endian() {
+        return Err(MergeError::Parse {
+            what,
+            why: "big-endian".into(),
+        });
+    }
+    let ph = h.program_headers(LE, data).map_err(bad)?;
+    Ok((h, ph))
+}
+
+fn align_up(v: u64) -> u64 {
+    v.div_ceil(ALIGN) * ALIGN
+}
+
+fn phdr(p_type: u32, flags: u32, offset: u64, vaddr: u64, size: u64, align: u64) -> Phdr {
+    Phdr {
+        p_type: U32::new(LE, p_type),
+        p_flags: U32::new(LE, flags),
+        p_offset: U64::new(LE, offset),
+        p_vaddr: U64::new(LE, vaddr),
+        p_paddr: U64::new(LE, vaddr),
+        p_filesz: U64::new(LE, size),
+        p_memsz: U64::new(LE, size),
+        p_align: U64::new(LE, align),
+    }
+}
+
+/// The merged interpreter of `loader` (an ld.so, whose URI is `loader_hash`) and `ldcas`
+/// (ld-cas's binary for the same machine).
+pub fn merge(loader: &[u8], ldcas: &[u8], loader_hash: &Hash) -> Result<Vec<u8>, MergeError> {
+    let (lh, lph) = parse("the loader", loader)?;
+    let (ch, cph) = parse("ld-cas", ldcas)?;
+    if lh.e_type(LE) != ET_DYN || lph.iter().any(|p| p.p_type(LE) == PT_INTERP) {
+        return Err(MergeError::NotLoader);
+    }
+    if lh.e_machine(LE) != ch.e_machine(LE) {
+        return Err(MergeError::Machine {
+            loader: lh.e_machine(LE),
+            ldcas: ch.e_machine(LE),
+        });
+    }
+    let loader_end = lph
+        .iter()
+        .filter(|p| p.p_type(LE) == PT_LOAD)
+        .map(|p| p.p_vaddr(LE) + p.p_memsz(LE))
+        .max()
+        .unwrap_or(0);
+    let table_at = align_up(loader_end.max(loader.len() as u64));
+    let cas_loads: Vec<&Phdr> = cph.iter().filter(|p| p.p_type(LE) == PT_LOAD).collect();
+    let count = lph.len() + 3 + cas_loads.len();
+    let table_size = (count * std::mem::size_of::<Phdr>()) as u64;
+    let desc_at = table_at + table_size;
+    let block = table_size + std::mem::size_of::<Descriptor>() as u64;
+    let cas_at = align_up(table_at + block);
+
+    let mut table: Vec<Phdr> = Vec::with_capacity(count);
+    table.push(phdr(PT_PHDR, PF_R, table_at, table_at, table_size, 8));
+    table.extend(lph.iter().copied());
+    table.push(phdr(PT_LOAD, PF_R, table_at, table_at, block, ALIGN));
+    for p in &cas_loads {
+        let mut q = **p;
+        q.p_offset = U64::new(LE, p.p_offset(LE) + cas_at);
+        q.p_vaddr = U64::new(LE, p.p_vaddr(LE) + cas_at);
+        q.p_paddr = q.p_vaddr;
+        table.push(q);
+    }
+    table.push(phdr(
+        PT_LDCAS_MERGED,
+        0,
+        desc_at,
+        desc_at,
+        std::mem::size_of::<Descriptor>() as u64,
+        8,
+    ));
+    let desc = Descriptor {
+        magic: *b"LDCASMRG",
+        version: U32::new(LE, 1),
+        reserved: U32::new(LE, 0),
+        loader_entry: U64::new(LE, lh.e_entry(LE)),
+        ldcas_start: U64::new(LE, cas_at),
+        loader_hash: loader_hash.0,
+    };
+
+    let mut out = loader.to_vec();
+    out.resize(table_at as usize, 0);
+    out.extend_from_slice(pod::bytes_of_slice(&table));
+    out.extend_from_slice(pod::bytes_of(&desc));
+    out.resize(cas_at as usize, 0);
+    out.extend_from_slice(ldcas);
+    let mut header = *lh;
+    header.e_phoff = U64::new(LE, table_at);
+    header.e_phnum = object::U16::new(LE, count as u16);
+    header.e_entry = U64::new(LE, cas_at + ch.e_entry(LE));
+    out[..std::mem::size_of::<Header>()].copy_from_slice(pod::bytes_of(&header));
+    Ok(out)
+}
+
+/// Where the merged interpreter of the loader `hash` (file name `name`) lies in a store.
+pub fn path_in(store: &Path, hash: &Hash, name: &str) -> PathBuf {
+    let hex = String::from_utf8_lossy(&hash.to_hex_bytes()).into_owned();
+    store.join(INTERP_DIR).join(hex).join(name)
+}
+
+/// Writes the merged interpreter of `loader` (its bytes, URI and file name) with the
+/// ld-cas at `ldcas` into `store` (atomically; read-only, executable), with a hard link of
+/// that ld-cas beside it (the audit module it uses when it needs one). Returns its path.
+pub fn install(
+    store: &Path,
+    loader: &[u8],
+    hash: &Hash,
+    name: &str,
+    ldcas: &Path,
+) -> Result<PathBuf, MergeError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| MergeError::Io { path, source }
+    };
+    let cas = fs::read(ldcas).map_err(io(ldcas))?;
+    let merged = merge(loader, &cas, hash)?;
+    let path = path_in(store, hash, name);
+    let dir = path.parent().unwrap_or(store);
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let beside = dir.join("ld-cas");
+    let same = fs::read(&beside).is_ok_and(|b| b == cas);
+    if !same {
+        let tmp = dir.join(".ld-cas.tmp");
+        let _ = fs::remove_file(&tmp);
+        if fs::hard_link(ldcas, &tmp).is_err() {
+            resolver::atomic::replace_file(&tmp, &cas, Some(fs::Permissions::from_mode(0o555)))
+                .map_err(io(&tmp))?;
+        }
+        fs::rename(&tmp, &beside).map_err(io(&beside))?;
+    }
+    if fs::read(&path).ok().as_deref() != Some(&merged[..]) {
+        resolver::atomic::replace_file(&path, &merged, Some(fs::Permissions::from_mode(0o555)))
+            .map_err(io(&path))?;
+    }
+    Ok(path)
+}
