@@ -11,6 +11,7 @@ packages=(
   gcc-s390x-linux-gnu libc6-dev-s390x-cross musl-tools
   rustc libstd-rust-dev:arm64
   python3 python3-venv python3-pip perl curl git openjdk-17-jdk-headless abigail-tools afl++
+  valgrind passwd
 )
 
 missing=()

@@ -10,7 +10,10 @@
 #   runpath30  Nix-style: a RUNPATH of 30 directories, one library per directory, libc in
 #              the 25th
 #   absolute   absolute-path DT_NEEDED entries (Shrinkwrap-style)
-#   ld-cas     converted: uri:blake3 names, ld-cas as PT_INTERP, libc and ld.so in the store
+#   ld-cas     converted: uri:blake3 names, the standalone ld-cas as PT_INTERP (which maps
+#              the store's ld.so itself), libc and ld.so in the store
+#   merged     the same conversion with the store's default interpreter: ld-cas merged into
+#              a copy of the store's ld.so (one file for the kernel to map)
 # then counted with `strace -f -c` (all system calls) and `strace -f -e trace=%file`
 # (failed file look-ups).
 #
@@ -74,12 +77,21 @@ done
 # libraries are rewritten too: their libc.so.6 becomes a URI), programs in store/bin.
 "$elfpatch" store init --store store >/dev/null
 mkdir -p in
-for p in trivial many; do cp "bin/$p-original" "in/$p-ld-cas"; done
+for p in trivial many; do
+  cp "bin/$p-original" "in/$p-ld-cas"
+  cp "bin/$p-original" "in/$p-merged"
+done
 "$elfpatch" convert --store store --interp "$ldcas" in/trivial-ld-cas in/many-ld-cas >/dev/null
-path() { if [ "$2" = ld-cas ]; then echo "store/bin/$1-$2"; else echo "bin/$1-$2"; fi; }
+"$elfpatch" convert --store store in/trivial-merged in/many-merged >/dev/null
+path() {
+  case $2 in
+    ld-cas | merged) echo "store/bin/$1-$2" ;;
+    *) echo "bin/$1-$2" ;;
+  esac
+}
 
 gcc -O2 -o spawn "$root/benches/startup/spawn.c"
-variants=(original runpath30 absolute ld-cas)
+variants=(original runpath30 absolute ld-cas merged)
 for p in trivial many; do
   for v in "${variants[@]}"; do "$(path $p $v)" || { echo "$(path $p $v) failed" >&2; exit 1; }; done
   cmds=()
