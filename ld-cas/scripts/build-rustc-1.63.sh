@@ -31,8 +31,11 @@ fi
 export CARGO_PKG_VERSION
 common=(--edition 2021 --target "$target" -C panic=abort -C opt-level=s -C strip=debuginfo
         -D warnings -A unknown-lints)
+# The crates ld-cas links, each an rlib: the platform layer and the content-address core.
 "$rustc" "${common[@]}" --crate-type rlib --crate-name "$platform" \
     -o "$work/lib$platform.rlib" "$root/$dir/src/lib.rs"
+"$rustc" "${common[@]}" --crate-type rlib --crate-name resolver_core \
+    -o "$work/libresolver_core.rlib" "$root/resolver/core/src/lib.rs"
 printf '{\n  global: la_version; la_objopen; la_objsearch; la_activity; la_preinit; _dl_debug_state;\n  local: *;\n};\n' >"$work/exports.map"
 link=(-C "linker=$linker")
 for a in -nostartfiles -nostdlib -shared -Wl,-Bsymbolic -Wl,-e,_start -Wl,-u,_start \
@@ -41,6 +44,7 @@ for a in -nostartfiles -nostdlib -shared -Wl,-Bsymbolic -Wl,-e,_start -Wl,-u,_st
   link+=(-C "link-arg=$a")
 done
 "$rustc" "${common[@]}" --crate-type bin --crate-name ld_cas \
-    --extern "$platform=$work/lib$platform.rlib" -C relocation-model=pie "${link[@]}" \
-    -o "$out" "$root/ld-cas/src/main.rs"
+    --extern "$platform=$work/lib$platform.rlib" \
+    --extern "resolver_core=$work/libresolver_core.rlib" \
+    -C relocation-model=pie "${link[@]}" -o "$out" "$root/ld-cas/src/main.rs"
 echo "built $out with $("$rustc" --version) ($(stat -c %s "$out") bytes)"

@@ -1,6 +1,8 @@
 //! Just enough of ELF64 (little-endian) for ld-cas: program headers, the dynamic section
 //! and its string table, read either from a mapped image in memory or from file bytes.
 
+use resolver_core::tags;
+
 /// `PT_LOAD`.
 pub const PT_LOAD: u32 = 1;
 /// `PT_DYNAMIC`.
@@ -24,13 +26,14 @@ pub const DT_VERNEEDNUM: i64 = 0x6fff_ffff;
 pub const DT_SONAME: i64 = 14;
 /// `DT_AUDIT`: a colon-separated list of audit libraries (glibc ≥ 2.32).
 pub const DT_AUDIT: i64 = 0x6fff_fefc;
-/// The URI of the real loader that goes with the program's libc (written by `elfpatch`).
-pub const DT_LDCAS_LOADER: i64 = 0x6c64_6301;
-/// The store directory, relative to the program's directory when relative (`elfpatch`).
-pub const DT_LDCAS_STORE: i64 = 0x6c64_6302;
-
-/// Written by ld-cas in memory only: the address of its hooks for its audit copy.
-pub const DT_LDCAS_HOOK: i64 = 0x6c64_6303;
+// ld-cas's own tags (`resolver_core::tags`) as this module's signed `d_tag`: their values
+// are below 2^31, so the conversion is exact.
+/// [`tags::DT_LDCAS_LOADER`]: the URI of the real loader that goes with the program's libc.
+pub const DT_LDCAS_LOADER: i64 = tags::DT_LDCAS_LOADER as i64;
+/// [`tags::DT_LDCAS_STORE`]: the store directory.
+pub const DT_LDCAS_STORE: i64 = tags::DT_LDCAS_STORE as i64;
+/// [`tags::DT_LDCAS_HOOK`]: written by ld-cas in memory only, its hooks for its audit copy.
+pub const DT_LDCAS_HOOK: i64 = tags::DT_LDCAS_HOOK as i64;
 /// `PT_INTERP`.
 pub const PT_INTERP: u32 = 3;
 

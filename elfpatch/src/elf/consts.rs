@@ -44,11 +44,7 @@ pub const DT_VERNEED: u64 = 0x6fff_fffe;
 pub const DT_VERNEEDNUM: u64 = 0x6fff_ffff;
 pub const DF_1_NODEFLIB: u64 = 0x800;
 
-/// `DT_LDCAS_LOADER`: `.dynstr` offset of the URI of the real ld.so a converted program needs.
-pub const DT_LDCAS_LOADER: u64 = 0x6c64_6301;
-/// `DT_LDCAS_STORE`: `.dynstr` offset of the store path (relative to the program's directory
-/// when relative).
-pub const DT_LDCAS_STORE: u64 = 0x6c64_6302;
+pub use resolver::tags::{DT_LDCAS_LOADER, DT_LDCAS_STORE};
 
 /// Tags whose value is a `.dynstr` offset (besides ld-cas's own, see [`is_string_tag`]).
 const STRING_TAGS: &[u64] = &[
