@@ -3,6 +3,9 @@
 //! flagged as PIE) that exports nothing but the `la_*` audit entry points and binds every
 //! reference to itself (`-Bsymbolic`), leaving only relative relocations, which it applies
 //! to itself at start. The kernel runs it like a static PIE. See `src/audit.rs`.
+//!
+//! The arguments and the version script are files, `link/args` and `link/exports.map`,
+//! which the rustc 1.63 build (`scripts/build-rustc-1.63.sh`) reads too.
 
 use std::env;
 use std::fs;
@@ -36,30 +39,22 @@ fn uses_rust_lld() -> bool {
 }
 
 fn main() {
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let script = out.join("exports.map");
-    fs::write(
-        &script,
-        "{\n  global: la_version; la_objopen; la_objsearch; la_activity; la_preinit; _dl_debug_state;\n  local: *;\n};\n",
-    )
-    .expect("OUT_DIR is writable");
-    for arg in [
-        "-nostartfiles",
-        "-nostdlib",
-        "-shared",
-        "-Wl,-Bsymbolic",
-        "-Wl,-e,_start",
-        "-Wl,-u,_start",
-        "-Wl,-z,noseparate-code",
-        "-Wl,--build-id=none",
-        "-Wl,-z,norelro",
-        "-Wl,--hash-style=gnu",
-    ] {
+    let link =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("link");
+    let args = link.join("args");
+    let exports = link.join("exports.map");
+    let text = fs::read_to_string(&args).expect("ld-cas/link/args is readable");
+    // One argument per line; `#` starts a comment line.
+    for arg in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         println!("cargo:rustc-link-arg-bins={arg}");
     }
     println!(
         "cargo:rustc-link-arg-bins=-Wl,--version-script={}",
-        script.display()
+        exports.display()
     );
     // One read-only-and-executable segment instead of two saves a mapping in every process
     // (and in ld.so's load of the audit copy). GNU ld does that by itself with
@@ -69,5 +64,7 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-Wl,--no-rosegment");
     }
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed={}", args.display());
+    println!("cargo:rerun-if-changed={}", exports.display());
     println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
 }

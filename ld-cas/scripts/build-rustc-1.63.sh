@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds ld-cas with Debian's rustc 1.63, linked exactly like the Cargo build (see
-# ld-cas/build.rs). For aarch64 this is the only build there is: rustup cannot add targets
+# Builds ld-cas with Debian's rustc 1.63, linked exactly like the Cargo build (the same
+# ld-cas/link/args and ld-cas/link/exports.map as ld-cas/build.rs). For aarch64 this is the only build there is: rustup cannot add targets
 # here, and Debian's rustc is the compiler with an aarch64 `core`; aarch64-linux-gnu-gcc
 # links it. For x86_64 it checks that the shared code keeps building with Rust 1.63.
 #
@@ -31,16 +31,21 @@ fi
 export CARGO_PKG_VERSION
 common=(--edition 2021 --target "$target" -C panic=abort -C opt-level=s -C strip=debuginfo
         -D warnings -A unknown-lints)
+# The crates ld-cas links, each an rlib: the platform layer and the content-address core.
 "$rustc" "${common[@]}" --crate-type rlib --crate-name "$platform" \
     -o "$work/lib$platform.rlib" "$root/$dir/src/lib.rs"
-printf '{\n  global: la_version; la_objopen; la_objsearch; la_activity; la_preinit; _dl_debug_state;\n  local: *;\n};\n' >"$work/exports.map"
+"$rustc" "${common[@]}" --crate-type rlib --crate-name resolver_core \
+    -o "$work/libresolver_core.rlib" "$root/resolver/core/src/lib.rs"
+# The link arguments of ld-cas/build.rs: ld-cas/link/args (one a line, `#` comments) and
+# the version script.
 link=(-C "linker=$linker")
-for a in -nostartfiles -nostdlib -shared -Wl,-Bsymbolic -Wl,-e,_start -Wl,-u,_start \
-    -Wl,-z,noseparate-code -Wl,--build-id=none -Wl,-z,norelro -Wl,--hash-style=gnu \
-    "-Wl,--version-script=$work/exports.map"; do
+while IFS= read -r a; do
+  case $a in ''|'#'*) continue ;; esac
   link+=(-C "link-arg=$a")
-done
+done <"$root/ld-cas/link/args"
+link+=(-C "link-arg=-Wl,--version-script=$root/ld-cas/link/exports.map")
 "$rustc" "${common[@]}" --crate-type bin --crate-name ld_cas \
-    --extern "$platform=$work/lib$platform.rlib" -C relocation-model=pie "${link[@]}" \
-    -o "$out" "$root/ld-cas/src/main.rs"
+    --extern "$platform=$work/lib$platform.rlib" \
+    --extern "resolver_core=$work/libresolver_core.rlib" \
+    -C relocation-model=pie "${link[@]}" -o "$out" "$root/ld-cas/src/main.rs"
 echo "built $out with $("$rustc" --version) ($(stat -c %s "$out") bytes)"

@@ -1,5 +1,5 @@
-//! The parts of the `resolver` crate ld-cas uses: the URI grammar and the table reader
-//! (built `no_std`, allocation-free, Rust 1.63-compatible).
+//! The parts of the content-address core (`resolver_core`) ld-cas uses: the URI grammar
+//! and the table reader.
 
-pub use crate::table::{Entry, Kind, Table, TableError};
-pub use crate::uri::{Hash, URI_LEN, URI_PREFIX};
+pub use resolver_core::table::{Entry, Kind, Table, TableError};
+pub use resolver_core::uri::{Hash, URI_LEN, URI_PREFIX};

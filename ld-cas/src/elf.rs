@@ -1,6 +1,8 @@
 //! Just enough of ELF64 (little-endian) for ld-cas: program headers, the dynamic section
 //! and its string table, read either from a mapped image in memory or from file bytes.
 
+use resolver_core::tags;
+
 /// `PT_LOAD`.
 pub const PT_LOAD: u32 = 1;
 /// `PT_DYNAMIC`.
@@ -24,25 +26,19 @@ pub const DT_VERNEEDNUM: i64 = 0x6fff_ffff;
 pub const DT_SONAME: i64 = 14;
 /// `DT_AUDIT`: a colon-separated list of audit libraries (glibc ≥ 2.32).
 pub const DT_AUDIT: i64 = 0x6fff_fefc;
-/// The URI of the real loader that goes with the program's libc (written by `elfpatch`).
-pub const DT_LDCAS_LOADER: i64 = 0x6c64_6301;
-/// The store directory, relative to the program's directory when relative (`elfpatch`).
-pub const DT_LDCAS_STORE: i64 = 0x6c64_6302;
-
-/// Written by ld-cas in memory only: the address of its hooks for its audit copy.
-pub const DT_LDCAS_HOOK: i64 = 0x6c64_6303;
-/// The directory holding the lookup table (`table`) and its index (`index/`), relative to
-/// the store; absent: the store itself (`elfpatch`).
-pub const DT_LDCAS_TABLE: i64 = 0x6c64_6304;
-/// A set of `LDCAS_FLAG_*` bits (`elfpatch`).
-pub const DT_LDCAS_FLAGS: i64 = 0x6c64_6305;
-/// `DT_LDCAS_FLAGS`: the program needs the name service (an object it may load keeps a
-/// `DT_RUNPATH` and needs `uri:` names that ld.so's own search cannot reach).
-pub const LDCAS_FLAG_NAME_SERVICE: u64 = 1;
-/// `DT_LDCAS_FLAGS`: the first entry of the program's search path (`DT_RPATH`, or
-/// `DT_RUNPATH` when it has one) is the index, written for tools that run ld.so on the file
-/// (`ldd`); ld-cas puts the index's absolute path in its place.
-pub const LDCAS_FLAG_INDEX_FIRST: u64 = 2;
+// ld-cas's own tags (`resolver_core::tags`) as this module's signed `d_tag`: their values
+// are below 2^31, so the conversion is exact.
+/// [`tags::DT_LDCAS_LOADER`]: the URI of the real loader that goes with the program's libc.
+pub const DT_LDCAS_LOADER: i64 = tags::DT_LDCAS_LOADER as i64;
+/// [`tags::DT_LDCAS_STORE`]: the store directory.
+pub const DT_LDCAS_STORE: i64 = tags::DT_LDCAS_STORE as i64;
+/// [`tags::DT_LDCAS_HOOK`]: written by ld-cas in memory only, its hooks for its audit copy.
+pub const DT_LDCAS_HOOK: i64 = tags::DT_LDCAS_HOOK as i64;
+/// [`tags::DT_LDCAS_TABLE`]: the directory holding the table and its index.
+pub const DT_LDCAS_TABLE: i64 = tags::DT_LDCAS_TABLE as i64;
+/// [`tags::DT_LDCAS_FLAGS`]: a set of `LDCAS_FLAG_*` bits.
+pub const DT_LDCAS_FLAGS: i64 = tags::DT_LDCAS_FLAGS as i64;
+pub use tags::{LDCAS_FLAG_INDEX_FIRST, LDCAS_FLAG_NAME_SERVICE};
 /// `DT_RPATH`.
 pub const DT_RPATH: i64 = 15;
 /// `DT_RUNPATH`.

@@ -12,22 +12,10 @@ use aarch64_linux as arch;
 #[cfg(target_arch = "x86_64")]
 use x86_64_linux as arch;
 
-/// The resolver's URI grammar (`resolver/src/uri.rs`), compiled in without `std`.
-#[path = "../../resolver/src/uri.rs"]
-#[allow(dead_code, clippy::all)]
-mod uri;
-
-/// The resolver's table reader (`resolver/src/table`), compiled in without `std`.
-#[path = "../../resolver/src/table/mod.rs"]
-#[allow(dead_code, unused_imports, clippy::all)]
-mod table;
-
 mod arena;
 mod audit;
-mod blake3;
 mod cas;
 mod cli;
-mod cycle_rule;
 mod debugger;
 mod elf;
 mod launch;

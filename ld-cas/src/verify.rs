@@ -1,12 +1,14 @@
 //! `--verify`: rehashing a closure against its content addresses, with the cycle rule of
-//! `docs/uri.md`: in an object that belongs to a dependency cycle (a strongly connected
-//! component of the reference graph with more than one member, or an object that refers to
-//! itself), every reference to a member of its cycle is hashed as the placeholder
-//! (`uri:blake3:` and 64 `x`).
+//! `docs/uri.md` (`resolver_core::cycle_rule`): in an object that belongs to a dependency
+//! cycle (a strongly connected component of the reference graph with more than one member,
+//! or an object that refers to itself), every reference to a member of its cycle is hashed
+//! as the placeholder (`uri:blake3:` and 64 `x`).
 
-use crate::blake3::Hasher;
-use crate::cas::{Hash, URI_LEN, URI_PREFIX};
-use crate::cycle_rule;
+use resolver_core::blake3::{self, Hasher};
+use resolver_core::cycle_rule::{self, Slot};
+use resolver_core::refs;
+
+use crate::cas::{Hash, URI_PREFIX};
 use crate::out::Out;
 use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 
@@ -16,27 +18,12 @@ pub const MAX: usize = 1024;
 pub const MAX_REFS: usize = 256;
 
 /// Each reference in `bytes` to an object of `objs`: (offset, index).
-pub(crate) fn references<'a>(
+fn references<'a>(
     bytes: &'a [u8],
     objs: &'a [(Hash, &[u8])],
 ) -> impl Iterator<Item = (usize, usize)> + 'a {
-    let mut at = 0;
-    core::iter::from_fn(move || {
-        while at + URI_LEN <= bytes.len() {
-            let here = at;
-            at += 1;
-            if &bytes[here..here + URI_PREFIX.len()] != URI_PREFIX {
-                continue;
-            }
-            if let Ok(h) = Hash::parse_uri(&bytes[here..here + URI_LEN]) {
-                if let Some(j) = objs.iter().position(|o| o.0 == h) {
-                    at = here + URI_LEN;
-                    return Some((here, j));
-                }
-            }
-        }
-        None
-    })
+    refs::references(bytes)
+        .filter_map(move |(at, h)| objs.iter().position(|o| o.0 == h).map(|j| (at, j)))
 }
 
 struct Graph {
@@ -113,19 +100,19 @@ pub fn closure(objs: &[(Hash, &[u8])], o: &mut Out) -> bool {
             g.counts[i] += 1;
         }
     }
-    let mut comp = [0u16; MAX];
-    cycle_rule::components(n, &|i| g.of(i), &mut comp);
+    let mut comp = [0usize; MAX];
+    cycle_rule::components(n, |i| g.of(i), &mut [Slot::default(); MAX], &mut comp);
     let mut size = [0u16; MAX];
     for &c in &comp[..n] {
-        size[c as usize] += 1;
+        size[c] += 1;
     }
-    let cyclic = |i: usize| size[comp[i] as usize] > 1 || g.of(i).contains(&(i as u16));
+    let cyclic = |i: usize| size[comp[i]] > 1 || g.of(i).contains(&(i as u16));
     let mut expected = [[0u8; 32]; MAX];
     let mut done = [false; MAX];
     for i in 0..n {
-        if cyclic(i) && !done[comp[i] as usize] {
-            done[comp[i] as usize] = true;
-            cycle_rule::member_addresses(objs, n, &comp, comp[i], &mut expected);
+        if cyclic(i) && !done[comp[i]] {
+            done[comp[i]] = true;
+            cycle_addresses(&objs[..n], &comp, comp[i], &mut expected);
         }
     }
     let mut ok = true;
@@ -134,9 +121,7 @@ pub fn closure(objs: &[(Hash, &[u8])], o: &mut Out) -> bool {
         let got = if in_cycle {
             expected[i]
         } else {
-            let mut h = Hasher::new();
-            h.update(objs[i].1);
-            h.finalize()
+            blake3::hash(objs[i].1)
         };
         o.str("verify ");
         write_uri(o, &objs[i].0 .0);
@@ -156,4 +141,49 @@ pub fn closure(objs: &[(Hash, &[u8])], o: &mut Out) -> bool {
         o.str("\n");
     }
     ok
+}
+
+/// Writes into `address[i]` the address by the cycle rule of every member `i` of component
+/// `c` of `objs`.
+fn cycle_addresses(
+    objs: &[(Hash, &[u8])],
+    comp: &[usize; MAX],
+    c: usize,
+    address: &mut [[u8; 32]; MAX],
+) {
+    // The rule numbers a cycle's members 0..m: `members[k]` is member k's object,
+    // `member_of[i]` object i's member number.
+    let mut members = [0usize; MAX];
+    let mut member_of = [0usize; MAX];
+    let mut m = 0;
+    for i in 0..objs.len() {
+        if comp[i] == c {
+            members[m] = i;
+            member_of[i] = m;
+            m += 1;
+        }
+    }
+    let inside = |j: usize| comp[j] == c;
+    let mut colours = [Hash([0; 32]); MAX];
+    for (colour, &i) in colours.iter_mut().zip(&members[..m]) {
+        let mut h = Hasher::new();
+        // `Option::is_some_and` is newer than Rust 1.63.
+        let in_cycle =
+            |x: &Hash| matches!(objs.iter().position(|o| o.0 == *x), Some(j) if inside(j));
+        cycle_rule::feed_blanked(objs[i].1, in_cycle, |piece| h.update(piece));
+        *colour = Hash(h.finalize());
+    }
+    cycle_rule::addresses(
+        &mut colours[..m],
+        |k| {
+            references(objs[members[k]].1, objs)
+                .filter(|&(_, j)| inside(j))
+                .map(|(_, j)| member_of[j])
+        },
+        &mut [Hash([0; 32]); MAX],
+        &mut [Hash([0; 32]); MAX],
+    );
+    for (colour, &i) in colours[..m].iter().zip(&members[..m]) {
+        address[i] = colour.0;
+    }
 }

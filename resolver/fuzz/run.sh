@@ -2,8 +2,8 @@
 # Coverage-guided fuzzing of the table reader, the URI parser, ld-cas's ELF reading
 # (`ld-cas/src/elf.rs`, compiled in as a module) and elfpatch's parse → edit → verify path
 # (`elfpatch/fuzz`, built by cargo with every crate it uses instrumented) with AFL++ (Debian's `afl++` package) on
-# the stable Rust toolchain: the resolver is compiled without `std`
-# (as ld-cas compiles it) with SanitizerCoverage's trace-pc-guard instrumentation (stable
+# the stable Rust toolchain: the content-address core (`resolver/core`, `no_std`, as ld-cas
+# links it) is compiled with SanitizerCoverage's trace-pc-guard instrumentation (stable
 # `-C passes=sancov-module`), the target (a libFuzzer-style `LLVMFuzzerTestOneInput`) is
 # linked with AFL++'s libFuzzer driver and runtime, and afl-fuzz runs it for SECONDS in
 # persistent mode. Panics abort, so AFL++ counts them as crashes; debug assertions and
@@ -41,10 +41,10 @@ if [ "$target" = edit ]; then
     --target x86_64-unknown-linux-gnu --manifest-path "$root/Cargo.toml" -- "${driver[@]}"
   cp "$build/target/x86_64-unknown-linux-gnu/release/fuzz_edit" "$build/fuzz_edit"
 else
-  rustc "${flags[@]}" --crate-type rlib --crate-name resolver --out-dir "$build" \
-    "$root/resolver/src/lib.rs"
+  rustc "${flags[@]}" --crate-type rlib --crate-name resolver_core --out-dir "$build" \
+    "$root/resolver/core/src/lib.rs"
   rustc "${flags[@]}" --crate-type bin --crate-name "fuzz_$target" -L "$build" \
-    --extern resolver="$build/libresolver.rlib" -o "$build/fuzz_$target" \
+    --extern resolver_core="$build/libresolver_core.rlib" -o "$build/fuzz_$target" \
     "${driver[@]}" "$here/targets/$target.rs"
 fi
 export AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1

@@ -2,60 +2,16 @@
 //! `docs/uri.md`: an object's address is computed with the references to the members of
 //! its own component blanked, when that component is a cycle.
 
-/// For each node, the index of its strongly connected component (Tarjan's algorithm,
-/// iterative so deep dependency chains cannot overflow the stack). `edges[n]` lists the
-/// nodes `n` refers to.
-pub fn components(edges: &[Vec<usize>]) -> Vec<usize> {
-    const UNSEEN: usize = usize::MAX;
-    let n = edges.len();
-    let mut index = vec![UNSEEN; n];
-    let mut low = vec![0usize; n];
-    let mut on_stack = vec![false; n];
-    let mut component = vec![UNSEEN; n];
-    let mut stack = Vec::new();
-    let mut next_index = 0;
-    let mut next_component = 0;
-    // (node, position in its edge list) frames replace recursion.
-    let mut frames: Vec<(usize, usize)> = Vec::new();
+use resolver_core::cycle_rule::{self, Slot};
 
-    for root in 0..n {
-        if index[root] != UNSEEN {
-            continue;
-        }
-        frames.push((root, 0));
-        while let Some(&mut (node, ref mut edge)) = frames.last_mut() {
-            if *edge == 0 && index[node] == UNSEEN {
-                index[node] = next_index;
-                low[node] = next_index;
-                next_index += 1;
-                stack.push(node);
-                on_stack[node] = true;
-            }
-            if let Some(&next) = edges[node].get(*edge) {
-                *edge += 1;
-                if index[next] == UNSEEN {
-                    frames.push((next, 0));
-                } else if on_stack[next] {
-                    low[node] = low[node].min(index[next]);
-                }
-                continue;
-            }
-            frames.pop();
-            if let Some(&(parent, _)) = frames.last() {
-                low[parent] = low[parent].min(low[node]);
-            }
-            if low[node] == index[node] {
-                while let Some(member) = stack.pop() {
-                    on_stack[member] = false;
-                    component[member] = next_component;
-                    if member == node {
-                        break;
-                    }
-                }
-                next_component += 1;
-            }
-        }
-    }
+/// For each node, the index of its strongly connected component (the core's iterative
+/// Tarjan, so deep dependency chains cannot overflow the stack). `edges[n]` lists the nodes
+/// `n` refers to.
+pub fn components(edges: &[Vec<usize>]) -> Vec<usize> {
+    let n = edges.len();
+    let mut work = vec![Slot::default(); n];
+    let mut component = vec![0; n];
+    cycle_rule::components(n, |v| edges[v].as_slice(), &mut work, &mut component);
     component
 }
 

@@ -8,8 +8,9 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
-use crate::refs::references;
-use crate::uri::{Hash, PLACEHOLDER, URI_LEN};
+use resolver_core::cycle_rule::{blank_in_place, feed_blanked};
+
+use crate::uri::Hash;
 
 /// Above this size, hashing uses all cores (BLAKE3's tree mode through rayon), as `b3sum`
 /// does. Below it, threads cost more than they save.
@@ -46,28 +47,18 @@ pub fn hash_modulo_cycle(bytes: &[u8], cycle: &[Hash]) -> Hash {
         return hash_bytes(bytes);
     }
     let mut hasher = blake3::Hasher::new();
-    let mut done = 0;
-    for (at, hash) in references(bytes) {
-        if cycle.contains(&hash) {
-            feed(&mut hasher, &bytes[done..at]);
-            hasher.update(&PLACEHOLDER);
-            done = at + URI_LEN;
-        }
-    }
-    feed(&mut hasher, &bytes[done..]);
+    feed_blanked(
+        bytes,
+        |h| cycle.contains(h),
+        |piece| feed(&mut hasher, piece),
+    );
     Hash(*hasher.finalize().as_bytes())
 }
 
 /// Replaces every reference to a member of `cycle` by the placeholder, in place. The
 /// patcher writes cycle members this way, hashes them, then writes the real URIs back.
 pub fn blank_cycle_references(bytes: &mut [u8], cycle: &[Hash]) {
-    let spots: Vec<usize> = references(bytes)
-        .filter(|(_, h)| cycle.contains(h))
-        .map(|(at, _)| at)
-        .collect();
-    for at in spots {
-        bytes[at..at + URI_LEN].copy_from_slice(&PLACEHOLDER);
-    }
+    blank_in_place(bytes, |h| cycle.contains(h));
 }
 
 /// Memory-maps a whole file read-only. Empty files give an empty map.
@@ -99,6 +90,7 @@ impl std::ops::Deref for Mapped {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::refs::references;
 
     #[test]
     fn plain_hash_is_b3sum() {

@@ -5,23 +5,17 @@
 //! one immutable *lookup table* (`docs/table-format.md`) that maps a hash to the object's
 //! store-relative path.
 //!
-//! Without the default `std` feature this crate is `no_std`, allocation-free and has no
-//! dependencies: only [`uri`] and [`table`]'s reader are compiled, and they build with
-//! Rust 1.63 so the interpreter can embed them on every target.
-#![cfg_attr(not(feature = "std"), no_std)]
+//! What the interpreter shares (the URI grammar, the table reader, the reference scanner,
+//! the cycle rule's allocation-free parts, the ELF tags) is the `no_std` crate
+//! `resolver_core`, re-exported here under the same paths; this crate adds what needs std:
+//! hashing with the `blake3` crate, the table writer, the store.
 #![deny(unsafe_code)]
 
-pub mod refs;
-pub mod table;
-pub mod uri;
+pub use resolver_core::{refs, tags, uri};
 
-#[cfg(feature = "std")]
 pub mod atomic;
-#[cfg(feature = "std")]
 pub mod cycle_rule;
-#[cfg(feature = "std")]
 pub mod cycles;
-#[cfg(feature = "std")]
 pub mod hash;
-#[cfg(feature = "std")]
 pub mod store;
+pub mod table;

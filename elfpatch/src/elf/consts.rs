@@ -44,21 +44,10 @@ pub const DT_VERNEED: u64 = 0x6fff_fffe;
 pub const DT_VERNEEDNUM: u64 = 0x6fff_ffff;
 pub const DF_1_NODEFLIB: u64 = 0x800;
 
-/// `DT_LDCAS_LOADER`: `.dynstr` offset of the URI of the real ld.so a converted program needs.
-pub const DT_LDCAS_LOADER: u64 = 0x6c64_6301;
-/// `DT_LDCAS_STORE`: `.dynstr` offset of the store path (relative to the program's directory
-/// when relative).
-pub const DT_LDCAS_STORE: u64 = 0x6c64_6302;
-/// `DT_LDCAS_TABLE`: `.dynstr` offset of the directory holding the table and its index,
-/// relative to the store (absent: the store itself).
-pub const DT_LDCAS_TABLE: u64 = 0x6c64_6304;
-/// `DT_LDCAS_FLAGS`: a set of `LDCAS_FLAG_*` bits.
-pub const DT_LDCAS_FLAGS: u64 = 0x6c64_6305;
-/// The program needs ld-cas's name service: an object it may load keeps a `DT_RUNPATH`
-/// and needs `uri:` names that ld.so's own search of the index cannot reach.
-pub const LDCAS_FLAG_NAME_SERVICE: u64 = 1;
-/// The first entry of the program's search path is the store's index.
-pub const LDCAS_FLAG_INDEX_FIRST: u64 = 2;
+pub use resolver::tags::{
+    DT_LDCAS_FLAGS, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_LDCAS_TABLE, LDCAS_FLAG_INDEX_FIRST,
+    LDCAS_FLAG_NAME_SERVICE,
+};
 
 /// Tags whose value is a `.dynstr` offset (besides ld-cas's own, see [`is_string_tag`]).
 const STRING_TAGS: &[u64] = &[

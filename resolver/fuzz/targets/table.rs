@@ -1,4 +1,4 @@
-//! Fuzz target: the table reader (`resolver/src/table/read.rs`) on arbitrary bytes. It
+//! Fuzz target: the table reader (`resolver/core/src/table/read.rs`) on arbitrary bytes. It
 //! must never panic or read out of bounds, and what a checked read returns must hold:
 //! every entry a checked read yields has a path that stays inside the store.
 #![no_main]
@@ -7,9 +7,9 @@
 #[macro_use]
 mod driver;
 
-use resolver::table::format::{header, HEADER_LEN, MAGIC, VERSION};
-use resolver::table::{path_problem, Fnv64, Table};
-use resolver::uri::Hash;
+use resolver_core::table::format::{header, HEADER_LEN, MAGIC, VERSION};
+use resolver_core::table::{path_problem, Fnv64, Table};
+use resolver_core::uri::Hash;
 
 fuzz_target!(|bytes| {
     check(bytes);

@@ -1,4 +1,4 @@
-//! Fuzz target: the URI grammar (`resolver/src/uri.rs`) on arbitrary bytes. It must never
+//! Fuzz target: the URI grammar (`resolver/core/src/uri.rs`) on arbitrary bytes. It must never
 //! panic, accept only `uri:blake3:` and 64 lowercase hex digits, and print back exactly
 //! what it accepted.
 #![no_main]
@@ -7,7 +7,7 @@
 #[macro_use]
 mod driver;
 
-use resolver::uri::{Hash, URI_LEN, URI_PREFIX};
+use resolver_core::uri::{Hash, URI_LEN, URI_PREFIX};
 
 fuzz_target!(|bytes| {
     if let Ok(h) = Hash::parse_uri(bytes) {

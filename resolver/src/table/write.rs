@@ -1,8 +1,8 @@
 //! The table writer: builds the bytes of a table from entries (sorted, deduplicated,
 //! bucket-indexed, checksummed).
 
+use super::entry_check;
 use super::format::{self, entry, header, ENTRY_LEN, HEADER_LEN, MAGIC, VERSION};
-use super::read::entry_check;
 use super::{Fnv64, Kind, Table};
 use crate::uri::Hash;
 

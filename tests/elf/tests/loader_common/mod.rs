@@ -17,8 +17,7 @@ use elf_tests::{
     add_dynamic_string_tags, built_binary, compile, fixture_dir, require_tool, run_ok,
 };
 
-pub const DT_LDCAS_LOADER: u64 = 0x6c64_6301;
-pub const DT_LDCAS_STORE: u64 = 0x6c64_6302;
+pub use resolver::tags::{DT_LDCAS_LOADER, DT_LDCAS_STORE};
 
 /// Converted fixtures: `root/bin/<program>` next to `root/store`.
 pub struct World {

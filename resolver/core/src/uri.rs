@@ -1,7 +1,7 @@
 //! The URI grammar: `uri:blake3:<64 lowercase hex digits>` (specified in `docs/uri.md`).
 //!
-//! This is the only place that parses or prints a URI. It is `no_std`, allocation-free and
-//! builds with Rust 1.63: the interpreter parses the names in `DT_NEEDED` with it.
+//! This is the only place that parses or prints a URI: the interpreter parses the names in
+//! `DT_NEEDED` with it, the editor and the store everything else.
 
 use core::fmt;
 
@@ -76,8 +76,8 @@ impl fmt::Display for UriError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for UriError {}
+// No `Error` impl: `core::error::Error` is newer than Rust 1.63, and callers only display
+// these errors.
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
@@ -199,8 +199,7 @@ impl fmt::Debug for Hash {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::str::FromStr for Hash {
+impl core::str::FromStr for Hash {
     type Err = UriError;
     fn from_str(s: &str) -> Result<Hash, UriError> {
         Hash::parse_uri(s.as_bytes())
@@ -210,6 +209,7 @@ impl std::str::FromStr for Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2021::*;
 
     const SAMPLE: &str =
         "uri:blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";

@@ -1,8 +1,10 @@
-//! BLAKE3 (unkeyed, 32-byte output), portable and allocation-free, for `--verify`.
+//! BLAKE3 (unkeyed, 32-byte output), portable and allocation-free, for code that cannot
+//! use the `blake3` crate: the interpreter's `--verify` and the cycle rule's small hashes.
 //!
 //! Written from the BLAKE3 specification (the reference design: 1 KiB chunks, a binary tree
-//! of parent nodes, seven rounds of the G function). ld-cas uses it only when run as a
-//! command, so it favours size over speed.
+//! of parent nodes, seven rounds of the G function). It favours size over speed: the
+//! interpreter carries it in every process, and the store hashes whole objects with the
+//! `blake3` crate instead. `tests/blake3.rs` checks it against that crate.
 
 const IV: [u32; 8] = [
     0x6A09_E667,
@@ -91,7 +93,15 @@ fn words(bytes: &[u8; BLOCK]) -> [u32; 16] {
     w
 }
 
+/// The BLAKE3 hash of `bytes`.
+pub fn hash(bytes: &[u8]) -> [u8; 32] {
+    let mut h = Hasher::new();
+    h.update(bytes);
+    h.finalize()
+}
+
 /// An incremental BLAKE3 hasher.
+#[derive(Clone)]
 pub struct Hasher {
     cv: [u32; 8],
     chunk: u64,
@@ -182,7 +192,7 @@ impl Hasher {
         self.blocks_done = 0;
     }
 
-    /// The 32-byte hash.
+    /// The 32-byte hash of everything fed so far.
     pub fn finalize(&self) -> [u8; 32] {
         // The root is the last chunk when it is alone, else the last parent node.
         let (mut cv, mut block, mut counter, mut len, mut flags) = (
@@ -208,6 +218,12 @@ impl Hasher {
             h[4 * i..4 * i + 4].copy_from_slice(&out[i].to_le_bytes());
         }
         h
+    }
+}
+
+impl Default for Hasher {
+    fn default() -> Hasher {
+        Hasher::new()
     }
 }
 

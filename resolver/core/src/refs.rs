@@ -44,6 +44,7 @@ impl<'a> Iterator for References<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2021::*;
 
     #[test]
     fn finds_embedded_uris() {
