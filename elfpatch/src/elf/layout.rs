@@ -307,8 +307,7 @@ pub(crate) fn build(
             c.write_phdr(&mut table, k as u64 * phsize, p)?;
         }
         img.put(phoff, table)?;
-        c.put_word(&mut ehdr, c.ehdr_phoff_at(), phoff)?;
-        c.put_u16(&mut ehdr, c.ehdr_phnum_at(), count as u16)?;
+        c.put_phdr_fields(&mut ehdr, phoff, count as u16)?;
     }
     section_writes(
         elf, lg, &mut img, &mut ehdr, &phdrs, &at, &names, &note, sht_at,

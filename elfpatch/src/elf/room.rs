@@ -259,7 +259,7 @@ pub(crate) fn make_room(
         .get(..c.ehdr_size() as usize)
         .ok_or_else(|| malformed("file header truncated"))?
         .to_vec();
-    c.put_u16(&mut ehdr, c.ehdr_phnum_at(), n as u16)?;
+    c.put_phnum(&mut ehdr, n as u16)?;
     let shift = Shift {
         block: b0..run_end,
         addrs: a0..a0 + len,
