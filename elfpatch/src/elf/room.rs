@@ -15,17 +15,6 @@ use super::image::Image;
 use super::parse::Elf;
 use super::sections;
 
-const SHT_REL: u32 = 9;
-const SHT_RELA: u32 = 4;
-const SHT_HASH: u32 = 5;
-const SHT_NOTE: u32 = 7;
-const SHT_RELR: u32 = 19;
-const SHT_GNU_HASH: u32 = 0x6fff_fff6;
-const SHT_GNU_VERDEF: u32 = 0x6fff_fffd;
-const SHT_GNU_VERSYM: u32 = 0x6fff_ffff;
-const PT_NOTE: u32 = 4;
-const PT_GNU_PROPERTY: u32 = 0x6474_e553;
-
 /// Program headers that fit after the table without touching anything: the zero bytes
 /// up to the next section or segment piece. Zero without section headers (what lies
 /// there is then unknown).
@@ -79,10 +68,10 @@ fn movable(elf: &Elf, s: &super::parse::Section) -> bool {
         SHT_NOTE | SHT_HASH | SHT_GNU_HASH | SHT_DYNSYM | SHT_GNU_VERSYM | SHT_GNU_VERNEED
         | SHT_GNU_VERDEF => true,
         SHT_STRTAB => elf.strtab.as_ref().is_some_and(|t| t.vaddr == h.sh_addr),
-        SHT_RELA => dyn_range(7, 8) || dyn_range(23, 2),
-        SHT_REL => dyn_range(17, 18) || dyn_range(23, 2),
-        SHT_RELR => dyn_range(36, 35),
-        1 => s.name == b".interp",
+        SHT_RELA => dyn_range(DT_RELA, DT_RELASZ) || dyn_range(DT_JMPREL, DT_PLTRELSZ),
+        SHT_REL => dyn_range(DT_REL, DT_RELSZ) || dyn_range(DT_JMPREL, DT_PLTRELSZ),
+        SHT_RELR => dyn_range(DT_RELR, DT_RELRSZ),
+        SHT_PROGBITS => s.name == b".interp",
         _ => false,
     }
 }
