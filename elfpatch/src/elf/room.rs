@@ -158,61 +158,105 @@ pub(crate) fn make_room(
     want: usize,
     keep_old: bool,
 ) -> Result<Option<Image>> {
-    let c = elf.codec;
-    let ps = c.phdr_size();
     if elf.sections.is_empty() || elf.phnum_extended {
         return Ok(None);
     }
-    let Some(Block {
-        b0,
-        run_end,
-        bias,
-        target,
-    }) = find_block(elf, want)
-    else {
+    let Some(block) = find_block(elf, want) else {
         return Ok(None);
     };
-    let a0 = b0.wrapping_add(bias);
-    let len = run_end - b0;
-    let top = elf
-        .phdrs
-        .iter()
-        .filter(|p| p.p_type == PT_LOAD)
-        .map(|p| p.mem_end())
-        .max()
-        .unwrap_or(0);
-    let ovf = || malformed("new segment would overflow the address space");
-    // A section header table that ends the file is dropped there and written after the
-    // block, so that it still ends the file.
-    let data_len = elf.data.len() as u64;
-    let sht_last = super::layout::table_is_last(elf, data_len);
-    let base_len = if sht_last { elf.shoff } else { data_len };
-    let new_off = align_up(base_len, page).ok_or_else(ovf)? + b0 % page;
-    let new_v = align_up(top, page).ok_or_else(ovf)? + a0 % page;
-    let (doff, dv) = (new_off.wrapping_sub(b0), new_v.wrapping_sub(a0));
-    let in_block = |off: u64| off >= b0 && off < run_end;
-
+    let to = Destination::of(elf, &block, page)?;
+    let (b0, run_end) = (block.b0, block.run_end);
     let mut img = Image {
-        base_len,
-        len: new_off + len,
+        base_len: to.base_len,
+        len: to.offset + (run_end - b0),
         writes: Vec::new(),
     };
     // The old block is zeroed (it holds names Nix scans for), or with `keep_old` only
     // where the grown table and its spare entries go.
     let cleared = if keep_old {
-        target.min(run_end) - b0
+        block.target.min(run_end) - b0
     } else {
-        len
+        run_end - b0
     };
     img.writes.push((b0, vec![0; cleared as usize]));
     img.writes
-        .push((new_off, elf.data[b0 as usize..run_end as usize].to_vec()));
+        .push((to.offset, elf.data[b0 as usize..run_end as usize].to_vec()));
+    let shift = Shift {
+        block: b0..run_end,
+        addrs: to.a0..to.a0 + (run_end - b0),
+        doff: to.offset.wrapping_sub(b0),
+        dv: to.vaddr.wrapping_sub(to.a0),
+    };
+    let c = elf.codec;
+    let n = grown_table(elf, &mut img, &shift, &to, page)?;
+    let mut ehdr = elf
+        .data
+        .get(..c.ehdr_size() as usize)
+        .ok_or_else(|| malformed("file header truncated"))?
+        .to_vec();
+    c.put_phnum(&mut ehdr, n as u16)?;
+    follow_block(elf, &mut img, &mut ehdr, &shift, to.sht_last)?;
+    img.writes.push((0, ehdr));
+    Ok(Some(img))
+}
 
+/// Where the block goes: after the file (or before a section header table that ends it)
+/// and after the highest segment, at the same offsets within a page.
+struct Destination {
+    /// The block's old address.
+    a0: u64,
+    offset: u64,
+    vaddr: u64,
+    /// The input's bytes kept: all of them, or all but the section header table.
+    base_len: u64,
+    /// The section header table ends the file and is written again after the block.
+    sht_last: bool,
+}
+
+impl Destination {
+    fn of(elf: &Elf, block: &Block, page: u64) -> Result<Destination> {
+        let a0 = block.b0.wrapping_add(block.bias);
+        let top = elf
+            .phdrs
+            .iter()
+            .filter(|p| p.p_type == PT_LOAD)
+            .map(|p| p.mem_end())
+            .max()
+            .unwrap_or(0);
+        let ovf = || malformed("new segment would overflow the address space");
+        // A section header table that ends the file is dropped there and written after
+        // the block, so that it still ends the file.
+        let data_len = elf.data.len() as u64;
+        let sht_last = super::layout::table_is_last(elf, data_len);
+        let base_len = if sht_last { elf.shoff } else { data_len };
+        Ok(Destination {
+            a0,
+            offset: align_up(base_len, page).ok_or_else(ovf)? + block.b0 % page,
+            vaddr: align_up(top, page).ok_or_else(ovf)? + a0 % page,
+            base_len,
+            sht_last,
+        })
+    }
+}
+
+/// Writes the program header table with the segments that were in the block moved and a
+/// new read-only `PT_LOAD` for it; returns its number of entries.
+fn grown_table(
+    elf: &Elf,
+    img: &mut Image,
+    shift: &Shift,
+    to: &Destination,
+    page: u64,
+) -> Result<u64> {
+    let c = elf.codec;
+    let ps = c.phdr_size();
+    let len = shift.block.end - shift.block.start;
     let mut phdrs: Vec<Phdr> = elf.phdrs.clone();
     for p in phdrs.iter_mut() {
-        if !matches!(p.p_type, PT_LOAD | PT_PHDR) && p.p_filesz > 0 && in_block(p.p_offset) {
-            p.p_offset = p.p_offset.wrapping_add(doff);
-            p.p_vaddr = p.p_vaddr.wrapping_add(dv);
+        let moves = !matches!(p.p_type, PT_LOAD | PT_PHDR) && p.p_filesz > 0;
+        if moves && shift.block.contains(&p.p_offset) {
+            p.p_offset = p.p_offset.wrapping_add(shift.doff);
+            p.p_vaddr = p.p_vaddr.wrapping_add(shift.dv);
             p.p_paddr = p.p_vaddr;
         }
     }
@@ -225,9 +269,9 @@ pub(crate) fn make_room(
         Phdr {
             p_type: PT_LOAD,
             p_flags: PF_R,
-            p_offset: new_off,
-            p_vaddr: new_v,
-            p_paddr: new_v,
+            p_offset: to.offset,
+            p_vaddr: to.vaddr,
+            p_paddr: to.vaddr,
             p_filesz: len,
             p_memsz: len,
             p_align: page,
@@ -243,21 +287,7 @@ pub(crate) fn make_room(
         c.write_phdr(&mut table, k as u64 * ps, p)?;
     }
     img.writes.push((elf.phoff, table));
-    let mut ehdr = elf
-        .data
-        .get(..c.ehdr_size() as usize)
-        .ok_or_else(|| malformed("file header truncated"))?
-        .to_vec();
-    c.put_phnum(&mut ehdr, n as u16)?;
-    let shift = Shift {
-        block: b0..run_end,
-        addrs: a0..a0 + len,
-        doff,
-        dv,
-    };
-    follow_block(elf, &mut img, &mut ehdr, &shift, sht_last)?;
-    img.writes.push((0, ehdr));
-    Ok(Some(img))
+    Ok(n)
 }
 
 /// How the moved block moved: its old file range and addresses, and by how much.
