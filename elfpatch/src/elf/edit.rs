@@ -218,3 +218,78 @@ pub(crate) enum NotePlan {
     /// A new note, as it is written (header, owner, descriptor).
     Add(Vec<u8>),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{inputs, parsed};
+    use super::Edit;
+
+    #[test]
+    fn replace_needed_and_runpath_read_back_with_object() {
+        for (t, input) in inputs() {
+            let mut e = Edit::new();
+            e.replace_needed("libc.so.6", "libc.so.7")
+                .set_runpath("/a:/b");
+            let out = e
+                .apply(&input)
+                .unwrap_or_else(|err| panic!("{}: {err}", t.name));
+            let p = parsed(&out);
+            assert_eq!(p.needed, [&b"libfoo.so.1"[..], b"libc.so.7"], "{}", t.name);
+            assert_eq!(p.runpath.as_deref(), Some(&b"/a:/b"[..]), "{}", t.name);
+            assert_eq!(
+                p.interp.as_deref(),
+                Some(&b"/lib/ld.so.1"[..]),
+                "{}",
+                t.name
+            );
+            // The replaced name and the old run path are X-ed where they were.
+            assert!(
+                !p.dynstr.windows(9).any(|w| w == b"libc.so.6"),
+                "{}",
+                t.name
+            );
+            assert!(p.dynstr.windows(8).any(|w| w == b"XXXXXXXX"), "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn add_and_remove_needed_order_as_patchelf() {
+        for (t, input) in inputs() {
+            let mut e = Edit::new();
+            e.add_needed("libbar.so").remove_needed("libfoo.so.1");
+            let out = e
+                .apply(&input)
+                .unwrap_or_else(|err| panic!("{}: {err}", t.name));
+            // Added names go in front of the others.
+            assert_eq!(
+                parsed(&out).needed,
+                [&b"libbar.so"[..], b"libc.so.6"],
+                "{}",
+                t.name
+            );
+        }
+    }
+
+    #[test]
+    fn an_edit_that_changes_nothing_returns_the_input() {
+        for (t, input) in inputs() {
+            let mut e = Edit::new();
+            e.replace_needed("libc.so.6", "libc.so.6")
+                .set_runpath("/opt/lib");
+            assert!(e.apply(&input).expect("apply") == input, "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn interpreter_of_a_library_without_one_is_refused() {
+        let (_, input) = inputs().remove(0);
+        let mut stripped = input.clone();
+        // Make PT_INTERP (the second program header) a PT_NULL.
+        let phoff = 64 + 56;
+        stripped[phoff..phoff + 4].copy_from_slice(&0u32.to_le_bytes());
+        let mut e = Edit::new();
+        e.set_interpreter("/x/ld.so");
+        let err = e.apply(&stripped).expect_err("no PT_INTERP to set");
+        assert!(err.to_string().contains("no PT_INTERP"), "{err}");
+    }
+}

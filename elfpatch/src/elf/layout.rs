@@ -255,3 +255,97 @@ fn check_count(elf: &Elf, count: u64, table_changes: bool) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{inputs, parsed};
+    use super::super::Edit;
+    use super::MARK;
+    use object::elf::{PF_R, PF_W, PT_DYNAMIC, PT_INTERP, PT_PHDR};
+
+    const LONG: &str = "/nix/store/0123456789abcdefghijklmnopqrstuv-glibc-2.40/lib/ld.so";
+
+    #[test]
+    fn a_longer_interpreter_moves_to_an_appended_read_only_load() {
+        for (t, input) in inputs() {
+            let mut e = Edit::new();
+            e.set_interpreter(LONG);
+            let out = e
+                .apply(&input)
+                .unwrap_or_else(|err| panic!("{}: {err}", t.name));
+            let (before, after) = (parsed(&input), parsed(&out));
+            assert_eq!(after.interp.as_deref(), Some(LONG.as_bytes()), "{}", t.name);
+            assert_eq!(after.loads().len(), before.loads().len() + 1, "{}", t.name);
+            let new = *after.loads().last().expect("a load");
+            let old_end = before.loads().iter().map(|l| l.offset + l.filesz).max();
+            assert!(Some(new.offset) >= old_end, "{}: {new:?}", t.name);
+            assert_eq!(new.flags, PF_R, "{}", t.name);
+            let interp = after.seg(PT_INTERP).expect("PT_INTERP");
+            assert!(
+                interp.offset >= new.offset && interp.offset < new.offset + new.filesz,
+                "{}: the interpreter is in the new segment",
+                t.name
+            );
+            // The region ends with its mark, and PT_PHDR follows the table.
+            let end = (new.offset + new.filesz) as usize;
+            assert_eq!(&out[end - MARK.len()..end], MARK, "{}", t.name);
+            let phdr = after.seg(PT_PHDR).expect("PT_PHDR");
+            assert_eq!(
+                phdr.filesz as usize,
+                after.segs.len() * if t.is64 { 56 } else { 32 }
+            );
+        }
+    }
+
+    #[test]
+    fn successive_edits_rebuild_the_region_instead_of_adding_one() {
+        for (t, input) in inputs() {
+            let mut first = Edit::new();
+            first
+                .set_interpreter(LONG)
+                .add_needed("libextra-with-a-long-name.so");
+            let once = first
+                .apply(&input)
+                .unwrap_or_else(|err| panic!("{}: {err}", t.name));
+            let mut second = Edit::new();
+            second.set_runpath(format!("{LONG}/and/more/of/it"));
+            let twice = second
+                .apply(&once)
+                .unwrap_or_else(|err| panic!("{}: {err}", t.name));
+            let (a, b) = (parsed(&once), parsed(&twice));
+            assert_eq!(b.loads().len(), a.loads().len(), "{}", t.name);
+            assert!(
+                b.loads().len() <= parsed(&input).loads().len() + 2,
+                "{}",
+                t.name
+            );
+            assert_eq!(b.interp.as_deref(), Some(LONG.as_bytes()), "{}", t.name);
+            assert_eq!(b.needed[0], b"libextra-with-a-long-name.so", "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn more_dynamic_entries_move_dynamic_to_a_writable_load() {
+        for (t, input) in inputs() {
+            let mut e = Edit::new();
+            e.add_needed("liba.so")
+                .add_needed("libb.so")
+                .add_debug_tag();
+            let out = e
+                .apply(&input)
+                .unwrap_or_else(|err| panic!("{}: {err}", t.name));
+            let p = parsed(&out);
+            let d = p.seg(PT_DYNAMIC).expect("PT_DYNAMIC");
+            let holder = p
+                .loads()
+                .into_iter()
+                .find(|l| d.vaddr >= l.vaddr && d.vaddr < l.vaddr + l.filesz)
+                .expect("PT_DYNAMIC mapped");
+            assert_eq!(holder.flags, PF_R | PF_W, "{}", t.name);
+            let old = parsed(&input).loads();
+            let old_end = old.iter().map(|l| l.offset + l.filesz).max();
+            assert!(Some(holder.offset) >= old_end, "{}: {holder:?}", t.name);
+            assert_eq!(p.needed.len(), 4, "{}", t.name);
+        }
+    }
+}

@@ -345,3 +345,88 @@ fn follow_block(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{inputs, parsed};
+    use super::super::Elf;
+    use super::make_room;
+    use object::elf::{PF_R, PT_INTERP, PT_LOAD};
+
+    const PAGE: u64 = 0x10000;
+
+    #[test]
+    fn the_block_after_the_table_moves_to_a_new_load() {
+        // The 32-bit files' block (.interp to .dynsym, 84 bytes) holds one more 32-byte
+        // entry and the spare one.
+        for (t, input) in inputs()
+            .into_iter()
+            .filter(|(t, _)| t.with_sections && !t.is64)
+        {
+            let elf = Elf::parse(&input).expect("parse");
+            let img = make_room(&elf, PAGE, 1, false)
+                .expect("make_room")
+                .unwrap_or_else(|| panic!("{}: no room made", t.name));
+            let out = img.materialize(&input);
+            let (before, after) = (parsed(&input), parsed(&out));
+            assert_eq!(after.segs.len(), before.segs.len() + 1, "{}", t.name);
+            let new = after
+                .loads()
+                .into_iter()
+                .find(|l| !before.loads().contains(l))
+                .expect("a new PT_LOAD");
+            assert_eq!((new.p_type, new.flags), (PT_LOAD, PF_R), "{}", t.name);
+            // What was after the table (.interp onwards) is now in the new segment, the
+            // same bytes, and the old place is zeroed for the grown table.
+            let interp = after.seg(PT_INTERP).expect("PT_INTERP");
+            assert!(interp.offset >= new.offset, "{}", t.name);
+            assert_eq!(after.interp, before.interp, "{}", t.name);
+            assert_eq!(after.needed, before.needed, "{}", t.name);
+            assert_eq!(after.dynstr, before.dynstr, "{}", t.name);
+            // The grown table takes the block's old place; the rest of it is zeroed.
+            let table_end = elf.phoff as usize + after.segs.len() * 32;
+            let old_end = before.loads()[0].filesz as usize;
+            assert!(
+                out[table_end..old_end].iter().all(|&b| b == 0),
+                "{}",
+                t.name
+            );
+            // Room for one more entry after the table without touching anything.
+            let out_elf = Elf::parse(&out).expect("parse output");
+            assert!(super::slack_entries(&out_elf) >= 1, "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn a_block_smaller_than_the_entries_wanted_stays() {
+        // The 64-bit files' block (88 bytes) is smaller than two 56-byte entries.
+        for (t, input) in inputs()
+            .into_iter()
+            .filter(|(t, _)| t.with_sections && t.is64)
+        {
+            let elf = Elf::parse(&input).expect("parse");
+            assert!(
+                make_room(&elf, PAGE, 1, false)
+                    .expect("make_room")
+                    .is_none(),
+                "{}",
+                t.name
+            );
+        }
+    }
+
+    #[test]
+    fn without_section_headers_nothing_moves() {
+        for (t, input) in inputs().into_iter().filter(|(t, _)| !t.with_sections) {
+            let elf = Elf::parse(&input).expect("parse");
+            assert!(
+                make_room(&elf, PAGE, 4, false)
+                    .expect("make_room")
+                    .is_none(),
+                "{}",
+                t.name
+            );
+            assert_eq!(super::slack_entries(&elf), 0, "{}", t.name);
+        }
+    }
+}
