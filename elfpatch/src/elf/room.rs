@@ -398,35 +398,19 @@ mod tests {
     }
 
     #[test]
-    fn a_block_smaller_than_the_entries_wanted_stays() {
-        // The 64-bit files' block (88 bytes) is smaller than two 56-byte entries.
-        for (t, input) in inputs()
-            .into_iter()
-            .filter(|(t, _)| t.with_sections && t.is64)
-        {
+    fn nothing_moves_without_section_headers_or_room_in_the_block() {
+        // Without section headers what follows the table is unknown; the 64-bit files'
+        // block (88 bytes) is smaller than two 56-byte entries.
+        for (t, input) in inputs() {
             let elf = Elf::parse(&input).expect("parse");
-            assert!(
-                make_room(&elf, PAGE, 1, false)
-                    .expect("make_room")
-                    .is_none(),
-                "{}",
-                t.name
-            );
-        }
-    }
-
-    #[test]
-    fn without_section_headers_nothing_moves() {
-        for (t, input) in inputs().into_iter().filter(|(t, _)| !t.with_sections) {
-            let elf = Elf::parse(&input).expect("parse");
-            assert!(
-                make_room(&elf, PAGE, 4, false)
-                    .expect("make_room")
-                    .is_none(),
-                "{}",
-                t.name
-            );
-            assert_eq!(super::slack_entries(&elf), 0, "{}", t.name);
+            if t.with_sections && !t.is64 {
+                continue;
+            }
+            let room = make_room(&elf, PAGE, 1, false).expect("make_room");
+            assert!(room.is_none(), "{}", t.name);
+            if !t.with_sections {
+                assert_eq!(super::slack_entries(&elf), 0, "{}", t.name);
+            }
         }
     }
 }

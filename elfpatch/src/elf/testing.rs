@@ -4,28 +4,16 @@
 use object::read::elf::{Dyn as _, FileHeader, ProgramHeader as _};
 use object::Endianness;
 
-use super::synth::{build, Target};
+use super::synth::{build, with_and_without_sections, Target};
 
 /// The four classes and byte orders, each with and without section headers.
 pub(crate) fn targets() -> Vec<Target> {
-    let mut v = Vec::new();
-    for (name, is64, big, machine) in [
+    with_and_without_sections(&[
         ("x86_64", true, false, 62),
         ("s390x", true, true, 22),
         ("i386", false, false, 3),
         ("ppc32", false, true, 20),
-    ] {
-        for with_sections in [true, false] {
-            v.push(Target {
-                name,
-                is64,
-                big,
-                machine,
-                with_sections,
-            });
-        }
-    }
-    v
+    ])
 }
 
 /// Each target with its synthetic file.
