@@ -165,23 +165,8 @@ fn plan<'l>(
             .is_some_and(|d| lg.entries.len() as u64 + 1 > d.capacity || in_tail(d.offset)),
     };
     // The program headers that stay, and whether the table must move.
-    let mut kept: Vec<Phdr> = elf
-        .phdrs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !tail.dropped.contains(i))
-        .map(|(_, p)| *p)
-        .collect();
-    let add_stack = lg.gnu_stack.is_some() && !kept.iter().any(|p| p.p_type == PT_GNU_STACK);
     let note = note_work(elf, &lg.note, tail.start)?;
-    if let Some((_, h)) = note.remove {
-        // Its PT_NOTE, and the PT_LOAD patchelf maps exactly the note with.
-        kept.retain(|p| {
-            !(matches!(p.p_type, PT_LOAD | PT_NOTE)
-                && p.p_offset == h.sh_offset
-                && p.p_filesz == h.sh_size)
-        });
-    }
+    let (mut kept, add_stack) = kept_headers(elf, lg, tail, &note);
     let names = names_work(elf, &note, tail.start)?;
     let slots = if in_tail(elf.phoff) {
         0
@@ -225,6 +210,28 @@ fn plan<'l>(
         note,
         names,
     }))
+}
+
+/// The input's program headers that stay (not those of the old region, nor the removed
+/// note's), and whether a `PT_GNU_STACK` must be added.
+fn kept_headers(elf: &Elf, lg: &Logical, tail: &Tail, note: &NoteWork) -> (Vec<Phdr>, bool) {
+    let mut kept: Vec<Phdr> = elf
+        .phdrs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !tail.dropped.contains(i))
+        .map(|(_, p)| *p)
+        .collect();
+    let add_stack = lg.gnu_stack.is_some() && !kept.iter().any(|p| p.p_type == PT_GNU_STACK);
+    if let Some((_, h)) = note.remove {
+        // Its PT_NOTE, and the PT_LOAD patchelf maps exactly the note with.
+        kept.retain(|p| {
+            !(matches!(p.p_type, PT_LOAD | PT_NOTE)
+                && p.p_offset == h.sh_offset
+                && p.p_filesz == h.sh_size)
+        });
+    }
+    (kept, add_stack)
 }
 
 /// The interpreter to write: the new one, or the old one when it is in the region an
