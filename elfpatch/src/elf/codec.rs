@@ -1,5 +1,15 @@
 //! Reading and writing ELF structures with an explicit class (32/64-bit) and byte order.
-//! Every access is bounds-checked: an offset past the end is an error, never a panic.
+//! The layouts are `object`'s `elf` types; every access is bounds-checked: an offset past
+//! the end is an error, never a panic.
+
+use std::mem::{offset_of, size_of};
+
+use object::elf::{
+    Dyn32, Dyn64, FileHeader32, FileHeader64, ProgramHeader32, ProgramHeader64, SectionHeader32,
+    SectionHeader64, Sym32, Sym64,
+};
+use object::pod::{bytes_of, from_bytes, Pod};
+use object::{Endianness, U16, U32, U64};
 
 use super::error::{malformed, Result};
 
@@ -78,60 +88,107 @@ fn range(len: usize, off: u64, n: usize) -> Result<std::ops::Range<usize>> {
     Ok(start..end)
 }
 
+/// Offsets of the file header fields that edits rewrite.
+struct EhdrFields {
+    phoff: usize,
+    phnum: usize,
+    shoff: usize,
+    shnum: usize,
+    shstrndx: usize,
+}
+
+macro_rules! ehdr_fields {
+    ($h:ty) => {
+        EhdrFields {
+            phoff: offset_of!($h, e_phoff),
+            phnum: offset_of!($h, e_phnum),
+            shoff: offset_of!($h, e_shoff),
+            shnum: offset_of!($h, e_shnum),
+            shstrndx: offset_of!($h, e_shstrndx),
+        }
+    };
+}
+
+/// A value that an ELF32 field must hold.
+pub fn narrow(v: u64) -> Result<u32> {
+    u32::try_from(v).map_err(|_| malformed(format!("value {v:#x} does not fit a 32-bit ELF word")))
+}
+
 impl Codec {
+    /// The byte order as `object` names it.
+    pub fn endianness(&self) -> Endianness {
+        match self.endian {
+            Endian::Little => Endianness::Little,
+            Endian::Big => Endianness::Big,
+        }
+    }
     /// Size of an address/offset word.
     pub fn word_size(&self) -> usize {
-        match self.class {
-            Class::Elf32 => 4,
-            Class::Elf64 => 8,
-        }
+        self.size_of::<U32<Endianness>, U64<Endianness>>()
     }
     /// Size of one program header.
     pub fn phdr_size(&self) -> u64 {
-        match self.class {
-            Class::Elf32 => 32,
-            Class::Elf64 => 56,
-        }
+        self.size_of::<ProgramHeader32<Endianness>, ProgramHeader64<Endianness>>() as u64
     }
     /// Size of one section header.
     pub fn shdr_size(&self) -> u64 {
-        match self.class {
-            Class::Elf32 => 40,
-            Class::Elf64 => 64,
-        }
+        self.size_of::<SectionHeader32<Endianness>, SectionHeader64<Endianness>>() as u64
     }
     /// Size of one dynamic entry.
     pub fn dyn_size(&self) -> u64 {
-        2 * self.word_size() as u64
+        self.size_of::<Dyn32<Endianness>, Dyn64<Endianness>>() as u64
     }
     /// Size of one symbol.
     pub fn sym_size(&self) -> u64 {
+        self.size_of::<Sym32<Endianness>, Sym64<Endianness>>() as u64
+    }
+    /// Size of the file header.
+    pub fn ehdr_size(&self) -> u64 {
+        self.size_of::<FileHeader32<Endianness>, FileHeader64<Endianness>>() as u64
+    }
+    /// Offset of `st_shndx` in a symbol.
+    pub fn sym_shndx_at(&self) -> u64 {
         match self.class {
-            Class::Elf32 => 16,
-            Class::Elf64 => 24,
+            Class::Elf32 => offset_of!(Sym32<Endianness>, st_shndx) as u64,
+            Class::Elf64 => offset_of!(Sym64<Endianness>, st_shndx) as u64,
+        }
+    }
+    /// The size of `T32` or `T64`, whichever this class uses.
+    fn size_of<T32, T64>(&self) -> usize {
+        match self.class {
+            Class::Elf32 => size_of::<T32>(),
+            Class::Elf64 => size_of::<T64>(),
+        }
+    }
+    fn ehdr_fields(&self) -> EhdrFields {
+        match self.class {
+            Class::Elf32 => ehdr_fields!(FileHeader32<Endianness>),
+            Class::Elf64 => ehdr_fields!(FileHeader64<Endianness>),
         }
     }
 
+    /// The `T` at `off` of `d`.
+    pub fn read<'d, T: Pod>(&self, d: &'d [u8], off: u64) -> Result<&'d T> {
+        let r = range(d.len(), off, size_of::<T>())?;
+        from_bytes::<T>(&d[r])
+            .map(|(v, _)| v)
+            .map_err(|()| malformed(format!("unreadable record at {off:#x}")))
+    }
+    /// Writes `v` at `off` of `d`.
+    pub fn put<T: Pod>(&self, d: &mut [u8], off: u64, v: &T) -> Result<()> {
+        let r = range(d.len(), off, size_of::<T>())?;
+        d[r].copy_from_slice(bytes_of(v));
+        Ok(())
+    }
+
     pub fn u16(&self, d: &[u8], off: u64) -> Result<u16> {
-        let b: [u8; 2] = d[range(d.len(), off, 2)?].try_into().unwrap_or_default();
-        Ok(match self.endian {
-            Endian::Little => u16::from_le_bytes(b),
-            Endian::Big => u16::from_be_bytes(b),
-        })
+        Ok(self.read::<U16<Endianness>>(d, off)?.get(self.endianness()))
     }
     pub fn u32(&self, d: &[u8], off: u64) -> Result<u32> {
-        let b: [u8; 4] = d[range(d.len(), off, 4)?].try_into().unwrap_or_default();
-        Ok(match self.endian {
-            Endian::Little => u32::from_le_bytes(b),
-            Endian::Big => u32::from_be_bytes(b),
-        })
+        Ok(self.read::<U32<Endianness>>(d, off)?.get(self.endianness()))
     }
     pub fn u64(&self, d: &[u8], off: u64) -> Result<u64> {
-        let b: [u8; 8] = d[range(d.len(), off, 8)?].try_into().unwrap_or_default();
-        Ok(match self.endian {
-            Endian::Little => u64::from_le_bytes(b),
-            Endian::Big => u64::from_be_bytes(b),
-        })
+        Ok(self.read::<U64<Endianness>>(d, off)?.get(self.endianness()))
     }
     /// Reads an address-sized word.
     pub fn word(&self, d: &[u8], off: u64) -> Result<u64> {
@@ -142,105 +199,119 @@ impl Codec {
     }
 
     pub fn put_u16(&self, d: &mut [u8], off: u64, v: u16) -> Result<()> {
-        let r = range(d.len(), off, 2)?;
-        d[r].copy_from_slice(&match self.endian {
-            Endian::Little => v.to_le_bytes(),
-            Endian::Big => v.to_be_bytes(),
-        });
-        Ok(())
+        self.put(d, off, &U16::new(self.endianness(), v))
     }
     pub fn put_u32(&self, d: &mut [u8], off: u64, v: u32) -> Result<()> {
-        let r = range(d.len(), off, 4)?;
-        d[r].copy_from_slice(&match self.endian {
-            Endian::Little => v.to_le_bytes(),
-            Endian::Big => v.to_be_bytes(),
-        });
-        Ok(())
+        self.put(d, off, &U32::new(self.endianness(), v))
     }
     pub fn put_u64(&self, d: &mut [u8], off: u64, v: u64) -> Result<()> {
-        let r = range(d.len(), off, 8)?;
-        d[r].copy_from_slice(&match self.endian {
-            Endian::Little => v.to_le_bytes(),
-            Endian::Big => v.to_be_bytes(),
-        });
-        Ok(())
+        self.put(d, off, &U64::new(self.endianness(), v))
     }
     /// Writes an address-sized word; a value that does not fit ELF32 is an error.
     pub fn put_word(&self, d: &mut [u8], off: u64, v: u64) -> Result<()> {
         match self.class {
-            Class::Elf32 => {
-                let v = u32::try_from(v).map_err(|_| {
-                    malformed(format!("value {v:#x} does not fit a 32-bit ELF word"))
-                })?;
-                self.put_u32(d, off, v)
-            }
+            Class::Elf32 => self.put_u32(d, off, narrow(v)?),
             Class::Elf64 => self.put_u64(d, off, v),
         }
     }
 
     /// Encodes `p` at `off`.
     pub fn write_phdr(&self, d: &mut [u8], off: u64, p: &Phdr) -> Result<()> {
+        let e = self.endianness();
         match self.class {
-            Class::Elf64 => {
-                self.put_u32(d, off, p.p_type)?;
-                self.put_u32(d, off + 4, p.p_flags)?;
-                self.put_u64(d, off + 8, p.p_offset)?;
-                self.put_u64(d, off + 16, p.p_vaddr)?;
-                self.put_u64(d, off + 24, p.p_paddr)?;
-                self.put_u64(d, off + 32, p.p_filesz)?;
-                self.put_u64(d, off + 40, p.p_memsz)?;
-                self.put_u64(d, off + 48, p.p_align)
-            }
-            Class::Elf32 => {
-                self.put_u32(d, off, p.p_type)?;
-                self.put_word(d, off + 4, p.p_offset)?;
-                self.put_word(d, off + 8, p.p_vaddr)?;
-                self.put_word(d, off + 12, p.p_paddr)?;
-                self.put_word(d, off + 16, p.p_filesz)?;
-                self.put_word(d, off + 20, p.p_memsz)?;
-                self.put_u32(d, off + 24, p.p_flags)?;
-                self.put_word(d, off + 28, p.p_align)
-            }
+            Class::Elf64 => self.put(
+                d,
+                off,
+                &ProgramHeader64 {
+                    p_type: U32::new(e, p.p_type),
+                    p_flags: U32::new(e, p.p_flags),
+                    p_offset: U64::new(e, p.p_offset),
+                    p_vaddr: U64::new(e, p.p_vaddr),
+                    p_paddr: U64::new(e, p.p_paddr),
+                    p_filesz: U64::new(e, p.p_filesz),
+                    p_memsz: U64::new(e, p.p_memsz),
+                    p_align: U64::new(e, p.p_align),
+                },
+            ),
+            Class::Elf32 => self.put(
+                d,
+                off,
+                &ProgramHeader32 {
+                    p_type: U32::new(e, p.p_type),
+                    p_offset: U32::new(e, narrow(p.p_offset)?),
+                    p_vaddr: U32::new(e, narrow(p.p_vaddr)?),
+                    p_paddr: U32::new(e, narrow(p.p_paddr)?),
+                    p_filesz: U32::new(e, narrow(p.p_filesz)?),
+                    p_memsz: U32::new(e, narrow(p.p_memsz)?),
+                    p_flags: U32::new(e, p.p_flags),
+                    p_align: U32::new(e, narrow(p.p_align)?),
+                },
+            ),
         }
     }
 
     /// Decodes the dynamic entry at `off` as `(d_tag, d_val)`.
     pub fn read_dyn(&self, d: &[u8], off: u64) -> Result<(u64, u64)> {
-        let w = self.word_size() as u64;
-        Ok((self.word(d, off)?, self.word(d, off + w)?))
+        let e = self.endianness();
+        Ok(match self.class {
+            Class::Elf32 => {
+                let v = self.read::<Dyn32<Endianness>>(d, off)?;
+                (v.d_tag.get(e).into(), v.d_val.get(e).into())
+            }
+            Class::Elf64 => {
+                let v = self.read::<Dyn64<Endianness>>(d, off)?;
+                (v.d_tag.get(e), v.d_val.get(e))
+            }
+        })
     }
 
     /// Encodes a dynamic entry at `off`.
     pub fn write_dyn(&self, d: &mut [u8], off: u64, tag: u64, val: u64) -> Result<()> {
-        let w = self.word_size() as u64;
-        self.put_word(d, off, tag)?;
-        self.put_word(d, off + w, val)
+        let e = self.endianness();
+        match self.class {
+            Class::Elf32 => self.put(
+                d,
+                off,
+                &Dyn32 {
+                    d_tag: U32::new(e, narrow(tag)?),
+                    d_val: U32::new(e, narrow(val)?),
+                },
+            ),
+            Class::Elf64 => self.put(
+                d,
+                off,
+                &Dyn64 {
+                    d_tag: U64::new(e, tag),
+                    d_val: U64::new(e, val),
+                },
+            ),
+        }
     }
 
-    /// Size of the file header.
-    pub fn ehdr_size(&self) -> u64 {
-        match self.class {
-            Class::Elf32 => {
-                std::mem::size_of::<object::elf::FileHeader32<object::Endianness>>() as u64
-            }
-            Class::Elf64 => {
-                std::mem::size_of::<object::elf::FileHeader64<object::Endianness>>() as u64
-            }
-        }
+    /// Writes `e_phoff` and `e_phnum` into the file header bytes `ehdr`.
+    pub fn put_phdr_fields(&self, ehdr: &mut [u8], phoff: u64, phnum: u16) -> Result<()> {
+        let f = self.ehdr_fields();
+        self.put_word(ehdr, f.phoff as u64, phoff)?;
+        self.put_u16(ehdr, f.phnum as u64, phnum)
     }
-    /// Offset of the `e_phoff` field and friends in the file header.
-    pub fn ehdr_phoff_at(&self) -> u64 {
-        match self.class {
-            Class::Elf32 => 28,
-            Class::Elf64 => 32,
-        }
+
+    /// Writes `e_phnum` alone.
+    pub fn put_phnum(&self, ehdr: &mut [u8], phnum: u16) -> Result<()> {
+        self.put_u16(ehdr, self.ehdr_fields().phnum as u64, phnum)
     }
-    /// Offset of the `e_phnum` field.
-    pub fn ehdr_phnum_at(&self) -> u64 {
-        match self.class {
-            Class::Elf32 => 44,
-            Class::Elf64 => 56,
-        }
+
+    /// Writes `e_shoff`, `e_shnum` and `e_shstrndx` into the file header bytes `ehdr`.
+    pub fn put_section_fields(
+        &self,
+        ehdr: &mut [u8],
+        shoff: u64,
+        shnum: u16,
+        shstrndx: u16,
+    ) -> Result<()> {
+        let f = self.ehdr_fields();
+        self.put_word(ehdr, f.shoff as u64, shoff)?;
+        self.put_u16(ehdr, f.shnum as u64, shnum)?;
+        self.put_u16(ehdr, f.shstrndx as u64, shstrndx)
     }
 }
 

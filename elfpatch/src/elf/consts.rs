@@ -1,48 +1,58 @@
 //! ELF constants the engine uses (kept in one place; values from the gABI and glibc's elf.h).
 
-pub const PT_NULL: u32 = 0;
-pub const PT_LOAD: u32 = 1;
-pub const PT_DYNAMIC: u32 = 2;
-pub const PT_INTERP: u32 = 3;
-pub const PT_NOTE: u32 = 4;
-pub const PT_PHDR: u32 = 6;
-pub const PT_GNU_STACK: u32 = 0x6474_e551;
+// The gABI's and glibc's values, as `object` has them; dynamic tags and section flags
+// widened to the 64-bit words the engine works in.
+pub use object::elf::{EM_MIPS, ET_EXEC};
+pub use object::elf::{
+    PF_R, PF_W, PF_X, PT_DYNAMIC, PT_GNU_PROPERTY, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_NOTE,
+    PT_NULL, PT_PHDR, SHT_DYNAMIC, SHT_DYNSYM, SHT_GNU_HASH, SHT_GNU_VERDEF, SHT_GNU_VERNEED,
+    SHT_GNU_VERSYM, SHT_HASH, SHT_NOBITS, SHT_NOTE, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_RELR,
+    SHT_STRTAB, SHT_SYMTAB,
+};
 
-pub const PF_X: u32 = 1;
-pub const PF_W: u32 = 2;
-pub const PF_R: u32 = 4;
+pub const SHF_ALLOC: u64 = object::elf::SHF_ALLOC as u64;
 
-pub const SHT_NOBITS: u32 = 8;
-pub const SHT_NOTE: u32 = 7;
-pub const SHT_REL: u32 = 9;
-pub const SHT_RELA: u32 = 4;
-pub const SHT_DYNAMIC: u32 = 6;
-pub const SHT_STRTAB: u32 = 3;
-pub const SHT_DYNSYM: u32 = 11;
-pub const SHT_SYMTAB: u32 = 2;
-pub const SHT_GNU_VERNEED: u32 = 0x6fff_fffe;
-pub const SHF_ALLOC: u64 = 2;
-
-pub const ET_EXEC: u16 = 2;
-
-pub const DT_NULL: u64 = 0;
-pub const DT_NEEDED: u64 = 1;
-pub const DT_HASH: u64 = 4;
-pub const DT_STRTAB: u64 = 5;
-pub const DT_SYMTAB: u64 = 6;
-pub const DT_STRSZ: u64 = 10;
-pub const DT_SONAME: u64 = 14;
-pub const DT_RPATH: u64 = 15;
-pub const DT_DEBUG: u64 = 21;
-pub const DT_RUNPATH: u64 = 29;
-pub const DT_FLAGS_1: u64 = 0x6fff_fffb;
-pub const DT_GNU_HASH: u64 = 0x6fff_fef5;
-pub const DT_VERSYM: u64 = 0x6fff_fff0;
-pub const DT_VERDEF: u64 = 0x6fff_fffc;
-pub const DT_VERDEFNUM: u64 = 0x6fff_fffd;
-pub const DT_VERNEED: u64 = 0x6fff_fffe;
-pub const DT_VERNEEDNUM: u64 = 0x6fff_ffff;
-pub const DF_1_NODEFLIB: u64 = 0x800;
+pub const DT_NULL: u64 = object::elf::DT_NULL as u64;
+pub const DT_NEEDED: u64 = object::elf::DT_NEEDED as u64;
+pub const DT_PLTRELSZ: u64 = object::elf::DT_PLTRELSZ as u64;
+pub const DT_PLTGOT: u64 = object::elf::DT_PLTGOT as u64;
+pub const DT_HASH: u64 = object::elf::DT_HASH as u64;
+pub const DT_STRTAB: u64 = object::elf::DT_STRTAB as u64;
+pub const DT_SYMTAB: u64 = object::elf::DT_SYMTAB as u64;
+pub const DT_RELA: u64 = object::elf::DT_RELA as u64;
+pub const DT_RELASZ: u64 = object::elf::DT_RELASZ as u64;
+pub const DT_STRSZ: u64 = object::elf::DT_STRSZ as u64;
+pub const DT_INIT: u64 = object::elf::DT_INIT as u64;
+pub const DT_FINI: u64 = object::elf::DT_FINI as u64;
+pub const DT_SONAME: u64 = object::elf::DT_SONAME as u64;
+pub const DT_RPATH: u64 = object::elf::DT_RPATH as u64;
+pub const DT_REL: u64 = object::elf::DT_REL as u64;
+pub const DT_RELSZ: u64 = object::elf::DT_RELSZ as u64;
+pub const DT_PLTREL: u64 = object::elf::DT_PLTREL as u64;
+pub const DT_DEBUG: u64 = object::elf::DT_DEBUG as u64;
+pub const DT_JMPREL: u64 = object::elf::DT_JMPREL as u64;
+pub const DT_INIT_ARRAY: u64 = object::elf::DT_INIT_ARRAY as u64;
+pub const DT_FINI_ARRAY: u64 = object::elf::DT_FINI_ARRAY as u64;
+pub const DT_RUNPATH: u64 = object::elf::DT_RUNPATH as u64;
+pub const DT_PREINIT_ARRAY: u64 = object::elf::DT_PREINIT_ARRAY as u64;
+pub const DT_FLAGS_1: u64 = object::elf::DT_FLAGS_1 as u64;
+pub const DT_GNU_HASH: u64 = object::elf::DT_GNU_HASH as u64;
+pub const DT_VERSYM: u64 = object::elf::DT_VERSYM as u64;
+pub const DT_RELACOUNT: u64 = object::elf::DT_RELACOUNT as u64;
+pub const DT_RELCOUNT: u64 = object::elf::DT_RELCOUNT as u64;
+pub const DT_VERDEF: u64 = object::elf::DT_VERDEF as u64;
+pub const DT_VERDEFNUM: u64 = object::elf::DT_VERDEFNUM as u64;
+pub const DT_VERNEED: u64 = object::elf::DT_VERNEED as u64;
+pub const DT_VERNEEDNUM: u64 = object::elf::DT_VERNEEDNUM as u64;
+pub const DT_AUXILIARY: u64 = object::elf::DT_AUXILIARY as u64;
+pub const DT_FILTER: u64 = object::elf::DT_FILTER as u64;
+pub const DT_CONFIG: u64 = object::elf::DT_CONFIG as u64;
+pub const DT_DEPAUDIT: u64 = object::elf::DT_DEPAUDIT as u64;
+pub const DT_AUDIT: u64 = object::elf::DT_AUDIT as u64;
+/// `DT_RELRSZ` and `DT_RELR` (newer than `object`'s list).
+pub const DT_RELRSZ: u64 = 35;
+pub const DT_RELR: u64 = 36;
+pub const DF_1_NODEFLIB: u64 = object::elf::DF_1_NODEFLIB as u64;
 
 pub use resolver::tags::{
     DT_LDCAS_FLAGS, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_LDCAS_TABLE, LDCAS_FLAG_INDEX_FIRST,
@@ -55,11 +65,11 @@ const STRING_TAGS: &[u64] = &[
     DT_SONAME,
     DT_RPATH,
     DT_RUNPATH,
-    0x7fff_fffd, // DT_AUXILIARY
-    0x7fff_ffff, // DT_FILTER
-    0x6fff_fefa, // DT_CONFIG
-    0x6fff_fefb, // DT_DEPAUDIT
-    0x6fff_fefc, // DT_AUDIT
+    DT_AUXILIARY,
+    DT_FILTER,
+    DT_CONFIG,
+    DT_DEPAUDIT,
+    DT_AUDIT,
     DT_LDCAS_LOADER,
     DT_LDCAS_STORE,
     DT_LDCAS_TABLE,
@@ -67,19 +77,19 @@ const STRING_TAGS: &[u64] = &[
 
 /// Tags whose value is an address (checked by the verify pass: it must be mapped).
 pub const ADDRESS_TAGS: &[(u64, &str)] = &[
-    (3, "DT_PLTGOT"),
+    (DT_PLTGOT, "DT_PLTGOT"),
     (DT_HASH, "DT_HASH"),
     (DT_STRTAB, "DT_STRTAB"),
     (DT_SYMTAB, "DT_SYMTAB"),
-    (7, "DT_RELA"),
-    (12, "DT_INIT"),
-    (13, "DT_FINI"),
-    (17, "DT_REL"),
-    (23, "DT_JMPREL"),
-    (25, "DT_INIT_ARRAY"),
-    (26, "DT_FINI_ARRAY"),
-    (32, "DT_PREINIT_ARRAY"),
-    (36, "DT_RELR"),
+    (DT_RELA, "DT_RELA"),
+    (DT_INIT, "DT_INIT"),
+    (DT_FINI, "DT_FINI"),
+    (DT_REL, "DT_REL"),
+    (DT_JMPREL, "DT_JMPREL"),
+    (DT_INIT_ARRAY, "DT_INIT_ARRAY"),
+    (DT_FINI_ARRAY, "DT_FINI_ARRAY"),
+    (DT_PREINIT_ARRAY, "DT_PREINIT_ARRAY"),
+    (DT_RELR, "DT_RELR"),
     (DT_GNU_HASH, "DT_GNU_HASH"),
     (DT_VERSYM, "DT_VERSYM"),
     (DT_VERDEF, "DT_VERDEF"),
@@ -98,7 +108,7 @@ pub fn is_known_non_string_tag(tag: u64) -> bool {
         || ADDRESS_TAGS.iter().any(|&(t, _)| t == tag)
         || matches!(
             tag,
-            DT_VERDEFNUM | DT_VERNEEDNUM | DT_FLAGS_1 | 0x6fff_fff9 | 0x6fff_fffa
+            DT_VERDEFNUM | DT_VERNEEDNUM | DT_FLAGS_1 | DT_RELACOUNT | DT_RELCOUNT
         )
 }
 

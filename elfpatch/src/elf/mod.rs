@@ -26,7 +26,11 @@ mod rename;
 mod room;
 mod sections;
 mod strtab;
+#[cfg(test)]
+mod synth;
 mod tables;
+#[cfg(test)]
+mod testing;
 mod verify;
 mod write;
 

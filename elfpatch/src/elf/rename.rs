@@ -5,21 +5,61 @@
 
 use std::collections::BTreeMap;
 
+use object::elf::{gnu_hash, hash as sysv_hash, GnuHashHeader, HashHeader};
+use object::{Endianness, U32};
+
+use super::codec::Codec;
 use super::consts::*;
 use super::error::{malformed, Error, Result};
 use super::parse::Elf;
-use super::tables;
+use super::tables::{self, GNU_HASH_HEADER};
+
+/// A byte write at a file offset.
+type Patch = (u64, Vec<u8>);
 
 /// Byte writes the rename needs, given the new `st_name` of every renamed symbol.
 pub(crate) fn rename_patches(
     elf: &Elf,
     new_names: &BTreeMap<u64, (u32, Vec<u8>)>,
     all_names: &[Vec<u8>],
-) -> Result<Vec<(u64, Vec<u8>)>> {
-    let c = elf.codec;
+) -> Result<Vec<Patch>> {
     let (symoff, count) = tables::dynsym(elf)?
         .ok_or_else(|| Error::Missing("no dynamic symbol table to rename symbols in".into()))?;
-    let ss = c.sym_size();
+    let mut syms = renamed_symbols(elf, symoff, count, new_names)?;
+    let mut names: Vec<Vec<u8>> = all_names.to_vec();
+    let mut patches = Vec::new();
+    // GNU hash: the hashed symbols in bucket order.
+    let mut perm: Vec<usize> = (0..count as usize).collect();
+    if let Some(addr) = elf.dyn_val(DT_GNU_HASH) {
+        let gnu = GnuHash::read(elf, addr, count)?;
+        perm[gnu.symoffset..].sort_by_key(|&i| gnu.bucket(&names[i]));
+        patches.push((gnu.off, gnu.encode(elf.codec, &names, &perm)?));
+    }
+    if perm.iter().enumerate().any(|(k, &i)| k != i) {
+        if elf.machine == EM_MIPS && elf.codec.word_size() == 8 {
+            return Err(Error::Unsupported(
+                "reordering MIPS64 dynamic symbols".into(),
+            ));
+        }
+        names = perm.iter().map(|&i| names[i].clone()).collect();
+        syms = perm.iter().map(|&i| syms[i].clone()).collect();
+        patches.extend(reorder_patches(elf, &perm, count)?);
+    }
+    if let Some(h) = elf.dyn_val(DT_HASH) {
+        patches.push(sysv_table(elf, h, &names, count)?);
+    }
+    patches.push((symoff, syms.concat()));
+    Ok(patches)
+}
+
+/// The bytes of each of the `count` symbols at `symoff`, with the new names' offsets.
+fn renamed_symbols(
+    elf: &Elf,
+    symoff: u64,
+    count: u64,
+    new_names: &BTreeMap<u64, (u32, Vec<u8>)>,
+) -> Result<Vec<Vec<u8>>> {
+    let ss = elf.codec.sym_size();
     let mut syms: Vec<Vec<u8>> = Vec::with_capacity(count as usize);
     for i in 0..count {
         let at = (symoff + i * ss) as usize;
@@ -29,22 +69,36 @@ pub(crate) fn rename_patches(
             .ok_or_else(|| malformed(format!("symbol {i} at {at:#x} past end of file")))?
             .to_vec();
         if let Some((name, _)) = new_names.get(&i) {
-            c.put_u32(&mut b, 0, *name)?;
+            // `st_name` is the first field of a symbol in both classes.
+            elf.codec.put_u32(&mut b, 0, *name)?;
         }
         syms.push(b);
     }
-    let mut names: Vec<Vec<u8>> = all_names.to_vec();
-    let mut patches = Vec::new();
-    // GNU hash: order of the hashed symbols.
-    let mut perm: Vec<usize> = (0..count as usize).collect();
-    if let Some(addr) = elf.dyn_val(DT_GNU_HASH) {
+    Ok(syms)
+}
+
+/// The header of `.gnu.hash`, checked against the symbol count.
+struct GnuHash {
+    /// File offset of the table.
+    off: u64,
+    nbuckets: u32,
+    /// Index of the first hashed symbol.
+    symoffset: usize,
+    bloom_size: u32,
+    shift: u32,
+    count: usize,
+}
+
+impl GnuHash {
+    fn read(elf: &Elf, addr: u64, count: u64) -> Result<GnuHash> {
+        let c = elf.codec;
+        let e = c.endianness();
         let off = elf
-            .vaddr_to_offset(addr, 16)
+            .vaddr_to_offset(addr, GNU_HASH_HEADER)
             .ok_or_else(|| malformed(format!("DT_GNU_HASH {addr:#x} is not mapped")))?;
-        let nbuckets = c.u32(elf.data, off)?;
-        let symoffset = c.u32(elf.data, off + 4)? as usize;
-        let bloom_size = c.u32(elf.data, off + 8)?;
-        let shift = c.u32(elf.data, off + 12)?;
+        let h = c.read::<GnuHashHeader<Endianness>>(elf.data, off)?;
+        let (nbuckets, bloom_size) = (h.bucket_count.get(e), h.bloom_count.get(e));
+        let symoffset = h.symbol_base.get(e) as usize;
         if nbuckets == 0 || bloom_size == 0 || symoffset > count as usize {
             return Err(malformed(format!(
                 ".gnu.hash table header out of range: DT_GNU_HASH at {off:#x} has \
@@ -52,120 +106,157 @@ pub(crate) fn rename_patches(
                  {count} symbols"
             )));
         }
-        let table_size = 16
-            + c.word_size() as u64 * u64::from(bloom_size)
-            + 4 * (u64::from(nbuckets) + (count - symoffset as u64));
+        let gnu = GnuHash {
+            off,
+            nbuckets,
+            symoffset,
+            bloom_size,
+            shift: h.bloom_shift.get(e),
+            count: count as usize,
+        };
+        let table_size = gnu.size(c);
         if elf.vaddr_to_offset(addr, table_size).is_none() {
             return Err(malformed(format!(
                 ".gnu.hash table header out of range: DT_GNU_HASH at {off:#x} needs \
                  {table_size} bytes, more than its segment holds"
             )));
         }
-        let bucket_of = |n: &[u8]| gnu_hash(n) % nbuckets;
-        perm[symoffset..].sort_by_key(|&i| bucket_of(&names[i]));
+        Ok(gnu)
+    }
+
+    /// Bytes of the whole table: header, bloom words, buckets, one chain word a hashed
+    /// symbol.
+    fn size(&self, c: Codec) -> u64 {
+        GNU_HASH_HEADER
+            + c.word_size() as u64 * u64::from(self.bloom_size)
+            + 4 * (u64::from(self.nbuckets) + (self.count - self.symoffset) as u64)
+    }
+
+    fn bucket(&self, name: &[u8]) -> u32 {
+        gnu_hash(name) % self.nbuckets
+    }
+
+    /// The table for the symbols `names` in the order `perm` (sorted by bucket).
+    fn encode(&self, c: Codec, names: &[Vec<u8>], perm: &[usize]) -> Result<Vec<u8>> {
         let w = c.word_size() as u64;
         let bits = 8 * w;
-        let mut bloom = vec![0u64; bloom_size as usize];
-        let mut buckets = vec![0u32; nbuckets as usize];
-        let n_hashed = count as usize - symoffset;
-        let mut chains = vec![0u32; n_hashed];
-        for k in symoffset..count as usize {
+        let mut bloom = vec![0u64; self.bloom_size as usize];
+        let mut buckets = vec![0u32; self.nbuckets as usize];
+        let mut chains = vec![0u32; self.count - self.symoffset];
+        for k in self.symoffset..self.count {
             let h = gnu_hash(&names[perm[k]]);
-            let word = ((u64::from(h) / bits) % u64::from(bloom_size)) as usize;
+            let word = ((u64::from(h) / bits) % u64::from(self.bloom_size)) as usize;
             bloom[word] |= (1u64 << (u64::from(h) % bits))
-                | (1u64 << (u64::from(h.checked_shr(shift).unwrap_or(0)) % bits));
-            let b = (h % nbuckets) as usize;
+                | (1u64 << (u64::from(h.checked_shr(self.shift).unwrap_or(0)) % bits));
+            let b = (h % self.nbuckets) as usize;
             if buckets[b] == 0 {
                 buckets[b] = k as u32;
             }
-            let last = k + 1 == count as usize || bucket_of(&names[perm[k + 1]]) as usize != b;
-            chains[k - symoffset] = (h & !1) | u32::from(last);
+            let last = k + 1 == self.count || self.bucket(&names[perm[k + 1]]) as usize != b;
+            chains[k - self.symoffset] = (h & !1) | u32::from(last);
         }
-        let size = 16 + w * u64::from(bloom_size) + 4 * (u64::from(nbuckets) + n_hashed as u64);
-        let mut t = vec![0u8; size as usize];
-        c.put_u32(&mut t, 0, nbuckets)?;
-        c.put_u32(&mut t, 4, symoffset as u32)?;
-        c.put_u32(&mut t, 8, bloom_size)?;
-        c.put_u32(&mut t, 12, shift)?;
+        let e = c.endianness();
+        let header = GnuHashHeader {
+            bucket_count: U32::new(e, self.nbuckets),
+            symbol_base: U32::new(e, self.symoffset as u32),
+            bloom_count: U32::new(e, self.bloom_size),
+            bloom_shift: U32::new(e, self.shift),
+        };
+        let mut t = vec![0u8; self.size(c) as usize];
+        c.put(&mut t, 0, &header)?;
         for (k, v) in bloom.iter().enumerate() {
-            c.put_word(
-                &mut t,
-                16 + w * k as u64,
-                if w == 4 { v & 0xffff_ffff } else { *v },
-            )?;
+            let v = if w == 4 { v & 0xffff_ffff } else { *v };
+            c.put_word(&mut t, GNU_HASH_HEADER + w * k as u64, v)?;
         }
-        let bstart = 16 + w * u64::from(bloom_size);
-        for (k, v) in buckets.iter().chain(chains.iter()).enumerate() {
-            c.put_u32(&mut t, bstart + 4 * k as u64, *v)?;
-        }
-        patches.push((off, t));
+        let bstart = GNU_HASH_HEADER + w * u64::from(self.bloom_size);
+        put_words(c, &mut t, bstart, buckets.iter().chain(chains.iter()))?;
+        Ok(t)
     }
-    let moved = perm.iter().enumerate().any(|(k, &i)| k != i);
-    if moved {
-        if elf.machine == 8 && c.word_size() == 8 {
-            return Err(Error::Unsupported(
-                "reordering MIPS64 dynamic symbols".into(),
-            ));
-        }
-        let mut inverse = vec![0u64; perm.len()];
+}
+
+/// Writes 32-bit `words` one after the other from `at`.
+fn put_words<'w>(
+    c: Codec,
+    t: &mut [u8],
+    at: u64,
+    words: impl Iterator<Item = &'w u32>,
+) -> Result<()> {
+    for (k, v) in words.enumerate() {
+        c.put_u32(t, at + 4 * k as u64, *v)?;
+    }
+    Ok(())
+}
+
+/// `.gnu.version` and every dynamic relocation's symbol index, after the symbols moved:
+/// symbol `perm[k]` is now symbol `k`.
+fn reorder_patches(elf: &Elf, perm: &[usize], count: u64) -> Result<Vec<Patch>> {
+    let mut patches = Vec::new();
+    let mut inverse = vec![0u64; perm.len()];
+    for (k, &i) in perm.iter().enumerate() {
+        inverse[i] = k as u64;
+    }
+    if let Some(v) = elf.dyn_val(DT_VERSYM) {
+        let at = elf
+            .vaddr_to_offset(v, 2 * count)
+            .ok_or_else(|| malformed(format!("DT_VERSYM {v:#x} is not mapped")))?;
+        let old: Vec<u8> = elf.data[at as usize..(at + 2 * count) as usize].to_vec();
+        let mut new = vec![0u8; old.len()];
         for (k, &i) in perm.iter().enumerate() {
-            inverse[i] = k as u64;
+            new[2 * k..2 * k + 2].copy_from_slice(&old[2 * i..2 * i + 2]);
         }
-        names = perm.iter().map(|&i| names[i].clone()).collect();
-        syms = perm.iter().map(|&i| syms[i].clone()).collect();
-        if let Some(v) = elf.dyn_val(DT_VERSYM) {
-            let at = elf
-                .vaddr_to_offset(v, 2 * count)
-                .ok_or_else(|| malformed(format!("DT_VERSYM {v:#x} is not mapped")))?;
-            let old: Vec<u8> = elf.data[at as usize..(at + 2 * count) as usize].to_vec();
-            let mut new = vec![0u8; old.len()];
-            for (k, &i) in perm.iter().enumerate() {
-                new[2 * k..2 * k + 2].copy_from_slice(&old[2 * i..2 * i + 2]);
-            }
-            patches.push((at, new));
-        }
-        for (at, size, rela) in reloc_tables(elf)? {
-            patches.push((at, remap_relocs(elf, at, size, rela, &inverse)?));
-        }
+        patches.push((at, new));
     }
-    if let Some(h) = elf.dyn_val(DT_HASH) {
-        let off = elf
-            .vaddr_to_offset(h, 8)
-            .ok_or_else(|| malformed(format!("DT_HASH {h:#x} is not mapped")))?;
-        let nbucket = c.u32(elf.data, off)?;
-        let nchain = c.u32(elf.data, off + 4)?;
-        if nbucket == 0
-            || u64::from(nchain) != count
-            || elf
-                .vaddr_to_offset(h, 8 + 4 * (u64::from(nbucket) + count))
-                .is_none()
-        {
-            return Err(malformed(format!(
-                "DT_HASH at {off:#x}: {nbucket} buckets, {nchain} chains"
-            )));
-        }
-        let mut buckets = vec![0u32; nbucket as usize];
-        let mut chains = vec![0u32; nchain as usize];
-        for (i, n) in names.iter().enumerate().skip(1) {
-            let b = (sysv_hash(n) % nbucket) as usize;
-            chains[i] = buckets[b];
-            buckets[b] = i as u32;
-        }
-        let mut t = vec![0u8; 8 + 4 * (nbucket as usize + nchain as usize)];
-        c.put_u32(&mut t, 0, nbucket)?;
-        c.put_u32(&mut t, 4, nchain)?;
-        for (k, v) in buckets.iter().chain(chains.iter()).enumerate() {
-            c.put_u32(&mut t, 8 + 4 * k as u64, *v)?;
-        }
-        patches.push((off, t));
+    for t in reloc_tables(elf)? {
+        patches.push((t.at, remap_relocs(elf, &t, &inverse)?));
     }
-    patches.push((symoff, syms.concat()));
     Ok(patches)
 }
 
-/// Dynamic relocation tables: (file offset, size, is RELA).
-fn reloc_tables(elf: &Elf) -> Result<Vec<(u64, u64, bool)>> {
-    let mut v = Vec::new();
+/// The `DT_HASH` table at `addr` rebuilt for `names`.
+fn sysv_table(elf: &Elf, addr: u64, names: &[Vec<u8>], count: u64) -> Result<Patch> {
+    let c = elf.codec;
+    let e = c.endianness();
+    let header_size = std::mem::size_of::<HashHeader<Endianness>>() as u64;
+    let off = elf
+        .vaddr_to_offset(addr, header_size)
+        .ok_or_else(|| malformed(format!("DT_HASH {addr:#x} is not mapped")))?;
+    let h = c.read::<HashHeader<Endianness>>(elf.data, off)?;
+    let (nbucket, nchain) = (h.bucket_count.get(e), h.chain_count.get(e));
+    if nbucket == 0
+        || u64::from(nchain) != count
+        || elf
+            .vaddr_to_offset(addr, header_size + 4 * (u64::from(nbucket) + count))
+            .is_none()
+    {
+        return Err(malformed(format!(
+            "DT_HASH at {off:#x}: {nbucket} buckets, {nchain} chains"
+        )));
+    }
+    let mut buckets = vec![0u32; nbucket as usize];
+    let mut chains = vec![0u32; nchain as usize];
+    for (i, n) in names.iter().enumerate().skip(1) {
+        let b = (sysv_hash(n) % nbucket) as usize;
+        chains[i] = buckets[b];
+        buckets[b] = i as u32;
+    }
+    let mut t = vec![0u8; (header_size + 4 * (u64::from(nbucket) + u64::from(nchain))) as usize];
+    c.put(&mut t, 0, h)?;
+    put_words(c, &mut t, header_size, buckets.iter().chain(chains.iter()))?;
+    Ok((off, t))
+}
+
+/// A dynamic relocation table.
+struct RelocTable {
+    /// File offset.
+    at: u64,
+    size: u64,
+    /// `Elf_Rela` entries (else `Elf_Rel`).
+    rela: bool,
+}
+
+/// The dynamic relocation tables, each once.
+fn reloc_tables(elf: &Elf) -> Result<Vec<RelocTable>> {
+    let mut v: Vec<RelocTable> = Vec::new();
     let mut add = |addr: Option<u64>, size: Option<u64>, rela: bool| -> Result<()> {
         if let (Some(a), Some(s)) = (addr, size) {
             if s > 0 {
@@ -174,35 +265,37 @@ fn reloc_tables(elf: &Elf) -> Result<Vec<(u64, u64, bool)>> {
                         "relocation table at {a:#x} ({s} bytes) is not mapped"
                     ))
                 })?;
-                if !v.iter().any(|x: &(u64, u64, bool)| x.0 == at) {
-                    v.push((at, s, rela));
+                if !v.iter().any(|x| x.at == at) {
+                    v.push(RelocTable { at, size: s, rela });
                 }
             }
         }
         Ok(())
     };
-    add(elf.dyn_val(7), elf.dyn_val(8), true)?; // DT_RELA, DT_RELASZ
-    add(elf.dyn_val(17), elf.dyn_val(18), false)?; // DT_REL, DT_RELSZ
-    add(elf.dyn_val(23), elf.dyn_val(2), elf.dyn_val(20) == Some(7))?; // DT_JMPREL, DT_PLTRELSZ, DT_PLTREL
+    add(elf.dyn_val(DT_RELA), elf.dyn_val(DT_RELASZ), true)?;
+    add(elf.dyn_val(DT_REL), elf.dyn_val(DT_RELSZ), false)?;
+    let plt_rela = elf.dyn_val(DT_PLTREL) == Some(DT_RELA);
+    add(elf.dyn_val(DT_JMPREL), elf.dyn_val(DT_PLTRELSZ), plt_rela)?;
     Ok(v)
 }
 
-fn remap_relocs(elf: &Elf, at: u64, size: u64, rela: bool, inverse: &[u64]) -> Result<Vec<u8>> {
+/// The relocations of `t` with their symbol indices mapped through `inverse`.
+fn remap_relocs(elf: &Elf, t: &RelocTable, inverse: &[u64]) -> Result<Vec<u8>> {
     let c = elf.codec;
+    // `r_offset`, `r_info` and, in `Elf_Rela`, `r_addend`: one word each.
     let w = c.word_size() as u64;
-    let ent = if rela { 3 * w } else { 2 * w };
+    let ent = if t.rela { 3 * w } else { 2 * w };
+    let (at, size) = (t.at, t.size);
     let mut b = elf
         .data
         .get(at as usize..(at + size) as usize)
         .ok_or_else(|| malformed(format!("relocations at {at:#x} past end of file")))?
         .to_vec();
+    // ELF64_R_SYM is the high 32 bits of `r_info`, ELF32_R_SYM all but the low 8.
+    let sym_shift = if w == 8 { 32 } else { 8 };
     for k in 0..size / ent {
         let info = c.word(&b, k * ent + w)?;
-        let (sym, rest) = if w == 8 {
-            (info >> 32, info & 0xffff_ffff)
-        } else {
-            (info >> 8, info & 0xff)
-        };
+        let (sym, rest) = (info >> sym_shift, info & ((1 << sym_shift) - 1));
         if sym == 0 {
             continue;
         }
@@ -213,35 +306,9 @@ fn remap_relocs(elf: &Elf, at: u64, size: u64, rela: bool, inverse: &[u64]) -> R
                 inverse.len()
             ))
         })?;
-        let info = if w == 8 {
-            (new << 32) | rest
-        } else {
-            (new << 8) | rest
-        };
-        c.put_word(&mut b, k * ent + w, info)?;
+        c.put_word(&mut b, k * ent + w, (new << sym_shift) | rest)?;
     }
     Ok(b)
-}
-
-/// The GNU hash function (`DT_GNU_HASH`).
-pub(crate) fn gnu_hash(name: &[u8]) -> u32 {
-    name.iter().fold(5381u32, |h, &c| {
-        h.wrapping_mul(33).wrapping_add(u32::from(c))
-    })
-}
-
-/// The System V hash function (`DT_HASH`).
-pub(crate) fn sysv_hash(name: &[u8]) -> u32 {
-    let mut h = 0u32;
-    for &c in name {
-        h = (h << 4).wrapping_add(u32::from(c));
-        let g = h & 0xf000_0000;
-        if g != 0 {
-            h ^= g >> 24;
-        }
-        h &= !g;
-    }
-    h
 }
 
 #[cfg(test)]
@@ -250,7 +317,8 @@ mod tests {
 
     #[test]
     fn hash_functions_match_the_reference_values() {
-        // Values from the gABI (sysv) and the GNU hash specification.
+        // Values from the gABI (sysv) and the GNU hash specification: `object`'s functions
+        // are the ones the tables are rebuilt with.
         assert_eq!(gnu_hash(b""), 0x0000_1505);
         assert_eq!(gnu_hash(b"printf"), 0x156b_2bb8);
         assert_eq!(gnu_hash(b"exit"), 0x7c96_7e3f);

@@ -15,17 +15,6 @@ use super::image::Image;
 use super::parse::Elf;
 use super::sections;
 
-const SHT_REL: u32 = 9;
-const SHT_RELA: u32 = 4;
-const SHT_HASH: u32 = 5;
-const SHT_NOTE: u32 = 7;
-const SHT_RELR: u32 = 19;
-const SHT_GNU_HASH: u32 = 0x6fff_fff6;
-const SHT_GNU_VERDEF: u32 = 0x6fff_fffd;
-const SHT_GNU_VERSYM: u32 = 0x6fff_ffff;
-const PT_NOTE: u32 = 4;
-const PT_GNU_PROPERTY: u32 = 0x6474_e553;
-
 /// Program headers that fit after the table without touching anything: the zero bytes
 /// up to the next section or segment piece. Zero without section headers (what lies
 /// there is then unknown).
@@ -79,10 +68,10 @@ fn movable(elf: &Elf, s: &super::parse::Section) -> bool {
         SHT_NOTE | SHT_HASH | SHT_GNU_HASH | SHT_DYNSYM | SHT_GNU_VERSYM | SHT_GNU_VERNEED
         | SHT_GNU_VERDEF => true,
         SHT_STRTAB => elf.strtab.as_ref().is_some_and(|t| t.vaddr == h.sh_addr),
-        SHT_RELA => dyn_range(7, 8) || dyn_range(23, 2),
-        SHT_REL => dyn_range(17, 18) || dyn_range(23, 2),
-        SHT_RELR => dyn_range(36, 35),
-        1 => s.name == b".interp",
+        SHT_RELA => dyn_range(DT_RELA, DT_RELASZ) || dyn_range(DT_JMPREL, DT_PLTRELSZ),
+        SHT_REL => dyn_range(DT_REL, DT_RELSZ) || dyn_range(DT_JMPREL, DT_PLTRELSZ),
+        SHT_RELR => dyn_range(DT_RELR, DT_RELRSZ),
+        SHT_PROGBITS => s.name == b".interp",
         _ => false,
     }
 }
@@ -169,61 +158,105 @@ pub(crate) fn make_room(
     want: usize,
     keep_old: bool,
 ) -> Result<Option<Image>> {
-    let c = elf.codec;
-    let ps = c.phdr_size();
     if elf.sections.is_empty() || elf.phnum_extended {
         return Ok(None);
     }
-    let Some(Block {
-        b0,
-        run_end,
-        bias,
-        target,
-    }) = find_block(elf, want)
-    else {
+    let Some(block) = find_block(elf, want) else {
         return Ok(None);
     };
-    let a0 = b0.wrapping_add(bias);
-    let len = run_end - b0;
-    let top = elf
-        .phdrs
-        .iter()
-        .filter(|p| p.p_type == PT_LOAD)
-        .map(|p| p.mem_end())
-        .max()
-        .unwrap_or(0);
-    let ovf = || malformed("new segment would overflow the address space");
-    // A section header table that ends the file is dropped there and written after the
-    // block, so that it still ends the file.
-    let data_len = elf.data.len() as u64;
-    let sht_last = super::layout::table_is_last(elf, data_len);
-    let base_len = if sht_last { elf.shoff } else { data_len };
-    let new_off = align_up(base_len, page).ok_or_else(ovf)? + b0 % page;
-    let new_v = align_up(top, page).ok_or_else(ovf)? + a0 % page;
-    let (doff, dv) = (new_off.wrapping_sub(b0), new_v.wrapping_sub(a0));
-    let in_block = |off: u64| off >= b0 && off < run_end;
-
+    let to = Destination::of(elf, &block, page)?;
+    let (b0, run_end) = (block.b0, block.run_end);
     let mut img = Image {
-        base_len,
-        len: new_off + len,
+        base_len: to.base_len,
+        len: to.offset + (run_end - b0),
         writes: Vec::new(),
     };
     // The old block is zeroed (it holds names Nix scans for), or with `keep_old` only
     // where the grown table and its spare entries go.
     let cleared = if keep_old {
-        target.min(run_end) - b0
+        block.target.min(run_end) - b0
     } else {
-        len
+        run_end - b0
     };
     img.writes.push((b0, vec![0; cleared as usize]));
     img.writes
-        .push((new_off, elf.data[b0 as usize..run_end as usize].to_vec()));
+        .push((to.offset, elf.data[b0 as usize..run_end as usize].to_vec()));
+    let shift = Shift {
+        block: b0..run_end,
+        addrs: to.a0..to.a0 + (run_end - b0),
+        doff: to.offset.wrapping_sub(b0),
+        dv: to.vaddr.wrapping_sub(to.a0),
+    };
+    let c = elf.codec;
+    let n = grown_table(elf, &mut img, &shift, &to, page)?;
+    let mut ehdr = elf
+        .data
+        .get(..c.ehdr_size() as usize)
+        .ok_or_else(|| malformed("file header truncated"))?
+        .to_vec();
+    c.put_phnum(&mut ehdr, n as u16)?;
+    follow_block(elf, &mut img, &mut ehdr, &shift, to.sht_last)?;
+    img.writes.push((0, ehdr));
+    Ok(Some(img))
+}
 
+/// Where the block goes: after the file (or before a section header table that ends it)
+/// and after the highest segment, at the same offsets within a page.
+struct Destination {
+    /// The block's old address.
+    a0: u64,
+    offset: u64,
+    vaddr: u64,
+    /// The input's bytes kept: all of them, or all but the section header table.
+    base_len: u64,
+    /// The section header table ends the file and is written again after the block.
+    sht_last: bool,
+}
+
+impl Destination {
+    fn of(elf: &Elf, block: &Block, page: u64) -> Result<Destination> {
+        let a0 = block.b0.wrapping_add(block.bias);
+        let top = elf
+            .phdrs
+            .iter()
+            .filter(|p| p.p_type == PT_LOAD)
+            .map(|p| p.mem_end())
+            .max()
+            .unwrap_or(0);
+        let ovf = || malformed("new segment would overflow the address space");
+        // A section header table that ends the file is dropped there and written after
+        // the block, so that it still ends the file.
+        let data_len = elf.data.len() as u64;
+        let sht_last = super::layout::table_is_last(elf, data_len);
+        let base_len = if sht_last { elf.shoff } else { data_len };
+        Ok(Destination {
+            a0,
+            offset: align_up(base_len, page).ok_or_else(ovf)? + block.b0 % page,
+            vaddr: align_up(top, page).ok_or_else(ovf)? + a0 % page,
+            base_len,
+            sht_last,
+        })
+    }
+}
+
+/// Writes the program header table with the segments that were in the block moved and a
+/// new read-only `PT_LOAD` for it; returns its number of entries.
+fn grown_table(
+    elf: &Elf,
+    img: &mut Image,
+    shift: &Shift,
+    to: &Destination,
+    page: u64,
+) -> Result<u64> {
+    let c = elf.codec;
+    let ps = c.phdr_size();
+    let len = shift.block.end - shift.block.start;
     let mut phdrs: Vec<Phdr> = elf.phdrs.clone();
     for p in phdrs.iter_mut() {
-        if !matches!(p.p_type, PT_LOAD | PT_PHDR) && p.p_filesz > 0 && in_block(p.p_offset) {
-            p.p_offset = p.p_offset.wrapping_add(doff);
-            p.p_vaddr = p.p_vaddr.wrapping_add(dv);
+        let moves = !matches!(p.p_type, PT_LOAD | PT_PHDR) && p.p_filesz > 0;
+        if moves && shift.block.contains(&p.p_offset) {
+            p.p_offset = p.p_offset.wrapping_add(shift.doff);
+            p.p_vaddr = p.p_vaddr.wrapping_add(shift.dv);
             p.p_paddr = p.p_vaddr;
         }
     }
@@ -236,9 +269,9 @@ pub(crate) fn make_room(
         Phdr {
             p_type: PT_LOAD,
             p_flags: PF_R,
-            p_offset: new_off,
-            p_vaddr: new_v,
-            p_paddr: new_v,
+            p_offset: to.offset,
+            p_vaddr: to.vaddr,
+            p_paddr: to.vaddr,
             p_filesz: len,
             p_memsz: len,
             p_align: page,
@@ -254,21 +287,7 @@ pub(crate) fn make_room(
         c.write_phdr(&mut table, k as u64 * ps, p)?;
     }
     img.writes.push((elf.phoff, table));
-    let mut ehdr = elf
-        .data
-        .get(..c.ehdr_size() as usize)
-        .ok_or_else(|| malformed("file header truncated"))?
-        .to_vec();
-    c.put_u16(&mut ehdr, c.ehdr_phnum_at(), n as u16)?;
-    let shift = Shift {
-        block: b0..run_end,
-        addrs: a0..a0 + len,
-        doff,
-        dv,
-    };
-    follow_block(elf, &mut img, &mut ehdr, &shift, sht_last)?;
-    img.writes.push((0, ehdr));
-    Ok(Some(img))
+    Ok(n)
 }
 
 /// How the moved block moved: its old file range and addresses, and by how much.
@@ -325,4 +344,73 @@ fn follow_block(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{inputs, parsed};
+    use super::super::Elf;
+    use super::make_room;
+    use object::elf::{PF_R, PT_INTERP, PT_LOAD};
+
+    const PAGE: u64 = 0x10000;
+
+    #[test]
+    fn the_block_after_the_table_moves_to_a_new_load() {
+        // The 32-bit files' block (.interp to .dynsym, 84 bytes) holds one more 32-byte
+        // entry and the spare one.
+        for (t, input) in inputs()
+            .into_iter()
+            .filter(|(t, _)| t.with_sections && !t.is64)
+        {
+            let elf = Elf::parse(&input).expect("parse");
+            let img = make_room(&elf, PAGE, 1, false)
+                .expect("make_room")
+                .unwrap_or_else(|| panic!("{}: no room made", t.name));
+            let out = img.materialize(&input);
+            let (before, after) = (parsed(&input), parsed(&out));
+            assert_eq!(after.segs.len(), before.segs.len() + 1, "{}", t.name);
+            let new = after
+                .loads()
+                .into_iter()
+                .find(|l| !before.loads().contains(l))
+                .expect("a new PT_LOAD");
+            assert_eq!((new.p_type, new.flags), (PT_LOAD, PF_R), "{}", t.name);
+            // What was after the table (.interp onwards) is now in the new segment, the
+            // same bytes, and the old place is zeroed for the grown table.
+            let interp = after.seg(PT_INTERP).expect("PT_INTERP");
+            assert!(interp.offset >= new.offset, "{}", t.name);
+            assert_eq!(after.interp, before.interp, "{}", t.name);
+            assert_eq!(after.needed, before.needed, "{}", t.name);
+            assert_eq!(after.dynstr, before.dynstr, "{}", t.name);
+            // The grown table takes the block's old place; the rest of it is zeroed.
+            let table_end = elf.phoff as usize + after.segs.len() * 32;
+            let old_end = before.loads()[0].filesz as usize;
+            assert!(
+                out[table_end..old_end].iter().all(|&b| b == 0),
+                "{}",
+                t.name
+            );
+            // Room for one more entry after the table without touching anything.
+            let out_elf = Elf::parse(&out).expect("parse output");
+            assert!(super::slack_entries(&out_elf) >= 1, "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn nothing_moves_without_section_headers_or_room_in_the_block() {
+        // Without section headers what follows the table is unknown; the 64-bit files'
+        // block (88 bytes) is smaller than two 56-byte entries.
+        for (t, input) in inputs() {
+            let elf = Elf::parse(&input).expect("parse");
+            if t.with_sections && !t.is64 {
+                continue;
+            }
+            let room = make_room(&elf, PAGE, 1, false).expect("make_room");
+            assert!(room.is_none(), "{}", t.name);
+            if !t.with_sections {
+                assert_eq!(super::slack_entries(&elf), 0, "{}", t.name);
+            }
+        }
+    }
 }

@@ -2,12 +2,10 @@
 //! one section the editor adds: `.note.nixos.ldcache`, patchelf 0.19's resolution cache
 //! (read by a glibc patch in nixpkgs). Layouts are `object`'s.
 
-use std::mem::{offset_of, size_of};
-
-use object::elf::{FileHeader32, FileHeader64, SectionHeader32, SectionHeader64, Sym32, Sym64};
+use object::elf::{SectionHeader32, SectionHeader64};
 use object::{Endianness, U32, U64};
 
-use super::codec::{align_up, Class, Codec, Endian, Shdr};
+use super::codec::{align_up, Class, Codec, Shdr};
 use super::consts::*;
 use super::error::{malformed, Error, Result};
 use super::image::Image;
@@ -20,16 +18,9 @@ const LDCACHE_OWNER: &[u8] = b"NixOS\0";
 /// Type of the resolution cache note.
 pub const NT_NIXOS_LD_CACHE: u32 = 0x63a8_6cb6;
 
-fn endianness(c: Codec) -> Endianness {
-    match c.endian {
-        Endian::Little => Endianness::Little,
-        Endian::Big => Endianness::Big,
-    }
-}
-
 /// The resolution cache note (header, owner, `desc`), as it is written into the file.
 pub(crate) fn ldcache_note(c: Codec, desc: &[u8]) -> Result<Vec<u8>> {
-    let e = endianness(c);
+    let e = c.endianness();
     let size = |n: usize| {
         u32::try_from(n).map_err(|_| Error::Unsupported("resolution cache over 4 GiB".into()))
     };
@@ -73,7 +64,7 @@ pub(crate) fn ldcache_descriptor<'a>(elf: &Elf<'a>) -> Option<Option<&'a [u8]>> 
 fn note_descriptor(c: Codec, b: &[u8]) -> Option<&[u8]> {
     let (header, rest) =
         object::pod::from_bytes::<object::elf::NoteHeader32<Endianness>>(b).ok()?;
-    let e = endianness(c);
+    let e = c.endianness();
     let name = align4(header.n_namesz.get(e) as usize);
     let desc = header.n_descsz.get(e) as usize;
     (header.n_type.get(e) == NT_NIXOS_LD_CACHE && rest.get(..name)? == pad4(LDCACHE_OWNER))
@@ -100,7 +91,7 @@ pub(crate) fn name_offset(table: &[u8], name: &[u8]) -> Option<u32> {
 
 /// Encodes a whole section header.
 pub(crate) fn encode_shdr(c: Codec, h: &Shdr) -> Result<Vec<u8>> {
-    let e = endianness(c);
+    let e = c.endianness();
     let narrow = |v: u64| {
         u32::try_from(v).map_err(|_| malformed(format!("{v:#x} does not fit an ELF32 field")))
     };
@@ -142,23 +133,9 @@ pub(crate) fn put_section_fields(
     shnum: u64,
     shstrndx: u32,
 ) -> Result<()> {
-    let (off, num, ndx) = match c.class {
-        Class::Elf64 => (
-            offset_of!(FileHeader64<Endianness>, e_shoff),
-            offset_of!(FileHeader64<Endianness>, e_shnum),
-            offset_of!(FileHeader64<Endianness>, e_shstrndx),
-        ),
-        Class::Elf32 => (
-            offset_of!(FileHeader32<Endianness>, e_shoff),
-            offset_of!(FileHeader32<Endianness>, e_shnum),
-            offset_of!(FileHeader32<Endianness>, e_shstrndx),
-        ),
-    };
     let small =
         |v: u64| u16::try_from(v).map_err(|_| Error::Unsupported("too many sections".into()));
-    c.put_word(ehdr, off as u64, shoff)?;
-    c.put_u16(ehdr, num as u64, small(shnum)?)?;
-    c.put_u16(ehdr, ndx as u64, small(u64::from(shstrndx))?)
+    c.put_section_fields(ehdr, shoff, small(shnum)?, small(u64::from(shstrndx))?)
 }
 
 /// Section indices after section `gone` is removed: the index that follows it, 0 for
@@ -202,23 +179,14 @@ pub(crate) fn remove_section(
 
 fn renumber_symbols(elf: &Elf, gone: u32, img: &mut Image) -> Result<()> {
     let c = elf.codec;
-    let (size, at) = match c.class {
-        Class::Elf64 => (
-            size_of::<Sym64<Endianness>>(),
-            offset_of!(Sym64<Endianness>, st_shndx),
-        ),
-        Class::Elf32 => (
-            size_of::<Sym32<Endianness>>(),
-            offset_of!(Sym32<Endianness>, st_shndx),
-        ),
-    };
+    let (size, at) = (c.sym_size(), c.sym_shndx_at());
     let tables = elf
         .sections
         .iter()
         .filter(|s| matches!(s.hdr.sh_type, SHT_SYMTAB | SHT_DYNSYM));
     for t in tables {
-        for k in 0..t.hdr.sh_size / size as u64 {
-            let field = t.hdr.sh_offset + k * size as u64 + at as u64;
+        for k in 0..t.hdr.sh_size / size {
+            let field = t.hdr.sh_offset + k * size + at;
             let shndx = c.u16(elf.data, field)?;
             if shndx == 0 || shndx >= object::elf::SHN_LORESERVE {
                 continue;

@@ -197,3 +197,53 @@ pub(crate) fn scrub(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{inputs, parsed};
+    use super::super::Edit;
+    use super::Strings;
+
+    fn table() -> Strings {
+        Strings {
+            bytes: b"\0libfoo.so.1\0libc.so.6\0".to_vec(),
+        }
+    }
+
+    #[test]
+    fn add_shares_suffixes_and_appends_the_rest() {
+        let mut st = table();
+        assert_eq!(st.add("libc.so.6").expect("add"), 13);
+        assert_eq!(st.add("c.so.6").expect("add"), 16);
+        let at = st.add("libnew.so").expect("add");
+        assert_eq!(at, 23);
+        assert_eq!(st.get(at), Some(&b"libnew.so"[..]));
+        assert_eq!(st.bytes.len(), 33);
+        assert!(st.add("a\0b").is_err());
+    }
+
+    #[test]
+    fn an_empty_table_starts_with_its_empty_string() {
+        let mut st = Strings { bytes: Vec::new() };
+        assert_eq!(st.add("x").expect("add"), 1);
+        assert_eq!(st.bytes, b"\0x\0");
+    }
+
+    #[test]
+    fn removed_strings_are_x_ed_where_nothing_else_uses_them() {
+        for (t, input) in inputs() {
+            let mut e = Edit::new();
+            e.remove_needed("libfoo.so.1");
+            let out = e
+                .apply(&input)
+                .unwrap_or_else(|err| panic!("{}: {err}", t.name));
+            let p = parsed(&out);
+            assert_eq!(
+                p.dynstr, b"\0XXXXXXXXXXX\0libc.so.6\0/opt/lib\0",
+                "{}",
+                t.name
+            );
+            assert_eq!(p.needed, [&b"libc.so.6"[..]], "{}", t.name);
+        }
+    }
+}

@@ -1,7 +1,10 @@
 //! The tables that hold `.dynstr` offsets besides `.dynamic`: the dynamic symbol table and
 //! the GNU version tables (`.gnu.version_r`, `.gnu.version_d`, `.gnu.version`).
 
-use super::codec::{Class, Endian};
+use object::elf;
+use object::{Endianness, U16, U32};
+
+use super::codec::Class;
 use super::consts::*;
 use super::error::{malformed, Result};
 use super::parse::Elf;
@@ -41,10 +44,13 @@ pub fn read_verneed(elf: &Elf) -> Result<Option<VerneedTable>> {
     };
     let c = elf.codec;
     let d = elf.data;
+    let e = c.endianness();
+    let vn_size = std::mem::size_of::<elf::Verneed<Endianness>>() as u64;
+    let aux_size = std::mem::size_of::<elf::Vernaux<Endianness>>() as u64;
     let base = elf
-        .vaddr_to_offset(addr, 16)
+        .vaddr_to_offset(addr, vn_size)
         .ok_or_else(|| malformed(format!("DT_VERNEED {addr:#x} is not inside any PT_LOAD")))?;
-    if num > d.len() as u64 / 16 {
+    if num > d.len() as u64 / vn_size {
         return Err(malformed(format!(
             "DT_VERNEEDNUM {num} is larger than the file allows"
         )));
@@ -53,29 +59,31 @@ pub fn read_verneed(elf: &Elf) -> Result<Option<VerneedTable>> {
     let mut at = base;
     let mut end = base;
     for i in 0..num {
-        let version = c.u16(d, at)?;
-        let cnt = c.u16(d, at + 2)?;
-        let file = c.u32(d, at + 4)?;
-        let aux_off = c.u32(d, at + 8)?;
-        let next = c.u32(d, at + 12)?;
-        end = end.max(at + 16);
+        let vn = c.read::<elf::Verneed<Endianness>>(d, at)?;
+        end = end.max(at + vn_size);
         let mut aux = Vec::new();
-        let mut a = at + u64::from(aux_off);
-        for _ in 0..cnt {
+        let mut a = at + u64::from(vn.vn_aux.get(e));
+        for _ in 0..vn.vn_cnt.get(e) {
+            let x = c.read::<elf::Vernaux<Endianness>>(d, a)?;
             aux.push(Vernaux {
-                hash: c.u32(d, a)?,
-                flags: c.u16(d, a + 4)?,
-                other: c.u16(d, a + 6)?,
-                name: c.u32(d, a + 8)?,
+                hash: x.vna_hash.get(e),
+                flags: x.vna_flags.get(e),
+                other: x.vna_other.get(e),
+                name: x.vna_name.get(e),
             });
-            end = end.max(a + 16);
-            let an = c.u32(d, a + 12)?;
+            end = end.max(a + aux_size);
+            let an = x.vna_next.get(e);
             if an == 0 {
                 break;
             }
             a += u64::from(an);
         }
-        entries.push(Verneed { version, file, aux });
+        entries.push(Verneed {
+            version: vn.vn_version.get(e),
+            file: vn.vn_file.get(e),
+            aux,
+        });
+        let next = vn.vn_next.get(e);
         if next == 0 {
             if i + 1 != num {
                 return Err(malformed(format!(
@@ -96,34 +104,44 @@ pub fn read_verneed(elf: &Elf) -> Result<Option<VerneedTable>> {
 
 /// Encodes `entries` as a packed `.gnu.version_r` (each `Verneed` followed by its auxes).
 pub fn encode_verneed(elf: &Elf, entries: &[Verneed]) -> Result<Vec<u8>> {
-    let c = elf.codec;
-    let total: usize = entries.iter().map(|e| 16 * (1 + e.aux.len())).sum();
-    let mut out = vec![0u8; total];
-    let mut at = 0u64;
-    for (i, e) in entries.iter().enumerate() {
-        let len = 16 * (1 + e.aux.len() as u64);
-        c.put_u16(&mut out, at, e.version)?;
-        c.put_u16(&mut out, at + 2, e.aux.len() as u16)?;
-        c.put_u32(&mut out, at + 4, e.file)?;
-        c.put_u32(&mut out, at + 8, if e.aux.is_empty() { 0 } else { 16 })?;
-        c.put_u32(
-            &mut out,
-            at + 12,
-            if i + 1 == entries.len() {
-                0
-            } else {
-                len as u32
-            },
-        )?;
-        for (j, a) in e.aux.iter().enumerate() {
-            let p = at + 16 * (1 + j as u64);
-            c.put_u32(&mut out, p, a.hash)?;
-            c.put_u16(&mut out, p + 4, a.flags)?;
-            c.put_u16(&mut out, p + 6, a.other)?;
-            c.put_u32(&mut out, p + 8, a.name)?;
-            c.put_u32(&mut out, p + 12, if j + 1 == e.aux.len() { 0 } else { 16 })?;
+    let e = elf.codec.endianness();
+    let vn_size = std::mem::size_of::<elf::Verneed<Endianness>>();
+    let aux_size = std::mem::size_of::<elf::Vernaux<Endianness>>();
+    let mut out = Vec::new();
+    for (i, n) in entries.iter().enumerate() {
+        let len = vn_size + aux_size * n.aux.len();
+        let vn = elf::Verneed {
+            vn_version: U16::new(e, n.version),
+            vn_cnt: U16::new(e, n.aux.len() as u16),
+            vn_file: U32::new(e, n.file),
+            vn_aux: U32::new(e, if n.aux.is_empty() { 0 } else { vn_size as u32 }),
+            vn_next: U32::new(
+                e,
+                if i + 1 == entries.len() {
+                    0
+                } else {
+                    len as u32
+                },
+            ),
+        };
+        out.extend_from_slice(object::bytes_of(&vn));
+        for (j, a) in n.aux.iter().enumerate() {
+            let x = elf::Vernaux {
+                vna_hash: U32::new(e, a.hash),
+                vna_flags: U16::new(e, a.flags),
+                vna_other: U16::new(e, a.other),
+                vna_name: U32::new(e, a.name),
+                vna_next: U32::new(
+                    e,
+                    if j + 1 == n.aux.len() {
+                        0
+                    } else {
+                        aux_size as u32
+                    },
+                ),
+            };
+            out.extend_from_slice(object::bytes_of(&x));
         }
-        at += len;
     }
     Ok(out)
 }
@@ -134,24 +152,26 @@ pub fn verdef_names(elf: &Elf) -> Result<Vec<u32>> {
         return Ok(Vec::new());
     };
     let c = elf.codec;
+    let e = c.endianness();
     let d = elf.data;
+    let vd_size = std::mem::size_of::<elf::Verdef<Endianness>>() as u64;
     let mut at = elf
-        .vaddr_to_offset(addr, 20)
+        .vaddr_to_offset(addr, vd_size)
         .ok_or_else(|| malformed(format!("DT_VERDEF {addr:#x} is not inside any PT_LOAD")))?;
     let mut names = Vec::new();
-    for _ in 0..num.min(d.len() as u64 / 20) {
-        let cnt = c.u16(d, at + 6)?;
-        let aux = c.u32(d, at + 12)?;
-        let next = c.u32(d, at + 16)?;
-        let mut a = at + u64::from(aux);
-        for _ in 0..cnt {
-            names.push(c.u32(d, a)?);
-            let an = c.u32(d, a + 4)?;
+    for _ in 0..num.min(d.len() as u64 / vd_size) {
+        let vd = c.read::<elf::Verdef<Endianness>>(d, at)?;
+        let mut a = at + u64::from(vd.vd_aux.get(e));
+        for _ in 0..vd.vd_cnt.get(e) {
+            let x = c.read::<elf::Verdaux<Endianness>>(d, a)?;
+            names.push(x.vda_name.get(e));
+            let an = x.vda_next.get(e);
             if an == 0 {
                 break;
             }
             a += u64::from(an);
         }
+        let next = vd.vd_next.get(e);
         if next == 0 {
             break;
         }
@@ -175,7 +195,8 @@ pub fn dynsym(elf: &Elf) -> Result<Option<(u64, u64)>> {
         let off = elf
             .vaddr_to_offset(h, 8)
             .ok_or_else(|| malformed(format!("DT_HASH {h:#x} is not mapped")))?;
-        u64::from(c.u32(d, off + 4)?)
+        let header = c.read::<elf::HashHeader<Endianness>>(d, off)?;
+        u64::from(header.chain_count.get(c.endianness()))
     } else if let Some(h) = elf.dyn_val(DT_GNU_HASH) {
         gnu_hash_count(elf, h)?
     } else {
@@ -191,16 +212,22 @@ pub fn dynsym(elf: &Elf) -> Result<Option<(u64, u64)>> {
     Ok(Some((off, count)))
 }
 
+/// Size of `.gnu.hash`'s header.
+pub(crate) const GNU_HASH_HEADER: u64 =
+    std::mem::size_of::<elf::GnuHashHeader<Endianness>>() as u64;
+
 fn gnu_hash_count(elf: &Elf, addr: u64) -> Result<u64> {
     let c = elf.codec;
     let d = elf.data;
     let off = elf
-        .vaddr_to_offset(addr, 16)
+        .vaddr_to_offset(addr, GNU_HASH_HEADER)
         .ok_or_else(|| malformed(format!("DT_GNU_HASH {addr:#x} is not mapped")))?;
-    let nbuckets = u64::from(c.u32(d, off)?);
-    let symoffset = u64::from(c.u32(d, off + 4)?);
-    let bloom = u64::from(c.u32(d, off + 8)?);
-    let buckets = off + 16 + bloom * c.word_size() as u64;
+    let e = c.endianness();
+    let header = c.read::<elf::GnuHashHeader<Endianness>>(d, off)?;
+    let nbuckets = u64::from(header.bucket_count.get(e));
+    let symoffset = u64::from(header.symbol_base.get(e));
+    let bloom = u64::from(header.bloom_count.get(e));
+    let buckets = off + GNU_HASH_HEADER + bloom * c.word_size() as u64;
     if nbuckets > d.len() as u64 {
         return Err(malformed(format!(
             "DT_GNU_HASH at {off:#x}: {nbuckets} buckets"
@@ -224,7 +251,7 @@ fn gnu_hash_count(elf: &Elf, addr: u64) -> Result<u64> {
     }
 }
 
-/// `st_name` of symbol `i` of the table at `off`.
+/// `st_name` of symbol `i` of the table at `off` (the first field in both classes).
 pub fn sym_name(elf: &Elf, off: u64, i: u64) -> Result<u32> {
     elf.codec.u32(elf.data, off + i * elf.codec.sym_size())
 }
@@ -243,10 +270,7 @@ fn section_indices<S: object::read::elf::Sym<Endian = object::Endianness>>(
 /// Indices of the sections without a name that symbols of `.symtab` or `.dynsym` refer
 /// to (patchelf warns about them, and scripts match its warning).
 pub fn unnamed_section_refs(elf: &Elf) -> Vec<u16> {
-    let endian = match elf.codec.endian {
-        Endian::Little => object::Endianness::Little,
-        Endian::Big => object::Endianness::Big,
-    };
+    let endian = elf.codec.endianness();
     let mut found = std::collections::BTreeSet::new();
     let tables = elf
         .sections
@@ -260,12 +284,8 @@ pub fn unnamed_section_refs(elf: &Elf) -> Vec<u16> {
             continue;
         };
         let indices = match elf.codec.class {
-            Class::Elf32 => {
-                section_indices::<object::elf::Sym32<object::Endianness>>(bytes, endian)
-            }
-            Class::Elf64 => {
-                section_indices::<object::elf::Sym64<object::Endianness>>(bytes, endian)
-            }
+            Class::Elf32 => section_indices::<elf::Sym32<Endianness>>(bytes, endian),
+            Class::Elf64 => section_indices::<elf::Sym64<Endianness>>(bytes, endian),
         };
         for i in indices {
             let unnamed = elf

@@ -6,7 +6,7 @@
 
 mod editor_common;
 
-use editor_common::synth::{build, Target};
+use editor_common::synth::{build, with_and_without_sections, Target};
 use editor_common::*;
 use elfpatch::elf::{max_page_size, verify, Edit, Elf, DT_LDCAS_LOADER, DT_LDCAS_STORE};
 
@@ -23,19 +23,7 @@ const TARGETS: &[(&str, bool, bool, u16)] = &[
 ];
 
 fn targets() -> Vec<Target> {
-    let mut v = Vec::new();
-    for &(name, is64, big, machine) in TARGETS {
-        for with_sections in [true, false] {
-            v.push(Target {
-                name,
-                is64,
-                big,
-                machine,
-                with_sections,
-            });
-        }
-    }
-    v
+    with_and_without_sections(TARGETS)
 }
 
 fn readelf_ok(bytes: &[u8], what: &str) {

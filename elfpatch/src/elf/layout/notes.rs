@@ -6,7 +6,7 @@ use super::super::edit::NotePlan;
 use super::super::error::{malformed, Error, Result};
 use super::super::parse::Elf;
 use super::super::sections;
-use super::shstrtab;
+use super::tail::shstrtab;
 
 /// What an edit does with the resolution cache note, in layout terms.
 #[derive(Default)]

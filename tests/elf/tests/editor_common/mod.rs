@@ -285,6 +285,8 @@ pub fn readelf(flag: &str, file: &Path) -> String {
 
 pub mod corpus;
 pub mod ops;
+// The synthetic files are the editor's unit tests' too: one builder, in the library.
+#[path = "../../../../elfpatch/src/elf/synth.rs"]
 pub mod synth;
 
 /// i386 fixtures, run under qemu-i386 (ELF32, little endian, 4 KiB pages).

@@ -12,6 +12,23 @@ pub struct Target {
     pub with_sections: bool,
 }
 
+/// A target of each `(name, is64, big, machine)`, with and without section headers.
+pub fn with_and_without_sections(list: &[(&'static str, bool, bool, u16)]) -> Vec<Target> {
+    let mut v = Vec::new();
+    for &(name, is64, big, machine) in list {
+        for with_sections in [true, false] {
+            v.push(Target {
+                name,
+                is64,
+                big,
+                machine,
+                with_sections,
+            });
+        }
+    }
+    v
+}
+
 struct W {
     b: Vec<u8>,
     t: Target,
