@@ -49,6 +49,14 @@ pub const DT_LDCAS_LOADER: u64 = 0x6c64_6301;
 /// `DT_LDCAS_STORE`: `.dynstr` offset of the store path (relative to the program's directory
 /// when relative).
 pub const DT_LDCAS_STORE: u64 = 0x6c64_6302;
+/// `DT_LDCAS_TABLE`: `.dynstr` offset of the directory holding the lookup table and its
+/// index, relative to the store (absent: the store itself).
+pub const DT_LDCAS_TABLE: u64 = 0x6c64_6304;
+/// `DT_LDCAS_FLAGS`: a set of `LDCAS_FLAG_*` bits (a number, not a string).
+pub const DT_LDCAS_FLAGS: u64 = 0x6c64_6305;
+/// `DT_LDCAS_FLAGS`: the program needs ld-cas's name service (an object it may load keeps
+/// a `DT_RUNPATH` and needs `uri:` names that ld.so's own search cannot reach).
+pub const LDCAS_FLAG_NAME_SERVICE: u64 = 1;
 
 /// Tags whose value is a `.dynstr` offset (besides ld-cas's own, see [`is_string_tag`]).
 const STRING_TAGS: &[u64] = &[
@@ -63,6 +71,7 @@ const STRING_TAGS: &[u64] = &[
     0x6fff_fefc, // DT_AUDIT
     DT_LDCAS_LOADER,
     DT_LDCAS_STORE,
+    DT_LDCAS_TABLE,
 ];
 
 /// Tags whose value is an address (checked by the verify pass: it must be mapped).
@@ -98,7 +107,7 @@ pub fn is_known_non_string_tag(tag: u64) -> bool {
         || ADDRESS_TAGS.iter().any(|&(t, _)| t == tag)
         || matches!(
             tag,
-            DT_VERDEFNUM | DT_VERNEEDNUM | DT_FLAGS_1 | 0x6fff_fff9 | 0x6fff_fffa
+            DT_VERDEFNUM | DT_VERNEEDNUM | DT_FLAGS_1 | DT_LDCAS_FLAGS | 0x6fff_fff9 | 0x6fff_fffa
         )
 }
 

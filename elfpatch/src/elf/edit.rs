@@ -34,6 +34,7 @@ pub struct Edit {
     pub(crate) add_needed: Vec<String>,
     pub(crate) remove_needed: Vec<String>,
     pub(crate) dyn_tags: Vec<(u64, String)>,
+    pub(crate) dyn_values: Vec<(u64, u64)>,
     pub(crate) no_default_lib: bool,
     pub(crate) add_debug_tag: bool,
     pub(crate) clear_symbol_version: Vec<String>,
@@ -121,6 +122,12 @@ impl Edit {
         self.dyn_tags.push((tag, value.into()));
         self
     }
+    /// Adds or replaces a dynamic tag whose value is a number (for example
+    /// `DT_LDCAS_FLAGS`).
+    pub fn set_dynamic_value(&mut self, tag: u64, value: u64) -> &mut Self {
+        self.dyn_values.push((tag, value));
+        self
+    }
     /// Sets `DF_1_NODEFLIB` in `DT_FLAGS_1`.
     pub fn no_default_lib(&mut self) -> &mut Self {
         self.no_default_lib = true;
@@ -181,6 +188,7 @@ impl Edit {
             || !self.add_needed.is_empty()
             || !self.remove_needed.is_empty()
             || !self.dyn_tags.is_empty()
+            || !self.dyn_values.is_empty()
             || self.no_default_lib
             || self.add_debug_tag
             || !self.clear_symbol_version.is_empty()
@@ -532,6 +540,12 @@ impl Edit {
         }
         for (tag, val) in &self.dyn_tags {
             set_string_tag(&mut d.entries, &mut d.st, &mut d.removed, *tag, val)?;
+        }
+        for &(tag, val) in &self.dyn_values {
+            match d.entries.iter_mut().find(|e| e.0 == tag) {
+                Some(e) => e.1 = val,
+                None => d.entries.push((tag, val)),
+            }
         }
         if self.no_default_lib {
             match d.entries.iter_mut().find(|e| e.0 == DT_FLAGS_1) {

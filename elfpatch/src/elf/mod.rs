@@ -31,7 +31,10 @@ mod verify;
 mod write;
 
 pub use codec::{Class, Endian, Phdr, Shdr};
-pub use consts::{max_page_size, DT_LDCAS_LOADER, DT_LDCAS_STORE};
+pub use consts::{
+    max_page_size, DT_LDCAS_FLAGS, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_LDCAS_TABLE,
+    LDCAS_FLAG_NAME_SERVICE,
+};
 pub use edit::{Edit, RpathEdit};
 pub use error::{Error, Result};
 pub use image::{Image, Run};
