@@ -286,8 +286,9 @@ pub fn convert_in_place(options: &Options) -> Result<Report> {
             let Some((class64, machine)) = search::elf_ident(&file) else {
                 continue;
             };
-            if !searches.contains_key(&(machine, class64)) {
-                searches.insert((machine, class64), Search::new(None, machine, class64)?);
+            if let std::collections::hash_map::Entry::Vacant(e) = searches.entry((machine, class64))
+            {
+                e.insert(Search::new(None, machine, class64)?);
             }
             let problem = match Elf::parse(&fs::read(&file)?) {
                 Ok(elf) if !elf.is_dynamic() => continue,

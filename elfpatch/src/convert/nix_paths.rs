@@ -113,8 +113,9 @@ pub fn with_store_paths(
             let Some((class64, machine)) = search::elf_ident(file) else {
                 continue;
             };
-            if !searches.contains_key(&(machine, class64)) {
-                searches.insert((machine, class64), Search::new(None, machine, class64)?);
+            if let std::collections::hash_map::Entry::Vacant(e) = searches.entry((machine, class64))
+            {
+                e.insert(Search::new(None, machine, class64)?);
             }
             if let Ok(n) = closure.node_for(file, &searches[&(machine, class64)]) {
                 roots.push(n);
