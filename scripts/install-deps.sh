@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential g++ gdb strace patchelf b3sum lld hyperfine binutils file
+  build-essential g++ gdb strace patchelf b3sum lld hyperfine binutils file nix-bin
   qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
   gcc-i686-linux-gnu libc6-dev-i386-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
   gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross gcc-riscv64-linux-gnu libc6-dev-riscv64-cross

@@ -38,8 +38,19 @@ impl Progress for Bar {
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
     /// The store (create it with `elfpatch store init`).
-    #[arg(long, value_name = "STORE")]
-    store: PathBuf,
+    #[arg(long, value_name = "STORE", required_unless_present = "in_place")]
+    store: Option<PathBuf>,
+    /// Convert Nix build outputs where they lie (the PATHs: the outputs of one build, in the
+    /// Nix store), for a derivation's fixup phase (nix/setup-hook.sh, docs/nix.md): each
+    /// output gets a lookup table and index in OUT/nix-support/ld-cas listing its closure
+    /// where it lies in the Nix store, by paths relative to the store directory; its programs
+    /// get --interp (required) as interpreter.
+    #[arg(long, conflicts_with_all = ["store", "out", "sysroot"], requires = "interp")]
+    in_place: bool,
+    /// With --in-place: the Nix store directory [default: the directory holding the
+    /// outputs].
+    #[arg(long, value_name = "DIR", requires = "in_place")]
+    nix_store: Option<PathBuf>,
     /// Where programs and trees land: DIR/<name of PATH> [default: STORE/bin].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -71,8 +82,18 @@ pub struct ConvertArgs {
 
 /// Runs `elfpatch convert`.
 pub fn run(args: ConvertArgs) -> Result<ExitCode> {
+    let Some(store) = args.store else {
+        return super::in_place::run(super::in_place::InPlaceArgs {
+            outputs: args.paths,
+            nix_store: args.nix_store,
+            interp: args.interp,
+            keep_sonames: args.keep_sonames,
+            allow_missing: args.allow_missing,
+            json: args.json,
+        });
+    };
     let options = Options {
-        store: args.store,
+        store,
         out: args.out,
         interp: args.interp,
         sysroot: args.sysroot,

@@ -1,6 +1,7 @@
 //! The `elfpatch` subcommands (`store ...`) and their manual (`--help`).
 
 mod convert;
+mod in_place;
 mod store;
 mod substitute;
 

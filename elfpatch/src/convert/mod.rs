@@ -8,8 +8,10 @@
 //! tags.
 
 pub mod closure;
+pub mod in_place;
 pub mod ldcache;
 mod listing;
+pub mod nix_paths;
 pub(crate) mod output;
 mod place;
 mod prefixes;
@@ -193,7 +195,9 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
     };
 
     progress.phase("reading inputs", 0);
-    let plan = plan_outputs(&options.paths, &out_dir)?;
+    // A Nix closure: every store path it reaches lands as a package tree.
+    let inputs = nix_paths::with_store_paths(&options.paths, options.sysroot.as_deref(), &keep)?;
+    let plan = plan_outputs(&inputs, &out_dir)?;
     let outputs = plan.outputs;
     let mut closure = Closure::default();
     let mut searches = search::Searches::new();
@@ -226,7 +230,7 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
 
     // Outputs outside the store are registered as roots first: the table names the
     // libraries of such a tree through its link.
-    let registered = register_roots(&batch, &store, &options.paths, &out_dir, &mut report)?;
+    let registered = register_roots(&batch, &store, &inputs, &out_dir, &mut report)?;
     let paths = place::StorePaths::new(store.root(), registered);
 
     // Each level of libraries goes to its home (its tree, or `objects/`) as soon as it is
@@ -236,7 +240,7 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
     for &(n, i) in &elf_outputs {
         outputs_of.entry(n).or_default().push(i);
     }
-    let prefixes = prefixes::Prefixes::new(&options.paths, &out_dir);
+    let prefixes = prefixes::Prefixes::new(&inputs, &out_dir);
     let placement = rewrite::Placement {
         prefixes: &prefixes,
         dest_of: elf_outputs

@@ -108,7 +108,7 @@ pub fn is_known_non_string_tag(tag: u64) -> bool {
         || ADDRESS_TAGS.iter().any(|&(t, _)| t == tag)
         || matches!(
             tag,
-            DT_VERDEFNUM | DT_VERNEEDNUM | DT_FLAGS_1 | DT_RELACOUNT | DT_RELCOUNT
+            DT_VERDEFNUM | DT_VERNEEDNUM | DT_FLAGS_1 | DT_RELACOUNT | DT_RELCOUNT | DT_LDCAS_FLAGS
         )
 }
 
