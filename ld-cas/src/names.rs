@@ -34,17 +34,71 @@ use crate::program::Program;
 use crate::sys::{self, Fd, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 use crate::trust::Trust;
 
-/// Room for the absolute paths of the program's libraries, within the 32-bit reach of
-/// `vn_file` from the program's string table.
+/// Room for the absolute paths of the program's libraries (about 2,000 of them), within the
+/// 32-bit reach of `vn_file` from the program's string table.
 const NEAR: usize = 1 << 18;
-/// The most `DT_NEEDED` entries that can be pointed at paths.
-const MAX_MOVED: usize = 1024;
 
-/// A `DT_NEEDED` string moved: its old and new offsets from the string table.
-#[derive(Clone, Copy)]
+/// The moved `DT_NEEDED` strings, in the mapping within reach of the string table: one
+/// record per string, `[old offset: u64][length: u64][path][NUL]`, 8-aligned, so that a
+/// program with few libraries touches one page (a table of them on the stack would touch
+/// several).
 struct Moved {
+    /// The mapping.
+    base: usize,
+    /// Bytes used.
+    used: usize,
+    /// The program's string table.
+    strtab: usize,
+}
+
+/// One record of [`Moved`].
+#[derive(Clone, Copy)]
+struct MovedString {
+    /// Old offset from the string table.
     from: u64,
+    /// New offset from the string table.
     to: u64,
+}
+
+impl Moved {
+    /// Adds `path` for the string at `from`; its new offset, or `None` when full.
+    fn push(&mut self, from: u64, path: &[u8]) -> Option<u64> {
+        let at = (self.used + 7) & !7;
+        let end = at.checked_add(16 + path.len() + 1)?;
+        if end > NEAR {
+            return None;
+        }
+        let rec = self.base + at;
+        // SAFETY: `[rec, rec + 16 + len + 1)` lies in our fresh writable mapping of NEAR
+        // bytes, 8-aligned.
+        unsafe {
+            *(rec as *mut u64) = from;
+            *((rec + 8) as *mut u64) = path.len() as u64;
+            core::ptr::copy_nonoverlapping(path.as_ptr(), (rec + 16) as *mut u8, path.len());
+            *((rec + 16 + path.len()) as *mut u8) = 0;
+        }
+        self.used = end;
+        Some((rec + 16 - self.strtab) as u64)
+    }
+
+    /// The records, in order.
+    fn iter(&self) -> impl Iterator<Item = MovedString> + '_ {
+        let mut at = 0;
+        core::iter::from_fn(move || {
+            at = (at + 7) & !7;
+            if at >= self.used {
+                return None;
+            }
+            let rec = self.base + at;
+            // SAFETY: a record written by `push`.
+            let (from, len) = unsafe { (*(rec as *const u64), *((rec + 8) as *const u64)) };
+            at += 16 + len as usize + 1;
+            Some(MovedString {
+                from,
+                to: (rec + 16 - self.strtab) as u64,
+            })
+        })
+    }
 }
 
 /// What [`hand_names`] needs besides the program.
@@ -69,9 +123,11 @@ pub fn hand_names(prog: &mut Program, cx: &Context<'_>) {
     let near = near_strings(prog).unwrap_or_else(|| {
         fail("cannot map memory within reach of its string table for its library paths")
     });
-    let mut moved = [Moved { from: 0, to: 0 }; MAX_MOVED];
-    let mut nmoved = 0;
-    let mut used = 0;
+    let mut moved = Moved {
+        base: near,
+        used: 0,
+        strtab: prog.strtab,
+    };
     let strings = prog.strings;
     // SAFETY: single-threaded before the hand-over.
     let r = unsafe { audit::state() };
@@ -84,10 +140,7 @@ pub fn hand_names(prog: &mut Program, cx: &Context<'_>) {
             continue;
         }
         let needed = elf::str_at(strings, d.d_val);
-        if moved[..nmoved]
-            .iter()
-            .any(|m| elf::str_at(strings, m.from) == needed)
-        {
+        if moved.iter().any(|m| elf::str_at(strings, m.from) == needed) {
             // A second entry of a name: ld.so finds it in the index (see the module).
             continue;
         }
@@ -114,21 +167,12 @@ pub fn hand_names(prog: &mut Program, cx: &Context<'_>) {
                 });
             }
         }
-        if used + file.len() + 1 > NEAR || nmoved == MAX_MOVED {
-            fail("has too many content-addressed libraries");
-        }
-        // SAFETY: `near` is our fresh writable mapping of NEAR bytes; `used + len + 1` fits.
-        unsafe {
-            core::ptr::copy_nonoverlapping(file.as_ptr(), (near + used) as *mut u8, file.len());
-            *((near + used + file.len()) as *mut u8) = 0;
-        }
-        let to = (near + used - prog.strtab) as u64;
-        moved[nmoved] = Moved { from: d.d_val, to };
-        nmoved += 1;
+        let to = moved
+            .push(d.d_val, file)
+            .unwrap_or_else(|| fail("has too many content-addressed libraries"));
         prog.dynamic[i].d_val = to;
-        used += file.len() + 1;
     }
-    retarget_verneed(prog, &moved[..nmoved], cx.page);
+    retarget_verneed(prog, &moved, cx.page);
     search_the_index(prog, cx.index)
         .unwrap_or_else(|| fail("cannot name the store's index: no free slot in its dynamic section (convert it again with elfpatch)"));
 }
@@ -214,7 +258,7 @@ fn free_slot(dynamic: &[Dyn], live: usize) -> Option<usize> {
 }
 
 /// Points each `vn_file` that named a moved `DT_NEEDED` string at its new string.
-fn retarget_verneed(prog: &Program, moved: &[Moved], page: usize) {
+fn retarget_verneed(prog: &Program, moved: &Moved, page: usize) {
     let (mut addr, mut num) = (0usize, 0usize);
     for d in prog.dynamic.iter().take_while(|d| d.d_tag != DT_NULL) {
         match d.d_tag {
@@ -223,7 +267,7 @@ fn retarget_verneed(prog: &Program, moved: &[Moved], page: usize) {
             _ => {}
         }
     }
-    if addr == 0 || moved.is_empty() {
+    if addr == 0 || moved.used == 0 {
         return;
     }
     let seg = prog.phdrs.iter().find(|p| {
