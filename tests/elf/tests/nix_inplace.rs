@@ -271,6 +271,15 @@ fn nix_outputs_converted_in_place_keep_references_and_move() {
         assert!(objects.contains_key(lib), "{lib} missing: {objects:?}");
         assert_eq!(later_uris.get(lib), objects.get(lib), "{lib}");
     }
+    // The program converted from the finished closure runs from its tree in the store.
+    let tree = store.join("bin").join(finished.file_name().unwrap());
+    let from_tree = chain(&tree);
+    assert_eq!(
+        from_tree.stdout,
+        expected.stdout,
+        "{}",
+        String::from_utf8_lossy(&from_tree.stderr)
+    );
     // Every store path of the closure landed as a package tree.
     for sp in nix.query("-R", &finished) {
         let tree = store.join("bin").join(sp.file_name().unwrap());
