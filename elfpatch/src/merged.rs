@@ -212,3 +212,50 @@ pub fn install(
     }
     Ok(path)
 }
+
+/// Rebuilds every merged interpreter of `store` whose loader is for `machine` with the
+/// ld-cas at `ldcas` (after `store init` installed a new one). Returns how many there were.
+pub fn refresh(
+    store: &resolver::store::Store,
+    machine: u16,
+    ldcas: &Path,
+) -> Result<usize, MergeError> {
+    let dir = store.root().join(INTERP_DIR);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| MergeError::Io { path, source }
+    };
+    let entries = match fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io(&dir)(e)),
+    };
+    let mut count = 0;
+    for entry in entries {
+        let entry = entry.map_err(io(&dir))?;
+        let hex = entry.file_name();
+        let Ok(hash) = Hash::parse_hex(hex.as_encoded_bytes()) else {
+            continue;
+        };
+        let Ok(Some(loader_path)) = store.resolve(&hash) else {
+            continue;
+        };
+        let loader = fs::read(&loader_path).map_err(io(&loader_path))?;
+        if parse("the loader", &loader)?.0.e_machine(LE) != machine {
+            continue;
+        }
+        let mut names = Vec::new();
+        for file in fs::read_dir(entry.path()).map_err(io(&entry.path()))? {
+            let name = file.map_err(io(&entry.path()))?.file_name();
+            let name = name.to_string_lossy().into_owned();
+            if name != "ld-cas" && !name.starts_with('.') {
+                names.push(name);
+            }
+        }
+        for name in names {
+            install(store.root(), &loader, &hash, &name, ldcas)?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}

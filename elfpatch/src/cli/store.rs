@@ -197,7 +197,16 @@ fn install_ld_cas(store: &Store, source: &Path) -> Result<()> {
     }
     use std::os::unix::fs::PermissionsExt;
     resolver::atomic::replace_file(&dest, &bytes, Some(std::fs::Permissions::from_mode(0o555)))
-        .with_context(|| format!("cannot install ld-cas as {}", dest.display()))
+        .with_context(|| format!("cannot install ld-cas as {}", dest.display()))?;
+    // The merged interpreters hold a copy of ld-cas: they get the new one too.
+    let _lock = store.lock()?;
+    crate::merged::refresh(store, machine, &dest).with_context(|| {
+        format!(
+            "cannot rebuild the merged interpreters of {}",
+            store.root().display()
+        )
+    })?;
+    Ok(())
 }
 
 fn add(store: &Store, kind: Option<Kind>, files: &[PathBuf]) -> Result<ExitCode> {

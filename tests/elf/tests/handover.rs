@@ -197,3 +197,44 @@ fn valgrind_finds_no_error_the_original_does_not_have() {
     );
     assert_eq!(out.stdout, original.stdout);
 }
+
+#[test]
+fn the_merged_interpreter_is_the_default_and_follows_a_new_ld_cas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prog = chain(tmp.path(), 16);
+    let store = converted(tmp.path(), &[prog]);
+    let bin = store.join("bin/prog");
+    let interp = run_ok(
+        elf_tests::conversion::elfpatch()
+            .arg("--print-interpreter")
+            .arg(&bin),
+    );
+    let interp = PathBuf::from(interp.trim());
+    assert!(
+        interp.starts_with(store.join("interp")),
+        "{}",
+        interp.display()
+    );
+    assert_eq!(interp.file_name().unwrap(), "ld-linux-x86-64.so.2");
+    // ld.so unchanged at its start, ld-cas's whole file at its end.
+    let merged = fs::read(&interp).unwrap();
+    let ld_so = fs::read("/lib64/ld-linux-x86-64.so.2").unwrap();
+    let ld_cas = fs::read(elf_tests::built_binary("ld-cas")).unwrap();
+    assert_eq!(&merged[64..ld_so.len()], &ld_so[64..]);
+    assert!(merged.ends_with(&ld_cas));
+    // A new ld-cas installed by `store init` goes into the merged interpreter too.
+    let newer = tmp.path().join("ld-cas");
+    let mut bytes = ld_cas.clone();
+    bytes.push(0);
+    fs::write(&newer, &bytes).unwrap();
+    fs::set_permissions(&newer, fs::Permissions::from_mode(0o755)).unwrap();
+    run_ok(
+        elf_tests::conversion::elfpatch()
+            .args(["store", "init", "--store"])
+            .arg(&store)
+            .arg("--ld-cas")
+            .arg(&newer),
+    );
+    assert!(fs::read(&interp).unwrap().ends_with(&bytes));
+    assert_eq!(run_ok(&mut Command::new(&bin)), "euid 0 value 42\n");
+}
