@@ -42,7 +42,9 @@ use super::nix_paths::{closure_store_paths, elf_files, store_path_of};
 use super::prefixes::Prefixes;
 use super::rewrite::{self, is_program, Converted, Placement, ProgramRecord};
 use super::search::{self, Search, Searches};
-use crate::elf::{Edit, Elf, DT_LDCAS_FLAGS, DT_LDCAS_LOADER, LDCAS_FLAG_NAME_SERVICE};
+use crate::elf::{
+    Edit, Elf, DT_LDCAS_FLAGS, DT_LDCAS_LOADER, LDCAS_FLAG_INDEX_FIRST, LDCAS_FLAG_NAME_SERVICE,
+};
 
 /// Where an output keeps its table, index and converted copies, relative to the output.
 pub const TABLE_DIR: &str = "nix-support/ld-cas";
@@ -626,9 +628,14 @@ pub fn convert_in_place(options: &Options) -> Result<Report> {
         };
         let bytes =
             rewrite::convert_program(&closure, n, &places[n], &prefixes, &libraries, &record)?;
+        // Libraries converted in other builds are known here by URI only, not as nodes the
+        // program's listing could take apart: a DT_RUNPATH among them needs the service.
         let bytes = if service_of[o] {
             Edit::new()
-                .set_dynamic_value(DT_LDCAS_FLAGS, LDCAS_FLAG_NAME_SERVICE)
+                .set_dynamic_value(
+                    DT_LDCAS_FLAGS,
+                    LDCAS_FLAG_NAME_SERVICE | LDCAS_FLAG_INDEX_FIRST,
+                )
                 .apply(&bytes)
                 .with_context(|| format!("cannot convert {}", places[n].display()))?
         } else {
