@@ -89,7 +89,7 @@ pub fn main(mut stack: Stack, own_base: usize) -> ! {
     let program = unsafe { Program::from_phdrs(m.phdr, m.phnum, Some(m.bias)) };
     // Both paths are copied by the hand-over: the stack they live on is given back.
     let mut me = PathBuf::new();
-    if !me.fill(|buf| sys::readlink(b"/proc/self/exe\0", buf).ok()) {
+    if !me.fill(|buf| sys::readlink(sys::cpath!("/proc/self/exe"), buf).ok()) {
         die(127, |o| {
             o.str("cannot find ld-cas's own path in /proc/self/exe");
         });

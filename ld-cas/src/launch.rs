@@ -405,7 +405,8 @@ fn name_the_loader(stack: &mut Stack, prog: &Program, loader: &[u8]) {
 fn exe_dir(stack: &Stack, name: &[u8], secure: bool) -> &'static [u8] {
     // SAFETY: single-threaded before the hand-over.
     let exe = unsafe { &mut *core::ptr::addr_of_mut!(EXE) };
-    if exe.fill(|buf| sys::readlink(b"/proc/self/exe\0", buf).ok()) && exe.bytes().starts_with(b"/")
+    if exe.fill(|buf| sys::readlink(sys::cpath!("/proc/self/exe"), buf).ok())
+        && exe.bytes().starts_with(b"/")
     {
         return dirname(exe.bytes());
     }
