@@ -16,7 +16,7 @@ use crate::merged::{self, Merged};
 use crate::names;
 use crate::out::{cstr, die, Out};
 use crate::path::{dirname, PathBuf};
-use crate::startup::{Stack, AT_BASE, AT_EXECFN, AT_PAGESZ, AT_PHDR, AT_PHNUM, AT_SECURE};
+use crate::startup::{self, Stack, AT_BASE, AT_EXECFN, AT_PHDR, AT_PHNUM, AT_SECURE};
 use crate::store::{self, OpenError, Source};
 use crate::sys;
 use crate::trust::{self, Trust, WalkError, Want};
@@ -79,10 +79,7 @@ pub fn handover(
 ) -> ! {
     let secure = stack.aux(AT_SECURE) != 0;
     let debug = debug_enabled(&stack);
-    let page = match stack.aux(AT_PAGESZ) {
-        0 => 4096,
-        p => p,
-    };
+    let page = startup::page_size(&stack);
     if let Some(problem) = prog.problem {
         die(127, |o| {
             o.bytes(name).str(": cannot run it: ").str(problem);
