@@ -15,6 +15,9 @@ use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 #[link_section = ".data"]
 static mut ARENA: [u64; ARENA_WORDS] = [0; ARENA_WORDS];
 const ARENA_WORDS: usize = 512;
+/// The mappings after the static are made in multiples of this size (a multiple of every
+/// Linux page size; a chunk size, not the page size), so that few are needed.
+const CHUNK: usize = 64 << 10;
 #[link_section = ".data"]
 static mut ARENA_POS: usize = 0;
 #[link_section = ".data"]
@@ -34,7 +37,7 @@ pub unsafe fn alloc(len: usize, align: usize) -> *mut u8 {
             // SAFETY: taking the address of the arena does not access it.
             (unsafe { addr_of_mut!(ARENA) as usize }, ARENA_WORDS * 8)
         } else {
-            let size = (len + 0xffff) & !0xffff;
+            let size = (len + CHUNK - 1) & !(CHUNK - 1);
             // SAFETY: a fresh anonymous mapping that we own.
             match unsafe {
                 sys::mmap(

@@ -138,12 +138,10 @@ pub fn resolve(r: &mut Resolver, name: &[u8], requester: &[u8]) -> Option<Found>
         // One `stat` (no open): a regular file of the size the table records (an
         // `LD_CAS_OVERRIDE` file: of any size). ld.so would wait for ever on a FIFO and
         // map whatever else is there.
-        // SAFETY: NUL-terminated copy made above, kept for good; its terminator follows it.
-        let (file, with_nul) = unsafe {
-            let file = cstr(path);
-            (file, core::slice::from_raw_parts(path, file.len() + 1))
-        };
-        match sys::stat_at(sys::AT_FDCWD as i32, with_nul, 0) {
+        // SAFETY: NUL-terminated copy made above, kept for good.
+        let with_nul = unsafe { sys::CPath::from_ptr(path) };
+        let file = with_nul.bytes();
+        match sys::stat_at(sys::Dir::Cwd, with_nul, 0) {
             Ok(st)
                 if st.kind() == sys::S_IFREG
                     && (replacement.is_some() || st.size == entry.size) => {}

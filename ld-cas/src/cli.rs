@@ -8,7 +8,7 @@ use crate::loadmap;
 use crate::merged;
 use crate::out::{die, Out, STDOUT};
 use crate::path::{dirname, PathBuf};
-use crate::startup::{Stack, AT_ENTRY, AT_PAGESZ, AT_PHDR, AT_PHNUM};
+use crate::startup::{self, Stack, AT_ENTRY, AT_PHDR, AT_PHNUM};
 use crate::store;
 use crate::sys;
 use crate::verify;
@@ -61,17 +61,14 @@ pub fn main(mut stack: Stack, own_base: usize) -> ! {
             o.str("no program given (see ld-cas --help)");
         }),
     };
+    let page = startup::page_size(&stack);
     match mode {
-        b"--list" => list(&stack, prog, false),
-        b"--verify" => list(&stack, prog, true),
+        b"--list" => list(&stack, prog, false, page),
+        b"--verify" => list(&stack, prog, true, page),
         _ => {}
     }
     let mut path = PathBuf::new();
     path.push(prog);
-    let page = match stack.aux(AT_PAGESZ) {
-        0 => 4096,
-        p => p,
-    };
     let m = match loadmap::map_path(path.c(), arch::EM_MACHINE, page, loadmap::Role::Program) {
         Ok((m, _)) => m,
         Err(e) => die(127, |o| {
@@ -89,7 +86,7 @@ pub fn main(mut stack: Stack, own_base: usize) -> ! {
     let program = unsafe { Program::from_phdrs(m.phdr, m.phnum, Some(m.bias)) };
     // Both paths are copied by the hand-over: the stack they live on is given back.
     let mut me = PathBuf::new();
-    if !me.fill(|buf| sys::readlink(b"/proc/self/exe\0", buf).ok()) {
+    if !me.fill(|buf| sys::readlink(sys::cpath!("/proc/self/exe"), buf).ok()) {
         die(127, |o| {
             o.str("cannot find ld-cas's own path in /proc/self/exe");
         });
@@ -129,8 +126,9 @@ fn map(path: &[u8]) -> Result<&'static [u8], sys::Errno> {
     sys::map_file(&fd, st.size as usize)
 }
 
-/// `--list` (and `--verify`): walks the closure breadth-first like ld.so would.
-fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
+/// `--list` (and `--verify`): walks the closure breadth-first like ld.so would. `page` is
+/// the page size.
+fn list(stack: &Stack, prog: &[u8], verify: bool, page: usize) -> ! {
     let data = match map(prog) {
         Ok(d) => d,
         Err(e) => die(1, |o| {
@@ -282,7 +280,7 @@ fn list(stack: &Stack, prog: &[u8], verify: bool) -> ! {
             }
         }
     }
-    if verify && !verify::closure(&objs[..m], &mut o) {
+    if verify && !verify::closure(&objs[..m], page, &mut o) {
         failed = true;
     }
     o.flush();

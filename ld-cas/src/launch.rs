@@ -16,7 +16,7 @@ use crate::merged::{self, Merged};
 use crate::names;
 use crate::out::{cstr, die, Out};
 use crate::path::{dirname, PathBuf};
-use crate::startup::{Stack, AT_BASE, AT_EXECFN, AT_PAGESZ, AT_PHDR, AT_PHNUM, AT_SECURE};
+use crate::startup::{self, Stack, AT_BASE, AT_EXECFN, AT_PHDR, AT_PHNUM, AT_SECURE};
 use crate::store::{self, OpenError, Source};
 use crate::sys;
 use crate::trust::{self, Trust, WalkError, Want};
@@ -79,10 +79,7 @@ pub fn handover(
 ) -> ! {
     let secure = stack.aux(AT_SECURE) != 0;
     let debug = debug_enabled(&stack);
-    let page = match stack.aux(AT_PAGESZ) {
-        0 => 4096,
-        p => p,
-    };
+    let page = startup::page_size(&stack);
     if let Some(problem) = prog.problem {
         die(127, |o| {
             o.bytes(name).str(": cannot run it: ").str(problem);
@@ -405,7 +402,8 @@ fn name_the_loader(stack: &mut Stack, prog: &Program, loader: &[u8]) {
 fn exe_dir(stack: &Stack, name: &[u8], secure: bool) -> &'static [u8] {
     // SAFETY: single-threaded before the hand-over.
     let exe = unsafe { &mut *core::ptr::addr_of_mut!(EXE) };
-    if exe.fill(|buf| sys::readlink(b"/proc/self/exe\0", buf).ok()) && exe.bytes().starts_with(b"/")
+    if exe.fill(|buf| sys::readlink(sys::cpath!("/proc/self/exe"), buf).ok())
+        && exe.bytes().starts_with(b"/")
     {
         return dirname(exe.bytes());
     }

@@ -3,7 +3,7 @@
 
 use crate::elf::{self, Phdr, ET_DYN, PT_INTERP, PT_LOAD, PT_PHDR};
 use crate::sys::{
-    self, Errno, Fd, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE,
+    self, CPath, Errno, Fd, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE,
 };
 
 /// Where a mapped ELF object landed.
@@ -104,11 +104,11 @@ pub fn prot(p: &Phdr) -> usize {
     prot
 }
 
-/// Opens the NUL-terminated `path` (without waiting: a FIFO is refused, not read) and maps
+/// Opens `path` (without waiting: a FIFO is refused, not read) and maps
 /// its segments; `ET_DYN` objects go where the kernel finds room, `ET_EXEC` ones at their
 /// fixed addresses. Returns the mapping and the file's size.
 pub fn map_path(
-    path: &[u8],
+    path: CPath<'_>,
     machine: u16,
     page: usize,
     role: Role,
@@ -206,7 +206,7 @@ pub fn map_fd(fd: &Fd, machine: u16, page: usize, role: Role) -> Result<Mapped, 
                 span,
                 prot(first),
                 MAP_PRIVATE,
-                fd.0,
+                fd.raw(),
                 first.p_offset & !(mask as u64),
             )
         }
@@ -243,7 +243,7 @@ pub fn map_fd(fd: &Fd, machine: u16, page: usize, role: Role) -> Result<Mapped, 
                     flen,
                     prot,
                     MAP_PRIVATE | MAP_FIXED,
-                    fd.0,
+                    fd.raw(),
                     p.p_offset & !(mask as u64),
                 )
                 .map_err(MapError::Map)?;

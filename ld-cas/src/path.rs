@@ -1,5 +1,7 @@
 //! A fixed-capacity, always NUL-terminated path buffer (no allocator).
 
+use crate::sys::CPath;
+
 /// Longest path ld-cas builds, terminator included. Smaller than Linux's 4096 so that the
 /// few buffers fit in fewer pages (each touched page is a page fault at every start);
 /// longer store paths are reported as errors, never truncated.
@@ -7,6 +9,8 @@ pub const PATH_MAX: usize = 1024;
 
 /// A path under construction. Appending past the capacity marks it overflowed: it then
 /// reads as empty, which no system call accepts, and [`PathBuf::overflowed`] says why.
+///
+/// `buf[len]` is always a NUL and `buf[..len]` never holds one ([`PathBuf::c`] relies on it).
 pub struct PathBuf {
     buf: [u8; PATH_MAX],
     len: usize,
@@ -58,7 +62,11 @@ impl PathBuf {
                 self.buf[n] = 0;
                 true
             }
-            _ => false,
+            _ => {
+                // `f` may have written over the terminator of the empty path.
+                self.buf[0] = 0;
+                false
+            }
         }
     }
 
@@ -68,8 +76,11 @@ impl PathBuf {
     }
 
     /// The path with its terminator, for system calls.
-    pub fn c(&self) -> &[u8] {
-        &self.buf[..self.len + 1]
+    pub fn c(&self) -> CPath<'_> {
+        // SAFETY: `buf[len]` is a NUL and `buf[..len]` holds none (see the type): `push`
+        // and `fill` refuse NUL bytes and terminate what they keep, and `new`, `clear` and
+        // every failure leave the empty path.
+        unsafe { CPath::new_unchecked(&self.buf[..self.len + 1]) }
     }
 
     /// Whether something appended did not fit (or held a NUL byte).

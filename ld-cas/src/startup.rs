@@ -67,6 +67,18 @@ pub const AT_SECURE: usize = 23;
 /// `AT_EXECFN`: the path given to `execve`.
 pub const AT_EXECFN: usize = 31;
 
+/// The page size, from `AT_PAGESZ`. Linux always gives it; a value that is not a power of
+/// two (0: none given) cannot come from the kernel, and ends the process.
+pub fn page_size(stack: &Stack) -> usize {
+    let page = stack.aux(AT_PAGESZ);
+    if !page.is_power_of_two() {
+        crate::out::die(127, |o| {
+            o.str("AT_PAGESZ (the page size) is not a power of two");
+        });
+    }
+    page
+}
+
 /// The initial process stack, edited in place before the hand-over.
 pub struct Stack {
     /// The initial stack pointer (points at `argc`).

@@ -49,7 +49,7 @@ fn check(ret: isize) -> SysResult<usize> {
 }
 
 /// `AT_FDCWD`: resolve relative paths against the working directory.
-pub const AT_FDCWD: isize = -100;
+const AT_FDCWD: isize = -100;
 /// `AT_SYMLINK_NOFOLLOW`.
 pub const AT_SYMLINK_NOFOLLOW: usize = 0x100;
 /// `O_RDONLY | O_CLOEXEC`.
@@ -129,8 +129,89 @@ impl Stat {
     }
 }
 
-/// An open file descriptor, closed when dropped.
-pub struct Fd(pub i32);
+/// A path as the kernel reads it: bytes ending with a NUL, the only one. Made by checking
+/// ([`CPath::new`], [`cpath!`] for literals, checked when compiling) or from a path buffer
+/// that keeps the same rule (`PathBuf::c`).
+#[derive(Clone, Copy)]
+pub struct CPath<'a>(&'a [u8]);
+
+impl<'a> CPath<'a> {
+    /// `bytes` as a path, if its last byte is its only NUL.
+    pub const fn new(bytes: &'a [u8]) -> Option<CPath<'a>> {
+        let n = bytes.len();
+        if n == 0 || bytes[n - 1] != 0 {
+            return None;
+        }
+        let mut i = 0;
+        while i < n - 1 {
+            if bytes[i] == 0 {
+                return None;
+            }
+            i += 1;
+        }
+        Some(CPath(bytes))
+    }
+
+    /// A path literal (its NUL included); use [`cpath!`], which checks it when compiling.
+    pub const fn literal(bytes: &'static [u8]) -> CPath<'static> {
+        match CPath::new(bytes) {
+            Some(p) => p,
+            None => panic!("a path literal must end with its only NUL"),
+        }
+    }
+
+    /// `bytes` as a path, unchecked.
+    ///
+    /// # Safety
+    /// The last byte of `bytes` must be a NUL and no other byte may be one: the kernel reads
+    /// the path up to its first NUL.
+    pub const unsafe fn new_unchecked(bytes: &'a [u8]) -> CPath<'a> {
+        CPath(bytes)
+    }
+
+    /// The NUL-terminated string at `p`, up to its NUL.
+    ///
+    /// # Safety
+    /// `p` must point to a NUL-terminated string that lives, unchanged, for `'a`.
+    pub unsafe fn from_ptr(p: *const u8) -> CPath<'a> {
+        // SAFETY: per the caller's contract, the string and its terminator live for `'a`;
+        // `cstr` stops at the first NUL, so the slice ends with its only one.
+        let len = crate::out::cstr(p).len();
+        CPath(core::slice::from_raw_parts(p, len + 1))
+    }
+
+    /// The path without its NUL.
+    pub fn bytes(self) -> &'a [u8] {
+        // SAFETY: a path is never empty: it ends with its NUL.
+        unsafe { self.0.get_unchecked(..self.0.len() - 1) }
+    }
+
+    fn addr(self) -> usize {
+        self.0.as_ptr() as usize
+    }
+}
+
+/// A [`CPath`] from a string literal, with a NUL appended; a NUL inside the literal is an
+/// error when compiling.
+macro_rules! cpath {
+    ($s:literal) => {{
+        const PATH: $crate::sys::CPath<'static> =
+            $crate::sys::CPath::literal(concat!($s, "\0").as_bytes());
+        PATH
+    }};
+}
+pub(crate) use cpath;
+
+/// An open file descriptor, closed when dropped. Only the wrappers that open files make
+/// one.
+pub struct Fd(i32);
+
+impl Fd {
+    /// The descriptor's number, for the system calls that take one.
+    pub fn raw(&self) -> i32 {
+        self.0
+    }
+}
 
 impl Drop for Fd {
     fn drop(&mut self) {
@@ -139,22 +220,38 @@ impl Drop for Fd {
     }
 }
 
-/// Opens the NUL-terminated `path` read-only (close-on-exec, and without waiting: a FIFO
-/// opens at once, and [`fstat`] then tells what it is).
-pub fn open(path: &[u8]) -> SysResult<Fd> {
-    openat(AT_FDCWD as i32, path, O_NONBLOCK)
+/// The directory a relative path of an `*at` call is resolved against.
+#[derive(Clone, Copy)]
+pub enum Dir<'a> {
+    /// The working directory (`AT_FDCWD`).
+    Cwd,
+    /// An open directory.
+    Fd(&'a Fd),
 }
 
-/// Opens the NUL-terminated `path` relative to the directory `dir` (or [`AT_FDCWD`])
-/// read-only and close-on-exec, with the extra open `flags`.
-pub fn openat(dir: i32, path: &[u8], flags: usize) -> SysResult<Fd> {
-    debug_assert!(path.last() == Some(&0));
+impl Dir<'_> {
+    fn raw(self) -> usize {
+        match self {
+            Dir::Cwd => AT_FDCWD as usize,
+            Dir::Fd(fd) => fd.0 as isize as usize,
+        }
+    }
+}
+
+/// Opens `path` read-only (close-on-exec, and without waiting: a FIFO opens at once, and
+/// [`fstat`] then tells what it is).
+pub fn open(path: CPath<'_>) -> SysResult<Fd> {
+    openat(Dir::Cwd, path, O_NONBLOCK)
+}
+
+/// Opens `path` relative to `dir` read-only and close-on-exec, with the extra open `flags`.
+pub fn openat(dir: Dir<'_>, path: CPath<'_>, flags: usize) -> SysResult<Fd> {
     // SAFETY: `path` is a live NUL-terminated buffer.
     let r = unsafe {
         syscall6(
             nr::OPENAT,
-            dir as isize as usize,
-            path.as_ptr() as usize,
+            dir.raw(),
+            path.addr(),
             O_RDONLY_CLOEXEC | flags,
             0,
             0,
@@ -182,17 +279,15 @@ pub fn fstat(fd: &Fd) -> SysResult<Stat> {
     check(r).map(|_| Stat::from_raw(&st))
 }
 
-/// `fstatat` of the NUL-terminated `path` relative to `dir` (or [`AT_FDCWD`]); `flags`
-/// may hold [`AT_SYMLINK_NOFOLLOW`].
-pub fn stat_at(dir: i32, path: &[u8], flags: usize) -> SysResult<Stat> {
-    debug_assert!(path.last() == Some(&0));
+/// `fstatat` of `path` relative to `dir`; `flags` may hold [`AT_SYMLINK_NOFOLLOW`].
+pub fn stat_at(dir: Dir<'_>, path: CPath<'_>, flags: usize) -> SysResult<Stat> {
     let mut st = [0u64; STAT_SIZE / 8];
     // SAFETY: `path` is NUL-terminated and `st` as large as the kernel's `struct stat`.
     let r = unsafe {
         syscall6(
             nr::NEWFSTATAT,
-            dir as isize as usize,
-            path.as_ptr() as usize,
+            dir.raw(),
+            path.addr(),
             st.as_mut_ptr() as usize,
             flags,
             0,
@@ -202,27 +297,16 @@ pub fn stat_at(dir: i32, path: &[u8], flags: usize) -> SysResult<Stat> {
     check(r).map(|_| Stat::from_raw(&st))
 }
 
-/// Checks that the NUL-terminated `path` can be read (`faccessat(R_OK)`).
-pub fn access_read(path: &[u8]) -> SysResult<()> {
-    debug_assert!(path.last() == Some(&0));
+/// Checks that `path` can be read (`faccessat(R_OK)`).
+pub fn access_read(path: CPath<'_>) -> SysResult<()> {
     // SAFETY: `path` is a live NUL-terminated buffer.
-    let r = unsafe {
-        syscall6(
-            nr::FACCESSAT,
-            AT_FDCWD as usize,
-            path.as_ptr() as usize,
-            4,
-            0,
-            0,
-            0,
-        )
-    };
+    let r = unsafe { syscall6(nr::FACCESSAT, Dir::Cwd.raw(), path.addr(), 4, 0, 0, 0) };
     check(r).map(|_| ())
 }
 
-/// Whether the NUL-terminated `path` is a symbolic link (`lstat`).
-pub fn is_symlink(path: &[u8]) -> SysResult<bool> {
-    stat_at(AT_FDCWD as i32, path, AT_SYMLINK_NOFOLLOW).map(|st| st.kind() == S_IFLNK)
+/// Whether `path` is a symbolic link (`lstat`).
+pub fn is_symlink(path: CPath<'_>) -> SysResult<bool> {
+    stat_at(Dir::Cwd, path, AT_SYMLINK_NOFOLLOW).map(|st| st.kind() == S_IFLNK)
 }
 
 /// The working directory (without a terminator counted in the length).
@@ -328,20 +412,19 @@ pub fn map_file(fd: &Fd, len: usize) -> SysResult<&'static [u8]> {
     }
 }
 
-/// Reads the target of the NUL-terminated symbolic link `path` into `buf`; returns its length.
-pub fn readlink(path: &[u8], buf: &mut [u8]) -> SysResult<usize> {
-    readlinkat(AT_FDCWD as i32, path, buf)
+/// Reads the target of the symbolic link `path` into `buf`; returns its length.
+pub fn readlink(path: CPath<'_>, buf: &mut [u8]) -> SysResult<usize> {
+    readlinkat(Dir::Cwd, path, buf)
 }
 
-/// Reads the target of the symbolic link `path` (NUL-terminated) relative to `dir`.
-pub fn readlinkat(dir: i32, path: &[u8], buf: &mut [u8]) -> SysResult<usize> {
-    debug_assert!(path.last() == Some(&0));
+/// Reads the target of the symbolic link `path` relative to `dir`.
+pub fn readlinkat(dir: Dir<'_>, path: CPath<'_>, buf: &mut [u8]) -> SysResult<usize> {
     // SAFETY: `path` is NUL-terminated and `buf` writable for its length.
     let r = unsafe {
         syscall6(
             nr::READLINKAT,
-            dir as isize as usize,
-            path.as_ptr() as usize,
+            dir.raw(),
+            path.addr(),
             buf.as_mut_ptr() as usize,
             buf.len(),
             0,

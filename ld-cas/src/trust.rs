@@ -20,8 +20,8 @@
 use crate::path::PathBuf;
 use crate::startup::{Stack, AT_EUID, AT_UID};
 use crate::sys::{
-    self, Errno, Fd, Stat, AT_SYMLINK_NOFOLLOW, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK, S_IFDIR,
-    S_IFLNK, S_IFREG,
+    self, cpath, Dir, Errno, Fd, Stat, AT_SYMLINK_NOFOLLOW, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK,
+    S_IFDIR, S_IFLNK, S_IFREG,
 };
 
 /// Most symbolic links followed in one walk (Linux's own limit).
@@ -159,15 +159,15 @@ pub fn walk(
     }
     at.clear();
     let root = |at: &mut PathBuf| -> Result<(Fd, Stat), WalkError> {
-        let fd = sys::openat(sys::AT_FDCWD as i32, b"/\0", O_DIRECTORY | O_NOFOLLOW)
-            .map_err(WalkError::Sys)?;
+        let fd =
+            sys::openat(Dir::Cwd, cpath!("/"), O_DIRECTORY | O_NOFOLLOW).map_err(WalkError::Sys)?;
         let st = sys::fstat(&fd).map_err(WalkError::Sys)?;
         at.push(b"/");
         check(&st, trust, None, sticky_ok).map(|_| (fd, st))
     };
     let (mut cur, mut st) = match start {
         Some(dir) if !path.starts_with(b"/") => {
-            let fd = sys::openat(dir.0, b".\0", O_DIRECTORY).map_err(WalkError::Sys)?;
+            let fd = sys::openat(Dir::Fd(dir), cpath!("."), O_DIRECTORY).map_err(WalkError::Sys)?;
             let st = sys::fstat(&fd).map_err(WalkError::Sys)?;
             (fd, st)
         }
@@ -216,7 +216,7 @@ pub fn walk(
         } else {
             O_DIRECTORY
         };
-        match sys::openat(cur.0, name.c(), O_NOFOLLOW | O_NONBLOCK | dir_flag) {
+        match sys::openat(Dir::Fd(&cur), name.c(), O_NOFOLLOW | O_NONBLOCK | dir_flag) {
             Ok(fd) => {
                 st = sys::fstat(&fd).map_err(WalkError::Sys)?;
                 check(&st, trust, kind, sticky_ok && !last)?;
@@ -227,8 +227,8 @@ pub fn walk(
             }
             Err(e) if e == Errno(40) || e == Errno(20) => {
                 // O_NOFOLLOW met a symbolic link (or a file where a directory was needed).
-                let lst =
-                    sys::stat_at(cur.0, name.c(), AT_SYMLINK_NOFOLLOW).map_err(WalkError::Sys)?;
+                let lst = sys::stat_at(Dir::Fd(&cur), name.c(), AT_SYMLINK_NOFOLLOW)
+                    .map_err(WalkError::Sys)?;
                 if lst.kind() != S_IFLNK {
                     return Err(if last {
                         WalkError::Kind(lst.describe_kind())
@@ -243,7 +243,8 @@ pub fn walk(
                 if links > MAX_LINKS {
                     return Err(WalkError::Path("has too many levels of symbolic links"));
                 }
-                let n = sys::readlinkat(cur.0, name.c(), &mut target).map_err(WalkError::Sys)?;
+                let n = sys::readlinkat(Dir::Fd(&cur), name.c(), &mut target)
+                    .map_err(WalkError::Sys)?;
                 if n == 0 || n >= target.len() {
                     return Err(WalkError::Path("has a symbolic link ld-cas cannot follow"));
                 }

@@ -47,10 +47,10 @@ fn write_uri(o: &mut Out, h: &[u8; 32]) {
 }
 
 /// Rehashes every object of `objs` (hash it should have, bytes), printing one line each;
-/// returns whether all match.
-pub fn closure(objs: &[(Hash, &[u8])], o: &mut Out) -> bool {
+/// returns whether all match. `page` is the page size.
+pub fn closure(objs: &[(Hash, &[u8])], page: usize, o: &mut Out) -> bool {
     let n = objs.len().min(MAX);
-    let size = (MAX * MAX_REFS * 2 + 0xfff) & !0xfff;
+    let size = (MAX * MAX_REFS * 2 + page - 1) & !(page - 1);
     // SAFETY: a fresh anonymous mapping, used only as this graph's storage.
     let refs = match unsafe {
         sys::mmap(
