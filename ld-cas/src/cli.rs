@@ -156,7 +156,7 @@ fn list(stack: &Stack, prog: &[u8], verify: bool, page: usize) -> ! {
     let table_dir = file
         .tag(DT_LDCAS_TABLE)
         .map_or(&b""[..], |o| file.string(o));
-    let table = store::open_table(dir.bytes(), table_dir, &mut scratch, None)
+    let table = store::open_table(dir.bytes(), table_dir, &mut scratch, None, None)
         .ok()
         .map(|t| t.0);
     // Which objects replaced which (`elfpatch substitute`): optional.

@@ -14,6 +14,7 @@ use crate::elf::{
 use crate::loadmap::{self, MapError, Role};
 use crate::merged::{self, Merged};
 use crate::names;
+use crate::near::Near;
 use crate::out::{cstr, die, Out};
 use crate::path::{dirname, PathBuf};
 use crate::startup::{self, Stack, AT_BASE, AT_EXECFN, AT_PHDR, AT_PHNUM, AT_SECURE};
@@ -126,6 +127,19 @@ pub fn handover(
 
     // Secure mode: the store directory, open, every object is opened from.
     let mut store_dir: Option<sys::Fd> = None;
+    // Where the names for ld.so, and a small table, go.
+    let mut near = if uses_uri {
+        match Near::map(&prog) {
+            Some(n) => Some(n),
+            None => die(127, |o| {
+                o.bytes(name).str(
+                    ": cannot map memory within reach of its string table for its library paths",
+                );
+            }),
+        }
+    } else {
+        None
+    };
     if uses_uri || loader_uri.is_some() {
         let env = if secure {
             None
@@ -151,7 +165,14 @@ pub fn handover(
                     .str(")");
             });
         }
-        r.table = match store::open_table(r.store.bytes(), table_dir, scratch, trust.as_ref()) {
+        let opened = store::open_table(
+            r.store.bytes(),
+            table_dir,
+            scratch,
+            trust.as_ref(),
+            near.as_mut(),
+        );
+        r.table = match opened {
             Ok((t, d)) => {
                 store_dir = d;
                 t
@@ -311,9 +332,10 @@ pub fn handover(
             name,
             index: index.bytes(),
             secure: trust.as_ref().map(|t| (t, store_dir.as_ref())),
-            page,
         };
-        names::hand_names(&mut prog, &cx);
+        if let Some(near) = near.as_mut() {
+            names::hand_names(&mut prog, near, &cx);
+        }
     }
     // No descriptor of ld-cas's is left to the program.
     drop(store_dir);

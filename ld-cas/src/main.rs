@@ -23,6 +23,7 @@ mod loadmap;
 mod mem;
 mod merged;
 mod names;
+mod near;
 mod out;
 mod path;
 mod program;

@@ -27,26 +27,22 @@ use crate::elf::{
     DT_RUNPATH, DT_VERNEED, DT_VERNEEDNUM, LDCAS_FLAG_INDEX_FIRST,
 };
 use crate::launch;
-use crate::loadmap;
+use crate::near::Near;
 use crate::out::{cstr, die};
 use crate::path::PathBuf;
 use crate::program::Program;
-use crate::sys::{self, Fd, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+use crate::sys::Fd;
 use crate::trust::Trust;
 
-/// Room for the absolute paths of the program's libraries (about 2,000 of them), within the
-/// 32-bit reach of `vn_file` from the program's string table.
-const NEAR: usize = 1 << 18;
-
-/// The moved `DT_NEEDED` strings, in the mapping within reach of the string table: one
-/// record per string, `[old offset: u64][length: u64][path][NUL]`, 8-aligned, so that a
-/// program with few libraries touches one page (a table of them on the stack would touch
-/// several).
+/// The moved `DT_NEEDED` strings, one record per string in the [`Near`] mapping,
+/// `[old offset: u64][length: u64][path][NUL]`, 8-aligned and adjacent (nothing else is
+/// allocated while they are written), so that a program with few libraries touches one
+/// page.
 struct Moved {
-    /// The mapping.
-    base: usize,
-    /// Bytes used.
-    used: usize,
+    /// Where the first record starts.
+    start: usize,
+    /// One past the last record.
+    end: usize,
     /// The program's string table.
     strtab: usize,
 }
@@ -61,42 +57,38 @@ struct MovedString {
 }
 
 impl Moved {
+    fn new(near: &Near, strtab: usize) -> Moved {
+        let start = near.next(8);
+        Moved {
+            start,
+            end: start,
+            strtab,
+        }
+    }
+
     /// Adds `path` for the string at `from`; its new offset, or `None` when full.
-    fn push(&mut self, from: u64, path: &[u8]) -> Option<u64> {
-        let at = (self.used + 7) & !7;
-        let end = at.checked_add(16 + path.len() + 1)?;
-        if end > NEAR {
-            return None;
-        }
-        let rec = self.base + at;
-        // SAFETY: `[rec, rec + 16 + len + 1)` lies in our fresh writable mapping of NEAR
-        // bytes, 8-aligned.
-        unsafe {
-            *(rec as *mut u64) = from;
-            *((rec + 8) as *mut u64) = path.len() as u64;
-            core::ptr::copy_nonoverlapping(path.as_ptr(), (rec + 16) as *mut u8, path.len());
-            *((rec + 16 + path.len()) as *mut u8) = 0;
-        }
-        self.used = end;
-        Some((rec + 16 - self.strtab) as u64)
+    fn push(&mut self, near: &mut Near, from: u64, path: &[u8]) -> Option<u64> {
+        let rec = near.alloc(16 + path.len() + 1, 8)?;
+        rec[..8].copy_from_slice(&from.to_ne_bytes());
+        rec[8..16].copy_from_slice(&(path.len() as u64).to_ne_bytes());
+        rec[16..16 + path.len()].copy_from_slice(path);
+        self.end = near.end();
+        Some((rec.as_ptr() as usize + 16 - self.strtab) as u64)
     }
 
     /// The records, in order.
     fn iter(&self) -> impl Iterator<Item = MovedString> + '_ {
-        let mut at = 0;
+        let mut at = self.start;
         core::iter::from_fn(move || {
             at = (at + 7) & !7;
-            if at >= self.used {
+            if at >= self.end {
                 return None;
             }
-            let rec = self.base + at;
-            // SAFETY: a record written by `push`.
-            let (from, len) = unsafe { (*(rec as *const u64), *((rec + 8) as *const u64)) };
+            // SAFETY: a record written by `push`, 8-aligned, inside the mapping.
+            let (from, len) = unsafe { (*(at as *const u64), *((at + 8) as *const u64)) };
+            let to = (at + 16 - self.strtab) as u64;
             at += 16 + len as usize + 1;
-            Some(MovedString {
-                from,
-                to: (rec + 16 - self.strtab) as u64,
-            })
+            Some(MovedString { from, to })
         })
     }
 }
@@ -109,25 +101,16 @@ pub struct Context<'a> {
     pub index: &'a [u8],
     /// Secure mode: the trust rule and the store directory, open.
     pub secure: Option<(&'a Trust, Option<&'a Fd>)>,
-    /// The page size (`AT_PAGESZ`).
-    pub page: usize,
 }
 
 /// Points the program's `uri:` names at the store, in memory, as the module says.
-pub fn hand_names(prog: &mut Program, cx: &Context<'_>) {
+pub fn hand_names(prog: &mut Program, near: &mut Near, cx: &Context<'_>) {
     let fail = |detail: &str| -> ! {
         die(127, |o| {
             o.bytes(cx.name).str(": ").str(detail);
         })
     };
-    let near = near_strings(prog).unwrap_or_else(|| {
-        fail("cannot map memory within reach of its string table for its library paths")
-    });
-    let mut moved = Moved {
-        base: near,
-        used: 0,
-        strtab: prog.strtab,
-    };
+    let mut moved = Moved::new(near, prog.strtab);
     let strings = prog.strings;
     // SAFETY: single-threaded before the hand-over.
     let r = unsafe { audit::state() };
@@ -168,40 +151,14 @@ pub fn hand_names(prog: &mut Program, cx: &Context<'_>) {
             }
         }
         let to = moved
-            .push(d.d_val, file)
+            .push(near, d.d_val, file)
             .unwrap_or_else(|| fail("has too many content-addressed libraries"));
         prog.dynamic[i].d_val = to;
     }
-    retarget_verneed(prog, &moved, cx.page);
+    retarget_verneed(prog, &moved, near)
+        .unwrap_or_else(|| fail("has a version table too large to copy"));
     search_the_index(prog, cx.index)
         .unwrap_or_else(|| fail("cannot name the store's index: no free slot in its dynamic section (convert it again with elfpatch)"));
-}
-
-/// A fresh 256 KiB mapping within 4 GiB above the program's string table (`vn_file` is a
-/// 32-bit offset from it), or `None`.
-fn near_strings(prog: &Program) -> Option<usize> {
-    let end = prog
-        .phdrs
-        .iter()
-        .filter(|p| p.p_type == elf::PT_LOAD)
-        .map(|p| prog.bias.wrapping_add((p.p_vaddr + p.p_memsz) as usize))
-        .max()
-        .unwrap_or(prog.strtab);
-    let hint = (end + (1 << 30)) & !0xffff;
-    // SAFETY: a fresh anonymous mapping (the address is only a hint).
-    let near = unsafe {
-        sys::mmap(
-            hint,
-            NEAR,
-            PROT_READ | PROT_WRITE,
-            MAP_PRIVATE | MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    }
-    .ok()?;
-    let reach = near.checked_sub(prog.strtab)?.checked_add(NEAR)?;
-    (reach <= u32::MAX as usize).then_some(near)
 }
 
 /// Puts the index first in the program's search path: its `DT_RUNPATH` when it has one
@@ -257,60 +214,89 @@ fn free_slot(dynamic: &[Dyn], live: usize) -> Option<usize> {
         })
 }
 
-/// Points each `vn_file` that named a moved `DT_NEEDED` string at its new string.
-fn retarget_verneed(prog: &Program, moved: &Moved, page: usize) {
-    let (mut addr, mut num) = (0usize, 0usize);
-    for d in prog.dynamic.iter().take_while(|d| d.d_tag != DT_NULL) {
+/// Points each `vn_file` that named a moved `DT_NEEDED` string at its new string, in a
+/// copy of `.gnu.version_r` in the [`Near`] mapping that `DT_VERNEED` then names: the
+/// program's own pages stay as they are (no `mprotect`, no copy-on-write fault). `None`
+/// when the copy does not fit.
+fn retarget_verneed(prog: &mut Program, moved: &Moved, near: &mut Near) -> Option<()> {
+    let (mut slot, mut num) = (None, 0usize);
+    for (i, d) in prog
+        .dynamic
+        .iter()
+        .enumerate()
+        .take_while(|(_, d)| d.d_tag != DT_NULL)
+    {
         match d.d_tag {
-            DT_VERNEED => addr = prog.bias.wrapping_add(d.d_val as usize),
+            DT_VERNEED => slot = Some(i),
             DT_VERNEEDNUM => num = d.d_val as usize,
             _ => {}
         }
     }
-    if addr == 0 || moved.used == 0 {
-        return;
+    let slot = match slot {
+        Some(s) if moved.start != moved.end => s,
+        _ => return Some(()),
+    };
+    let addr = prog.bias.wrapping_add(prog.dynamic[slot].d_val as usize);
+    let span = verneed_span(prog, addr, num)?;
+    let copy = near.alloc(span, 8)?;
+    // SAFETY: `verneed_span` checked `[addr, addr + span)` lies in one loaded segment.
+    copy.copy_from_slice(unsafe { core::slice::from_raw_parts(addr as *const u8, span) });
+    // Elf64_Verneed: vn_version u16, vn_cnt u16, vn_file u32, vn_aux u32, vn_next u32.
+    let mut vn = 0usize;
+    for _ in 0..num {
+        let file = u32::from_ne_bytes(copy[vn + 4..vn + 8].try_into().ok()?);
+        if let Some(m) = moved.iter().find(|m| m.from == u64::from(file)) {
+            copy[vn + 4..vn + 8].copy_from_slice(&(m.to as u32).to_ne_bytes());
+        }
+        let next = u32::from_ne_bytes(copy[vn + 12..vn + 16].try_into().ok()?) as usize;
+        if next == 0 {
+            break;
+        }
+        vn += next;
     }
+    prog.dynamic[slot].d_val = (copy.as_ptr() as usize).wrapping_sub(prog.bias) as u64;
+    Some(())
+}
+
+/// The bytes `.gnu.version_r` at `addr` (`num` entries) spans, every `Elf64_Verneed`
+/// (16 bytes) and `Elf64_Vernaux` (16 bytes) checked to lie in the loaded segment holding
+/// it, in 4-aligned positions; `None` when one does not.
+fn verneed_span(prog: &Program, addr: usize, num: usize) -> Option<usize> {
     let seg = prog.phdrs.iter().find(|p| {
         let start = prog.bias.wrapping_add(p.p_vaddr as usize);
-        p.p_type == elf::PT_LOAD && addr >= start && addr - start < p.p_memsz as usize
-    });
-    let seg = match seg {
-        Some(s) => s,
-        None => return,
+        p.p_type == elf::PT_LOAD && addr >= start && addr - start < p.p_filesz as usize
+    })?;
+    let limit = prog
+        .bias
+        .wrapping_add((seg.p_vaddr + seg.p_filesz) as usize)
+        - addr;
+    let word = |at: usize| -> Option<usize> {
+        if at & 3 != 0 || at.checked_add(4)? > limit {
+            return None;
+        }
+        // SAFETY: inside the segment (checked above).
+        Some(unsafe { *((addr + at) as *const u32) } as usize)
     };
-    // Every Elf64_Verneed read must lie in that segment.
-    let seg_start = prog.bias.wrapping_add(seg.p_vaddr as usize);
-    let seg_end = seg_start.wrapping_add(seg.p_memsz as usize);
-    let start = seg_start & !(page - 1);
-    let len = (seg_end - start + page - 1) & !(page - 1);
-    let prot = loadmap::prot(seg);
-    // SAFETY: the range is the program's own segment; nothing else runs while it is
-    // writable, and its protection is restored before the hand-over.
-    unsafe {
-        if sys::mprotect(start, len, prot | PROT_WRITE).is_err() {
-            return;
+    let (mut vn, mut end) = (0usize, 0usize);
+    for _ in 0..num {
+        word(vn + 12)?;
+        end = end.max(vn + 16);
+        let cnt = word(vn)? >> 16;
+        let mut aux = vn.checked_add(word(vn + 8)?)?;
+        for _ in 0..cnt {
+            word(aux + 12)?;
+            end = end.max(aux + 16);
+            match word(aux + 12)? {
+                0 => break,
+                n => aux = aux.checked_add(n)?,
+            }
         }
-        let mut vn = addr;
-        for _ in 0..num {
-            if vn & 3 != 0 || vn >= seg_end || seg_end - vn < 16 {
-                break;
-            }
-            // Elf64_Verneed: vn_version u16, vn_cnt u16, vn_file u32, vn_aux u32, vn_next u32.
-            let file = (vn + 4) as *mut u32;
-            if let Some(m) = moved.iter().find(|m| m.from == *file as u64) {
-                *file = m.to as u32;
-            }
-            let next = *((vn + 12) as *const u32) as usize;
-            if next == 0 {
-                break;
-            }
-            vn = match vn.checked_add(next) {
-                Some(v) => v,
-                None => break,
-            };
+        match word(vn + 12)? {
+            0 => break,
+            n => vn = vn.checked_add(n)?,
         }
-        let _ = sys::mprotect(start, len, prot);
     }
+    Some(end)
 }
 
 /// The index directory of a store whose table lies in `table_dir` (relative to the store;

@@ -1,6 +1,7 @@
 //! Finding the store and mapping its lookup table.
 
 use crate::cas::{Entry, Hash, Table, TableError};
+use crate::near::Near;
 use crate::path::PathBuf;
 use crate::sys::{self, Errno, Fd};
 use crate::trust::{self, Trust, WalkError, Want};
@@ -85,6 +86,7 @@ pub fn open_table(
     table_dir: &[u8],
     scratch: &mut PathBuf,
     trust: Option<&Trust>,
+    near: Option<&mut Near>,
 ) -> Result<(&'static [u8], Option<Fd>), OpenError> {
     let (fd, st, dir) = match trust {
         None => {
@@ -107,10 +109,27 @@ pub fn open_table(
     if st.kind() != sys::S_IFREG {
         return Err(OpenError::NotFile(st.describe_kind()));
     }
-    let bytes = sys::map_file(&fd, st.size as usize).map_err(OpenError::Map)?;
+    let size = st.size as usize;
+    // A small table is read into the mapping ld-cas needs anyway (one `pread` instead of an
+    // `mmap`); a large one is mapped.
+    let read = match near {
+        Some(n) if size <= SMALL_TABLE => n.alloc(size, 8),
+        _ => None,
+    };
+    let bytes: &'static [u8] = match read {
+        // A short read (the file shrank meanwhile) leaves a prefix the reader refuses.
+        Some(buf) => {
+            let n = sys::pread_full(&fd, buf).map_err(OpenError::Map)?;
+            &buf[..n]
+        }
+        None => sys::map_file(&fd, size).map_err(OpenError::Map)?,
+    };
     Table::parse(bytes).map_err(OpenError::Corrupt)?;
     Ok((bytes, dir))
 }
+
+/// The largest table read into memory rather than mapped.
+const SMALL_TABLE: usize = 64 << 10;
 
 /// Secure mode: walks to the store, its `objects/`, the table's directory, its index and
 /// the table by the trust rule. Returns the table, open, its `fstat`, and the store

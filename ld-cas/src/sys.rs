@@ -334,6 +334,19 @@ pub fn pread(fd: &Fd, buf: &mut [u8], offset: u64) -> SysResult<usize> {
     check(r)
 }
 
+/// Reads `fd` from its start into `buf` until `buf` is full or the file ends; returns the
+/// bytes read.
+pub fn pread_full(fd: &Fd, buf: &mut [u8]) -> SysResult<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match pread(fd, &mut buf[done..], done as u64)? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    Ok(done)
+}
+
 /// Writes all of `buf` to `fd`, retrying short writes; errors are ignored (there is nowhere
 /// to report them).
 pub fn write_all(fd: i32, mut buf: &[u8]) {

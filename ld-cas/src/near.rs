@@ -1,0 +1,71 @@
+//! One anonymous mapping, within 4 GiB above the program's string table, for what ld-cas
+//! builds for ld.so: the libraries' absolute paths (`vn_file` is a 32-bit offset from the
+//! string table), the copy of `.gnu.version_r` that names them, and a small lookup table
+//! read into memory. One `mmap` instead of one per part (and no `mprotect` of the
+//! program's own pages): system calls that change the address space are the expensive
+//! ones. It is never unmapped, so what it holds lives as long as the process.
+
+use crate::elf;
+use crate::program::Program;
+use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+
+/// Its size: address space only; pages are touched as they are used.
+const SIZE: usize = 1 << 19;
+
+/// A bump allocator over the mapping.
+pub struct Near {
+    base: usize,
+    used: usize,
+}
+
+impl Near {
+    /// Maps it for `prog`, or `None` when no such mapping can be had.
+    pub fn map(prog: &Program) -> Option<Near> {
+        let end = prog
+            .phdrs
+            .iter()
+            .filter(|p| p.p_type == elf::PT_LOAD)
+            .map(|p| prog.bias.wrapping_add((p.p_vaddr + p.p_memsz) as usize))
+            .max()
+            .unwrap_or(prog.strtab);
+        // A 64 KiB-aligned hint 1 GiB above the program: clear of its heap's start.
+        let hint = end.checked_add(1 << 30)? & !0xffff;
+        // SAFETY: a fresh anonymous mapping (the address is only a hint).
+        let base = unsafe {
+            sys::mmap(
+                hint,
+                SIZE,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        }
+        .ok()?;
+        let reach = base.checked_sub(prog.strtab)?.checked_add(SIZE)?;
+        (reach <= u32::MAX as usize).then_some(Near { base, used: 0 })
+    }
+
+    /// `size` bytes aligned to `align` (a power of two), zeroed, for good; `None` when full.
+    pub fn alloc(&mut self, size: usize, align: usize) -> Option<&'static mut [u8]> {
+        let at = self.used.checked_add(align - 1)? & !(align - 1);
+        let end = at.checked_add(size)?;
+        if end > SIZE {
+            return None;
+        }
+        self.used = end;
+        // SAFETY: `[base + at, base + end)` lies in our mapping, is handed out once, and the
+        // mapping is never unmapped (fresh anonymous pages are zero).
+        Some(unsafe { core::slice::from_raw_parts_mut((self.base + at) as *mut u8, size) })
+    }
+
+    /// The address the next allocation aligned to `align` starts at.
+    pub fn next(&self, align: usize) -> usize {
+        self.base + ((self.used + align - 1) & !(align - 1))
+    }
+
+    /// The address one past the last byte handed out.
+    pub fn end(&self) -> usize {
+        self.base + self.used
+    }
+}
