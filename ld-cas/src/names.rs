@@ -123,7 +123,15 @@ pub fn hand_names(prog: &mut Program, near: &mut Near, cx: &Context<'_>) {
             continue;
         }
         let needed = elf::str_at(strings, d.d_val);
-        if moved.iter().any(|m| elf::str_at(strings, m.from) == needed) {
+        // Same offset, or the same bytes followed by the terminator (compared with the
+        // length known: measuring every earlier string again cost more than the rest).
+        let same = |from: u64| {
+            let at = from as usize;
+            from == d.d_val
+                || (strings.get(at..at + needed.len()) == Some(needed)
+                    && strings.get(at + needed.len()) == Some(&0))
+        };
+        if moved.iter().any(|m| same(m.from)) {
             // A second entry of a name: ld.so finds it in the index (see the module).
             continue;
         }
