@@ -7,8 +7,9 @@
 //!   offset 0                   F (= its address)             C (= its address)
 //! ```
 //!
-//! The new program-header table lists ld.so's headers, a `PT_PHDR`, a read-only `PT_LOAD`
-//! for the table and descriptor, ld-cas's `PT_LOAD`s moved up by `C`, and
+//! The new program-header table lists ld.so's headers, a `PT_PHDR`, ld-cas's `PT_LOAD`s
+//! moved up by `C` (the first one extended down over the table and descriptor, or a
+//! read-only `PT_LOAD` of their own when ld-cas's first segment does not start its file), and
 //! `PT_LDCAS_MERGED` locating the descriptor; `e_entry` is ld-cas's. `F` and `C` are
 //! multiples of 64 KiB, so every segment keeps its offset congruent to its address on
 //! every page size. ld.so's sections and their headers stay where they were.
@@ -122,7 +123,13 @@ pub fn merge(loader: &[u8], ldcas: &[u8], loader_hash: &Hash) -> Result<Vec<u8>,
         .unwrap_or(0);
     let table_at = align_up(loader_end.max(loader.len() as u64));
     let cas_loads: Vec<&Phdr> = cph.iter().filter(|p| p.p_type(LE) == PT_LOAD).collect();
-    let count = lph.len() + 3 + cas_loads.len();
+    // When ld-cas's first segment starts at the start of its file (its ELF header), it is
+    // extended down over the table and descriptor: one mapping fewer for the kernel to
+    // make at every start (it then maps them executable; they are read only).
+    let extend_first = cas_loads
+        .first()
+        .is_some_and(|p| p.p_offset(LE) == 0 && p.p_vaddr(LE) == 0);
+    let count = lph.len() + 2 + usize::from(!extend_first) + cas_loads.len();
     let table_size = (count * std::mem::size_of::<Phdr>()) as u64;
     let desc_at = table_at + table_size;
     let block = table_size + std::mem::size_of::<Descriptor>() as u64;
@@ -131,12 +138,28 @@ pub fn merge(loader: &[u8], ldcas: &[u8], loader_hash: &Hash) -> Result<Vec<u8>,
     let mut table: Vec<Phdr> = Vec::with_capacity(count);
     table.push(phdr(PT_PHDR, PF_R, table_at, table_at, table_size, 8));
     table.extend(lph.iter().copied());
-    table.push(phdr(PT_LOAD, PF_R, table_at, table_at, block, ALIGN));
-    for p in &cas_loads {
+    if !extend_first {
+        table.push(phdr(PT_LOAD, PF_R, table_at, table_at, block, ALIGN));
+    }
+    for (i, p) in cas_loads.iter().enumerate() {
         let mut q = **p;
-        q.p_offset = U64::new(LE, p.p_offset(LE) + cas_at);
-        q.p_vaddr = U64::new(LE, p.p_vaddr(LE) + cas_at);
+        let (below, at) = if i == 0 && extend_first {
+            (cas_at - table_at, table_at)
+        } else {
+            (0, p.p_offset(LE) + cas_at)
+        };
+        q.p_offset = U64::new(LE, at);
+        q.p_vaddr = U64::new(
+            LE,
+            if below > 0 {
+                table_at
+            } else {
+                p.p_vaddr(LE) + cas_at
+            },
+        );
         q.p_paddr = q.p_vaddr;
+        q.p_filesz = U64::new(LE, p.p_filesz(LE) + below);
+        q.p_memsz = U64::new(LE, p.p_memsz(LE) + below);
         table.push(q);
     }
     table.push(phdr(

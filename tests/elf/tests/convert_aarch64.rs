@@ -5,7 +5,7 @@
 //! `-L` is given to qemu: the loader and every library come from the store.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use elf_tests::conversion::needed as needed_names;
@@ -202,4 +202,28 @@ fn aarch64_closure_converts_with_sysroot() {
             .arg(&moved),
     );
     assert_eq!(qemu(&moved.join("bin/prog")), original);
+
+    // Converted once the store has its aarch64 ld-cas, the program's interpreter is that
+    // ld-cas merged into the store's aarch64 ld.so, and it runs under qemu too.
+    let program2 = tmp.path().join("prog2");
+    fs::copy(&program, &program2).unwrap();
+    run_ok(
+        Command::new(built_binary("elfpatch"))
+            .args(["convert", "--sysroot", SYSROOT, "--store"])
+            .arg(&moved)
+            .arg(&program2),
+    );
+    let merged = run_ok(
+        Command::new(built_binary("elfpatch"))
+            .arg("--print-interpreter")
+            .arg(moved.join("bin/prog2")),
+    );
+    let merged = PathBuf::from(merged.trim());
+    assert!(
+        merged.starts_with(moved.canonicalize().unwrap().join("interp")),
+        "{}",
+        merged.display()
+    );
+    assert_eq!(merged.file_name().unwrap(), "ld-linux-aarch64.so.1");
+    assert_eq!(qemu(&moved.join("bin/prog2")), original);
 }
