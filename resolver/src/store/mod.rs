@@ -239,7 +239,7 @@ impl std::fmt::Display for Problem {
             ),
             Problem::Index { path, problem } => write!(
                 f,
-                "index entry {} {problem} (the next write of the store repairs it)",
+                "index entry {} {problem} (elfpatch store init, or the next write of the store, repairs it)",
                 path.display()
             ),
             Problem::SizeMismatch {
@@ -315,6 +315,11 @@ impl Store {
                 source,
             })?;
             store.replace_table(&empty)?;
+        } else {
+            // A store written before the index existed gets one (ld-cas needs it for the
+            // names libraries need); an up-to-date index is left as it is.
+            let map = store.map_table()?;
+            store.sync_index(&map.bytes)?;
         }
         Ok(store)
     }

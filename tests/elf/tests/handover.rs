@@ -238,3 +238,27 @@ fn the_merged_interpreter_is_the_default_and_follows_a_new_ld_cas() {
     assert!(fs::read(&interp).unwrap().ends_with(&bytes));
     assert_eq!(run_ok(&mut Command::new(&bin)), "euid 0 value 42\n");
 }
+
+#[test]
+fn store_verify_names_a_damaged_index_and_store_init_repairs_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prog = chain(tmp.path(), 16);
+    let store = converted(tmp.path(), &[prog]);
+    let bin = store.join("bin/prog");
+    // libinner is reached only through the index: without it the program cannot start.
+    fs::remove_dir_all(store.join("index")).unwrap();
+    let out = run(&mut Command::new(&bin));
+    assert_eq!(out.status.code(), Some(127));
+    let verify = run(elf_tests::conversion::elfpatch()
+        .args(["store", "verify", "--store"])
+        .arg(&store));
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&verify.stderr).contains("index entry"));
+    init_store(&store);
+    assert_eq!(run_ok(&mut Command::new(&bin)), "euid 0 value 42\n");
+    run_ok(
+        elf_tests::conversion::elfpatch()
+            .args(["store", "verify", "--store"])
+            .arg(&store),
+    );
+}
