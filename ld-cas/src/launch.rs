@@ -4,7 +4,7 @@
 use crate::arch;
 use crate::arena;
 use crate::audit::{self, trace, InstallError};
-use crate::cas::{Hash, Kind};
+use crate::cas::{Entry, Hash, Kind};
 use crate::debugger;
 use crate::elf::PT_INTERP;
 use crate::elf::{
@@ -81,19 +81,7 @@ pub fn handover(
     let secure = stack.aux(AT_SECURE) != 0;
     let debug = debug_enabled(&stack);
     let page = startup::page_size(&stack);
-    if let Some(problem) = prog.problem {
-        die(127, |o| {
-            o.bytes(name).str(": cannot run it: ").str(problem);
-        });
-    }
-    if let Some(tag) = prog.bad_tag {
-        die(127, |o| {
-            o.bytes(name)
-                .str(": cannot run it: ")
-                .str(tag)
-                .str(" points outside its string table (DT_STRSZ)");
-        });
-    }
+    refuse_malformed(&prog, name);
     let trust = if secure {
         Some(Trust::of(&stack))
     } else {
@@ -141,134 +129,45 @@ pub fn handover(
         None
     };
     if uses_uri || loader_uri.is_some() {
-        let env = if secure {
-            None
-        } else {
-            stack.env(b"LD_CAS_STORE").filter(|e| !e.is_empty())
-        };
-        let recorded = prog.tag_str(DT_LDCAS_STORE);
-        let pdir: &[u8] = match (env, recorded, dir) {
-            (None, Some(rec), None) if !rec.starts_with(b"/") => exe_dir(&stack, name, secure),
-            (_, _, Some(d)) => d,
-            _ => b"",
-        };
-        let source = store::locate(&mut r.store, env, recorded, pdir);
-        if r.store.overflowed() {
-            unusable(name, "the store's path", r.store.why());
-        }
-        if debug {
-            trace(|o| {
-                o.str("store ")
-                    .bytes(r.store.bytes())
-                    .str(" (")
-                    .str(source.describe())
-                    .str(")");
-            });
-        }
-        let opened = store::open_table(
-            r.store.bytes(),
+        let at = StoreQuery {
+            name,
+            dir,
+            recorded: prog.tag_str(DT_LDCAS_STORE),
             table_dir,
-            scratch,
-            trust.as_ref(),
-            near.as_mut(),
-        );
-        r.table = match opened {
-            Ok((t, d)) => {
-                store_dir = d;
-                t
-            }
-            Err(e) => store_error(name, r.store.bytes(), source, scratch, e),
+            debug,
         };
+        store_dir = at.open(&stack, r, scratch, trust.as_ref(), near.as_mut());
     }
 
-    loader_path.clear();
-    let mut loader_entry = None;
-    match loader_uri {
-        Some(uri) => {
-            let entry = match Hash::parse_uri(uri).map(|h| store::lookup(r.table, &h)) {
-                Ok(Ok(Some(e))) if e.kind == Kind::Interpreter || e.kind == Kind::Library => e,
-                Ok(Err(e)) => die(127, |o| {
-                    o.bytes(name)
-                        .str(": its loader ")
-                        .bytes(uri)
-                        .str(": the lookup table ")
-                        .bytes(r.store.bytes());
-                    let _ = core::fmt::write(o, format_args!("/table {}", e));
-                }),
-                _ => die(127, |o| {
-                    o.bytes(name)
-                        .str(": its loader ")
-                        .bytes(uri)
-                        .str(" is not in the store ")
-                        .bytes(r.store.bytes());
-                }),
-            };
-            loader_path.push(r.store.bytes());
-            loader_path.push(b"/");
-            loader_path.push(entry.path);
-            loader_entry = Some(entry);
-        }
-        None => {
-            loader_path.push(&arch::DEFAULT_LOADER[..arch::DEFAULT_LOADER.len() - 1]);
-        }
-    }
-    if loader_path.overflowed() {
-        unusable(name, "the loader's path", loader_path.why());
-    }
+    let loader_entry = loader_path_of(name, loader_uri, r, loader_path);
     if debug {
         trace(|o| {
             o.str("loader ").bytes(loader_path.bytes());
         });
     }
-    let loader_fail = |o: &mut Out| {
-        o.bytes(name)
-            .str(": cannot load the loader ")
-            .bytes(loader_path.bytes());
-        if let Some(u) = loader_uri {
-            o.str(" (").bytes(u).str(")");
-        }
-        o.str(": ");
-    };
     // The ld.so merged into the interpreter file serves when it is the program's loader.
     let merged = merged.filter(|m| match loader_uri {
         Some(u) => matches!(Hash::parse_uri(u), Ok(h) if h.0 == m.loader_hash),
         None => true,
     });
-    let ld = match (&merged, &trust) {
+    let ld = match &merged {
         // Mapped by the kernel with ld-cas: the program's interpreter file, which the
         // kernel trusts as it trusts `PT_INTERP`.
-        (Some(m), _) => Ok(loadmap::Mapped {
+        Some(m) => loadmap::Mapped {
             bias: m.base,
             entry: m.entry,
             phdr: m.phdr,
             phnum: m.phnum,
-        }),
-        // Secure mode: opened one component at a time from the store (or `/`), trusted.
-        (None, Some(t)) => {
-            let (fd, _) = match loader_entry {
-                Some(e) => open_trusted(store_dir.as_ref(), e.path, Some(e.size), t, scratch),
-                None => open_trusted(None, loader_path.bytes(), None, t, scratch),
-            }
-            .unwrap_or_else(|e| {
-                die(127, |o| {
-                    loader_fail(o);
-                    refused(o, scratch, e);
-                })
-            });
-            loadmap::map_fd(&fd, arch::EM_MACHINE, page, Role::Loader)
+        },
+        None => {
+            let loader = Loader {
+                program: name,
+                uri: loader_uri,
+                entry: loader_entry,
+                path: loader_path,
+            };
+            loader.map(trust.as_ref(), store_dir.as_ref(), scratch, page)
         }
-        (None, None) => loadmap::map_path(loader_path.c(), arch::EM_MACHINE, page, Role::Loader)
-            .and_then(|(m, size)| match loader_entry {
-                Some(e) if e.size != size => Err(MapError::Size(e.size, size)),
-                _ => Ok(m),
-            }),
-    };
-    let ld = match ld {
-        Ok(m) => m,
-        Err(e) => die(127, |o| {
-            loader_fail(o);
-            e.write(o);
-        }),
     };
 
     // SAFETY: the loader was just mapped with these headers at this bias.
@@ -299,29 +198,7 @@ pub fn handover(
         });
     }
     if uses_uri && name_service {
-        let strtab = prog.strtab;
-        let strings = prog.strings;
-        // A merged interpreter is ld.so: the audit module is the ld-cas beside it.
-        let mut module = PathBuf::new();
-        let me = if merged.is_some() {
-            module.push(dirname(me));
-            module.push(b"/ld-cas");
-            module.bytes()
-        } else {
-            me
-        };
-        // SAFETY: the program's dynamic section has not been read by ld.so yet.
-        if let Err(e) = unsafe { audit::install(prog.dynamic, strtab, strings, me) } {
-            die(127, |o| {
-                o.bytes(name).str(": cannot install the name service: ");
-                match e {
-                    InstallError::NoSlot => o.str(
-                        "no free slots in its dynamic section (convert it again with elfpatch)",
-                    ),
-                    InstallError::TooLong => o.str("its audit list is too long"),
-                };
-            });
-        }
+        install_name_service(&mut prog, name, me, merged.is_some());
     } else if uses_uri {
         // SAFETY: single-threaded before the hand-over.
         let index = unsafe { &mut *core::ptr::addr_of_mut!(INDEX) };
@@ -342,6 +219,214 @@ pub fn handover(
     stack.set_aux(AT_BASE, ld.bias);
     // SAFETY: the stack is the process's initial stack, edited consistently; ld.so is mapped.
     unsafe { arch::jump(stack.sp, ld.entry) }
+}
+
+/// Where the program's store is to be found, and how to report it.
+struct StoreQuery<'a> {
+    /// The program, for messages.
+    name: &'static [u8],
+    /// Its directory, when known (run as a command).
+    dir: Option<&'a [u8]>,
+    /// Its `DT_LDCAS_STORE`.
+    recorded: Option<&'static [u8]>,
+    /// Its `DT_LDCAS_TABLE` (empty: the store itself).
+    table_dir: &'a [u8],
+    /// Trace it (`LD_CAS_DEBUG`).
+    debug: bool,
+}
+
+impl StoreQuery<'_> {
+    /// Finds the store (into `r.store`) and its table (into `r.table`), or ends the process
+    /// with one line. Returns the store directory, open, in secure mode (`trust`).
+    fn open(
+        &self,
+        stack: &Stack,
+        r: &mut audit::Resolver,
+        scratch: &mut PathBuf,
+        trust: Option<&Trust>,
+        near: Option<&mut Near>,
+    ) -> Option<sys::Fd> {
+        let secure = trust.is_some();
+        let env = if secure {
+            None
+        } else {
+            stack.env(b"LD_CAS_STORE").filter(|e| !e.is_empty())
+        };
+        let pdir: &[u8] = match (env, self.recorded, self.dir) {
+            (None, Some(rec), None) if !rec.starts_with(b"/") => exe_dir(stack, self.name, secure),
+            (_, _, Some(d)) => d,
+            _ => b"",
+        };
+        let source = store::locate(&mut r.store, env, self.recorded, pdir);
+        if r.store.overflowed() {
+            unusable(self.name, "the store's path", r.store.why());
+        }
+        if self.debug {
+            trace(|o| {
+                o.str("store ")
+                    .bytes(r.store.bytes())
+                    .str(" (")
+                    .str(source.describe())
+                    .str(")");
+            });
+        }
+        match store::open_table(r.store.bytes(), self.table_dir, scratch, trust, near) {
+            Ok((t, d)) => {
+                r.table = t;
+                d
+            }
+            Err(e) => store_error(self.name, r.store.bytes(), source, scratch, e),
+        }
+    }
+}
+
+/// Ends the process with one line when the program's headers cannot be used.
+fn refuse_malformed(prog: &Program, name: &[u8]) {
+    if let Some(problem) = prog.problem {
+        die(127, |o| {
+            o.bytes(name).str(": cannot run it: ").str(problem);
+        });
+    }
+    if let Some(tag) = prog.bad_tag {
+        die(127, |o| {
+            o.bytes(name)
+                .str(": cannot run it: ")
+                .str(tag)
+                .str(" points outside its string table (DT_STRSZ)");
+        });
+    }
+}
+
+/// Builds the path of the program's loader into `path`: the table's entry for its
+/// `DT_LDCAS_LOADER` (returned), or the system's ld.so for a program without one.
+fn loader_path_of(
+    name: &[u8],
+    uri: Option<&[u8]>,
+    r: &audit::Resolver,
+    path: &mut PathBuf,
+) -> Option<Entry<'static>> {
+    path.clear();
+    let mut found = None;
+    match uri {
+        Some(uri) => {
+            let entry = match Hash::parse_uri(uri).map(|h| store::lookup(r.table, &h)) {
+                Ok(Ok(Some(e))) if e.kind == Kind::Interpreter || e.kind == Kind::Library => e,
+                Ok(Err(e)) => die(127, |o| {
+                    o.bytes(name)
+                        .str(": its loader ")
+                        .bytes(uri)
+                        .str(": the lookup table ")
+                        .bytes(r.store.bytes());
+                    let _ = core::fmt::write(o, format_args!("/table {}", e));
+                }),
+                _ => die(127, |o| {
+                    o.bytes(name)
+                        .str(": its loader ")
+                        .bytes(uri)
+                        .str(" is not in the store ")
+                        .bytes(r.store.bytes());
+                }),
+            };
+            path.push(r.store.bytes());
+            path.push(b"/");
+            path.push(entry.path);
+            found = Some(entry);
+        }
+        None => {
+            path.push(&arch::DEFAULT_LOADER[..arch::DEFAULT_LOADER.len() - 1]);
+        }
+    }
+    if path.overflowed() {
+        unusable(name, "the loader's path", path.why());
+    }
+    found
+}
+
+/// The loader ld-cas maps itself (not merged into the interpreter file).
+struct Loader<'a> {
+    /// The program, for messages.
+    program: &'a [u8],
+    /// Its `DT_LDCAS_LOADER`.
+    uri: Option<&'a [u8]>,
+    /// Its table entry.
+    entry: Option<Entry<'static>>,
+    /// Its path.
+    path: &'a PathBuf,
+}
+
+impl Loader<'_> {
+    /// Maps it, in secure mode opened one component at a time by the trust rule (from the
+    /// store directory `store_dir`); ends the process with one line when it cannot.
+    fn map(
+        &self,
+        trust: Option<&Trust>,
+        store_dir: Option<&sys::Fd>,
+        scratch: &mut PathBuf,
+        page: usize,
+    ) -> loadmap::Mapped {
+        let fail = |o: &mut Out| {
+            o.bytes(self.program)
+                .str(": cannot load the loader ")
+                .bytes(self.path.bytes());
+            if let Some(u) = self.uri {
+                o.str(" (").bytes(u).str(")");
+            }
+            o.str(": ");
+        };
+        let mapped = match trust {
+            Some(t) => {
+                let (fd, _) = match self.entry {
+                    Some(e) => open_trusted(store_dir, e.path, Some(e.size), t, scratch),
+                    None => open_trusted(None, self.path.bytes(), None, t, scratch),
+                }
+                .unwrap_or_else(|e| {
+                    die(127, |o| {
+                        fail(o);
+                        refused(o, scratch, e);
+                    })
+                });
+                loadmap::map_fd(&fd, arch::EM_MACHINE, page, Role::Loader)
+            }
+            None => loadmap::map_path(self.path.c(), arch::EM_MACHINE, page, Role::Loader)
+                .and_then(|(m, size)| match self.entry {
+                    Some(e) if e.size != size => Err(MapError::Size(e.size, size)),
+                    _ => Ok(m),
+                }),
+        };
+        mapped.unwrap_or_else(|e| {
+            die(127, |o| {
+                fail(o);
+                e.write(o);
+            })
+        })
+    }
+}
+
+/// Makes ld-cas the program's audit module (the name service). `me` is the interpreter
+/// file's path; a merged interpreter is ld.so, and the audit module the ld-cas beside it.
+fn install_name_service(prog: &mut Program, name: &[u8], me: &[u8], merged: bool) {
+    let strtab = prog.strtab;
+    let strings = prog.strings;
+    let mut module = PathBuf::new();
+    let me = if merged {
+        module.push(dirname(me));
+        module.push(b"/ld-cas");
+        module.bytes()
+    } else {
+        me
+    };
+    // SAFETY: the program's dynamic section has not been read by ld.so yet.
+    if let Err(e) = unsafe { audit::install(prog.dynamic, strtab, strings, me) } {
+        die(127, |o| {
+            o.bytes(name).str(": cannot install the name service: ");
+            match e {
+                InstallError::NoSlot => {
+                    o.str("no free slots in its dynamic section (convert it again with elfpatch)")
+                }
+                InstallError::TooLong => o.str("its audit list is too long"),
+            };
+        });
+    }
 }
 
 /// Secure mode: opens the regular file `path` (relative to the store directory `dir`, or
