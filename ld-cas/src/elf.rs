@@ -38,6 +38,8 @@ pub const DT_LDCAS_HOOK: i64 = tags::DT_LDCAS_HOOK as i64;
 pub const DT_LDCAS_TABLE: i64 = tags::DT_LDCAS_TABLE as i64;
 /// [`tags::DT_LDCAS_FLAGS`]: a set of `LDCAS_FLAG_*` bits.
 pub const DT_LDCAS_FLAGS: i64 = tags::DT_LDCAS_FLAGS as i64;
+// Unused where this module is compiled into a fuzz target on its own.
+#[allow(unused_imports)]
 pub use tags::{LDCAS_FLAG_INDEX_FIRST, LDCAS_FLAG_NAME_SERVICE};
 /// `DT_RPATH`.
 pub const DT_RPATH: i64 = 15;
