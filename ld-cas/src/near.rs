@@ -28,22 +28,32 @@ impl Near {
             .map(|p| prog.bias.wrapping_add((p.p_vaddr + p.p_memsz) as usize))
             .max()
             .unwrap_or(prog.strtab);
-        // A 64 KiB-aligned hint 1 GiB above the program: clear of its heap's start.
-        let hint = end.checked_add(1 << 30)? & !0xffff;
-        // SAFETY: a fresh anonymous mapping (the address is only a hint).
-        let base = unsafe {
-            sys::mmap(
-                hint,
-                SIZE,
-                PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS,
-                -1,
-                0,
-            )
+        // A 64 KiB-aligned hint 1 GiB above the program (clear of its heap's start), then
+        // others within reach when something already lies there.
+        for above in [1usize << 30, 1 << 31, 1 << 29, 3 << 30] {
+            let hint = end.checked_add(above)? & !0xffff;
+            // SAFETY: a fresh anonymous mapping (the address is only a hint).
+            let base = unsafe {
+                sys::mmap(
+                    hint,
+                    SIZE,
+                    PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            }
+            .ok()?;
+            let reach = base
+                .checked_sub(prog.strtab)
+                .and_then(|d| d.checked_add(SIZE));
+            if matches!(reach, Some(r) if r <= u32::MAX as usize) {
+                return Some(Near { base, used: 0 });
+            }
+            // SAFETY: our own fresh mapping, not handed out.
+            let _ = unsafe { sys::munmap(base, SIZE) };
         }
-        .ok()?;
-        let reach = base.checked_sub(prog.strtab)?.checked_add(SIZE)?;
-        (reach <= u32::MAX as usize).then_some(Near { base, used: 0 })
+        None
     }
 
     /// `size` bytes aligned to `align` (a power of two), zeroed, for good; `None` when full.
