@@ -415,7 +415,8 @@ pub fn convert_in_place(options: &Options) -> Result<Report> {
                             .join(TABLE_DIR)
                             .join(COPIES_DIR)
                             .join(object_file_name(&hash, &node.name));
-                        report.bytes_written += write_copy(&places[n], &dest, &c.bytes)?;
+                        report.bytes_written +=
+                            super::output::write_file_keeping(&places[n], &dest, &c.bytes, 0o555)?;
                         report.copies.push(CopyReport {
                             uri: hash.to_string(),
                             source: places[n].clone(),
@@ -711,29 +712,6 @@ fn write_in_place(
     }
     report.rewritten.extend(paths.iter().cloned());
     Ok(())
-}
-
-/// Writes the converted copy of the library at `source` to `dest` (read-only, with
-/// `source`'s execute bits), unless it is already there.
-fn write_copy(source: &Path, dest: &Path, bytes: &[u8]) -> Result<u64> {
-    if fs::read(dest).ok().as_deref() == Some(bytes) {
-        return Ok(0);
-    }
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let mode = fs::metadata(source)
-        .with_context(|| format!("cannot stat {}", source.display()))?
-        .permissions()
-        .mode();
-    resolver::atomic::replace_file_unsynced(
-        dest,
-        bytes,
-        Some(fs::Permissions::from_mode((mode & 0o555) | 0o200)),
-    )
-    .with_context(|| format!("cannot write {}", dest.display()))?;
-    Ok(bytes.len() as u64)
 }
 
 /// How a program at `place` in the output `out` names the output's ld-cas directory:

@@ -333,6 +333,12 @@ pub fn store_reference(dest: &Path, store_root: &Path) -> String {
 /// Writes `bytes` to `dest` with `source`'s mode, atomically; a `dest` that already has
 /// these bytes is left alone. Returns the bytes written.
 pub fn write_file(source: &Path, dest: &Path, bytes: &[u8]) -> Result<u64> {
+    write_file_keeping(source, dest, bytes, 0o7777)
+}
+
+/// [`write_file`], keeping only the bits `keep` of `source`'s mode (a converted copy of a
+/// library is read-only: `0o555`).
+pub fn write_file_keeping(source: &Path, dest: &Path, bytes: &[u8], keep: u32) -> Result<u64> {
     if fs::read(dest).ok().as_deref() == Some(bytes) {
         return Ok(0);
     }
@@ -347,7 +353,7 @@ pub fn write_file(source: &Path, dest: &Path, bytes: &[u8]) -> Result<u64> {
     // Keep the file writable by its owner while it is replaced later (relocate, a second
     // conversion); the other bits are the source's. The conversion syncs the filesystem
     // once at the end rather than each of a tree's files.
-    let perms = fs::Permissions::from_mode(mode | 0o200);
+    let perms = fs::Permissions::from_mode((mode & keep) | 0o200);
     resolver::atomic::replace_file_unsynced(dest, bytes, Some(perms))
         .with_context(|| format!("cannot write {}", dest.display()))?;
     Ok(bytes.len() as u64)
