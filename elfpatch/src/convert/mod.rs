@@ -516,7 +516,7 @@ fn add_objects(
 }
 
 /// The loader a converted program already records (converting it again keeps it).
-fn recorded_loader(node: &closure::Node) -> Result<Option<Hash>> {
+pub(super) fn recorded_loader(node: &closure::Node) -> Result<Option<Hash>> {
     let elf = Elf::parse(&node.bytes)?;
     match elf.dynamic_string(DT_LDCAS_LOADER) {
         Some(uri) => Ok(Some(Hash::parse_uri(uri).map_err(|e| {

@@ -403,12 +403,7 @@ impl Store {
     fn snapshot(&self) -> Result<(Vec<NewEntry>, u64), StoreError> {
         let map = self.map_table()?;
         let table = map.table()?;
-        let damaged = |problem| map.damaged(problem);
-        table.verify().map_err(damaged)?;
-        let entries = table
-            .entries()
-            .map(|e| e.map(NewEntry::from).map_err(damaged))
-            .collect::<Result<_, _>>()?;
+        let entries = table_write::checked_entries(&table).map_err(|p| map.damaged(p))?;
         Ok((entries, table.generation()))
     }
 
@@ -459,10 +454,7 @@ impl Store {
             problem,
         };
         let table = Table::parse(bytes).map_err(damaged)?;
-        let entries = table
-            .entries()
-            .map(|e| e.map(NewEntry::from).map_err(damaged))
-            .collect::<Result<Vec<_>, _>>()?;
+        let entries = table_write::checked_entries(&table).map_err(damaged)?;
         Ok(index::wanted(Path::new(""), &entries))
     }
 

@@ -59,6 +59,13 @@ fn align8(n: usize) -> usize {
     (n + 7) & !7
 }
 
+/// Every entry of `table`, the whole table checked first (`Table::verify`): what a writer
+/// that rebuilds or mirrors a table starts from.
+pub fn checked_entries(table: &Table<'_>) -> Result<Vec<NewEntry>, super::TableError> {
+    table.verify()?;
+    table.entries().map(|e| e.map(NewEntry::from)).collect()
+}
+
 /// Builds a table. Entries are sorted by hash; when a hash appears more than once the
 /// first occurrence wins (so callers list existing entries before new ones).
 /// `generation` is recorded in the header.
