@@ -70,6 +70,17 @@ fn chain(dir: &Path, tls_bytes: usize) -> PathBuf {
     prog
 }
 
+/// Asserts that `out` exited 0 and printed what `original` printed.
+fn assert_same_run(out: &std::process::Output, original: &std::process::Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, original.stdout);
+}
+
 /// A store in `dir/store` with `paths` converted into it.
 fn converted(dir: &Path, paths: &[PathBuf]) -> PathBuf {
     let store = dir.join("store");
@@ -141,13 +152,7 @@ fn a_converted_passwd_set_user_id_root_prints_its_help_for_an_unprivileged_user(
     let out = run(setpriv_args(&mut Command::new("env"))
         .arg(&bin)
         .arg("--help"));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout, original.stdout);
+    assert_same_run(&out, &original);
     // It did run set-user-ID root: glibc's secure mode, which ignores the caller's
     // LD_LIBRARY_PATH, is in force.
     let evil = run(setpriv_args(&mut Command::new("env"))
@@ -189,13 +194,7 @@ fn valgrind_finds_no_error_the_original_does_not_have() {
     let original = grind(&prog);
     assert_eq!(original.status.code(), Some(0), "{original:?}");
     let out = grind(&store.join("bin/prog"));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout, original.stdout);
+    assert_same_run(&out, &original);
 }
 
 #[test]
