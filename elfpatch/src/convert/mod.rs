@@ -312,6 +312,7 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
             interpreter: interpreter.to_string_lossy().into_owned(),
             loader,
             store: output::store_reference(dest, store.root()),
+            name_service: false,
         };
         let bytes = rewrite::convert_program(&closure, n, dest, &prefixes, &libraries, &record)?;
         let hash = hash_bytes(&bytes);

@@ -29,6 +29,10 @@ pub struct ProgramRecord {
     pub loader: Hash,
     /// The store, relative to the program's directory when the program lives in it.
     pub store: String,
+    /// Whether the program needs ld-cas's name service whatever its listing says (what it
+    /// loads includes libraries known only by URI, whose search paths the listing cannot
+    /// see: converted in other builds).
+    pub name_service: bool,
 }
 
 /// What a program lists besides its own needs ([`listing`]), by URI.
@@ -433,7 +437,7 @@ pub fn convert_program(
     let listed = ListedUris {
         indirect: hashes(&listed.indirect),
         aliases: hashes(&listed.aliases),
-        name_service: listed.name_service,
+        name_service: listed.name_service || record.name_service,
     };
     let edit = edit_for(
         closure,

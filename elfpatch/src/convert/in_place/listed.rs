@@ -31,8 +31,10 @@ pub struct Listed {
     pub entries: BTreeMap<Hash, (NewEntry, PathBuf)>,
     /// The store paths its search-path entries name (its ld-cas directory links them).
     pub named: BTreeSet<PathBuf>,
-    /// Whether a library of it keeps a `DT_RUNPATH` and needs `uri:` names: ld.so's search
-    /// of that library's names does not reach the program's index.
+    /// Whether a library of it known only by URI (converted in another build) keeps a
+    /// `DT_RUNPATH` and needs `uri:` names: ld.so's search of that library's names does
+    /// not reach the program's index, and the program's listing cannot see it (it sees
+    /// the nodes of this conversion, and gives their names to the loaded libraries).
     pub service: bool,
 }
 
@@ -57,7 +59,6 @@ pub fn listed(run: &Run<'_>, o: usize, tables: &mut Tables, report: &mut Report)
         if needed && entered.insert(n) {
             let node = &run.closure.nodes[n];
             if let (Some(hash), Some(c)) = (run.libraries[n], run.converted.get(&n)) {
-                listed.service |= keeps_runpath_and_uris(&c.bytes);
                 let real = if run.in_output(n).is_some() || c.hash == hash_bytes(&node.bytes) {
                     run.places[n].clone()
                 } else {

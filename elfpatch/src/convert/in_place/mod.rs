@@ -44,7 +44,7 @@ use super::prefixes::Prefixes;
 use super::recorded_loader;
 use super::rewrite::{self, is_program, Converted, Placement, ProgramRecord};
 use super::search::{self, Search, Searches};
-use crate::elf::{Edit, Elf, DT_LDCAS_FLAGS, LDCAS_FLAG_INDEX_FIRST, LDCAS_FLAG_NAME_SERVICE};
+use crate::elf::Elf;
 use farm::{base_reference, store_path_in, write_farm, Farm};
 use listed::Listed;
 pub use report::{CopyReport, EntryReport, OutputReport, Report};
@@ -430,6 +430,10 @@ impl Run<'_> {
                 interpreter: self.options.interp.to_string_lossy().into_owned(),
                 loader,
                 store: base_reference(&self.places[n], &self.outputs[o]),
+                // Libraries converted in other builds are known here by URI only, not as
+                // nodes the program's listing could take apart: a DT_RUNPATH among them
+                // needs the service.
+                name_service: listed.service,
             };
             let bytes = rewrite::convert_program(
                 &self.closure,
@@ -439,19 +443,6 @@ impl Run<'_> {
                 &self.libraries,
                 &record,
             )?;
-            // Libraries converted in other builds are known here by URI only, not as nodes the
-            // program's listing could take apart: a DT_RUNPATH among them needs the service.
-            let bytes = if listed.service {
-                Edit::new()
-                    .set_dynamic_value(
-                        DT_LDCAS_FLAGS,
-                        LDCAS_FLAG_NAME_SERVICE | LDCAS_FLAG_INDEX_FIRST,
-                    )
-                    .apply(&bytes)
-                    .with_context(|| format!("cannot convert {}", self.places[n].display()))?
-            } else {
-                bytes
-            };
             write_in_place(&node.bytes, &bytes, paths, report)?;
         }
         Ok(())
