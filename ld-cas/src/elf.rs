@@ -40,7 +40,7 @@ pub const DT_LDCAS_TABLE: i64 = tags::DT_LDCAS_TABLE as i64;
 pub const DT_LDCAS_FLAGS: i64 = tags::DT_LDCAS_FLAGS as i64;
 // Unused where this module is compiled into a fuzz target on its own.
 #[allow(unused_imports)]
-pub use tags::{LDCAS_FLAG_INDEX_FIRST, LDCAS_FLAG_NAME_SERVICE};
+pub use tags::{LDCAS_FLAG_INDEX_FIRST, LDCAS_FLAG_NAME_SERVICE, LDCAS_FLAG_STORE_OF_INTERP};
 /// `DT_RPATH`.
 pub const DT_RPATH: i64 = 15;
 /// `DT_RUNPATH`.

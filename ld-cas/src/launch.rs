@@ -9,7 +9,7 @@ use crate::debugger;
 use crate::elf::PT_INTERP;
 use crate::elf::{
     Phdr, DT_LDCAS_FLAGS, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_LDCAS_TABLE, DT_SONAME,
-    LDCAS_FLAG_NAME_SERVICE, PT_PHDR,
+    LDCAS_FLAG_NAME_SERVICE, LDCAS_FLAG_STORE_OF_INTERP, PT_PHDR,
 };
 use crate::loadmap::{self, MapError, Role};
 use crate::merged::{self, Merged};
@@ -133,6 +133,13 @@ pub fn handover(
             name,
             dir,
             recorded: prog.tag_str(DT_LDCAS_STORE),
+            // The kernel ran `PT_INTERP` (not so when ld-cas runs as a command).
+            of_interpreter: match (&merged, dir) {
+                (Some(_), None) if flags & LDCAS_FLAG_STORE_OF_INTERP != 0 => {
+                    store::of_interpreter(prog.interp)
+                }
+                _ => None,
+            },
             table_dir,
             debug,
         };
@@ -229,6 +236,8 @@ struct StoreQuery<'a> {
     dir: Option<&'a [u8]>,
     /// Its `DT_LDCAS_STORE`.
     recorded: Option<&'static [u8]>,
+    /// The store its merged interpreter lies in, when the program says that is its store.
+    of_interpreter: Option<&'a [u8]>,
     /// Its `DT_LDCAS_TABLE` (empty: the store itself).
     table_dir: &'a [u8],
     /// Trace it (`LD_CAS_DEBUG`).
@@ -252,12 +261,23 @@ impl StoreQuery<'_> {
         } else {
             stack.env(b"LD_CAS_STORE").filter(|e| !e.is_empty())
         };
-        let pdir: &[u8] = match (env, self.recorded, self.dir) {
-            (None, Some(rec), None) if !rec.starts_with(b"/") => exe_dir(stack, self.name, secure),
-            (_, _, Some(d)) => d,
-            _ => b"",
+        let source = match (env, self.of_interpreter) {
+            (None, Some(s)) => {
+                r.store.clear();
+                r.store.push(s);
+                Source::Interpreter
+            }
+            _ => {
+                let pdir: &[u8] = match (env, self.recorded, self.dir) {
+                    (None, Some(rec), None) if !rec.starts_with(b"/") => {
+                        exe_dir(stack, self.name, secure)
+                    }
+                    (_, _, Some(d)) => d,
+                    _ => b"",
+                };
+                store::locate(&mut r.store, env, self.recorded, pdir)
+            }
         };
-        let source = store::locate(&mut r.store, env, self.recorded, pdir);
         if r.store.overflowed() {
             unusable(self.name, "the store's path", r.store.why());
         }

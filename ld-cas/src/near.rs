@@ -12,6 +12,10 @@ use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 /// Its size: address space only; pages are touched as they are used.
 const SIZE: usize = 1 << 19;
 
+/// A position in the mapping, from [`Near::mark`].
+#[derive(Clone, Copy)]
+pub struct Mark(usize);
+
 /// A bump allocator over the mapping.
 pub struct Near {
     base: usize,
@@ -67,6 +71,27 @@ impl Near {
         // SAFETY: `[base + at, base + end)` lies in our mapping, is handed out once, and the
         // mapping is never unmapped (fresh anonymous pages are zero).
         Some(unsafe { core::slice::from_raw_parts_mut((self.base + at) as *mut u8, size) })
+    }
+
+    /// Where the next allocation starts, for [`Near::give_back`].
+    pub fn mark(&self) -> Mark {
+        Mark(self.used)
+    }
+
+    /// Gives back what was allocated since `mark` but for its first `kept` bytes (the
+    /// allocation made right after the mark, of alignment at most 8): they stay handed
+    /// out, the rest is handed out again. The caller wrote at most its first `written`
+    /// bytes, which are zeroed again past `kept` (untouched pages stay untouched).
+    pub fn give_back(&mut self, mark: Mark, kept: usize, written: usize) {
+        let start = (mark.0 + 7) & !7;
+        let end = (start + kept).min(self.used);
+        let dirty = (start + written).min(self.used);
+        if dirty > end {
+            // SAFETY: `[base + end, base + dirty)` lies in our mapping, in the allocation
+            // the caller gives back and no longer uses past `kept`.
+            unsafe { core::ptr::write_bytes((self.base + end) as *mut u8, 0, dirty - end) };
+        }
+        self.used = end;
     }
 
     /// The address the next allocation aligned to `align` starts at.

@@ -18,6 +18,8 @@ pub enum Source {
     Recorded,
     /// [`DEFAULT_STORE`].
     Default,
+    /// The store the program's merged interpreter lies in (`LDCAS_FLAG_STORE_OF_INTERP`).
+    Interpreter,
 }
 
 impl Source {
@@ -27,6 +29,7 @@ impl Source {
             Source::Env => "from LD_CAS_STORE",
             Source::Recorded => "recorded in the program",
             Source::Default => "the default store",
+            Source::Interpreter => "the one its interpreter lies in",
         }
     }
 }
@@ -56,6 +59,25 @@ pub fn locate(
     Source::Default
 }
 
+/// The store a merged interpreter at `interp` lies in: `STORE` of an absolute
+/// `STORE/interp/<64 hex digits>/<file>` (`/` for a store at the root), else `None`.
+pub fn of_interpreter(interp: &[u8]) -> Option<&[u8]> {
+    let (rest, file) = split_last(interp)?;
+    let (rest, hex) = split_last(rest)?;
+    let (store, dir) = split_last(rest)?;
+    let is_hex = hex.len() == 64 && hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !interp.starts_with(b"/") || file.is_empty() || dir != b"interp" || !is_hex {
+        return None;
+    }
+    Some(if store.is_empty() { b"/" } else { store })
+}
+
+/// `path` split at its last `/`: what precedes it and what follows it.
+fn split_last(path: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = path.iter().rposition(|&b| b == b'/')?;
+    Some((&path[..at], &path[at + 1..]))
+}
+
 /// Why the table could not be used.
 #[derive(Clone, Copy, Debug)]
 pub enum OpenError {
@@ -74,7 +96,8 @@ pub enum OpenError {
 
 /// Maps `STORE/TABLE_DIR/table` (`table_dir` empty: `STORE/table`) with one `open`
 /// (`O_NONBLOCK`: a FIFO cannot make it wait), one `fstat` (it must be a regular file) and
-/// one `mmap`, and checks its header. `scratch` is used to build the path.
+/// one `mmap`, and checks its header. A small table is read instead, with one `pread`
+/// (and no `fstat` when the read is whole). `scratch` is used to build the path.
 ///
 /// With `trust` (secure mode) the store is walked from `/` one component at a time and
 /// the store directory, the table's directory, the table, the index beside it and the
@@ -86,7 +109,7 @@ pub fn open_table(
     table_dir: &[u8],
     scratch: &mut PathBuf,
     trust: Option<&Trust>,
-    near: Option<&mut Near>,
+    mut near: Option<&mut Near>,
 ) -> Result<(&'static [u8], Option<Fd>), OpenError> {
     let (fd, st, dir) = match trust {
         None => {
@@ -98,6 +121,9 @@ pub fn open_table(
             }
             scratch.push(b"/table");
             let fd = sys::open(scratch.c()).map_err(OpenError::Open)?;
+            if let Some(bytes) = near.as_deref_mut().and_then(|n| read_small(&fd, n)) {
+                return Ok((bytes, None));
+            }
             let st = sys::fstat(&fd).map_err(OpenError::Map)?;
             (fd, st, None)
         }
@@ -130,6 +156,30 @@ pub fn open_table(
 
 /// The largest table read into memory rather than mapped.
 const SMALL_TABLE: usize = 64 << 10;
+
+/// A small table read whole with one `pread` and no `fstat`: a read shorter than the room
+/// offered ended at the end of the file, and the reader accepts it. Anything else (a
+/// larger table, not a regular file, an error, a table the reader refuses) is `None`,
+/// and the caller takes the long way, which checks the file and says what is wrong; the
+/// room is then given back.
+fn read_small(fd: &Fd, near: &mut Near) -> Option<&'static [u8]> {
+    let mark = near.mark();
+    let buf = near.alloc(SMALL_TABLE + 1, 8)?;
+    match sys::pread(fd, buf, 0) {
+        Ok(n) if n <= SMALL_TABLE && Table::parse(&buf[..n]).is_ok() => {
+            near.give_back(mark, n, n);
+            Some(&buf[..n])
+        }
+        Ok(n) => {
+            near.give_back(mark, 0, n);
+            None
+        }
+        Err(_) => {
+            near.give_back(mark, 0, 0);
+            None
+        }
+    }
+}
 
 /// Secure mode: walks to the store, its `objects/`, the table's directory, its index and
 /// the table by the trust rule. Returns the table, open, its `fstat`, and the store

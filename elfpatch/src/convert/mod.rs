@@ -313,6 +313,8 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
             loader,
             store: output::store_reference(dest, store.root()),
             name_service: false,
+            store_of_interp: options.interp.is_none()
+                && interpreter.starts_with(store.root().join(crate::merged::INTERP_DIR)),
         };
         let bytes = rewrite::convert_program(&closure, n, dest, &prefixes, &libraries, &record)?;
         let hash = hash_bytes(&bytes);

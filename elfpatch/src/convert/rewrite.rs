@@ -15,6 +15,8 @@ use resolver::uri::{Hash, PLACEHOLDER, URI_LEN, URI_PREFIX};
 use super::closure::{Closure, Need, Node, Served};
 use super::listing;
 use super::prefixes::Prefixes;
+use resolver::tags::LDCAS_FLAG_STORE_OF_INTERP;
+
 use crate::elf::{
     Edit, DT_LDCAS_FLAGS, DT_LDCAS_LOADER, DT_LDCAS_STORE, LDCAS_FLAG_INDEX_FIRST,
     LDCAS_FLAG_NAME_SERVICE,
@@ -33,6 +35,10 @@ pub struct ProgramRecord {
     /// loads includes libraries known only by URI, whose search paths the listing cannot
     /// see: converted in other builds).
     pub name_service: bool,
+    /// Whether the interpreter is the store's own merged interpreter
+    /// (`STORE/interp/<hex>/<file>`), which then tells ld-cas where the store is
+    /// (`LDCAS_FLAG_STORE_OF_INTERP`).
+    pub store_of_interp: bool,
 }
 
 /// What a program lists besides its own needs ([`listing`]), by URI.
@@ -241,6 +247,9 @@ fn program_edit(edit: &mut Edit, p: &ProgramRecord, listed: &ListedUris, kept: O
     let mut flags = LDCAS_FLAG_INDEX_FIRST;
     if listed.name_service {
         flags |= LDCAS_FLAG_NAME_SERVICE;
+    }
+    if p.store_of_interp {
+        flags |= LDCAS_FLAG_STORE_OF_INTERP;
     }
     edit.set_interpreter(p.interpreter.clone())
         .set_dynamic_tag(DT_LDCAS_LOADER, p.loader.to_string())

@@ -32,6 +32,14 @@ pub const LDCAS_FLAG_NAME_SERVICE: u64 = 1 << 0;
 /// the file (`ldd`); ld-cas puts the index's absolute path in its place.
 pub const LDCAS_FLAG_INDEX_FIRST: u64 = 1 << 1;
 
+/// Bit of [`DT_LDCAS_FLAGS`]: the program's store is the one its interpreter lies in, a
+/// merged interpreter `STORE/interp/<64 hex digits>/<file>` (`elfpatch convert` gives a
+/// program its store's own). ld-cas then takes the store from `PT_INTERP`, already in
+/// memory, instead of resolving `DT_LDCAS_STORE` against the program's directory (a
+/// `readlink` of `/proc/self/exe` at every start); `DT_LDCAS_STORE` stays for tools and
+/// for any other interpreter.
+pub const LDCAS_FLAG_STORE_OF_INTERP: u64 = 1 << 2;
+
 /// Every tag above with its name, for tools that print or check dynamic sections.
 pub const ALL: [(u64, &str); 5] = [
     (DT_LDCAS_LOADER, "DT_LDCAS_LOADER"),

@@ -238,6 +238,63 @@ fn the_merged_interpreter_is_the_default_and_follows_a_new_ld_cas() {
     assert_eq!(run_ok(&mut Command::new(&bin)), "euid 0 value 42\n");
 }
 
+/// A program given its store's merged interpreter finds the store from `PT_INTERP`: no
+/// `readlink` of `/proc/self/exe`, and no `bin/..` in the paths ld.so opens. A copy moved
+/// out of the store still starts (its interpreter names the store), and so does one with
+/// the standalone ld-cas, which finds the store from the program's directory.
+#[test]
+fn the_store_comes_from_the_merged_interpreter() {
+    require_tool("strace");
+    let tmp = tempfile::tempdir().unwrap();
+    let prog = chain(tmp.path(), 16);
+    let store = converted(tmp.path(), std::slice::from_ref(&prog));
+    let bin = store.join("bin/prog");
+    let out = run(Command::new("strace")
+        .args(["-f", "-e", "trace=%file,readlink,readlinkat"])
+        .arg(&bin));
+    let trace = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "euid 0 value 42\n",
+        "{trace}"
+    );
+    assert!(!trace.contains("/proc/self/exe"), "{trace}");
+    assert!(!trace.contains("/bin/.."), "{trace}");
+    assert!(
+        trace.contains(&format!("\"{}/table\"", store.display())),
+        "{trace}"
+    );
+    let debug = run(Command::new(&bin).env("LD_CAS_DEBUG", "1"));
+    assert!(
+        String::from_utf8_lossy(&debug.stderr).contains("(the one its interpreter lies in)"),
+        "{}",
+        String::from_utf8_lossy(&debug.stderr)
+    );
+    let moved = tmp.path().join("elsewhere");
+    fs::create_dir(&moved).unwrap();
+    fs::copy(&bin, moved.join("prog")).unwrap();
+    assert_eq!(
+        run_ok(&mut Command::new(moved.join("prog"))),
+        "euid 0 value 42\n"
+    );
+    // The standalone ld-cas has no store of its own: the program's directory decides.
+    let standalone = tmp.path().join("standalone");
+    init_store(&standalone);
+    convert(
+        &standalone,
+        &[
+            "--interp",
+            elf_tests::built_binary("ld-cas").to_str().unwrap(),
+        ],
+        &[prog],
+    );
+    let out = run(Command::new("strace")
+        .args(["-f", "-e", "trace=readlink,readlinkat"])
+        .arg(standalone.join("bin/prog")));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "euid 0 value 42\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/proc/self/exe"));
+}
+
 #[test]
 fn store_verify_names_a_damaged_index_and_store_init_repairs_it() {
     let tmp = tempfile::tempdir().unwrap();

@@ -434,6 +434,8 @@ impl Run<'_> {
                 // nodes the program's listing could take apart: a DT_RUNPATH among them
                 // needs the service.
                 name_service: listed.service,
+                // `--interp` names ld-cas itself, outside the output's store.
+                store_of_interp: false,
             };
             let bytes = rewrite::convert_program(
                 &self.closure,
