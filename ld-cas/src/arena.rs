@@ -1,6 +1,8 @@
-//! Memory that lives for the rest of the process, without an allocator: the paths handed
-//! to ld.so, the audit list, the program headers given to ld.so. A 4 KiB static first
-//! (no system call), then 64 KiB anonymous mappings.
+//! Memory that lives for the rest of the process, without an allocator: the paths the
+//! audit name service hands to ld.so, the program headers given to ld.so when ld-cas
+//! runs as a command: 64 KiB anonymous mappings, made on first use. (The common start-up
+//! writes what it hands to ld.so into [`crate::near`]'s mapping instead, so none is made
+//! then, and ld-cas's writable pages stay few: each one costs a copy-on-write fault.)
 //!
 //! Callers are serialized: ld-cas is single-threaded before the hand-over, and ld.so calls
 //! the audit callbacks under its loader lock, one at a time.
@@ -10,14 +12,11 @@ use core::ptr::addr_of_mut;
 use crate::out::die;
 use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 
+/// The mappings are made in multiples of this size (a multiple of every Linux page size;
+/// a chunk size, not the page size), so that few are needed.
+const CHUNK: usize = 64 << 10;
 // Mutable statics live in `.data`, not `.bss`: with no `.bss` past the last file page,
 // neither the kernel nor ld.so (loading the audit copy) needs an extra anonymous mapping.
-#[link_section = ".data"]
-static mut ARENA: [u64; ARENA_WORDS] = [0; ARENA_WORDS];
-const ARENA_WORDS: usize = 512;
-/// The mappings after the static are made in multiples of this size (a multiple of every
-/// Linux page size; a chunk size, not the page size), so that few are needed.
-const CHUNK: usize = 64 << 10;
 #[link_section = ".data"]
 static mut ARENA_POS: usize = 0;
 #[link_section = ".data"]
@@ -33,35 +32,31 @@ pub unsafe fn alloc(len: usize, align: usize) -> *mut u8 {
     let (pos, end) = unsafe { (&mut *addr_of_mut!(ARENA_POS), &mut *addr_of_mut!(ARENA_END)) };
     let mut at = (*pos + align - 1) & !(align - 1);
     if *end == 0 || at > *end || *end - at < len {
-        let (start, size) = if *end == 0 {
-            // SAFETY: taking the address of the arena does not access it.
-            (unsafe { addr_of_mut!(ARENA) as usize }, ARENA_WORDS * 8)
-        } else {
-            let size = (len + CHUNK - 1) & !(CHUNK - 1);
-            // SAFETY: a fresh anonymous mapping that we own.
-            match unsafe {
-                sys::mmap(
-                    0,
-                    size,
-                    PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            } {
-                Ok(a) => (a, size),
-                Err(_) => die(127, |o| {
-                    o.str("out of memory");
-                }),
-            }
+        let size = (len + CHUNK - 1) & !(CHUNK - 1);
+        // SAFETY: a fresh anonymous mapping that we own.
+        let start = match unsafe {
+            sys::mmap(
+                0,
+                size,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        } {
+            Ok(a) => a,
+            Err(_) => die(127, |o| {
+                o.str("out of memory");
+            }),
         };
         if size < len {
+            // `len` so large that rounding it up wrapped.
             die(127, |o| {
                 o.str("out of memory");
             });
         }
         *end = start + size;
-        at = start; // both starts are 8-byte aligned, and mappings page-aligned
+        at = start; // page-aligned
     }
     *pos = at + len;
     at as *mut u8

@@ -78,6 +78,20 @@ pub enum Found {
 /// Resolves `name` against the table. On failure prints one line and either exits 127
 /// (while the program starts) or returns `None` (a later `dlopen`, which then fails).
 pub fn resolve(r: &mut Resolver, name: &[u8], requester: &[u8]) -> Option<Found> {
+    // SAFETY: resolutions are serialized (see `state`).
+    resolve_with(r, name, requester, &mut |parts| unsafe {
+        arena::keep(parts)
+    })
+}
+
+/// [`resolve`], the path made by `keep`: it copies the parts it is given, and a NUL, into
+/// memory that lives for good, and returns the copy.
+pub fn resolve_with(
+    r: &mut Resolver,
+    name: &[u8],
+    requester: &[u8],
+    keep: &mut dyn FnMut(&[&[u8]]) -> *const u8,
+) -> Option<Found> {
     if !name.starts_with(URI_PREFIX) {
         if r.debug {
             trace(|o| {
@@ -127,18 +141,15 @@ pub fn resolve(r: &mut Resolver, name: &[u8], requester: &[u8]) -> Option<Found>
         }
     };
     let replacement = override_for(r.overrides, entry.soname);
-    // SAFETY: resolutions are serialized (see `state`).
-    let path = unsafe {
-        match replacement {
-            Some(p) => arena::keep(&[p]),
-            None => arena::keep(&[r.store.bytes(), b"/", entry.path]),
-        }
+    let path = match replacement {
+        Some(p) => keep(&[p]),
+        None => keep(&[r.store.bytes(), b"/", entry.path]),
     };
     if r.check_files {
         // One `stat` (no open): a regular file of the size the table records (an
         // `LD_CAS_OVERRIDE` file: of any size). ld.so would wait for ever on a FIFO and
         // map whatever else is there.
-        // SAFETY: NUL-terminated copy made above, kept for good.
+        // SAFETY: NUL-terminated copy made above by `keep`, kept for good.
         let with_nul = unsafe { sys::CPath::from_ptr(path) };
         let file = with_nul.bytes();
         match sys::stat_at(sys::Dir::Cwd, with_nul, 0) {

@@ -20,15 +20,14 @@
 //!   object without a `DT_RUNPATH`), with no failed look-up, and in secure mode too:
 //!   glibc honours an absolute `DT_RPATH` then.
 
-use crate::arena;
 use crate::audit::{self, Found};
 use crate::elf::{
     self, Dyn, DT_LDCAS_FLAGS, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NEEDED, DT_NULL, DT_RPATH,
     DT_RUNPATH, DT_VERNEED, DT_VERNEEDNUM, LDCAS_FLAG_INDEX_FIRST,
 };
 use crate::launch;
-use crate::near::Near;
-use crate::out::{cstr, die};
+use crate::near::{self, Near};
+use crate::out::die;
 use crate::path::PathBuf;
 use crate::program::Program;
 use crate::sys::Fd;
@@ -66,14 +65,21 @@ impl Moved {
         }
     }
 
-    /// Adds `path` for the string at `from`; its new offset, or `None` when full.
-    fn push(&mut self, near: &mut Near, from: u64, path: &[u8]) -> Option<u64> {
-        let rec = near.alloc(16 + path.len() + 1, 8)?;
+    /// Adds the path made of `parts` for the string at `from`: the path, NUL-terminated,
+    /// or `None` when full.
+    fn push(&mut self, near: &mut Near, from: u64, parts: &[&[u8]]) -> Option<*const u8> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let rec = near.alloc(16 + len + 1, 8)?;
         rec[..8].copy_from_slice(&from.to_ne_bytes());
-        rec[8..16].copy_from_slice(&(path.len() as u64).to_ne_bytes());
-        rec[16..16 + path.len()].copy_from_slice(path);
+        rec[8..16].copy_from_slice(&(len as u64).to_ne_bytes());
+        near::copy_parts(&mut rec[16..], parts);
         self.end = near.end();
-        Some((rec.as_ptr() as usize + 16 - self.strtab) as u64)
+        Some(rec[16..].as_ptr())
+    }
+
+    /// The offset from the string table of `path`, one of ours.
+    fn offset_of(&self, path: *const u8) -> u64 {
+        (path as usize).wrapping_sub(self.strtab) as u64
     }
 
     /// The records, in order.
@@ -135,12 +141,16 @@ pub fn hand_names(prog: &mut Program, near: &mut Near, cx: &Context<'_>) {
             // A second entry of a name: ld.so finds it in the index (see the module).
             continue;
         }
-        let (path, entry) = match audit::resolve(r, needed, cx.name) {
+        // The path goes straight where ld.so reads it.
+        let mut keep = |parts: &[&[u8]]| {
+            moved
+                .push(near, d.d_val, parts)
+                .unwrap_or_else(|| fail("has too many content-addressed libraries"))
+        };
+        let (path, entry) = match audit::resolve_with(r, needed, cx.name, &mut keep) {
             Some(Found::Path(p, Some(e))) => (p, e),
             _ => continue,
         };
-        // SAFETY: `resolve` returns a NUL-terminated copy that lives for good.
-        let file = unsafe { cstr(path) };
         if let Some((trust, store_dir)) = cx.secure {
             // Secure mode: the object is opened from the store directory one component at
             // a time, by the trust rule, and must have the recorded size.
@@ -158,14 +168,11 @@ pub fn hand_names(prog: &mut Program, near: &mut Near, cx: &Context<'_>) {
                 });
             }
         }
-        let to = moved
-            .push(near, d.d_val, file)
-            .unwrap_or_else(|| fail("has too many content-addressed libraries"));
-        prog.dynamic[i].d_val = to;
+        prog.dynamic[i].d_val = moved.offset_of(path);
     }
     retarget_verneed(prog, &moved, near)
         .unwrap_or_else(|| fail("has a version table too large to copy"));
-    search_the_index(prog, cx.index)
+    search_the_index(prog, cx.index, near)
         .unwrap_or_else(|| fail("cannot name the store's index: no free slot in its dynamic section (convert it again with elfpatch)"));
 }
 
@@ -173,7 +180,7 @@ pub fn hand_names(prog: &mut Program, near: &mut Near, cx: &Context<'_>) {
 /// (then `DT_RPATH` is ignored), else its `DT_RPATH`, else a new `DT_RPATH` in a free slot.
 /// When the first entry already is the index (`LDCAS_FLAG_INDEX_FIRST`, relative to the
 /// program for `ldd`), the absolute path replaces it. `None` when no slot is free.
-fn search_the_index(prog: &mut Program, index: &[u8]) -> Option<()> {
+fn search_the_index(prog: &mut Program, index: &[u8], near: &mut Near) -> Option<()> {
     let strings = prog.strings;
     let flags = prog.tag_val(DT_LDCAS_FLAGS).unwrap_or(0);
     let live = prog
@@ -198,8 +205,9 @@ fn search_the_index(prog: &mut Program, index: &[u8]) -> Option<()> {
         old
     };
     let sep: &[u8] = if rest.is_empty() { b"" } else { b":" };
-    // SAFETY: single-threaded before the hand-over; the arena is never freed.
-    let kept = unsafe { arena::keep(&[index, sep, rest]) };
+    let kept = near.alloc(index.len() + sep.len() + rest.len() + 1, 1)?;
+    near::copy_parts(kept, &[index, sep, rest]);
+    let kept = kept.as_ptr();
     let tag = match prog.dynamic[slot].d_tag {
         DT_RUNPATH => DT_RUNPATH,
         _ => DT_RPATH,

@@ -104,3 +104,12 @@ impl Near {
         self.base + self.used
     }
 }
+
+/// Copies `parts` one after the other to the start of `dst` (which holds them).
+pub fn copy_parts(dst: &mut [u8], parts: &[&[u8]]) {
+    let mut at = 0;
+    for part in parts {
+        dst[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+}
