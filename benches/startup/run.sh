@@ -47,7 +47,9 @@ echo 'int main(void) { return 0; }' >src/trivial.c
 } >src/many.c
 libs=()
 for i in $(seq -w 1 20); do
-  echo "int f$i(void) { return $((10#$i)); }" >"src/l$i.c"
+  # Each library calls into libc, as real ones do: it needs libc.so.6, which conversion
+  # turns into a URI (the library rewritten).
+  printf '#include <unistd.h>\nint f%s(void) { return %d + (getpid() < 0); }\n' "$i" "$((10#$i))" >"src/l$i.c"
   gcc -O2 -shared -fPIC -Wl,-soname,libl$i.so -o "lib/libl$i.so" "src/l$i.c"
   libs+=("-l:libl$i.so")
 done
