@@ -4,8 +4,10 @@
 //! interpreter string, `.dynstr`, `.dynamic`, the program header table) goes to a region
 //! appended at the end of the file and mapped by at most two new `PT_LOAD`s: one read-only
 //! (program headers, interpreter, strings) and one read-write (`.dynamic`, which ld.so
-//! writes `DT_DEBUG` into). A region made by an earlier edit is recognised and rebuilt, so
-//! any number of successive edits adds at most two segments.
+//! writes `DT_DEBUG` into). When the sections after the program header table were moved
+//! to make room for it (see `room`), the read-only part continues their `PT_LOAD` instead
+//! of adding one. A region made by an earlier edit is recognised and rebuilt, so any
+//! number of successive edits adds at most two segments.
 
 use super::codec::Phdr;
 use super::consts::*;
@@ -41,6 +43,18 @@ struct Moves {
     dynamic: bool,
 }
 
+/// How the layout may make room for what moves.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Options {
+    /// The program header table may move to the region; without it the layout gives up
+    /// when the table would have to move.
+    pub(crate) may_move_phdrs: bool,
+    /// A read-only `PT_LOAD` (an index into the program headers) that ends the file's
+    /// segments: the read-only region continues it instead of adding a segment (the block
+    /// of sections `room` moved to a new `PT_LOAD`, which saves ld.so an mmap).
+    pub(crate) continues: Option<usize>,
+}
+
 /// What the layout decided before anything is placed.
 struct Plan<'l> {
     lg: &'l Logical,
@@ -49,6 +63,8 @@ struct Plan<'l> {
     moves: Moves,
     /// The input's program headers that stay.
     kept: Vec<Phdr>,
+    /// The `PT_LOAD` of `kept` that the read-only region continues, instead of a new one.
+    continues: Option<usize>,
     /// A `PT_GNU_STACK` is added.
     add_stack: bool,
     /// Entries of the output's program header table.
@@ -60,17 +76,12 @@ struct Plan<'l> {
 }
 
 /// Produces the edited image of `elf` with the logical content `lg`, or `None` when the
-/// program header table would have to move and `may_move_phdrs` is false (the caller
-/// then first tries to make room in place).
-pub(crate) fn build(
-    elf: &Elf,
-    lg: &Logical,
-    page: u64,
-    may_move_phdrs: bool,
-) -> Result<Option<Image>> {
+/// program header table would have to move and `opts` does not let it (the caller then
+/// first tries to make room in place).
+pub(crate) fn build(elf: &Elf, lg: &Logical, page: u64, opts: Options) -> Result<Option<Image>> {
     let c = elf.codec;
     let tail = find_tail(elf);
-    let Some(plan) = plan(elf, lg, &tail, may_move_phdrs)? else {
+    let Some(plan) = plan(elf, lg, &tail, opts)? else {
         return Ok(None);
     };
     // The section header table: dropped from the end of the file when something is
@@ -88,6 +99,7 @@ pub(crate) fn build(
     let mut final_len = region
         .loads
         .iter()
+        .chain(region.continued.as_ref().map(|c| &c.load))
         .map(|p| p.file_end())
         .max()
         .unwrap_or(base_len)
@@ -138,13 +150,8 @@ fn assemble(
 }
 
 /// Decides what moves and what the program header table becomes; `None` when the table
-/// would have to move and `may_move_phdrs` is false.
-fn plan<'l>(
-    elf: &Elf,
-    lg: &'l Logical,
-    tail: &Tail,
-    may_move_phdrs: bool,
-) -> Result<Option<Plan<'l>>> {
+/// would have to move and `opts` does not let it.
+fn plan<'l>(elf: &Elf, lg: &'l Logical, tail: &Tail, opts: Options) -> Result<Option<Plan<'l>>> {
     let in_tail = |off: u64| off >= tail.start;
     let interp = interp_bytes(elf, lg, tail.start)?;
     let old_interp = elf.phdrs.iter().find(|p| p.p_type == PT_INTERP);
@@ -166,28 +173,44 @@ fn plan<'l>(
     };
     // The program headers that stay, and whether the table must move.
     let note = note_work(elf, &lg.note, tail.start)?;
-    let (mut kept, add_stack) = kept_headers(elf, lg, tail, &note);
+    let cont = tail.continued.or(opts.continues);
+    let Kept {
+        mut kept,
+        add_stack,
+        continued,
+    } = kept_headers(elf, lg, tail, &note, cont);
     let names = names_work(elf, &note, tail.start)?;
     let slots = if in_tail(elf.phoff) {
         0
     } else {
         elf.phdrs.len() + super::room::slack_entries(elf)
     };
-    let count_for = |kept: &[Phdr], r: bool| {
-        kept.len() + add_stack as usize + note.add as usize + r as usize + moves.dynamic as usize
+    // The read-only region needs a segment of its own unless it continues one, which it
+    // does not when the table moves into it (programs keep the first segment's
+    // `vaddr - offset` for the table's segment).
+    let own_load = |region: bool, phdrs: bool| region && (phdrs || continued.is_none());
+    let count_for = |kept: &[Phdr], new_ro: bool| {
+        kept.len()
+            + add_stack as usize
+            + note.add as usize
+            + new_ro as usize
+            + moves.dynamic as usize
     };
     let r_wanted = moves.interp || moves.strings || note.place.is_some() || names.place.is_some();
-    if count_for(&kept, r_wanted || moves.phdrs) > slots {
+    if count_for(&kept, own_load(r_wanted || moves.phdrs, moves.phdrs)) > slots {
         kept.retain(|p| p.p_type != PT_NULL);
-        if count_for(&kept, r_wanted) > slots {
-            if !may_move_phdrs && !moves.phdrs && !elf.sections.is_empty() {
+        if count_for(&kept, own_load(r_wanted, false)) > slots {
+            if !opts.may_move_phdrs && !moves.phdrs && !elf.sections.is_empty() {
                 return Ok(None);
             }
             moves.phdrs = true;
         }
     }
     moves.region = r_wanted || moves.phdrs;
-    let count = count_for(&kept, moves.region) as u64;
+    let continues = continued
+        .filter(|_| moves.region && !moves.phdrs)
+        .and_then(|c| kept.iter().position(|p| *p == c));
+    let count = count_for(&kept, moves.region && continues.is_none()) as u64;
     // A new segment may take the slot of a dropped PT_NULL, leaving the count as it was.
     let table_changes = count != elf.phdrs.len() as u64
         || moves.region
@@ -197,13 +220,15 @@ fn plan<'l>(
         || lg.interp.is_some()
         || note.add
         || note.remove.is_some()
-        || !tail.dropped.is_empty();
+        || !tail.dropped.is_empty()
+        || tail.continued.is_some();
     check_count(elf, count, table_changes)?;
     Ok(Some(Plan {
         lg,
         interp,
         moves,
         kept,
+        continues,
         add_stack,
         count,
         table_changes,
@@ -212,16 +237,42 @@ fn plan<'l>(
     }))
 }
 
+/// The program headers an edit keeps of the input.
+struct Kept {
+    kept: Vec<Phdr>,
+    /// A `PT_GNU_STACK` must be added.
+    add_stack: bool,
+    /// The kept `PT_LOAD` the read-only region may continue, as kept.
+    continued: Option<Phdr>,
+}
+
 /// The input's program headers that stay (not those of the old region, nor the removed
-/// note's), and whether a `PT_GNU_STACK` must be added.
-fn kept_headers(elf: &Elf, lg: &Logical, tail: &Tail, note: &NoteWork) -> (Vec<Phdr>, bool) {
-    let mut kept: Vec<Phdr> = elf
-        .phdrs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !tail.dropped.contains(i))
-        .map(|(_, p)| *p)
-        .collect();
+/// note's; the load that continues into the old region cut where the region starts), and
+/// whether a `PT_GNU_STACK` must be added. `cont` is the load the read-only region may
+/// continue.
+fn kept_headers(
+    elf: &Elf,
+    lg: &Logical,
+    tail: &Tail,
+    note: &NoteWork,
+    cont: Option<usize>,
+) -> Kept {
+    let mut continued = None;
+    let mut kept = Vec::with_capacity(elf.phdrs.len());
+    for (i, p) in elf.phdrs.iter().enumerate() {
+        if tail.dropped.contains(&i) {
+            continue;
+        }
+        let mut p = *p;
+        if tail.continued == Some(i) {
+            p.p_filesz = tail.start.saturating_sub(p.p_offset);
+            p.p_memsz = p.p_filesz;
+        }
+        if cont == Some(i) && continues_well(elf, tail, i, &p) {
+            continued = Some(p);
+        }
+        kept.push(p);
+    }
     let add_stack = lg.gnu_stack.is_some() && !kept.iter().any(|p| p.p_type == PT_GNU_STACK);
     if let Some((_, h)) = note.remove {
         // Its PT_NOTE, and the PT_LOAD patchelf maps exactly the note with.
@@ -231,7 +282,31 @@ fn kept_headers(elf: &Elf, lg: &Logical, tail: &Tail, note: &NoteWork) -> (Vec<P
                 && p.p_filesz == h.sh_size)
         });
     }
-    (kept, add_stack)
+    let continued = continued.filter(|c| kept.contains(c));
+    Kept {
+        kept,
+        add_stack,
+        continued,
+    }
+}
+
+/// True when the read-only region may continue `load`, the input's program header `i` as
+/// kept: a read-only `PT_LOAD` with all its bytes in the file, kept whole, that ends the
+/// file's segments in the file and in memory, so that what follows it maps nothing else.
+fn continues_well(elf: &Elf, tail: &Tail, i: usize, load: &Phdr) -> bool {
+    let mut others = elf
+        .phdrs
+        .iter()
+        .enumerate()
+        .filter(|&(j, p)| j != i && p.p_type == PT_LOAD && !tail.dropped.contains(&j))
+        .map(|(_, p)| p)
+        .filter(|p| p.p_memsz > 0 || p.p_filesz > 0);
+    load.p_type == PT_LOAD
+        && load.p_flags == PF_R
+        && load.p_filesz == load.p_memsz
+        && load.p_filesz > 0
+        && load.file_end() <= tail.start
+        && others.all(|p| p.file_end() <= load.p_offset && p.mem_end() <= load.p_vaddr)
 }
 
 /// The interpreter to write: the new one, or the old one when it is in the region an
@@ -265,8 +340,9 @@ fn check_count(elf: &Elf, count: u64, table_changes: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{inputs, parsed};
-    use super::super::Edit;
+    use super::super::synth::{build_with_symbols, Target};
+    use super::super::testing::{inputs, parsed, targets};
+    use super::super::{Edit, Elf, Shdr};
     use super::MARK;
     use object::elf::{PF_R, PF_W, PT_DYNAMIC, PT_INTERP, PT_PHDR};
 
@@ -353,6 +429,112 @@ mod tests {
             let old_end = old.iter().map(|l| l.offset + l.filesz).max();
             assert!(Some(holder.offset) >= old_end, "{}: {holder:?}", t.name);
             assert_eq!(p.needed.len(), 4, "{}", t.name);
+        }
+    }
+
+    /// Each target with a synthetic file whose sections after the program header table
+    /// are enough to move for room (see `room`), when it has section headers.
+    fn roomy_inputs() -> Vec<(Target, Vec<u8>)> {
+        targets()
+            .into_iter()
+            .map(|t| (t, build_with_symbols(t, 16)))
+            .collect()
+    }
+
+    /// The header of the section called `name`.
+    fn header(data: &[u8], name: &str) -> Shdr {
+        let elf = Elf::parse(data).expect("parse");
+        elf.sections
+            .iter()
+            .find(|s| s.name == name.as_bytes())
+            .unwrap_or_else(|| panic!("no {name}"))
+            .hdr
+    }
+
+    /// The bytes of the section called `name`.
+    fn section<'a>(data: &'a [u8], name: &str) -> &'a [u8] {
+        let h = header(data, name);
+        &data[h.sh_offset as usize..(h.sh_offset + h.sh_size) as usize]
+    }
+
+    #[test]
+    fn an_edit_that_needs_room_adds_one_read_only_load() {
+        for (t, input) in roomy_inputs() {
+            let mut e = Edit::new();
+            e.set_interpreter(LONG);
+            let out = e
+                .apply(&input)
+                .unwrap_or_else(|err| panic!("{}: {err}", t.name));
+            let (before, after) = (parsed(&input), parsed(&out));
+            assert_eq!(after.loads().len(), before.loads().len() + 1, "{}", t.name);
+            assert!(after.segs.len() > before.segs.len(), "{}", t.name);
+            let new = *after.loads().last().expect("a load");
+            assert_eq!(new.flags, PF_R, "{}", t.name);
+            let end = (new.offset + new.filesz) as usize;
+            assert_eq!(&out[end - MARK.len()..end], MARK, "{}", t.name);
+            let interp = after.seg(PT_INTERP).expect("PT_INTERP");
+            assert!(interp.offset >= new.offset, "{}", t.name);
+            assert_eq!(after.interp.as_deref(), Some(LONG.as_bytes()), "{}", t.name);
+            if !t.with_sections {
+                continue;
+            }
+            // The table grew in place: the sections after it moved to the new segment,
+            // and the region that holds the interpreter follows them in it.
+            let phoff = |d: &[u8]| Elf::parse(d).expect("parse").phoff;
+            assert_eq!(phoff(&out), phoff(&input), "{}", t.name);
+            let hash = header(&out, ".hash");
+            assert!(
+                hash.sh_offset >= new.offset && hash.sh_offset < interp.offset,
+                "{}: .hash moved before the region",
+                t.name
+            );
+            assert_eq!(
+                section(&out, ".hash"),
+                section(&input, ".hash"),
+                "{}",
+                t.name
+            );
+        }
+    }
+
+    #[test]
+    fn successive_edits_rebuild_the_region_after_the_moved_sections() {
+        for (t, input) in roomy_inputs() {
+            let mut first = Edit::new();
+            first
+                .set_interpreter(LONG)
+                .add_needed("libextra-with-a-long-name.so")
+                .add_debug_tag();
+            let once = first
+                .apply(&input)
+                .unwrap_or_else(|err| panic!("{}: {err}", t.name));
+            // One read-only load for the moved sections and the region, one read-write
+            // load for `.dynamic`.
+            let base = parsed(&input).loads().len();
+            assert_eq!(parsed(&once).loads().len(), base + 2, "{}", t.name);
+            let mut out = once;
+            for k in 0..3 {
+                let mut next = Edit::new();
+                next.set_runpath(format!("{LONG}/and/more/of/it/{k}"));
+                let again = next
+                    .apply(&out)
+                    .unwrap_or_else(|err| panic!("{} edit {k}: {err}", t.name));
+                let (a, b) = (parsed(&out), parsed(&again));
+                assert_eq!(b.loads().len(), a.loads().len(), "{} edit {k}", t.name);
+                // The region is rebuilt where it was: the file grows by the new string
+                // (the old one stays in `.dynstr`) and alignment, not by another copy.
+                let runpath = format!("{LONG}/and/more/of/it/{k}");
+                let grown = again.len().saturating_sub(out.len());
+                assert!(grown <= runpath.len() + 32, "{} edit {k}", t.name);
+                assert_eq!(b.interp.as_deref(), Some(LONG.as_bytes()), "{}", t.name);
+                assert_eq!(b.needed[0], b"libextra-with-a-long-name.so", "{}", t.name);
+                assert_eq!(b.runpath.as_deref(), Some(runpath.as_bytes()), "{}", t.name);
+                if t.with_sections {
+                    assert_eq!(section(&again, ".hash"), section(&input, ".hash"));
+                    assert_eq!(section(&again, ".dynsym"), section(&input, ".dynsym"));
+                }
+                out = again;
+            }
         }
     }
 }

@@ -82,22 +82,31 @@ impl Edit {
             }
             None => segment_align(elf),
         };
-        if let Some(img) = layout::build(elf, &logical, page, false)? {
+        if let Some(img) = layout::build(elf, &logical, page, layout::Options::default())? {
             return Ok(img);
         }
         // The program header table needs more room: grow it in place if the sections
         // after it can move (strip and objcopy keep the table after the ELF header), else
-        // move it to the appended region.
+        // move it to the appended region. What the layout appends then continues the
+        // moved sections' segment: one new segment, not two.
         if let Some(room) = room::make_room(elf, page, 4, self.keep_old_pieces)? {
-            let mid = cow::output(&room, elf.data, elf.file)
+            let mid = cow::output(&room.image, elf.data, elf.file)
                 .map_err(|e| Error::Io(format!("cannot map a copy of the file to edit: {e}")))?;
             let parsed = Elf::parse(&mid)?;
             let logical = self.plan(&parsed)?;
-            if let Some(img) = layout::build(&parsed, &logical, page, false)? {
-                return Ok(room.then(img));
+            let opts = layout::Options {
+                may_move_phdrs: false,
+                continues: Some(room.load),
+            };
+            if let Some(img) = layout::build(&parsed, &logical, page, opts)? {
+                return Ok(room.image.then(img));
             }
         }
-        layout::build(elf, &logical, page, true)?
+        let opts = layout::Options {
+            may_move_phdrs: true,
+            continues: None,
+        };
+        layout::build(elf, &logical, page, opts)?
             .ok_or_else(|| Error::Unsupported("no room for the program headers".into()))
     }
 }

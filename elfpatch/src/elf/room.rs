@@ -149,15 +149,19 @@ fn find_block(elf: &Elf, want: usize) -> Option<Block> {
     })
 }
 
+/// Room made for more program headers.
+pub(crate) struct Room {
+    /// The writes that move the block and grow the table.
+    pub(crate) image: Image,
+    /// The index of the block's new `PT_LOAD` in the grown table: the last of the file's
+    /// segments, which a layout of the output may continue.
+    pub(crate) load: usize,
+}
+
 /// The writes that give the file room for `want` more program headers after the table,
 /// or `None` when the sections there cannot move. With `keep_old`, the moved block's old
 /// bytes stay where the table does not need them.
-pub(crate) fn make_room(
-    elf: &Elf,
-    page: u64,
-    want: usize,
-    keep_old: bool,
-) -> Result<Option<Image>> {
+pub(crate) fn make_room(elf: &Elf, page: u64, want: usize, keep_old: bool) -> Result<Option<Room>> {
     if elf.sections.is_empty() || elf.phnum_extended {
         return Ok(None);
     }
@@ -188,16 +192,19 @@ pub(crate) fn make_room(
         dv: to.vaddr.wrapping_sub(to.a0),
     };
     let c = elf.codec;
-    let n = grown_table(elf, &mut img, &shift, &to, page)?;
+    let grown = grown_table(elf, &mut img, &shift, &to, page)?;
     let mut ehdr = elf
         .data
         .get(..c.ehdr_size() as usize)
         .ok_or_else(|| malformed("file header truncated"))?
         .to_vec();
-    c.put_phnum(&mut ehdr, n as u16)?;
+    c.put_phnum(&mut ehdr, grown.count as u16)?;
     follow_block(elf, &mut img, &mut ehdr, &shift, to.sht_last)?;
     img.writes.push((0, ehdr));
-    Ok(Some(img))
+    Ok(Some(Room {
+        image: img,
+        load: grown.load,
+    }))
 }
 
 /// Where the block goes: after the file (or before a section header table that ends it)
@@ -239,15 +246,23 @@ impl Destination {
     }
 }
 
+/// The grown program header table.
+struct Grown {
+    /// Its number of entries.
+    count: u64,
+    /// The index of the block's `PT_LOAD`.
+    load: usize,
+}
+
 /// Writes the program header table with the segments that were in the block moved and a
-/// new read-only `PT_LOAD` for it; returns its number of entries.
+/// new read-only `PT_LOAD` for it.
 fn grown_table(
     elf: &Elf,
     img: &mut Image,
     shift: &Shift,
     to: &Destination,
     page: u64,
-) -> Result<u64> {
+) -> Result<Grown> {
     let c = elf.codec;
     let ps = c.phdr_size();
     let len = shift.block.end - shift.block.start;
@@ -287,7 +302,10 @@ fn grown_table(
         c.write_phdr(&mut table, k as u64 * ps, p)?;
     }
     img.writes.push((elf.phoff, table));
-    Ok(n)
+    Ok(Grown {
+        count: n,
+        load: last_load,
+    })
 }
 
 /// How the moved block moved: its old file range and addresses, and by how much.
@@ -366,7 +384,8 @@ mod tests {
             let elf = Elf::parse(&input).expect("parse");
             let img = make_room(&elf, PAGE, 1, false)
                 .expect("make_room")
-                .unwrap_or_else(|| panic!("{}: no room made", t.name));
+                .unwrap_or_else(|| panic!("{}: no room made", t.name))
+                .image;
             let out = img.materialize(&input);
             let (before, after) = (parsed(&input), parsed(&out));
             assert_eq!(after.segs.len(), before.segs.len() + 1, "{}", t.name);

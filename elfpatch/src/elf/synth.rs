@@ -83,6 +83,14 @@ const PAGE: usize = 0x10000;
 /// `PT_DYNAMIC`, `PT_GNU_STACK`; `DT_NEEDED` libfoo.so.1 and libc.so.6, a `DT_RUNPATH`,
 /// a `DT_HASH` and a one-symbol `.dynsym`; section headers when asked.
 pub fn build(t: Target) -> Vec<u8> {
+    build_with_symbols(t, 1)
+}
+
+/// Like [`build`] with `symbols` (at least one) entries in `.dynsym`: enough of them make
+/// the sections after the program header table a block that can move to make room for
+/// more program headers.
+pub fn build_with_symbols(t: Target, symbols: usize) -> Vec<u8> {
+    let symbols = symbols.max(1);
     let mut w = W { b: Vec::new(), t };
     let ws = if t.is64 { 8 } else { 4 };
     let (ehsize, phsize, shsize) = if t.is64 { (64, 56, 64) } else { (52, 32, 40) };
@@ -93,9 +101,11 @@ pub fn build(t: Target) -> Vec<u8> {
     let dynstr_off = interp_off + interp.len();
     let dynstr = b"\0libfoo.so.1\0libc.so.6\0/opt/lib\0";
     let hash_off = (dynstr_off + dynstr.len() + 7) & !7;
-    let sym_off = hash_off + 16;
+    // One bucket, one chain entry a symbol.
+    let hash_size = 4 * (3 + symbols);
+    let sym_off = (hash_off + hash_size + 7) & !7;
     let symsize = if t.is64 { 24 } else { 16 };
-    let ro_end = sym_off + symsize;
+    let ro_end = sym_off + symbols * symsize;
     let dyn_off = (ro_end + 15) & !15;
     let dyn_vaddr = BASE + PAGE as u64 + dyn_off as u64;
     let dyns: Vec<(u64, u64)> = vec![
@@ -185,10 +195,10 @@ pub fn build(t: Target) -> Vec<u8> {
     }
     w.at(interp_off, interp);
     w.at(dynstr_off, dynstr);
-    for (k, v) in [1u32, 1, 0, 0].into_iter().enumerate() {
-        w.u32(hash_off + 4 * k, v);
-    }
-    w.at(sym_off, &vec![0; symsize]);
+    w.u32(hash_off, 1);
+    w.u32(hash_off + 4, symbols as u32);
+    w.at(hash_off + 8, &vec![0; hash_size - 8]);
+    w.at(sym_off, &vec![0; symbols * symsize]);
     for (k, (tag, val)) in dyns.iter().enumerate() {
         w.word(dyn_off + 2 * ws * k, *tag);
         w.word(dyn_off + 2 * ws * k + ws, *val);
@@ -229,7 +239,7 @@ pub fn build(t: Target) -> Vec<u8> {
                 2,
                 BASE + hash_off as u64,
                 hash_off as u64,
-                16,
+                hash_size as u64,
                 4,
                 4,
                 4,
@@ -240,7 +250,7 @@ pub fn build(t: Target) -> Vec<u8> {
                 2,
                 BASE + sym_off as u64,
                 sym_off as u64,
-                symsize as u64,
+                (symbols * symsize) as u64,
                 2,
                 8,
                 symsize as u64,

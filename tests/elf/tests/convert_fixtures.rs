@@ -222,6 +222,58 @@ fn conversion_is_reproducible_and_idempotent() {
     assert!(out.status.success());
 }
 
+/// The number of `PT_LOAD`s of `file` (read with `readelf`, which must not complain).
+fn load_count(file: &Path) -> usize {
+    let out = run(Command::new("readelf").arg("-lSW").arg(file));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("LOAD "))
+        .count()
+}
+
+#[test]
+fn a_converted_system_library_gains_one_segment_and_still_loads() {
+    // libz's conversion (libc.so.6 replaced by its longer URI) needs more program
+    // headers: the sections after the table and the new names share one new PT_LOAD.
+    let tmp = tempfile::tempdir().unwrap();
+    let prog = tmp.path().join("zversion");
+    compile(
+        "gcc",
+        &[&src("zversion.c")],
+        &prog,
+        &["/usr/lib/x86_64-linux-gnu/libz.so.1"],
+    );
+    let expected = run_ok(&mut Command::new(&prog));
+    let store = tmp.path().join("store");
+    init_store(&store);
+    let report = convert(&store, &[], &[prog]);
+    let objects = report["objects"].as_array().unwrap();
+    let libz = objects
+        .iter()
+        .find(|o| o["soname"] == "libz.so.1")
+        .unwrap_or_else(|| panic!("libz.so.1 is not among {objects:?}"));
+    let converted = run_ok(
+        elfpatch()
+            .args(["store", "resolve", "--store"])
+            .arg(&store)
+            .arg(libz["uri"].as_str().unwrap()),
+    );
+    let original = Path::new(libz["source"].as_str().unwrap());
+    assert!(needed(original).contains(&"libc.so.6".to_owned()));
+    let converted = Path::new(converted.trim());
+    assert!(needed(converted)
+        .iter()
+        .all(|n| n.starts_with("uri:blake3:")));
+    assert_eq!(load_count(converted), load_count(original) + 1);
+    assert_eq!(
+        run_ok(&mut Command::new(store.join("bin/zversion"))),
+        expected
+    );
+}
+
 #[test]
 fn missing_dependencies_are_named() {
     let (tmp, fx, store) = fixtures_and_store("store");

@@ -41,12 +41,22 @@ pub(super) struct Placed {
     pub(super) dyn_entries: u64,
 }
 
-/// The appended region: its new segments, where each moving piece goes, and where the
-/// marks that identify the region go.
+/// The appended region: its new segments (or the kept one its read-only part
+/// continues), where each moving piece goes, and where the marks that identify the region
+/// go.
 pub(super) struct Region {
     pub(super) loads: Vec<Phdr>,
+    pub(super) continued: Option<Continued>,
     pub(super) at: Placed,
     pub(super) marks: Vec<u64>,
+}
+
+/// A kept `PT_LOAD` grown to map the region's read-only part after its own bytes.
+pub(super) struct Continued {
+    /// Its index in the plan's kept program headers.
+    pub(super) index: usize,
+    /// The grown segment.
+    pub(super) load: Phdr,
 }
 
 fn overflow() -> Error {
@@ -82,6 +92,7 @@ pub(super) fn place_region(elf: &Elf, plan: &Plan, page: u64, base_len: u64) -> 
     let v_base = align_up(top, page).ok_or_else(|| malformed("segment end overflows"))?;
     let mut region = Region {
         loads: Vec::new(),
+        continued: None,
         at: Placed {
             dyn_entries: plan.lg.entries.len() as u64 + 1,
             ..Placed::default()
@@ -116,12 +127,25 @@ fn place_read_only(
 ) -> Result<At> {
     let m = plan.moves;
     let exe = elf.e_type == ET_EXEC || elf.phdrs.iter().any(|p| p.p_type == PT_INTERP);
+    let continued = plan
+        .continues
+        .and_then(|k| plan.kept.get(k).map(|p| (k, *p)));
     let mut o_r = cursor;
-    let v_r = match bias0 {
+    let v_r = match (continued, bias0) {
+        // After the kept segment's bytes, at its `vaddr - offset` (the plan made sure that
+        // nothing is mapped after it).
+        (Some((_, load)), _) => {
+            let past = o_r
+                .checked_sub(load.file_end())
+                .ok_or_else(|| malformed("the region would overlap the segment it continues"))?;
+            add(add(load.p_vaddr, load.p_filesz)?, past)?
+        }
         // Programs: keep `vaddr - offset` of the new region equal to the first
         // segment's, so every kernel (old ones compute AT_PHDR as load address +
         // e_phoff) and qemu-user agree on where the program headers are.
-        Some(b) if m.phdrs && exe && b % page == 0 && padded(v_base, b, o_r, page).is_some() => {
+        (None, Some(b))
+            if m.phdrs && exe && b % page == 0 && padded(v_base, b, o_r, page).is_some() =>
+        {
             let want = padded(v_base, b, o_r, page).ok_or_else(overflow)?;
             o_r = want - b;
             want
@@ -159,11 +183,20 @@ fn place_read_only(
     }
     region.marks.push(o_r + size);
     size += MARK.len() as u64;
-    let start = At {
-        offset: o_r,
-        vaddr: v_r,
-    };
-    region.loads.push(new_load(PF_R, start, size, page));
+    match continued {
+        Some((index, mut load)) => {
+            load.p_filesz = o_r + size - load.p_offset;
+            load.p_memsz = load.p_filesz;
+            region.continued = Some(Continued { index, load });
+        }
+        None => {
+            let start = At {
+                offset: o_r,
+                vaddr: v_r,
+            };
+            region.loads.push(new_load(PF_R, start, size, page));
+        }
+    }
     Ok(At {
         offset: o_r + size,
         vaddr: add(v_r, size)?,
@@ -198,6 +231,13 @@ fn place_dynamic(
 pub(super) fn program_headers(elf: &Elf, plan: &Plan, region: &Region) -> Vec<Phdr> {
     let at = &region.at;
     let mut phdrs = plan.kept.clone();
+    if let Some((p, c)) = region
+        .continued
+        .as_ref()
+        .and_then(|c| Some((phdrs.get_mut(c.index)?, c)))
+    {
+        *p = c.load;
+    }
     let last_load = phdrs
         .iter()
         .rposition(|p| p.p_type == PT_LOAD)

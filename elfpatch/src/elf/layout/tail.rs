@@ -59,6 +59,10 @@ pub(super) struct Tail {
     pub(super) start: u64,
     /// Indices of the region's program headers.
     pub(super) dropped: Vec<usize>,
+    /// The read-only `PT_LOAD` whose end is the region's read-only part, its start the
+    /// sections an earlier edit moved to make room for the program headers (see `room`):
+    /// kept, cut at `start`.
+    pub(super) continued: Option<usize>,
 }
 
 /// What a candidate `PT_LOAD` of the region is checked against.
@@ -89,6 +93,28 @@ impl Scan<'_, '_> {
     /// True when `PT_LOAD` `i`, ending at or before `base`, holds nothing but pieces this
     /// module regenerates and the mark (`dropped`: the loads already found after it).
     fn is_region(&self, i: usize, base: u64, dropped: &[usize]) -> bool {
+        let start = self.elf.phdrs[i].p_offset;
+        self.is_appended(i, base, dropped) && self.is_region_part(start, i)
+    }
+
+    /// Where the region's part of the read-only `PT_LOAD` `i` starts when the load
+    /// begins with sections that are no pieces (the block `room` moved, which the
+    /// region continues), or `None`.
+    fn continued_region(&self, i: usize, base: u64, dropped: &[usize]) -> Option<u64> {
+        let p = self.elf.phdrs[i];
+        let cut = self.end_of_others(p.p_offset, p.file_end());
+        let whole = |&(o, n): &(u64, u64)| o >= cut || o.saturating_add(n) <= cut;
+        (p.p_flags == PF_R
+            && cut > p.p_offset
+            && self.pieces.iter().all(whole)
+            && self.is_appended(i, base, dropped)
+            && self.is_region_part(cut, i))
+        .then_some(cut)
+    }
+
+    /// True when `PT_LOAD` `i`, ending at or before `base`, is the last of the file's
+    /// loads and ends with the mark (`dropped`: the loads already found after it).
+    fn is_appended(&self, i: usize, base: u64, dropped: &[usize]) -> bool {
         let elf = self.elf;
         let p = elf.phdrs[i];
         let (start, end) = (p.p_offset, p.file_end());
@@ -104,16 +130,43 @@ impl Scan<'_, '_> {
             && p.p_filesz > 0
             && (start >= self.shdr_end || self.trailer && end <= elf.shoff)
             && others_before
-            && self.holds_only_pieces(start, end)
             && end >= start + MARK.len() as u64
             && elf.data.get((end as usize - MARK.len())..end as usize) == Some(&MARK[..])
-            && (start..end - MARK.len() as u64).all(|b| {
-                elf.data.get(b as usize) == Some(&0)
+    }
+
+    /// True when the bytes of `PT_LOAD` `i` from `from` to its mark are zeros or pieces,
+    /// and no other section or segment has bytes there.
+    fn is_region_part(&self, from: u64, i: usize) -> bool {
+        let end = self.elf.phdrs[i].file_end();
+        self.holds_only_pieces(from, end)
+            && (from..end - MARK.len() as u64).all(|b| {
+                self.elf.data.get(b as usize) == Some(&0)
                     || self
                         .pieces
                         .iter()
                         .any(|&(o, n)| b >= o && b < o.saturating_add(n))
             })
+    }
+
+    /// The end of the last section or segment in `start..end` that is no piece, or
+    /// `start`.
+    fn end_of_others(&self, start: u64, end: u64) -> u64 {
+        let elf = self.elf;
+        let inside = |o: u64, n: u64| n > 0 && o < end && o.saturating_add(n) > start;
+        let sections = elf
+            .sections
+            .iter()
+            .map(|s| s.hdr)
+            .filter(|h| h.sh_type != SHT_NOBITS && inside(h.sh_offset, h.sh_size))
+            .filter(|h| !self.is_piece(h.sh_offset))
+            .map(|h| h.sh_offset.saturating_add(h.sh_size));
+        let segments = elf
+            .phdrs
+            .iter()
+            .filter(|q| !matches!(q.p_type, PT_LOAD | PT_PHDR | PT_INTERP | PT_DYNAMIC))
+            .filter(|q| inside(q.p_offset, q.p_filesz) && !self.is_piece(q.p_offset))
+            .map(|q| q.file_end());
+        sections.chain(segments).fold(start, u64::max)
     }
 
     /// No section or segment but the regenerated pieces has bytes in `start..end`.
@@ -137,7 +190,8 @@ impl Scan<'_, '_> {
 }
 
 /// Finds the region appended by an earlier edit: the last `PT_LOAD`s of the file that
-/// hold nothing but pieces this module regenerates.
+/// hold nothing but pieces this module regenerates, or the end of the read-only one that
+/// continues the block `room` moved.
 pub(super) fn find_tail(elf: &Elf) -> Tail {
     let len = elf.data.len() as u64;
     let trailer = table_is_last(elf, len);
@@ -155,15 +209,22 @@ pub(super) fn find_tail(elf: &Elf) -> Tail {
     };
     let mut base = len;
     let mut dropped = Vec::new();
+    let mut continued = None;
     for &i in scan.loads.iter().take(2) {
-        if !scan.is_region(i, base, &dropped) {
+        if scan.is_region(i, base, &dropped) {
+            dropped.push(i);
+            base = elf.phdrs[i].p_offset;
+        } else {
+            if let Some(cut) = scan.continued_region(i, base, &dropped) {
+                continued = Some(i);
+                base = cut;
+            }
             break;
         }
-        dropped.push(i);
-        base = elf.phdrs[i].p_offset;
     }
     Tail {
         start: base,
         dropped,
+        continued,
     }
 }
