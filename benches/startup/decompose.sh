@@ -1,32 +1,56 @@
 #!/usr/bin/env bash
 # Where the start-up cost of a converted program goes (results in BENCHMARKS.md): the
-# fixtures of run.sh, and variants that add one part of ld-cas's work at a time, timed
-# side by side by spawn.c against absolute-path DT_NEEDED entries:
-#   absolute        absolute-path DT_NEEDED, the system's ld.so as PT_INTERP
-#   merged-only     the same program, the store's merged interpreter as PT_INTERP (ld-cas
-#                   runs and finds nothing to do: no store, no names)
-#   standalone-only the same program, the standalone ld-cas as PT_INTERP (it maps ld.so)
+# fixtures of run.sh, and variants that each add one part of ld-cas's work, timed side by
+# side by spawn.c (paired differences against the first variant):
+#   stock           absolute-path DT_NEEDED entries (to the store's own copies of the
+#                   libraries, converted ones included, so they are the same files the
+#                   converted program loads) and as PT_INTERP a path as long as the merged
+#                   interpreter's, a symbolic link to the system's ld.so: the same file
+#                   layout as the next variant, only the interpreter differs; the store's
+#                   index as DT_RPATH (the converted libraries need libc by URI)
+#   merged-only     the same, with the store's merged interpreter as PT_INTERP (ld-cas runs
+#                   and finds nothing to do: no store, no names)
 #   merged          converted (uri: names, the store's table and index, merged interpreter)
+# then counts system calls (strace -f -c) and page faults (perf stat, address-space
+# randomization off so that the counts repeat) of each.
 # Usage: benches/startup/decompose.sh [RUNS]   (needs `cargo build --release --workspace`)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 runs=${1:-2000}
+for tool in patchelf strace perf setarch; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing: run scripts/install-deps.sh" >&2; exit 1; }
+done
 w=$(mktemp -d /tmp/ld-cas-decompose.XXXXXX)
 trap 'rm -rf "$w"' EXIT
 LD_CAS_BENCH_DIR=$w/run "$root/benches/startup/run.sh" 3 >/dev/null
 cd "$w/run"
 merged=$(patchelf --print-interpreter store/bin/trivial-merged)
+# A path to the system's ld.so exactly as long as the merged interpreter's.
+stock=$(dirname "$(dirname "$merged")")/$(basename "$(dirname "$merged")" | tr '0-9a-f' 'x')/$(basename "$merged")
+mkdir -p "$(dirname "$stock")"
+ln -sf "$(readlink -f /lib64/ld-linux-x86-64.so.2)" "$stock"
+# The store's copy of each library the converted programs load, by file name.
+object() { find "$PWD/store/objects" -name "$1" | head -n 1; }
 for p in trivial many; do
-  cp "bin/$p-absolute" "bin/$p-merged-only"
-  patchelf --set-interpreter "$merged" "bin/$p-merged-only"
-  cp "bin/$p-absolute" "bin/$p-standalone-only"
-  patchelf --set-interpreter "$root/target/release/ld-cas" "bin/$p-standalone-only"
+  args=(--replace-needed libc.so.6 "$(object libc.so.6)")
+  for i in $(seq -w 1 20); do args+=(--replace-needed "libl$i.so" "$(object "libl$i.so")"); done
+  for v in stock merged-only; do
+    cp "bin/$p-original" "bin/$p-$v"
+    interp=$stock
+    [ "$v" = merged-only ] && interp=$merged
+    # The converted libraries need libc by URI: the index finds it, as for the program.
+    patchelf "${args[@]}" "bin/$p-$v"
+    patchelf --set-interpreter "$interp" "bin/$p-$v"
+    patchelf --force-rpath --set-rpath "$PWD/store/index" "bin/$p-$v"
+  done
+  variants=("bin/$p-stock" "bin/$p-merged-only" "store/bin/$p-merged")
+  for v in "${variants[@]}"; do "$v" || { echo "$v failed" >&2; exit 1; }; done
   echo "## $p"
-  ./spawn "$runs" 100 0 "bin/$p-absolute" "bin/$p-merged-only" "bin/$p-standalone-only" \
-    "store/bin/$p-merged" | awk -F'\t' '{ printf "%-40s median %6.0f µs  paired Δ %+5.0f µs\n", $1, $2, $5 }'
-  for v in "bin/$p-absolute" "bin/$p-merged-only" "store/bin/$p-merged"; do
-    printf '%-40s %s syscalls, %s page faults\n' "$v" \
+  ./spawn "$runs" 100 0 "${variants[@]}" |
+    awk -F'\t' '{ printf "%-32s median %6.0f µs  paired Δ %+5.0f µs\n", $1, $2, $5 }'
+  for v in "${variants[@]}"; do
+    printf '%-32s %s system calls, %s page faults\n' "$v" \
       "$(strace -f -c -o /dev/stdout "$v" | awk '$NF == "total" { print $4 }')" \
-      "$( { /usr/bin/time -f %R "$v" >/dev/null; } 2>&1)"
+      "$(setarch -R perf stat -x, -e minor-faults "$v" 2>&1 >/dev/null | awk -F, '/minor-faults/ { print $1 }')"
   done
 done
