@@ -97,3 +97,40 @@ fn output_to_a_fifo_writes_into_it() {
     std::fs::write(&copy, &bytes).expect("write");
     assert_eq!(print("rpath", &copy), "/opt/fifo");
 }
+
+/// A library whose `.dynstr` is the last section the edit moves to make room for the
+/// program headers (no symbol versions, so no version tables after it): the old
+/// `.dynstr`, zeroed, ends the moved block. Editing the result again the same way gives
+/// the same bytes: the region is rebuilt where it was, not over those zeros. (A
+/// conversion that meets an already converted library relies on this: its URI is the
+/// hash of the bytes.)
+#[test]
+fn an_edit_repeated_gives_the_same_bytes_when_dynstr_ended_the_moved_block() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("plain.c");
+    // Two symbols of long names: `.dynsym` ends before the room the table needs, `.dynstr`
+    // after it, and `.rela.dyn` (the pointer) follows.
+    let long = "n".repeat(150);
+    let text = format!(
+        "int f_{long}(void) {{ return 1; }}\nint g_{long}(void) {{ return 2; }}\n\
+         int x; int *p = &x;\n"
+    );
+    std::fs::write(&src, text).expect("write");
+    let lib = dir.path().join("libplain.so");
+    elf_tests::compile(
+        "gcc",
+        &[&src],
+        &lib,
+        &["-shared", "-fPIC", "-nostdlib", "-Wl,-soname,libplain.so"],
+    );
+    let lib = lib.to_str().expect("utf-8 path");
+    let rpath = format!("/nix/store/{}-b/lib", "z".repeat(32));
+    let edit = ["--add-needed", "libc.so.6", "--set-rpath", &rpath];
+    patch(std::path::Path::new(lib), &edit);
+    let once = std::fs::read(lib).expect("read");
+    patch(std::path::Path::new(lib), &edit);
+    assert!(
+        std::fs::read(lib).expect("read") == once,
+        "a repeated edit changed the file"
+    );
+}

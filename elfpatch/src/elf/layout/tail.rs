@@ -100,9 +100,22 @@ impl Scan<'_, '_> {
     /// Where the region's part of the read-only `PT_LOAD` `i` starts when the load
     /// begins with sections that are no pieces (the block `room` moved, which the
     /// region continues), or `None`.
+    ///
+    /// The region starts at its first piece: the zeros between the last other section and
+    /// it (a piece the moved block held, zeroed when it moved on) stay with the block, so
+    /// an edit rebuilding the region puts it where it was, and an edit that changes
+    /// nothing gives the same bytes.
     fn continued_region(&self, i: usize, base: u64, dropped: &[usize]) -> Option<u64> {
         let p = self.elf.phdrs[i];
-        let cut = self.end_of_others(p.p_offset, p.file_end());
+        let others = self.end_of_others(p.p_offset, p.file_end());
+        let mark = p.file_end().saturating_sub(MARK.len() as u64);
+        let cut = self
+            .pieces
+            .iter()
+            .filter(|&&(o, n)| n > 0 && o >= others && o < mark)
+            .map(|&(o, _)| o)
+            .min()
+            .unwrap_or(others);
         let whole = |&(o, n): &(u64, u64)| o >= cut || o.saturating_add(n) <= cut;
         (p.p_flags == PF_R
             && cut > p.p_offset
