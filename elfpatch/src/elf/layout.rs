@@ -8,6 +8,10 @@
 //! to make room for it (see `room`), the read-only part continues their `PT_LOAD` instead
 //! of adding one. A region made by an earlier edit is recognised and rebuilt, so any
 //! number of successive edits adds at most two segments.
+//!
+//! Before any of that, the interpreter and strings go to the zero slack a linker leaves
+//! after a read-only `PT_LOAD` when they fit there (see `slack`): that segment grows over
+//! them and, unless `.dynamic` moves, the edit adds no segment at all.
 
 use super::codec::Phdr;
 use super::consts::*;
@@ -19,11 +23,13 @@ use super::sections;
 
 mod notes;
 mod place;
+mod slack;
 mod tail;
 mod writes;
 
 use notes::{names_work, note_work, NamesWork, NoteWork};
 use place::{place_region, program_headers, Region};
+use slack::Slack;
 pub(crate) use tail::table_is_last;
 use tail::{find_tail, Tail};
 use writes::{phdr_table_writes, region_writes, section_writes};
@@ -65,6 +71,9 @@ struct Plan<'l> {
     kept: Vec<Phdr>,
     /// The `PT_LOAD` of `kept` that the read-only region continues, instead of a new one.
     continues: Option<usize>,
+    /// The load that grows over its slack to hold the moving interpreter and strings
+    /// (grown in `kept`); they are then not in the region.
+    slack: Option<Slack>,
     /// A `PT_GNU_STACK` is added.
     add_stack: bool,
     /// Entries of the output's program header table.
@@ -180,6 +189,14 @@ fn plan<'l>(elf: &Elf, lg: &'l Logical, tail: &Tail, opts: Options) -> Result<Op
         continued,
     } = kept_headers(elf, lg, tail, &note, cont);
     let names = names_work(elf, &note, tail.start)?;
+    // The interpreter and strings go to slack only when nothing else needs the
+    // read-only region: with the region there anyway, they cost no segment in it.
+    let region_anyway = moves.phdrs || note.place.is_some() || names.place.is_some();
+    let slack = if region_anyway {
+        None
+    } else {
+        slack_for(elf, lg, &kept, tail, &moves, interp.as_deref())
+    };
     let slots = if in_tail(elf.phoff) {
         0
     } else {
@@ -196,7 +213,9 @@ fn plan<'l>(elf: &Elf, lg: &'l Logical, tail: &Tail, opts: Options) -> Result<Op
             + new_ro as usize
             + moves.dynamic as usize
     };
-    let r_wanted = moves.interp || moves.strings || note.place.is_some() || names.place.is_some();
+    let r_wanted = (slack.is_none() && (moves.interp || moves.strings))
+        || note.place.is_some()
+        || names.place.is_some();
     if count_for(&kept, own_load(r_wanted || moves.phdrs, moves.phdrs)) > slots {
         kept.retain(|p| p.p_type != PT_NULL);
         if count_for(&kept, own_load(r_wanted, false)) > slots {
@@ -207,6 +226,11 @@ fn plan<'l>(elf: &Elf, lg: &'l Logical, tail: &Tail, opts: Options) -> Result<Op
         }
     }
     moves.region = r_wanted || moves.phdrs;
+    if let Some(s) = &slack {
+        if let Some(p) = kept.iter_mut().find(|p| **p == s.load) {
+            *p = s.grown;
+        }
+    }
     let continues = continued
         .filter(|_| moves.region && !moves.phdrs)
         .and_then(|c| kept.iter().position(|p| *p == c));
@@ -216,6 +240,7 @@ fn plan<'l>(elf: &Elf, lg: &'l Logical, tail: &Tail, opts: Options) -> Result<Op
         || moves.region
         || moves.interp
         || moves.dynamic
+        || slack.is_some()
         || lg.gnu_stack.is_some()
         || lg.interp.is_some()
         || note.add
@@ -229,12 +254,36 @@ fn plan<'l>(elf: &Elf, lg: &'l Logical, tail: &Tail, opts: Options) -> Result<Op
         moves,
         kept,
         continues,
+        slack,
         add_stack,
         count,
         table_changes,
         note,
         names,
     }))
+}
+
+/// The slack the moving interpreter (`interp`) and strings go to, when they fit after
+/// one of the `kept` loads (see `slack`).
+fn slack_for(
+    elf: &Elf,
+    lg: &Logical,
+    kept: &[Phdr],
+    tail: &Tail,
+    moves: &Moves,
+    interp: Option<&[u8]>,
+) -> Option<Slack> {
+    if !(moves.interp || moves.strings) {
+        return None;
+    }
+    let len = |moves: bool, n: usize| if moves { n as u64 } else { 0 };
+    let interp_len = len(moves.interp, interp.map_or(0, <[u8]>::len));
+    let need = slack::Need {
+        size: interp_len.checked_add(len(moves.strings, lg.strings.len()))?,
+        limit: tail.start,
+        reusable: elf.strtab.clone().filter(|_| moves.strings && !lg.keep_old),
+    };
+    slack::find(elf, kept, &need)
 }
 
 /// The program headers an edit keeps of the input.
@@ -340,11 +389,11 @@ fn check_count(elf: &Elf, count: u64, table_changes: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::synth::{build_with_symbols, Target};
+    use super::super::synth::{build_with_slack, build_with_symbols, Target};
     use super::super::testing::{inputs, parsed, targets};
     use super::super::{Edit, Elf, Shdr};
     use super::MARK;
-    use object::elf::{PF_R, PF_W, PT_DYNAMIC, PT_INTERP, PT_PHDR};
+    use object::elf::{PF_R, PF_W, PT_DYNAMIC, PT_INTERP, PT_LOAD, PT_PHDR};
 
     const LONG: &str = "/nix/store/0123456789abcdefghijklmnopqrstuv-glibc-2.40/lib/ld.so";
 
@@ -535,6 +584,152 @@ mod tests {
                 }
                 out = again;
             }
+        }
+    }
+
+    /// A `uri:blake3:` name, as conversion gives every library's `libc.so.6`.
+    fn uri(k: u8) -> String {
+        format!("uri:blake3:{}", format!("{k:02x}").repeat(32))
+    }
+
+    /// Each target with a synthetic file with `slack` zero bytes after its read-only load.
+    fn slack_inputs(slack: usize) -> Vec<(Target, Vec<u8>)> {
+        targets()
+            .into_iter()
+            .map(|t| (t, build_with_slack(t, slack)))
+            .collect()
+    }
+
+    /// The read-only `PT_LOAD` (the synthetic files have one).
+    fn read_only_load(data: &[u8]) -> super::super::Phdr {
+        *Elf::parse(data)
+            .expect("parse")
+            .phdrs
+            .iter()
+            .find(|p| p.p_type == PT_LOAD && p.p_flags == PF_R)
+            .expect("a read-only load")
+    }
+
+    #[test]
+    fn strings_that_fit_in_slack_grow_the_read_only_load() {
+        for (t, input) in slack_inputs(512) {
+            let mut e = Edit::new();
+            e.replace_needed("libc.so.6", uri(1)).set_interpreter(LONG);
+            let out = e
+                .apply(&input)
+                .unwrap_or_else(|err| panic!("{}: {err}", t.name));
+            let (before, after) = (parsed(&input), parsed(&out));
+            assert_eq!(after.loads().len(), before.loads().len(), "{}", t.name);
+            assert_eq!(after.segs.len(), before.segs.len(), "{}", t.name);
+            assert_eq!(out.len(), input.len(), "{}: the file does not grow", t.name);
+            assert_eq!(after.needed[1], uri(1).as_bytes(), "{}", t.name);
+            assert_eq!(after.interp.as_deref(), Some(LONG.as_bytes()), "{}", t.name);
+            // The interpreter, then the strings, after the load's old end; no mark.
+            let (old, new) = (read_only_load(&input), read_only_load(&out));
+            assert_eq!((new.p_offset, new.p_vaddr), (old.p_offset, old.p_vaddr));
+            let grown = (LONG.len() + 1 + after.dynstr.len()) as u64;
+            assert_eq!(new.p_filesz, old.p_filesz + grown, "{}", t.name);
+            assert_eq!(new.p_memsz, new.p_filesz, "{}", t.name);
+            let interp = after.seg(PT_INTERP).expect("PT_INTERP");
+            assert_eq!(interp.offset, old.file_end(), "{}", t.name);
+            let end = new.file_end() as usize;
+            assert_ne!(&out[end - MARK.len()..end], MARK, "{}", t.name);
+            if t.with_sections {
+                let h = header(&out, ".dynstr");
+                assert_eq!(h.sh_offset, old.file_end() + LONG.len() as u64 + 1);
+                assert_eq!(h.sh_addr, old.mem_end() + LONG.len() as u64 + 1);
+                assert_eq!(section(&out, ".dynstr"), &after.dynstr[..], "{}", t.name);
+                let was = header(&input, ".dynstr");
+                let gone = &out[was.sh_offset as usize..(was.sh_offset + was.sh_size) as usize];
+                assert!(gone.iter().all(|&b| b == 0), "{}: old copy zeroed", t.name);
+                assert_eq!(header(&out, ".interp").sh_offset, interp.offset);
+            }
+        }
+    }
+
+    #[test]
+    fn strings_that_do_not_fit_in_slack_move_to_one_new_load() {
+        for (t, input) in slack_inputs(64) {
+            let mut e = Edit::new();
+            e.replace_needed("libc.so.6", uri(1));
+            let out = e
+                .apply(&input)
+                .unwrap_or_else(|err| panic!("{}: {err}", t.name));
+            let (before, after) = (parsed(&input), parsed(&out));
+            assert_eq!(after.loads().len(), before.loads().len() + 1, "{}", t.name);
+            assert_eq!(read_only_load(&out), read_only_load(&input), "{}", t.name);
+            let new = *after.loads().last().expect("a load");
+            let end = (new.offset + new.filesz) as usize;
+            assert_eq!(&out[end - MARK.len()..end], MARK, "{}", t.name);
+            assert_eq!(after.needed[1], uri(1).as_bytes(), "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn edits_after_a_slack_placement_use_what_is_left_then_the_region() {
+        for (t, input) in slack_inputs(256) {
+            let base = parsed(&input).loads().len();
+            let mut first = Edit::new();
+            first.replace_needed("libc.so.6", uri(1));
+            let once = first
+                .apply(&input)
+                .unwrap_or_else(|err| panic!("{}: {err}", t.name));
+            assert_eq!(parsed(&once).loads().len(), base, "{}", t.name);
+            // Still fits after the first table: the load grows again.
+            let mut second = Edit::new();
+            second.replace_needed("libfoo.so.1", uri(2));
+            let twice = second
+                .apply(&once)
+                .unwrap_or_else(|err| panic!("{}: {err}", t.name));
+            let p = parsed(&twice);
+            assert_eq!(p.loads().len(), base, "{}", t.name);
+            assert_eq!(twice.len(), input.len(), "{}", t.name);
+            assert!(read_only_load(&twice).p_filesz > read_only_load(&once).p_filesz);
+            assert_eq!(
+                p.needed,
+                [uri(2).as_bytes(), uri(1).as_bytes()],
+                "{}",
+                t.name
+            );
+            // No longer fits: one new load, then the region is rebuilt, not repeated.
+            let mut out = twice;
+            for k in 0..3 {
+                let mut next = Edit::new();
+                next.set_runpath(format!("{LONG}/{k}/{}", "x".repeat(300)));
+                let again = next
+                    .apply(&out)
+                    .unwrap_or_else(|err| panic!("{} edit {k}: {err}", t.name));
+                let p = parsed(&again);
+                assert_eq!(p.loads().len(), base + 1, "{} edit {k}", t.name);
+                assert_eq!(p.needed[0], uri(2).as_bytes(), "{} edit {k}", t.name);
+                if k > 0 {
+                    assert!(again.len() <= out.len() + 400, "{} edit {k}", t.name);
+                }
+                if t.with_sections {
+                    assert_eq!(section(&again, ".dynsym"), section(&input, ".dynsym"));
+                    assert_eq!(section(&again, ".hash"), section(&input, ".hash"));
+                }
+                out = again;
+            }
+        }
+    }
+
+    #[test]
+    fn kept_old_strings_stay_when_the_new_ones_go_to_slack() {
+        for (t, input) in slack_inputs(512) {
+            let mut e = Edit::new();
+            e.replace_needed("libc.so.6", uri(1)).keep_old_pieces(true);
+            let out = e
+                .apply(&input)
+                .unwrap_or_else(|err| panic!("{}: {err}", t.name));
+            assert_eq!(parsed(&out).loads().len(), parsed(&input).loads().len());
+            let old = parsed(&input).dynstr;
+            let at = Elf::parse(&input)
+                .expect("parse")
+                .strtab
+                .expect("strtab")
+                .offset as usize;
+            assert_eq!(&out[at..at + old.len()], &old[..], "{}", t.name);
         }
     }
 }

@@ -90,6 +90,17 @@ pub fn build(t: Target) -> Vec<u8> {
 /// the sections after the program header table a block that can move to make room for
 /// more program headers.
 pub fn build_with_symbols(t: Target, symbols: usize) -> Vec<u8> {
+    build_padded(t, symbols, 0)
+}
+
+/// Like [`build`] with `slack` zero bytes (a multiple of 16) between the read-only
+/// segment's end and the read-write one, as linkers leave before a segment's page: in no
+/// section and no segment, in the file and in memory.
+pub fn build_with_slack(t: Target, slack: usize) -> Vec<u8> {
+    build_padded(t, 1, slack)
+}
+
+fn build_padded(t: Target, symbols: usize, slack: usize) -> Vec<u8> {
     let symbols = symbols.max(1);
     let mut w = W { b: Vec::new(), t };
     let ws = if t.is64 { 8 } else { 4 };
@@ -106,7 +117,7 @@ pub fn build_with_symbols(t: Target, symbols: usize) -> Vec<u8> {
     let sym_off = (hash_off + hash_size + 7) & !7;
     let symsize = if t.is64 { 24 } else { 16 };
     let ro_end = sym_off + symbols * symsize;
-    let dyn_off = (ro_end + 15) & !15;
+    let dyn_off = ((ro_end + 15) & !15) + slack;
     let dyn_vaddr = BASE + PAGE as u64 + dyn_off as u64;
     let dyns: Vec<(u64, u64)> = vec![
         (1, 1),

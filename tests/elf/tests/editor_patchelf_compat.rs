@@ -93,7 +93,15 @@ fn new_segments_follow_the_largest_load_alignment() {
         &["-shared", "-fPIC", "-Wl,-z,max-page-size=0x200000"],
     );
     assert!(load_aligns(&lib).iter().all(|a| a == "0x200000"));
+    // The run path alone fits in the slack after the first load, which grows over it.
     patch(&lib, &["--set-rpath", &"x".repeat(200)]);
+    assert_eq!(load_aligns(&lib).len(), 4);
+    // `.dynamic` has no room for five more entries: it moves to a new writable segment.
+    let mut args = Vec::new();
+    for n in ["liba.so", "libb.so", "libc1.so", "libd.so", "libe.so"] {
+        args.extend(["--add-needed", n]);
+    }
+    patch(&lib, &args);
     let aligns = load_aligns(&lib);
     assert!(aligns.len() > 4, "no segment was added: {aligns:?}");
     assert!(aligns.iter().all(|a| a == "0x200000"), "{aligns:?}");

@@ -4,6 +4,7 @@ use super::super::codec::{align_up, Phdr};
 use super::super::consts::*;
 use super::super::error::{malformed, Error, Result};
 use super::super::parse::Elf;
+use super::slack::Slack;
 use super::{Plan, MARK};
 
 /// Keeping a program's `vaddr - offset` for the new region means padding the file up to
@@ -101,6 +102,9 @@ pub(super) fn place_region(elf: &Elf, plan: &Plan, page: u64, base_len: u64) -> 
     };
     let mut cursor = align_up(base_len, 16).ok_or_else(overflow)?;
     let mut v_next = v_base;
+    if let Some(s) = &plan.slack {
+        place_in_slack(plan, &mut region.at, s)?;
+    }
     if plan.moves.region {
         let first = loads.iter().min_by_key(|p| p.p_vaddr);
         let bias0 = first.and_then(|p| p.p_vaddr.checked_sub(p.p_offset));
@@ -164,11 +168,11 @@ fn place_read_only(
         placed.ph = Some(at(0)?);
         size = plan.count * elf.codec.phdr_size();
     }
-    if m.interp {
+    if m.interp && placed.interp.is_none() {
         placed.interp = Some(at(size)?);
         size += plan.interp.as_ref().map_or(0, |v| v.len() as u64);
     }
-    if m.strings {
+    if m.strings && placed.strings.is_none() {
         placed.strings = Some(at(size)?);
         size += plan.lg.strings.len() as u64;
     }
@@ -201,6 +205,24 @@ fn place_read_only(
         offset: o_r + size,
         vaddr: add(v_r, size)?,
     })
+}
+
+/// The moving interpreter, then the strings, in the slack the plan grows a load over.
+fn place_in_slack(plan: &Plan, placed: &mut Placed, slack: &Slack) -> Result<()> {
+    let m = plan.moves;
+    let mut at = slack.start;
+    if m.interp {
+        placed.interp = Some(at);
+        let len = plan.interp.as_ref().map_or(0, |v| v.len() as u64);
+        at = At {
+            offset: add(at.offset, len)?,
+            vaddr: add(at.vaddr, len)?,
+        };
+    }
+    if m.strings {
+        placed.strings = Some(at);
+    }
+    Ok(())
 }
 
 /// The read-write segment with the new `.dynamic` (ld.so writes `DT_DEBUG` into it).
