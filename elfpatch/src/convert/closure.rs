@@ -79,6 +79,18 @@ pub struct KeepRules {
 }
 
 impl KeepRules {
+    /// The rules of `--keep-soname` arguments `patterns`.
+    pub fn parse(patterns: &[String]) -> Result<KeepRules> {
+        let patterns = patterns
+            .iter()
+            .map(|p| {
+                glob::Pattern::new(p)
+                    .with_context(|| format!("--keep-soname {p:?} is not a valid pattern"))
+            })
+            .collect::<Result<_>>()?;
+        Ok(KeepRules { patterns })
+    }
+
     fn keeps(&self, name: &[u8]) -> bool {
         let name = String::from_utf8_lossy(name);
         self.patterns.iter().any(|p| p.matches(&name))

@@ -183,16 +183,7 @@ pub fn convert(options: &Options, progress: &dyn Progress) -> Result<Report> {
     let out_dir = out_dir
         .canonicalize()
         .with_context(|| format!("cannot open {}", out_dir.display()))?;
-    let keep = KeepRules {
-        patterns: options
-            .keep_sonames
-            .iter()
-            .map(|p| {
-                glob::Pattern::new(p)
-                    .with_context(|| format!("--keep-soname {p:?} is not a valid pattern"))
-            })
-            .collect::<Result<_>>()?,
-    };
+    let keep = KeepRules::parse(&options.keep_sonames)?;
 
     progress.phase("reading inputs", 0);
     // A Nix closure: every store path it reaches lands as a package tree.

@@ -227,16 +227,7 @@ fn inputs(options: &Options) -> Result<Inputs> {
             );
         }
     }
-    let keep = KeepRules {
-        patterns: options
-            .keep_sonames
-            .iter()
-            .map(|p| {
-                glob::Pattern::new(p)
-                    .with_context(|| format!("--keep-soname {p:?} is not a valid pattern"))
-            })
-            .collect::<Result<_>>()?,
-    };
+    let keep = KeepRules::parse(&options.keep_sonames)?;
     Ok(Inputs {
         outputs,
         store_dir,
