@@ -20,6 +20,7 @@ mod debugger;
 mod elf;
 mod launch;
 mod loadmap;
+mod locate;
 mod mem;
 mod merged;
 mod names;
