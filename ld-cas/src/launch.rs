@@ -9,7 +9,7 @@ use crate::debugger;
 use crate::elf::PT_INTERP;
 use crate::elf::{
     Phdr, DT_LDCAS_FLAGS, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_LDCAS_TABLE, DT_SONAME,
-    LDCAS_FLAG_NAME_SERVICE, LDCAS_FLAG_STORE_OF_INTERP, PT_PHDR,
+    LDCAS_FLAG_INDEX_FIRST, LDCAS_FLAG_NAME_SERVICE, LDCAS_FLAG_STORE_OF_INTERP, PT_PHDR,
 };
 use crate::loadmap::{self, MapError, Role};
 use crate::locate::StoreQuery;
@@ -214,6 +214,7 @@ pub fn handover(
         let cx = names::Context {
             name,
             index: index.bytes(),
+            index_first: flags & LDCAS_FLAG_INDEX_FIRST != 0,
             secure: trust.as_ref().map(|t| (t, store_dir.as_ref())),
         };
         if let Some(near) = near.as_mut() {

@@ -22,8 +22,8 @@
 
 use crate::audit::{self, Found};
 use crate::elf::{
-    self, Dyn, DT_LDCAS_FLAGS, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NEEDED, DT_NULL, DT_RPATH,
-    DT_RUNPATH, DT_VERNEED, DT_VERNEEDNUM, LDCAS_FLAG_INDEX_FIRST,
+    self, Dyn, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH,
+    DT_VERNEED, DT_VERNEEDNUM,
 };
 use crate::launch;
 use crate::near::{self, Near};
@@ -105,6 +105,9 @@ pub struct Context<'a> {
     pub name: &'a [u8],
     /// The store's index directory (absolute).
     pub index: &'a [u8],
+    /// The program's first search-path entry is the index, relative
+    /// (`LDCAS_FLAG_INDEX_FIRST`).
+    pub index_first: bool,
     /// Secure mode: the trust rule and the store directory, open.
     pub secure: Option<(&'a Trust, Option<&'a Fd>)>,
 }
@@ -172,7 +175,7 @@ pub fn hand_names(prog: &mut Program, near: &mut Near, cx: &Context<'_>) {
     }
     retarget_verneed(prog, &moved, near)
         .unwrap_or_else(|| fail("has a version table too large to copy"));
-    search_the_index(prog, cx.index, near)
+    search_the_index(prog, cx, near)
         .unwrap_or_else(|| fail("cannot name the store's index: no free slot in its dynamic section (convert it again with elfpatch)"));
 }
 
@@ -180,9 +183,9 @@ pub fn hand_names(prog: &mut Program, near: &mut Near, cx: &Context<'_>) {
 /// (then `DT_RPATH` is ignored), else its `DT_RPATH`, else a new `DT_RPATH` in a free slot.
 /// When the first entry already is the index (`LDCAS_FLAG_INDEX_FIRST`, relative to the
 /// program for `ldd`), the absolute path replaces it. `None` when no slot is free.
-fn search_the_index(prog: &mut Program, index: &[u8], near: &mut Near) -> Option<()> {
+fn search_the_index(prog: &mut Program, cx: &Context<'_>, near: &mut Near) -> Option<()> {
     let strings = prog.strings;
-    let flags = prog.tag_val(DT_LDCAS_FLAGS).unwrap_or(0);
+    let index = cx.index;
     let live = prog
         .dynamic
         .iter()
@@ -197,7 +200,7 @@ fn search_the_index(prog: &mut Program, index: &[u8], near: &mut Near) -> Option
         DT_RUNPATH | DT_RPATH => elf::str_at(strings, prog.dynamic[slot].d_val),
         _ => b"",
     };
-    let rest = if flags & LDCAS_FLAG_INDEX_FIRST != 0 {
+    let rest = if cx.index_first {
         old.iter()
             .position(|&c| c == b':')
             .map_or(&b""[..], |i| &old[i + 1..])
