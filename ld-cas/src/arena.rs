@@ -15,8 +15,8 @@ use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 /// The mappings are made in multiples of this size (a multiple of every Linux page size;
 /// a chunk size, not the page size), so that few are needed.
 const CHUNK: usize = 64 << 10;
-// Mutable statics live in `.data`, not `.bss`: with no `.bss` past the last file page,
-// neither the kernel nor ld.so (loading the audit copy) needs an extra anonymous mapping.
+// Small mutable statics live in `.data`, in the one writable page start-up touches anyway
+// (the relocated data is there); `.bss` holds only buffers a common start never uses.
 #[link_section = ".data"]
 static mut ARENA_POS: usize = 0;
 #[link_section = ".data"]

@@ -27,8 +27,10 @@ const LA_SER_ORIG: u32 = 1;
 pub struct Resolver {
     /// The mapped, checked lookup table.
     pub table: &'static [u8],
-    /// The store directory.
-    pub store: PathBuf,
+    /// The store directory: a string of the program, its environment or its interpreter's
+    /// path, or a path built once ([`crate::store::locate`]), so that this state stays a few
+    /// words in ld-cas's one hot writable page.
+    pub store: &'static [u8],
     /// The program, for messages.
     pub program: &'static [u8],
     /// Trace each resolution to stderr (`LD_CAS_DEBUG`).
@@ -47,7 +49,7 @@ pub struct Resolver {
 
 static mut STATE: Resolver = Resolver {
     table: &[],
-    store: PathBuf::new(),
+    store: &[],
     program: &[],
     debug: false,
     overrides: &[],
@@ -108,7 +110,7 @@ pub fn resolve_with(
             }
             o.str(": ");
             why(o);
-            o.str("; store ").bytes(r.store.bytes());
+            o.str("; store ").bytes(r.store);
         };
         if r.running {
             // A failing dlopen: dlerror() tells the program; trace only when asked.
@@ -143,7 +145,7 @@ pub fn resolve_with(
     let replacement = override_for(r.overrides, entry.soname);
     let path = match replacement {
         Some(p) => keep(&[p]),
-        None => keep(&[r.store.bytes(), b"/", entry.path]),
+        None => keep(&[r.store, b"/", entry.path]),
     };
     if r.check_files {
         // One `stat` (no open): a regular file of the size the table records (an

@@ -150,23 +150,28 @@ fn list(stack: &Stack, prog: &[u8], verify: bool, page: usize) -> ! {
         None
     };
     let recorded = file.tag(DT_LDCAS_STORE).map(|o| file.string(o));
-    let mut dir = PathBuf::new();
+    let mut built = PathBuf::new();
     let mut scratch = PathBuf::new();
-    let source = store::locate(&mut dir, env, recorded, dirname(prog));
+    let (dir, source) = match store::locate(&mut built, env, recorded, dirname(prog)) {
+        Ok(l) => (l.path, l.source),
+        Err(why) => die(1, |o| {
+            o.bytes(prog).str(": the store's path ").str(why);
+        }),
+    };
     let table_dir = file
         .tag(DT_LDCAS_TABLE)
         .map_or(&b""[..], |o| file.string(o));
-    let table = store::open_table(dir.bytes(), table_dir, &mut scratch, None, None)
+    let table = store::open_table(dir, table_dir, &mut scratch, None, None)
         .ok()
         .map(|t| t.0);
     // Which objects replaced which (`elfpatch substitute`): optional.
     let mut record_path = PathBuf::new();
-    record_path.push(dir.bytes());
+    record_path.push(dir);
     record_path.push(b"/substitutions");
     let record = map(record_path.bytes()).ok();
     let mut o = Out::new(STDOUT);
     o.str("store ")
-        .bytes(dir.bytes())
+        .bytes(dir)
         .str(" (")
         .str(source.describe())
         .str(")");
@@ -180,7 +185,7 @@ fn list(stack: &Stack, prog: &[u8], verify: bool, page: usize) -> ! {
     let loader_uri = file.tag(DT_LDCAS_LOADER).map(|v| file.string(v));
     if let Some(uri) = loader_uri {
         o.str("\tloader ");
-        match show(&mut o, table, record, dir.bytes(), uri) {
+        match show(&mut o, table, record, dir, uri) {
             Some(bytes) => {
                 if let Ok(h) = Hash::parse_uri(uri) {
                     objs[m] = (h, bytes);
@@ -267,7 +272,7 @@ fn list(stack: &Stack, prog: &[u8], verify: bool, page: usize) -> ! {
             seen[n] = h;
             n += 1;
             o.str("\t");
-            match show(&mut o, table, record, dir.bytes(), name) {
+            match show(&mut o, table, record, dir, name) {
                 Some(bytes) => {
                     // At most `seen.len()` objects: `queue` has room for them after the
                     // program, `objs` after the loader.

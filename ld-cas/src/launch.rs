@@ -43,12 +43,10 @@ pub fn interp(stack: Stack, own_base: usize) -> ! {
     handover(stack, prog, name, None, me, merged)
 }
 
-#[link_section = ".data"]
+// Zeroed (`.bss`), past ld-cas's one hot writable page: a merged interpreter's common
+// start-up builds its paths in the near mapping and touches neither.
 static mut SCRATCH: PathBuf = PathBuf::new();
-#[link_section = ".data"]
 static mut LOADER: PathBuf = PathBuf::new();
-#[link_section = ".data"]
-static mut INDEX: PathBuf = PathBuf::new();
 
 /// The scratch path used for messages about the file at fault.
 ///
@@ -145,17 +143,22 @@ pub fn handover(
         store_dir = at.open(&stack, r, scratch, trust.as_ref(), near.as_mut());
     }
 
-    let loader_entry = loader_path_of(name, loader_uri, r, loader_path);
-    if debug {
-        trace(|o| {
-            o.str("loader ").bytes(loader_path.bytes());
-        });
-    }
     // The ld.so merged into the interpreter file serves when it is the program's loader.
     let merged = merged.filter(|m| match loader_uri {
         Some(u) => matches!(Hash::parse_uri(u), Ok(h) if h.0 == m.loader_hash),
         None => true,
     });
+    // Its path in the store is needed only to map it, or to say which it is.
+    let loader_entry = if merged.is_none() || debug {
+        loader_path_of(name, loader_uri, r, loader_path)
+    } else {
+        None
+    };
+    if debug {
+        trace(|o| {
+            o.str("loader ").bytes(loader_path.bytes());
+        });
+    }
     let ld = match &merged {
         // Mapped by the kernel with ld-cas: the program's interpreter file, which the
         // kernel trusts as it trusts `PT_INTERP`.
@@ -206,14 +209,12 @@ pub fn handover(
     if uses_uri && name_service {
         install_name_service(&mut prog, name, me, merged.is_some());
     } else if uses_uri {
-        // SAFETY: single-threaded before the hand-over.
-        let index = unsafe { &mut *core::ptr::addr_of_mut!(INDEX) };
-        if !names::index_path(index, r.store.bytes(), table_dir) {
-            unusable(name, "the store's index path", index.why());
-        }
         let cx = names::Context {
             name,
-            index: index.bytes(),
+            index: names::IndexPath {
+                store: r.store,
+                table_dir,
+            },
             index_first: flags & LDCAS_FLAG_INDEX_FIRST != 0,
             secure: trust.as_ref().map(|t| (t, store_dir.as_ref())),
         };
@@ -264,7 +265,7 @@ fn loader_path_of(
                         .str(": its loader ")
                         .bytes(uri)
                         .str(": the lookup table ")
-                        .bytes(r.store.bytes());
+                        .bytes(r.store);
                     let _ = core::fmt::write(o, format_args!("/table {}", e));
                 }),
                 _ => die(127, |o| {
@@ -272,10 +273,10 @@ fn loader_path_of(
                         .str(": its loader ")
                         .bytes(uri)
                         .str(" is not in the store ")
-                        .bytes(r.store.bytes());
+                        .bytes(r.store);
                 }),
             };
-            path.push(r.store.bytes());
+            path.push(r.store);
             path.push(b"/");
             path.push(entry.path);
             found = Some(entry);

@@ -12,8 +12,11 @@ use crate::store::{self, OpenError, Source};
 use crate::sys;
 use crate::trust::Trust;
 
-#[link_section = ".data"]
+// Zeroed (`.bss`): pages past ld-cas's one hot writable page, untouched when unused.
 static mut EXE: PathBuf = PathBuf::new();
+/// A store path that had to be built (recorded relative to the program's directory); it
+/// lives for good, since the name service may use it after the hand-over.
+static mut STORE: PathBuf = PathBuf::new();
 
 /// Where the program's store is to be found, and how to report it.
 pub(crate) struct StoreQuery<'a> {
@@ -24,7 +27,7 @@ pub(crate) struct StoreQuery<'a> {
     /// Its `DT_LDCAS_STORE`.
     pub(crate) recorded: Option<&'static [u8]>,
     /// The store its merged interpreter lies in, when the program says that is its store.
-    pub(crate) of_interpreter: Option<&'a [u8]>,
+    pub(crate) of_interpreter: Option<&'static [u8]>,
     /// Its `DT_LDCAS_TABLE` (empty: the store itself).
     pub(crate) table_dir: &'a [u8],
     /// Trace it (`LD_CAS_DEBUG`).
@@ -48,12 +51,11 @@ impl StoreQuery<'_> {
         } else {
             stack.env(b"LD_CAS_STORE").filter(|e| !e.is_empty())
         };
-        let source = match (env, self.of_interpreter) {
-            (None, Some(s)) => {
-                r.store.clear();
-                r.store.push(s);
-                Source::Interpreter
-            }
+        let located = match (env, self.of_interpreter) {
+            (None, Some(s)) => Ok(store::Located {
+                path: s,
+                source: Source::Interpreter,
+            }),
             _ => {
                 let pdir: &[u8] = match (env, self.recorded, self.dir) {
                     (None, Some(rec), None) if !rec.starts_with(b"/") => {
@@ -62,27 +64,31 @@ impl StoreQuery<'_> {
                     (_, _, Some(d)) => d,
                     _ => b"",
                 };
-                store::locate(&mut r.store, env, self.recorded, pdir)
+                // SAFETY: single-threaded before the hand-over; borrowed once.
+                let built = unsafe { &mut *core::ptr::addr_of_mut!(STORE) };
+                store::locate(built, env, self.recorded, pdir)
             }
         };
-        if r.store.overflowed() {
-            unusable(self.name, "the store's path", r.store.why());
-        }
+        let (store, source) = match located {
+            Ok(l) => (l.path, l.source),
+            Err(why) => unusable(self.name, "the store's path", why),
+        };
+        r.store = store;
         if self.debug {
             trace(|o| {
                 o.str("store ")
-                    .bytes(r.store.bytes())
+                    .bytes(r.store)
                     .str(" (")
                     .str(source.describe())
                     .str(")");
             });
         }
-        match store::open_table(r.store.bytes(), self.table_dir, scratch, trust, near) {
+        match store::open_table(r.store, self.table_dir, scratch, trust, near) {
             Ok((t, d)) => {
                 r.table = t;
                 d
             }
-            Err(e) => store_error(self.name, r.store.bytes(), source, scratch, e),
+            Err(e) => store_error(self.name, r.store, source, scratch, e),
         }
     }
 }

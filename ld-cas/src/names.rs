@@ -28,7 +28,6 @@ use crate::elf::{
 use crate::launch;
 use crate::near::{self, Near};
 use crate::out::die;
-use crate::path::PathBuf;
 use crate::program::Program;
 use crate::sys::Fd;
 use crate::trust::Trust;
@@ -104,7 +103,7 @@ pub struct Context<'a> {
     /// The program, for messages.
     pub name: &'a [u8],
     /// The store's index directory (absolute).
-    pub index: &'a [u8],
+    pub index: IndexPath<'a>,
     /// The program's first search-path entry is the index, relative
     /// (`LDCAS_FLAG_INDEX_FIRST`).
     pub index_first: bool,
@@ -185,7 +184,6 @@ pub fn hand_names(prog: &mut Program, near: &mut Near, cx: &Context<'_>) {
 /// program for `ldd`), the absolute path replaces it. `None` when no slot is free.
 fn search_the_index(prog: &mut Program, cx: &Context<'_>, near: &mut Near) -> Option<()> {
     let strings = prog.strings;
-    let index = cx.index;
     let live = prog
         .dynamic
         .iter()
@@ -208,8 +206,11 @@ fn search_the_index(prog: &mut Program, cx: &Context<'_>, near: &mut Near) -> Op
         old
     };
     let sep: &[u8] = if rest.is_empty() { b"" } else { b":" };
-    let kept = near.alloc(index.len() + sep.len() + rest.len() + 1, 1)?;
-    near::copy_parts(kept, &[index, sep, rest]);
+    let index = cx.index.parts();
+    let parts = [index[0], index[1], index[2], index[3], sep, rest];
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let kept = near.alloc(len + 1, 1)?;
+    near::copy_parts(kept, &parts);
     let kept = kept.as_ptr();
     let tag = match prog.dynamic[slot].d_tag {
         DT_RUNPATH => DT_RUNPATH,
@@ -319,10 +320,19 @@ fn verneed_span(prog: &Program, addr: usize, num: usize) -> Option<usize> {
 }
 
 /// The index directory of a store whose table lies in `table_dir` (relative to the store;
-/// empty: the store itself): `STORE[/TABLE_DIR]/index`.
-pub fn index_path(out: &mut PathBuf, store: &[u8], table_dir: &[u8]) -> bool {
-    out.clear();
-    out.push(store)
-        && (table_dir.is_empty() || (out.push(b"/") && out.push(table_dir)))
-        && out.push(b"/index")
+/// empty: the store itself): `STORE[/TABLE_DIR]/index`, written only where ld.so reads it.
+#[derive(Clone, Copy)]
+pub struct IndexPath<'a> {
+    /// The store directory.
+    pub store: &'a [u8],
+    /// The table's directory, relative to the store (empty: the store itself).
+    pub table_dir: &'a [u8],
+}
+
+impl<'a> IndexPath<'a> {
+    /// The path's parts, in order.
+    fn parts(&self) -> [&'a [u8]; 4] {
+        let sep: &[u8] = if self.table_dir.is_empty() { b"" } else { b"/" };
+        [self.store, sep, self.table_dir, b"/index"]
+    }
 }

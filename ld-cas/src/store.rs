@@ -1,7 +1,7 @@
 //! Finding the store and mapping its lookup table.
 
 use crate::cas::{Entry, Hash, Table, TableError};
-use crate::near::Near;
+use crate::near::{copy_parts, Near};
 use crate::path::PathBuf;
 use crate::sys::{self, Errno, Fd};
 use crate::trust::{self, Trust, WalkError, Want};
@@ -34,29 +34,52 @@ impl Source {
     }
 }
 
+/// The store directory [`locate`] chose, and where it came from.
+#[derive(Clone, Copy)]
+pub struct Located<'a> {
+    /// Its path (no terminator).
+    pub path: &'a [u8],
+    /// Where it came from.
+    pub source: Source,
+}
+
 /// Chooses the store directory: `env` (already dropped by the caller under `AT_SECURE`),
 /// else `recorded` (relative to `program_dir` when relative), else [`DEFAULT_STORE`].
-pub fn locate(
-    out: &mut PathBuf,
-    env: Option<&[u8]>,
-    recorded: Option<&[u8]>,
+/// The path is the given string itself when it can be; only a relative `recorded` store is
+/// built, into `built`. `Err` says why that path is unusable (too long).
+pub fn locate<'a>(
+    built: &'a mut PathBuf,
+    env: Option<&'a [u8]>,
+    recorded: Option<&'a [u8]>,
     program_dir: &[u8],
-) -> Source {
-    out.clear();
+) -> Result<Located<'a>, &'static str> {
     if let Some(e) = env.filter(|e| !e.is_empty()) {
-        out.push(e);
-        return Source::Env;
+        return Ok(Located {
+            path: e,
+            source: Source::Env,
+        });
     }
-    if let Some(r) = recorded.filter(|r| !r.is_empty()) {
-        if r[0] != b'/' {
-            out.push(program_dir);
-            out.push(b"/");
+    match recorded.filter(|r| !r.is_empty()) {
+        Some(r) if r[0] == b'/' => Ok(Located {
+            path: r,
+            source: Source::Recorded,
+        }),
+        Some(r) => {
+            built.clear();
+            if built.push(program_dir) && built.push(b"/") && built.push(r) {
+                Ok(Located {
+                    path: built.bytes(),
+                    source: Source::Recorded,
+                })
+            } else {
+                Err(built.why())
+            }
         }
-        out.push(r);
-        return Source::Recorded;
+        None => Ok(Located {
+            path: DEFAULT_STORE,
+            source: Source::Default,
+        }),
     }
-    out.push(DEFAULT_STORE);
-    Source::Default
 }
 
 /// The store a merged interpreter at `interp` lies in: `STORE` of an absolute
@@ -113,14 +136,19 @@ pub fn open_table(
 ) -> Result<(&'static [u8], Option<Fd>), OpenError> {
     let (fd, st, dir) = match trust {
         None => {
-            scratch.clear();
-            scratch.push(store);
-            if !table_dir.is_empty() {
-                scratch.push(b"/");
-                scratch.push(table_dir);
+            let sep: &[u8] = if table_dir.is_empty() { b"" } else { b"/" };
+            let parts: [&[u8]; 4] = [store, sep, table_dir, b"/table"];
+            let fd = match near.as_deref_mut() {
+                Some(n) => open_built(n, &parts),
+                None => {
+                    scratch.clear();
+                    for part in parts {
+                        scratch.push(part);
+                    }
+                    sys::open(scratch.c())
+                }
             }
-            scratch.push(b"/table");
-            let fd = sys::open(scratch.c()).map_err(OpenError::Open)?;
+            .map_err(OpenError::Open)?;
             if let Some(bytes) = near.as_deref_mut().and_then(|n| read_small(&fd, n)) {
                 return Ok((bytes, None));
             }
@@ -152,6 +180,21 @@ pub fn open_table(
     };
     Table::parse(bytes).map_err(OpenError::Corrupt)?;
     Ok((bytes, dir))
+}
+
+/// Opens the path made of `parts`, built in `near` only for the call (given back after):
+/// the table then goes where its path was, and no page of ld-cas's own is touched for it.
+fn open_built(near: &mut Near, parts: &[&[u8]]) -> Result<Fd, Errno> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mark = near.mark();
+    let buf = near.alloc(len + 1, 8).ok_or(Errno::ENAMETOOLONG)?;
+    copy_parts(buf, parts);
+    // `alloc` zeroed the byte after the parts; a part holding a NUL is refused here.
+    let opened = sys::CPath::new(buf)
+        .ok_or(Errno::ENAMETOOLONG)
+        .and_then(sys::open);
+    near.give_back(mark, 0, len + 1);
+    opened
 }
 
 /// The largest table read into memory rather than mapped.

@@ -12,6 +12,8 @@ pub struct Errno(pub i32);
 impl Errno {
     /// No such file or directory.
     pub const ENOENT: Errno = Errno(2);
+    /// File name too long.
+    pub const ENAMETOOLONG: Errno = Errno(36);
 
     /// A short English description of the common error numbers.
     pub fn describe(self) -> &'static str {
