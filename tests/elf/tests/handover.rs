@@ -295,6 +295,37 @@ fn the_store_comes_from_the_merged_interpreter() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/proc/self/exe"));
 }
 
+/// ld-cas's writable segment starts a page of its own and its file part (what start-up
+/// relocates and writes: `.data.rel.ro`, `.data`, `.dynamic`, `.got`) fits in that page, so
+/// a start writes one page of it: the buffers only some starts use are `.bss`, after it.
+/// (x86_64, where rust-lld lays the segment out with `-z separate-loadable-segments`.)
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn ld_cas_writes_one_page_of_its_own_at_start() {
+    require_tool("readelf");
+    let out = run_ok(
+        Command::new("readelf")
+            .arg("-lW")
+            .arg(elf_tests::built_binary("ld-cas")),
+    );
+    let rw: Vec<Vec<u64>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.first() == Some(&"LOAD") && f.get(6) == Some(&"RW"))
+        .map(|f| {
+            f[1..5]
+                .iter()
+                .map(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rw.len(), 1, "one writable segment:\n{out}");
+    let (offset, vaddr, filesz) = (rw[0][0], rw[0][1], rw[0][3]);
+    assert_eq!(offset % 4096, 0, "{out}");
+    assert_eq!(vaddr % 4096, 0, "{out}");
+    assert!(filesz <= 4096, "{filesz} bytes of file-backed writable data:\n{out}");
+}
+
 #[test]
 fn store_verify_names_a_damaged_index_and_store_init_repairs_it() {
     let tmp = tempfile::tempdir().unwrap();
