@@ -10,9 +10,13 @@
 //! The new program-header table lists ld.so's headers, a `PT_PHDR`, ld-cas's `PT_LOAD`s
 //! moved up by `C` (the first one extended down over the table and descriptor, or a
 //! read-only `PT_LOAD` of their own when ld-cas's first segment does not start its file), and
-//! `PT_LDCAS_MERGED` locating the descriptor; `e_entry` is ld-cas's. `F` and `C` are
-//! multiples of 64 KiB, so every segment keeps its offset congruent to its address on
-//! every page size. ld.so's sections and their headers stay where they were.
+//! `PT_LDCAS_MERGED` locating the descriptor; `e_entry` is ld-cas's. `F` is a multiple of
+//! 64 KiB, so ld.so's segments and the new ones share no page on any page size; `C` is the
+//! first multiple of ld-cas's own segment alignment after the descriptor, so ld-cas's
+//! segments keep their offsets congruent to their addresses as ld-cas was linked, and the
+//! descriptor lies close to ld-cas's code (the kernel maps file pages around a fault in
+//! 64 KiB windows: one window fewer to fault in at every start). ld.so's sections and their
+//! headers stay where they were.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -84,8 +88,8 @@ fn parse<'a>(what: &'static str, data: &'a [u8]) -> Result<(&'a Header, &'a [Phd
     Ok((h, ph))
 }
 
-fn align_up(v: u64) -> u64 {
-    v.div_ceil(ALIGN) * ALIGN
+fn align_up(v: u64, align: u64) -> u64 {
+    v.div_ceil(align) * align
 }
 
 fn phdr(p_type: u32, flags: u32, offset: u64, vaddr: u64, size: u64, align: u64) -> Phdr {
@@ -121,7 +125,7 @@ pub fn merge(loader: &[u8], ldcas: &[u8], loader_hash: &Hash) -> Result<Vec<u8>,
         .map(|p| p.p_vaddr(LE) + p.p_memsz(LE))
         .max()
         .unwrap_or(0);
-    let table_at = align_up(loader_end.max(loader.len() as u64));
+    let table_at = align_up(loader_end.max(loader.len() as u64), ALIGN);
     let cas_loads: Vec<&Phdr> = cph.iter().filter(|p| p.p_type(LE) == PT_LOAD).collect();
     // When ld-cas's first segment starts at the start of its file (its ELF header), it is
     // extended down over the table and descriptor: one mapping fewer for the kernel to
@@ -133,7 +137,20 @@ pub fn merge(loader: &[u8], ldcas: &[u8], loader_hash: &Hash) -> Result<Vec<u8>,
     let table_size = (count * std::mem::size_of::<Phdr>()) as u64;
     let desc_at = table_at + table_size;
     let block = table_size + std::mem::size_of::<Descriptor>() as u64;
-    let cas_at = align_up(table_at + block);
+    // ld-cas's segments keep their alignment (a power of two; at least a page).
+    let cas_align = cas_loads
+        .iter()
+        .map(|p| p.p_align(LE))
+        .max()
+        .unwrap_or(ALIGN)
+        .max(0x1000);
+    if !cas_align.is_power_of_two() || cas_align > ALIGN {
+        return Err(MergeError::Parse {
+            what: "ld-cas",
+            why: format!("segment alignment {cas_align:#x} is not a power of two up to 64 KiB"),
+        });
+    }
+    let cas_at = align_up(table_at + block, cas_align);
 
     let mut table: Vec<Phdr> = Vec::with_capacity(count);
     table.push(phdr(PT_PHDR, PF_R, table_at, table_at, table_size, 8));

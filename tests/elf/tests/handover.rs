@@ -323,7 +323,10 @@ fn ld_cas_writes_one_page_of_its_own_at_start() {
     let (offset, vaddr, filesz) = (rw[0][0], rw[0][1], rw[0][3]);
     assert_eq!(offset % 4096, 0, "{out}");
     assert_eq!(vaddr % 4096, 0, "{out}");
-    assert!(filesz <= 4096, "{filesz} bytes of file-backed writable data:\n{out}");
+    assert!(
+        filesz <= 4096,
+        "{filesz} bytes of file-backed writable data:\n{out}"
+    );
 }
 
 #[test]
