@@ -81,18 +81,72 @@ impl fmt::Display for UriError {
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-fn hex_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        _ => None,
+/// Marks a byte that is not a lowercase hex digit in [`HEX_VALUES`]: any value with a bit
+/// above the low four set.
+const NOT_HEX: u8 = 0xff;
+
+/// The value of each byte as a lowercase hex digit, [`NOT_HEX`] for the others: one load
+/// per digit, and the digits' values or-ed together tell at once whether one was bad.
+const HEX_VALUES: [u8; 256] = hex_values();
+
+const fn hex_values() -> [u8; 256] {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[HEX_DIGITS[i] as usize] = i as u8;
+        i += 1;
     }
+    table
+}
+
+/// The first byte of `digits` that is not a lowercase hex digit, with its index.
+fn first_bad_digit(digits: &[u8]) -> Option<(usize, u8)> {
+    digits
+        .iter()
+        .position(|&b| HEX_VALUES[usize::from(b)] == NOT_HEX)
+        .map(|i| (i, digits[i]))
+}
+
+/// The hash spelt by 64 hex digits, or `None` when one is not a lowercase hex digit. One
+/// pass, with no branch per digit.
+fn decode(digits: &[u8; HEX_LEN]) -> Option<Hash> {
+    let mut out = [0u8; 32];
+    let mut seen = 0u8;
+    for (i, byte) in out.iter_mut().enumerate() {
+        let hi = HEX_VALUES[usize::from(digits[2 * i])];
+        let lo = HEX_VALUES[usize::from(digits[2 * i + 1])];
+        seen |= hi | lo;
+        *byte = hi << 4 | lo;
+    }
+    if seen > 0xf {
+        None
+    } else {
+        Some(Hash(out))
+    }
+}
+
+/// `text` as a prefix and 64 digits, when it has a URI's length.
+fn split_uri(text: &[u8]) -> Option<(&[u8], &[u8; HEX_LEN])> {
+    if text.len() != URI_LEN {
+        return None;
+    }
+    let (prefix, digits) = text.split_at(URI_PREFIX.len());
+    Some((prefix, <&[u8; HEX_LEN]>::try_from(digits).ok()?))
 }
 
 impl Hash {
     /// Parses a URI. Exactly `uri:blake3:` followed by 64 lowercase hex digits; nothing
     /// before or after (no trailing NUL, no whitespace).
     pub fn parse_uri(text: &[u8]) -> Result<Hash, UriError> {
+        // The common case, a well-formed URI, in one pass; anything else is described by
+        // the checks below, in their order.
+        if let Some((prefix, digits)) = split_uri(text) {
+            if prefix == URI_PREFIX {
+                if let Some(hash) = decode(digits) {
+                    return Ok(hash);
+                }
+            }
+        }
         let prefix_len = URI_PREFIX.len().min(text.len());
         if let Some(at) = (0..prefix_len).find(|&i| text[i] != URI_PREFIX[i]) {
             return Err(UriError::BadPrefix { at });
@@ -103,44 +157,26 @@ impl Hash {
         let digits = &text[URI_PREFIX.len()..];
         // Report a bad digit before a bad length: "uri:blake3:abc/..." is more usefully
         // described by the '/' than by its length.
-        for (i, &byte) in digits.iter().enumerate().take(HEX_LEN) {
-            if hex_value(byte).is_none() {
-                return Err(UriError::BadDigit {
-                    at: URI_PREFIX.len() + i,
-                    byte,
-                });
-            }
+        if let Some((i, byte)) = first_bad_digit(&digits[..digits.len().min(HEX_LEN)]) {
+            return Err(UriError::BadDigit {
+                at: URI_PREFIX.len() + i,
+                byte,
+            });
         }
-        if text.len() != URI_LEN {
-            return Err(UriError::BadLength { len: text.len() });
-        }
-        Ok(Hash::from_hex_digits(digits))
+        Err(UriError::BadLength { len: text.len() })
     }
 
     /// Parses 64 lowercase hex digits (a URI without its prefix, as in object file names).
     pub fn parse_hex(text: &[u8]) -> Result<Hash, UriError> {
-        for (at, &byte) in text.iter().enumerate().take(HEX_LEN) {
-            if hex_value(byte).is_none() {
-                return Err(UriError::BadDigit { at, byte });
-            }
+        if let Some(hash) = <&[u8; HEX_LEN]>::try_from(text).ok().and_then(decode) {
+            return Ok(hash);
         }
-        if text.len() != HEX_LEN {
-            return Err(UriError::BadLength {
-                len: text.len() + URI_PREFIX.len(),
-            });
+        if let Some((at, byte)) = first_bad_digit(&text[..text.len().min(HEX_LEN)]) {
+            return Err(UriError::BadDigit { at, byte });
         }
-        Ok(Hash::from_hex_digits(text))
-    }
-
-    /// `digits` must be 64 valid lowercase hex digits.
-    fn from_hex_digits(digits: &[u8]) -> Hash {
-        let mut out = [0u8; 32];
-        for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-            let hi = hex_value(pair[0]).unwrap_or(0);
-            let lo = hex_value(pair[1]).unwrap_or(0);
-            *byte = hi << 4 | lo;
-        }
-        Hash(out)
+        Err(UriError::BadLength {
+            len: text.len() + URI_PREFIX.len(),
+        })
     }
 
     /// Is `text` a URI? Cheap test used to tell `uri:` names from plain sonames.
@@ -266,6 +302,92 @@ mod tests {
         assert!(!Hash::is_uri(&PLACEHOLDER));
     }
 
+    /// The parser as first written (two passes, a `match` per digit): the reference the
+    /// one-pass parser must agree with, error for error.
+    mod reference {
+        use super::super::*;
+
+        fn hex_value(byte: u8) -> Option<u8> {
+            match byte {
+                b'0'..=b'9' => Some(byte - b'0'),
+                b'a'..=b'f' => Some(byte - b'a' + 10),
+                _ => None,
+            }
+        }
+
+        fn from_hex_digits(digits: &[u8]) -> Hash {
+            let mut out = [0u8; 32];
+            for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+                let hi = hex_value(pair[0]).unwrap_or(0);
+                let lo = hex_value(pair[1]).unwrap_or(0);
+                *byte = hi << 4 | lo;
+            }
+            Hash(out)
+        }
+
+        pub fn parse_uri(text: &[u8]) -> Result<Hash, UriError> {
+            let prefix_len = URI_PREFIX.len().min(text.len());
+            if let Some(at) = (0..prefix_len).find(|&i| text[i] != URI_PREFIX[i]) {
+                return Err(UriError::BadPrefix { at });
+            }
+            if text.len() < URI_PREFIX.len() {
+                return Err(UriError::BadLength { len: text.len() });
+            }
+            let digits = &text[URI_PREFIX.len()..];
+            for (i, &byte) in digits.iter().enumerate().take(HEX_LEN) {
+                if hex_value(byte).is_none() {
+                    return Err(UriError::BadDigit {
+                        at: URI_PREFIX.len() + i,
+                        byte,
+                    });
+                }
+            }
+            if text.len() != URI_LEN {
+                return Err(UriError::BadLength { len: text.len() });
+            }
+            Ok(from_hex_digits(digits))
+        }
+
+        pub fn parse_hex(text: &[u8]) -> Result<Hash, UriError> {
+            for (at, &byte) in text.iter().enumerate().take(HEX_LEN) {
+                if hex_value(byte).is_none() {
+                    return Err(UriError::BadDigit { at, byte });
+                }
+            }
+            if text.len() != HEX_LEN {
+                return Err(UriError::BadLength {
+                    len: text.len() + URI_PREFIX.len(),
+                });
+            }
+            Ok(from_hex_digits(text))
+        }
+    }
+
+    /// A URI, often damaged: cut or extended to `len` bytes (half the time its own length), then up to four bytes replaced by
+    /// bytes near the digits' ranges (`/`, `:`, `@`, `` ` ``, `g`, `A`, `F`, ...) or any.
+    fn damaged_uri() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let byte = prop_oneof![
+            proptest::sample::select(b"/09:@AFG`afgx\0\xff".to_vec()),
+            any::<u8>(),
+        ];
+        (
+            proptest::array::uniform32(any::<u8>()),
+            prop_oneof![Just(URI_LEN), 0usize..90],
+            proptest::collection::vec((0usize..90, byte), 0..4),
+        )
+            .prop_map(|(hash, len, edits)| {
+                let mut text = Hash(hash).to_uri_bytes().to_vec();
+                text.resize(len, b'0');
+                for (at, b) in edits {
+                    if at < text.len() {
+                        text[at] = b;
+                    }
+                }
+                text
+            })
+    }
+
     proptest::proptest! {
         #[test]
         fn any_hash_round_trips(bytes in proptest::array::uniform32(0u8..)) {
@@ -278,6 +400,13 @@ mod tests {
         #[test]
         fn parse_never_panics(text in proptest::collection::vec(0u8.., 0..100)) {
             let _ = Hash::parse_uri(&text);
+        }
+
+        #[test]
+        fn parsers_agree_with_the_reference(text in damaged_uri()) {
+            proptest::prop_assert_eq!(Hash::parse_uri(&text), reference::parse_uri(&text));
+            let hex = text.get(URI_PREFIX.len()..).unwrap_or(&text);
+            proptest::prop_assert_eq!(Hash::parse_hex(hex), reference::parse_hex(hex));
         }
     }
 }
