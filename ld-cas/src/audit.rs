@@ -13,7 +13,7 @@
 use core::ptr::addr_of_mut;
 
 use crate::arena;
-use crate::cas::{Entry, Hash, URI_LEN, URI_PREFIX};
+use crate::cas::{Entry, Hash, Table, URI_LEN, URI_PREFIX};
 use crate::elf::{Dyn, DT_AUDIT, DT_LDCAS_HOOK, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NULL};
 use crate::out::{cstr, die, Out, STDERR};
 use crate::path::PathBuf;
@@ -25,8 +25,8 @@ const LA_SER_ORIG: u32 = 1;
 
 /// What the callbacks need once ld.so runs.
 pub struct Resolver {
-    /// The mapped, checked lookup table.
-    pub table: &'static [u8],
+    /// The lookup table, mapped and parsed (its header checked once), when opened.
+    pub table: Option<Table<'static>>,
     /// The store directory.
     pub store: PathBuf,
     /// The program, for messages.
@@ -46,7 +46,7 @@ pub struct Resolver {
 }
 
 static mut STATE: Resolver = Resolver {
-    table: &[],
+    table: None,
     store: PathBuf::new(),
     program: &[],
     debug: false,
@@ -127,7 +127,7 @@ pub fn resolve_with(
             })
         }
     };
-    let entry = match store::lookup(r.table, &hash) {
+    let entry = match store::lookup(r.table.as_ref(), &hash) {
         Ok(Some(e)) => e,
         Ok(None) => {
             return fail(r, &|o| {

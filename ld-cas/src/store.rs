@@ -96,8 +96,9 @@ pub enum OpenError {
 
 /// Maps `STORE/TABLE_DIR/table` (`table_dir` empty: `STORE/table`) with one `open`
 /// (`O_NONBLOCK`: a FIFO cannot make it wait), one `fstat` (it must be a regular file) and
-/// one `mmap`, and checks its header. A small table is read instead, with one `pread`
-/// (and no `fstat` when the read is whole). `scratch` is used to build the path.
+/// one `mmap`, and checks its header: the table is returned parsed, so that a look-up
+/// checks only the entry it finds. A small table is read instead, with one `pread` (and
+/// no `fstat` when the read is whole). `scratch` is used to build the path.
 ///
 /// With `trust` (secure mode) the store is walked from `/` one component at a time and
 /// the store directory, the table's directory, the table, the index beside it and the
@@ -110,7 +111,7 @@ pub fn open_table(
     scratch: &mut PathBuf,
     trust: Option<&Trust>,
     mut near: Option<&mut Near>,
-) -> Result<(&'static [u8], Option<Fd>), OpenError> {
+) -> Result<(Table<'static>, Option<Fd>), OpenError> {
     let (fd, st, dir) = match trust {
         None => {
             scratch.clear();
@@ -121,8 +122,8 @@ pub fn open_table(
             }
             scratch.push(b"/table");
             let fd = sys::open(scratch.c()).map_err(OpenError::Open)?;
-            if let Some(bytes) = near.as_deref_mut().and_then(|n| read_small(&fd, n)) {
-                return Ok((bytes, None));
+            if let Some(table) = near.as_deref_mut().and_then(|n| read_small(&fd, n)) {
+                return Ok((table, None));
             }
             let st = sys::fstat(&fd).map_err(OpenError::Map)?;
             (fd, st, None)
@@ -150,8 +151,8 @@ pub fn open_table(
         }
         None => sys::map_file(&fd, size).map_err(OpenError::Map)?,
     };
-    Table::parse(bytes).map_err(OpenError::Corrupt)?;
-    Ok((bytes, dir))
+    let table = Table::parse(bytes).map_err(OpenError::Corrupt)?;
+    Ok((table, dir))
 }
 
 /// The largest table read into memory rather than mapped.
@@ -162,14 +163,22 @@ const SMALL_TABLE: usize = 64 << 10;
 /// larger table, not a regular file, an error, a table the reader refuses) is `None`,
 /// and the caller takes the long way, which checks the file and says what is wrong; the
 /// room is then given back.
-fn read_small(fd: &Fd, near: &mut Near) -> Option<&'static [u8]> {
+fn read_small(fd: &Fd, near: &mut Near) -> Option<Table<'static>> {
     let mark = near.mark();
     let buf = near.alloc(SMALL_TABLE + 1, 8)?;
-    match sys::pread(fd, buf, 0) {
-        Ok(n) if n <= SMALL_TABLE && Table::parse(&buf[..n]).is_ok() => {
-            near.give_back(mark, n, n);
-            Some(&buf[..n])
-        }
+    let read = sys::pread(fd, buf, 0);
+    let buf: &'static [u8] = buf;
+    match read {
+        Ok(n) if n <= SMALL_TABLE => match Table::parse(&buf[..n]) {
+            Ok(table) => {
+                near.give_back(mark, n, n);
+                Some(table)
+            }
+            Err(_) => {
+                near.give_back(mark, 0, n);
+                None
+            }
+        },
         Ok(n) => {
             near.give_back(mark, 0, n);
             None
@@ -234,8 +243,15 @@ fn open_trusted_table(
     Ok((fd, st, dir))
 }
 
-/// Looks `hash` up in the (already checked) table `bytes`, checking the entry found: its
-/// check value, and that its path stays inside the store (`Table::lookup_checked`).
-pub fn lookup(bytes: &'static [u8], hash: &Hash) -> Result<Option<Entry<'static>>, TableError> {
-    Table::parse(bytes)?.lookup_checked(hash)
+/// Looks `hash` up in the table (parsed, its header checked, by [`open_table`]), checking
+/// the entry found: its check value, and that its path stays inside the store
+/// (`Table::lookup_checked`). With no table opened, the reader's error for an empty file.
+pub fn lookup(
+    table: Option<&Table<'static>>,
+    hash: &Hash,
+) -> Result<Option<Entry<'static>>, TableError> {
+    match table {
+        Some(t) => t.lookup_checked(hash),
+        None => Err(TableError::TooShort { len: 0 }),
+    }
 }
