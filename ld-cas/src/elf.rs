@@ -254,8 +254,76 @@ pub fn str_at(tab: &[u8], off: u64) -> &[u8] {
         Some(r) if off <= usize::MAX as u64 => r,
         _ => return &[],
     };
-    match rest.iter().position(|&c| c == 0) {
+    match nul_position(rest) {
         Some(n) => &rest[..n],
         None => rest,
+    }
+}
+
+/// The index of the first NUL of `bytes`. The names ld-cas reads are mostly 75-byte URIs:
+/// it looks at a word at a time, those that lie wholly in `bytes` and are aligned, and
+/// at the bytes before the first and after the last one by one.
+pub fn nul_position(bytes: &[u8]) -> Option<usize> {
+    const WORD: usize = core::mem::size_of::<usize>();
+    const ONES: usize = usize::MAX / 0xff;
+    const TOPS: usize = ONES << 7;
+    // SAFETY: any bytes are valid `usize`s; `align_to` only splits the slice.
+    let (head, words, _) = unsafe { bytes.align_to::<usize>() };
+    if let Some(i) = head.iter().position(|&b| b == 0) {
+        return Some(i);
+    }
+    let mut at = head.len();
+    for &w in words {
+        // Non-zero exactly when a byte of `w` is zero: `w - 0x01..01` sets the top bit
+        // of a zero byte (a borrow it passes up only reaches bytes above a zero one),
+        // and `!w` keeps only bytes whose top bit was clear.
+        if w.wrapping_sub(ONES) & !w & TOPS != 0 {
+            break;
+        }
+        at += WORD;
+    }
+    // The word holding the first NUL, or the bytes after the last word.
+    bytes[at..].iter().position(|&b| b == 0).map(|i| at + i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{nul_position, str_at};
+
+    #[test]
+    fn nul_position_at_every_place() {
+        // Every length, every alignment, no NUL or one at each place (with more after it,
+        // and bytes with their top bit set around it).
+        let mut buf = [0u8; 80];
+        for offset in 0..8 {
+            for len in 0..buf.len() - offset {
+                for nul in (0..len).map(Some).chain([None]) {
+                    for (i, b) in buf.iter_mut().enumerate() {
+                        *b = 0x80 | (i as u8 % 0x7f + 1);
+                    }
+                    let s = &mut buf[offset..offset + len];
+                    if let Some(n) = nul {
+                        s[n] = 0;
+                        s[n..].iter_mut().step_by(3).for_each(|b| *b = 0);
+                    }
+                    assert_eq!(nul_position(s), nul, "offset {offset} len {len}");
+                    let want = s.iter().position(|&b| b == 0);
+                    assert_eq!(nul_position(s), want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strings_of_a_table() {
+        let tab = b"\0libc.so.6\0uri:blake3:00\0tail";
+        assert_eq!(str_at(tab, 0), b"");
+        assert_eq!(str_at(tab, 1), b"libc.so.6");
+        assert_eq!(str_at(tab, 5), b".so.6");
+        assert_eq!(str_at(tab, 11), b"uri:blake3:00");
+        assert_eq!(str_at(tab, 25), b"tail");
+        assert_eq!(str_at(tab, tab.len() as u64), b"");
+        assert_eq!(str_at(tab, tab.len() as u64 + 1), b"");
+        assert_eq!(str_at(tab, u64::MAX), b"");
     }
 }
