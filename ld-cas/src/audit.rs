@@ -141,16 +141,22 @@ pub fn resolve_with(
         }
     };
     let replacement = override_for(r.overrides, entry.soname);
-    let path = match replacement {
-        Some(p) => keep(&[p]),
-        None => keep(&[r.store.bytes(), b"/", entry.path]),
+    let in_store = [r.store.bytes(), b"/", entry.path];
+    let parts: &[&[u8]] = match &replacement {
+        Some(p) => core::slice::from_ref(p),
+        None => &in_store,
     };
+    let path = keep(parts);
     if r.check_files {
         // One `stat` (no open): a regular file of the size the table records (an
         // `LD_CAS_OVERRIDE` file: of any size). ld.so would wait for ever on a FIFO and
         // map whatever else is there.
-        // SAFETY: NUL-terminated copy made above by `keep`, kept for good.
-        let with_nul = unsafe { sys::CPath::from_ptr(path) };
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        // SAFETY: `keep` copied the parts and a NUL, for good; no part holds a NUL (the
+        // store's path and an override come from NUL-terminated strings, the reader
+        // checked the entry's path), so its length is known without measuring it.
+        let with_nul =
+            unsafe { sys::CPath::new_unchecked(core::slice::from_raw_parts(path, len + 1)) };
         let file = with_nul.bytes();
         match sys::stat_at(sys::Dir::Cwd, with_nul, 0) {
             Ok(st)
