@@ -275,14 +275,20 @@ pub fn nul_position(bytes: &[u8]) -> Option<usize> {
     let mut at = head.len();
     for &w in words {
         // Non-zero exactly when a byte of `w` is zero: `w - 0x01..01` sets the top bit
-        // of a zero byte (a borrow it passes up only reaches bytes above a zero one),
-        // and `!w` keeps only bytes whose top bit was clear.
-        if w.wrapping_sub(ONES) & !w & TOPS != 0 {
+        // of a zero byte (a borrow it passes on only reaches the more significant bytes
+        // above a zero one), and `!w` keeps only bytes whose top bit was clear.
+        let zeros = w.wrapping_sub(ONES) & !w & TOPS;
+        if zeros != 0 {
+            if cfg!(target_endian = "little") {
+                // The least significant byte flagged is the first zero byte (no borrow
+                // reaches below it): the one at the lowest address.
+                return Some(at + (zeros.trailing_zeros() / 8) as usize);
+            }
             break;
         }
         at += WORD;
     }
-    // The word holding the first NUL, or the bytes after the last word.
+    // The word holding the first NUL (big-endian), or the bytes after the last word.
     bytes[at..].iter().position(|&b| b == 0).map(|i| at + i)
 }
 
