@@ -1,6 +1,6 @@
 //! Finding the store and mapping its lookup table.
 
-use crate::cas::{Entry, Hash, Table, TableError};
+use crate::cas::{Entry, Hash, Table, TableError, HEX_LEN};
 use crate::near::Near;
 use crate::path::PathBuf;
 use crate::sys::{self, Errno, Fd};
@@ -63,10 +63,10 @@ pub fn locate(
 /// `STORE/interp/<64 hex digits>/<file>` (`/` for a store at the root), else `None`.
 pub fn of_interpreter(interp: &[u8]) -> Option<&[u8]> {
     let (rest, file) = split_last(interp)?;
-    let (rest, hex) = split_last(rest)?;
-    let (store, dir) = split_last(rest)?;
-    let is_hex = hex.len() == 64 && hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if !interp.starts_with(b"/") || file.is_empty() || dir != b"interp" || !is_hex {
+    // The directories are known by their length: no search for their `/`.
+    let (rest, hex) = rest.split_at(rest.len().checked_sub(HEX_LEN)?);
+    let store = rest.strip_suffix(b"/interp/")?;
+    if !interp.starts_with(b"/") || file.is_empty() || Hash::parse_hex(hex).is_err() {
         return None;
     }
     Some(if store.is_empty() { b"/" } else { store })
