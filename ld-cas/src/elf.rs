@@ -112,9 +112,8 @@ fn u32_at(b: &[u8], o: usize) -> Option<u32> {
 
 fn u64_at(b: &[u8], o: usize) -> Option<u64> {
     let s = b.get(o..o.checked_add(8)?)?;
-    let mut a = [0u8; 8];
-    a.copy_from_slice(s);
-    Some(u64::from_le_bytes(a))
+    // An array, not `copy_from_slice`, which stays a call in the size-optimised build.
+    Some(u64::from_le_bytes(<[u8; 8]>::try_from(s).ok()?))
 }
 
 /// Parses and checks an ELF header: 64-bit, little-endian, this machine, `ET_DYN`/`ET_EXEC`.

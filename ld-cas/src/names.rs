@@ -111,7 +111,7 @@ impl Seen {
     fn bit(name: &[u8]) -> (usize, u64) {
         let mut tail = [0u8; 8];
         match name.len().checked_sub(8) {
-            Some(at) => tail.copy_from_slice(&name[at..]),
+            Some(at) => tail = <[u8; 8]>::try_from(&name[at..]).unwrap_or_default(),
             None => {
                 for (t, &b) in tail.iter_mut().zip(name) {
                     *t = b;

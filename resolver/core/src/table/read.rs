@@ -71,20 +71,19 @@ impl fmt::Display for TableError {
 
 // No `Error` impl: `core::error::Error` is newer than Rust 1.63 (see `crate::uri`).
 
+// The fields are read as arrays (`try_from`), not with `copy_from_slice`, which the
+// size-optimised build leaves out of line: a call and a `memcpy` for four bytes.
+
+/// The `u32` at `at`, 0 when it lies outside `bytes`.
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
-    let mut buf = [0u8; 4];
-    if let Some(src) = bytes.get(at..at.saturating_add(4)) {
-        buf.copy_from_slice(src);
-    }
-    u32::from_le_bytes(buf)
+    let src = bytes.get(at..at.saturating_add(4)).unwrap_or_default();
+    u32::from_le_bytes(<[u8; 4]>::try_from(src).unwrap_or_default())
 }
 
+/// The `u64` at `at`, 0 when it lies outside `bytes`.
 fn read_u64(bytes: &[u8], at: usize) -> u64 {
-    let mut buf = [0u8; 8];
-    if let Some(src) = bytes.get(at..at.saturating_add(8)) {
-        buf.copy_from_slice(src);
-    }
-    u64::from_le_bytes(buf)
+    let src = bytes.get(at..at.saturating_add(8)).unwrap_or_default();
+    u64::from_le_bytes(<[u8; 8]>::try_from(src).unwrap_or_default())
 }
 
 /// A parsed table borrowing its bytes.
@@ -321,9 +320,8 @@ impl<'a> Table<'a> {
 
     /// The hash of entry `index`, which the caller keeps below `count`.
     fn hash_at(&self, index: u32) -> Hash {
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(&self.entry_bytes(index)[entry::HASH..entry::HASH + 32]);
-        Hash(hash)
+        let raw = &self.entry_bytes(index)[entry::HASH..entry::HASH + 32];
+        Hash(<[u8; 32]>::try_from(raw).unwrap_or_default())
     }
 
     /// The raw bytes of entry `index`, which the caller keeps below `count`.
