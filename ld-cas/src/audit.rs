@@ -13,7 +13,7 @@
 use core::ptr::addr_of_mut;
 
 use crate::arena;
-use crate::cas::{Entry, Hash, URI_LEN, URI_PREFIX};
+use crate::cas::{Entry, Hash, Table, URI_LEN, URI_PREFIX};
 use crate::elf::{Dyn, DT_AUDIT, DT_LDCAS_HOOK, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NULL};
 use crate::out::{cstr, die, Out, STDERR};
 use crate::path::PathBuf;
@@ -25,8 +25,8 @@ const LA_SER_ORIG: u32 = 1;
 
 /// What the callbacks need once ld.so runs.
 pub struct Resolver {
-    /// The mapped, checked lookup table.
-    pub table: &'static [u8],
+    /// The lookup table, mapped and parsed (its header checked once), when opened.
+    pub table: Option<Table<'static>>,
     /// The store directory: a string of the program, its environment or its interpreter's
     /// path, or a path built once ([`crate::store::locate`]), so that this state stays a few
     /// words in ld-cas's one hot writable page.
@@ -48,7 +48,7 @@ pub struct Resolver {
 }
 
 static mut STATE: Resolver = Resolver {
-    table: &[],
+    table: None,
     store: &[],
     program: &[],
     debug: false,
@@ -129,7 +129,7 @@ pub fn resolve_with(
             })
         }
     };
-    let entry = match store::lookup(r.table, &hash) {
+    let entry = match store::lookup(r.table.as_ref(), &hash) {
         Ok(Some(e)) => e,
         Ok(None) => {
             return fail(r, &|o| {
@@ -143,16 +143,22 @@ pub fn resolve_with(
         }
     };
     let replacement = override_for(r.overrides, entry.soname);
-    let path = match replacement {
-        Some(p) => keep(&[p]),
-        None => keep(&[r.store, b"/", entry.path]),
+    let in_store = [r.store, b"/", entry.path];
+    let parts: &[&[u8]] = match &replacement {
+        Some(p) => core::slice::from_ref(p),
+        None => &in_store,
     };
+    let path = keep(parts);
     if r.check_files {
         // One `stat` (no open): a regular file of the size the table records (an
         // `LD_CAS_OVERRIDE` file: of any size). ld.so would wait for ever on a FIFO and
         // map whatever else is there.
-        // SAFETY: NUL-terminated copy made above by `keep`, kept for good.
-        let with_nul = unsafe { sys::CPath::from_ptr(path) };
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        // SAFETY: `keep` copied the parts and a NUL, for good; no part holds a NUL (the
+        // store's path and an override come from NUL-terminated strings, the reader
+        // checked the entry's path), so its length is known without measuring it.
+        let with_nul =
+            unsafe { sys::CPath::new_unchecked(core::slice::from_raw_parts(path, len + 1)) };
         let file = with_nul.bytes();
         match sys::stat_at(sys::Dir::Cwd, with_nul, 0) {
             Ok(st)

@@ -2,4 +2,4 @@
 //! and the table reader.
 
 pub use resolver_core::table::{Entry, Kind, Table, TableError};
-pub use resolver_core::uri::{Hash, URI_LEN, URI_PREFIX};
+pub use resolver_core::uri::{Hash, HEX_LEN, URI_LEN, URI_PREFIX};

@@ -1,7 +1,7 @@
 //! ld-cas run as a command (`AT_BASE` = 0): run a program, list or verify its closure.
 
 use crate::arch;
-use crate::cas::{Hash, URI_LEN, URI_PREFIX};
+use crate::cas::{Hash, Table, URI_LEN, URI_PREFIX};
 use crate::elf::{self, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_LDCAS_TABLE};
 use crate::launch::{self, Program};
 use crate::loadmap;
@@ -201,7 +201,7 @@ fn list(stack: &Stack, prog: &[u8], verify: bool, page: usize) -> ! {
         .rposition(|&c| c == b'/')
         .map_or(0, |i| i + 1)..];
     let loader_soname: &[u8] = match (loader_uri.map(Hash::parse_uri), table) {
-        (Some(Ok(h)), Some(t)) => match store::lookup(t, &h) {
+        (Some(Ok(h)), Some(t)) => match t.lookup_checked(&h) {
             Ok(Some(e)) => e.soname,
             _ => default,
         },
@@ -296,13 +296,13 @@ fn list(stack: &Stack, prog: &[u8], verify: bool, page: usize) -> ! {
 /// replaced) and returns the object's bytes, or prints why not.
 fn show(
     o: &mut Out,
-    table: Option<&'static [u8]>,
+    table: Option<Table<'static>>,
     record: Option<&[u8]>,
     store: &[u8],
     uri: &[u8],
 ) -> Option<&'static [u8]> {
     o.bytes(uri);
-    let entry = match table.and_then(|t| Hash::parse_uri(uri).ok().map(|h| store::lookup(t, &h))) {
+    let entry = match table.and_then(|t| Hash::parse_uri(uri).ok().map(|h| t.lookup_checked(&h))) {
         Some(Ok(Some(e))) => e,
         Some(Err(e)) => {
             let _ = core::fmt::write(o, format_args!(" => the lookup table {}\n", e));

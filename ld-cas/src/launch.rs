@@ -258,7 +258,7 @@ fn loader_path_of(
     let mut found = None;
     match uri {
         Some(uri) => {
-            let entry = match Hash::parse_uri(uri).map(|h| store::lookup(r.table, &h)) {
+            let entry = match Hash::parse_uri(uri).map(|h| store::lookup(r.table.as_ref(), &h)) {
                 Ok(Ok(Some(e))) if e.kind == Kind::Interpreter || e.kind == Kind::Library => e,
                 Ok(Err(e)) => die(127, |o| {
                     o.bytes(name)

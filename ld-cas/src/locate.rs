@@ -85,7 +85,7 @@ impl StoreQuery<'_> {
         }
         match store::open_table(r.store, self.table_dir, scratch, trust, near) {
             Ok((t, d)) => {
-                r.table = t;
+                r.table = Some(t);
                 d
             }
             Err(e) => store_error(self.name, r.store, source, scratch, e),

@@ -98,6 +98,41 @@ impl Moved {
     }
 }
 
+/// The `DT_NEEDED` names [`hand_names`] has seen, as a set of 256 bits, one per name (a
+/// Bloom filter with one hash): a name whose bit is clear was not seen, and only for the
+/// others are the moved strings searched. A program lists its whole closure, so without
+/// it every name would be compared with every earlier one.
+struct Seen([u64; 4]);
+
+impl Seen {
+    /// The word and bit of `name`: its last eight bytes (a URI's last hex digits; all of a
+    /// shorter name), mixed by a multiplication whose top eight bits choose the bit.
+    fn bit(name: &[u8]) -> (usize, u64) {
+        let mut tail = [0u8; 8];
+        match name.len().checked_sub(8) {
+            Some(at) => tail = <[u8; 8]>::try_from(&name[at..]).unwrap_or_default(),
+            None => {
+                for (t, &b) in tail.iter_mut().zip(name) {
+                    *t = b;
+                }
+            }
+        }
+        let h = u64::from_le_bytes(tail).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56;
+        ((h >> 6) as usize, 1 << (h & 63))
+    }
+
+    fn insert(&mut self, name: &[u8]) {
+        let (word, bit) = Seen::bit(name);
+        self.0[word] |= bit;
+    }
+
+    /// Whether `name` may have been seen (`false`: it certainly was not).
+    fn may_hold(&self, name: &[u8]) -> bool {
+        let (word, bit) = Seen::bit(name);
+        self.0[word] & bit != 0
+    }
+}
+
 /// What [`hand_names`] needs besides the program.
 pub struct Context<'a> {
     /// The program, for messages.
@@ -119,6 +154,7 @@ pub fn hand_names(prog: &mut Program, near: &mut Near, cx: &Context<'_>) {
         })
     };
     let mut moved = Moved::new(near, prog.strtab);
+    let mut seen = Seen([0; 4]);
     let strings = prog.strings;
     // SAFETY: single-threaded before the hand-over.
     let r = unsafe { audit::state() };
@@ -139,10 +175,12 @@ pub fn hand_names(prog: &mut Program, near: &mut Near, cx: &Context<'_>) {
                 || (strings.get(at..at + needed.len()) == Some(needed)
                     && strings.get(at + needed.len()) == Some(&0))
         };
-        if moved.iter().any(|m| same(m.from)) {
+        // Most names are new: the set says so without a search of the records.
+        if seen.may_hold(needed) && moved.iter().any(|m| same(m.from)) {
             // A second entry of a name: ld.so finds it in the index (see the module).
             continue;
         }
+        seen.insert(needed);
         // The path goes straight where ld.so reads it.
         let mut keep = |parts: &[&[u8]]| {
             moved

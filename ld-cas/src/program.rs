@@ -31,20 +31,24 @@ pub struct Program {
     pub bad_tag: Option<&'static str>,
 }
 
-/// The string-valued dynamic tags ld.so (or ld-cas) reads, and their names.
-const STRING_TAGS: [(i64, &str); 11] = [
-    (DT_NEEDED, "a DT_NEEDED entry"),
-    (DT_SONAME, "its DT_SONAME"),
-    (DT_RPATH, "its DT_RPATH"),
-    (DT_RUNPATH, "its DT_RUNPATH"),
-    (elf::DT_AUDIT, "its DT_AUDIT"),
-    (0x6fff_fefb, "its DT_DEPAUDIT"),
-    (0x7fff_fffd, "its DT_AUXILIARY"),
-    (0x7fff_ffff, "its DT_FILTER"),
-    (DT_LDCAS_LOADER, "its DT_LDCAS_LOADER"),
-    (DT_LDCAS_STORE, "its DT_LDCAS_STORE"),
-    (DT_LDCAS_TABLE, "its DT_LDCAS_TABLE"),
-];
+/// The name of `tag` if it is one of the string-valued dynamic tags ld.so (or ld-cas)
+/// reads (one `match` per entry of the dynamic section, which has dozens).
+fn string_tag(tag: i64) -> Option<&'static str> {
+    Some(match tag {
+        DT_NEEDED => "a DT_NEEDED entry",
+        DT_SONAME => "its DT_SONAME",
+        DT_RPATH => "its DT_RPATH",
+        DT_RUNPATH => "its DT_RUNPATH",
+        elf::DT_AUDIT => "its DT_AUDIT",
+        0x6fff_fefb => "its DT_DEPAUDIT",
+        0x7fff_fffd => "its DT_AUXILIARY",
+        0x7fff_ffff => "its DT_FILTER",
+        DT_LDCAS_LOADER => "its DT_LDCAS_LOADER",
+        DT_LDCAS_STORE => "its DT_LDCAS_STORE",
+        DT_LDCAS_TABLE => "its DT_LDCAS_TABLE",
+        _ => return None,
+    })
+}
 
 /// The loaded segment holding `[addr, addr + len)` of an image with headers `ph` and
 /// load bias `bias`: its run-time end and whether it is writable.
@@ -156,13 +160,13 @@ impl Program {
     fn bad_string(&self) -> Option<&'static str> {
         let strings = self.strings;
         self.entries().find_map(|d| {
-            let (_, tag) = STRING_TAGS.iter().find(|t| t.0 == d.d_tag)?;
+            let tag = string_tag(d.d_tag)?;
             let rest = usize::try_from(d.d_val).ok().and_then(|o| strings.get(o..));
-            let ok = matches!(rest, Some(rest) if rest.contains(&0));
+            let ok = matches!(rest, Some(rest) if elf::nul_position(rest).is_some());
             if ok {
                 None
             } else {
-                Some(*tag)
+                Some(tag)
             }
         })
     }

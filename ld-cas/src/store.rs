@@ -1,6 +1,6 @@
 //! Finding the store and mapping its lookup table.
 
-use crate::cas::{Entry, Hash, Table, TableError};
+use crate::cas::{Entry, Hash, Table, TableError, HEX_LEN};
 use crate::near::{copy_parts, Near};
 use crate::path::PathBuf;
 use crate::sys::{self, Errno, Fd};
@@ -86,10 +86,10 @@ pub fn locate<'a>(
 /// `STORE/interp/<64 hex digits>/<file>` (`/` for a store at the root), else `None`.
 pub fn of_interpreter(interp: &[u8]) -> Option<&[u8]> {
     let (rest, file) = split_last(interp)?;
-    let (rest, hex) = split_last(rest)?;
-    let (store, dir) = split_last(rest)?;
-    let is_hex = hex.len() == 64 && hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if !interp.starts_with(b"/") || file.is_empty() || dir != b"interp" || !is_hex {
+    // The directories are known by their length: no search for their `/`.
+    let (rest, hex) = rest.split_at(rest.len().checked_sub(HEX_LEN)?);
+    let store = rest.strip_suffix(b"/interp/")?;
+    if !interp.starts_with(b"/") || file.is_empty() || Hash::parse_hex(hex).is_err() {
         return None;
     }
     Some(if store.is_empty() { b"/" } else { store })
@@ -119,8 +119,9 @@ pub enum OpenError {
 
 /// Maps `STORE/TABLE_DIR/table` (`table_dir` empty: `STORE/table`) with one `open`
 /// (`O_NONBLOCK`: a FIFO cannot make it wait), one `fstat` (it must be a regular file) and
-/// one `mmap`, and checks its header. A small table is read instead, with one `pread`
-/// (and no `fstat` when the read is whole). `scratch` is used to build the path.
+/// one `mmap`, and checks its header: the table is returned parsed, so that a look-up
+/// checks only the entry it finds. A small table is read instead, with one `pread` (and
+/// no `fstat` when the read is whole). `scratch` is used to build the path.
 ///
 /// With `trust` (secure mode) the store is walked from `/` one component at a time and
 /// the store directory, the table's directory, the table, the index beside it and the
@@ -133,7 +134,7 @@ pub fn open_table(
     scratch: &mut PathBuf,
     trust: Option<&Trust>,
     mut near: Option<&mut Near>,
-) -> Result<(&'static [u8], Option<Fd>), OpenError> {
+) -> Result<(Table<'static>, Option<Fd>), OpenError> {
     let (fd, st, dir) = match trust {
         None => {
             let sep: &[u8] = if table_dir.is_empty() { b"" } else { b"/" };
@@ -149,8 +150,8 @@ pub fn open_table(
                 }
             }
             .map_err(OpenError::Open)?;
-            if let Some(bytes) = near.as_deref_mut().and_then(|n| read_small(&fd, n)) {
-                return Ok((bytes, None));
+            if let Some(table) = near.as_deref_mut().and_then(|n| read_small(&fd, n)) {
+                return Ok((table, None));
             }
             let st = sys::fstat(&fd).map_err(OpenError::Map)?;
             (fd, st, None)
@@ -178,8 +179,8 @@ pub fn open_table(
         }
         None => sys::map_file(&fd, size).map_err(OpenError::Map)?,
     };
-    Table::parse(bytes).map_err(OpenError::Corrupt)?;
-    Ok((bytes, dir))
+    let table = Table::parse(bytes).map_err(OpenError::Corrupt)?;
+    Ok((table, dir))
 }
 
 /// Opens the path made of `parts`, built in `near` only for the call (given back after):
@@ -205,14 +206,22 @@ const SMALL_TABLE: usize = 64 << 10;
 /// larger table, not a regular file, an error, a table the reader refuses) is `None`,
 /// and the caller takes the long way, which checks the file and says what is wrong; the
 /// room is then given back.
-fn read_small(fd: &Fd, near: &mut Near) -> Option<&'static [u8]> {
+fn read_small(fd: &Fd, near: &mut Near) -> Option<Table<'static>> {
     let mark = near.mark();
     let buf = near.alloc(SMALL_TABLE + 1, 8)?;
-    match sys::pread(fd, buf, 0) {
-        Ok(n) if n <= SMALL_TABLE && Table::parse(&buf[..n]).is_ok() => {
-            near.give_back(mark, n, n);
-            Some(&buf[..n])
-        }
+    let read = sys::pread(fd, buf, 0);
+    let buf: &'static [u8] = buf;
+    match read {
+        Ok(n) if n <= SMALL_TABLE => match Table::parse(&buf[..n]) {
+            Ok(table) => {
+                near.give_back(mark, n, n);
+                Some(table)
+            }
+            Err(_) => {
+                near.give_back(mark, 0, n);
+                None
+            }
+        },
         Ok(n) => {
             near.give_back(mark, 0, n);
             None
@@ -277,8 +286,15 @@ fn open_trusted_table(
     Ok((fd, st, dir))
 }
 
-/// Looks `hash` up in the (already checked) table `bytes`, checking the entry found: its
-/// check value, and that its path stays inside the store (`Table::lookup_checked`).
-pub fn lookup(bytes: &'static [u8], hash: &Hash) -> Result<Option<Entry<'static>>, TableError> {
-    Table::parse(bytes)?.lookup_checked(hash)
+/// Looks `hash` up in the table (parsed, its header checked, by [`open_table`]), checking
+/// the entry found: its check value, and that its path stays inside the store
+/// (`Table::lookup_checked`). With no table opened, the reader's error for an empty file.
+pub fn lookup(
+    table: Option<&Table<'static>>,
+    hash: &Hash,
+) -> Result<Option<Entry<'static>>, TableError> {
+    match table {
+        Some(t) => t.lookup_checked(hash),
+        None => Err(TableError::TooShort { len: 0 }),
+    }
 }

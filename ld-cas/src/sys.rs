@@ -171,17 +171,6 @@ impl<'a> CPath<'a> {
         CPath(bytes)
     }
 
-    /// The NUL-terminated string at `p`, up to its NUL.
-    ///
-    /// # Safety
-    /// `p` must point to a NUL-terminated string that lives, unchanged, for `'a`.
-    pub unsafe fn from_ptr(p: *const u8) -> CPath<'a> {
-        // SAFETY: per the caller's contract, the string and its terminator live for `'a`;
-        // `cstr` stops at the first NUL, so the slice ends with its only one.
-        let len = crate::out::cstr(p).len();
-        CPath(core::slice::from_raw_parts(p, len + 1))
-    }
-
     /// The path without its NUL.
     pub fn bytes(self) -> &'a [u8] {
         // SAFETY: a path is never empty: it ends with its NUL.

@@ -81,18 +81,87 @@ impl fmt::Display for UriError {
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-fn hex_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        _ => None,
+/// Whether `byte` is a lowercase hex digit.
+fn is_hex_digit(byte: u8) -> bool {
+    matches!(byte, b'0'..=b'9' | b'a'..=b'f')
+}
+
+/// The first byte of `digits` that is not a lowercase hex digit, with its index.
+fn first_bad_digit(digits: &[u8]) -> Option<(usize, u8)> {
+    digits
+        .iter()
+        .position(|&b| !is_hex_digit(b))
+        .map(|i| (i, digits[i]))
+}
+
+/// One in each byte of a word.
+const ONES: u64 = 0x0101_0101_0101_0101;
+/// The top bit of each byte of a word.
+const TOPS: u64 = ONES << 7;
+
+/// The top bit of each byte of `w` that lies in `lo..=hi` (both below 0x80), every other
+/// bit clear. Exact, byte by byte: each byte is first cleared of its top bit, so adding
+/// at most 0x80 to it never carries into the next one, and a byte with its top bit set
+/// is in no such range.
+fn bytes_in(w: u64, lo: u8, hi: u8) -> u64 {
+    let low = w & !TOPS;
+    // Reaches 0x80 when the byte is `lo` or more; stays below it when the byte is `hi`
+    // or less.
+    let at_least_lo = low + u64::from(0x80 - lo) * ONES;
+    let above_hi = low + u64::from(0x7f - hi) * ONES;
+    at_least_lo & !above_hi & !w & TOPS
+}
+
+/// The hash spelt by 64 hex digits, or `None` when one is not a lowercase hex digit. One
+/// pass, eight digits at a time, with no branch per digit.
+fn decode(digits: &[u8; HEX_LEN]) -> Option<Hash> {
+    let mut out = [0u8; 32];
+    let mut valid = TOPS;
+    for i in 0..HEX_LEN / 8 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&digits[8 * i..8 * i + 8]);
+        // The eight digits, the first in the least significant byte.
+        let w = u64::from_le_bytes(w);
+        let letters = bytes_in(w, b'a', b'f');
+        valid &= bytes_in(w, b'0', b'9') | letters;
+        // A digit's value is its low four bits, plus 9 for a letter (`a` to `f` end in 1
+        // to 6).
+        let values = (w & (0x0f * ONES)) + (letters >> 7) * 9;
+        // Byte 2j: digit 2j's value, then digit 2j + 1's; then bytes 0, 2, 4, 6 together.
+        let pairs = (values << 4 | values >> 8) & 0x00ff_00ff_00ff_00ff;
+        let pairs = (pairs | pairs >> 8) & 0x0000_ffff_0000_ffff;
+        let bytes = (pairs | pairs >> 16) as u32;
+        out[4 * i..4 * i + 4].copy_from_slice(&bytes.to_le_bytes());
     }
+    if valid == TOPS {
+        Some(Hash(out))
+    } else {
+        None
+    }
+}
+
+/// `text` as a prefix and 64 digits, when it has a URI's length.
+fn split_uri(text: &[u8]) -> Option<(&[u8], &[u8; HEX_LEN])> {
+    if text.len() != URI_LEN {
+        return None;
+    }
+    let (prefix, digits) = text.split_at(URI_PREFIX.len());
+    Some((prefix, <&[u8; HEX_LEN]>::try_from(digits).ok()?))
 }
 
 impl Hash {
     /// Parses a URI. Exactly `uri:blake3:` followed by 64 lowercase hex digits; nothing
     /// before or after (no trailing NUL, no whitespace).
     pub fn parse_uri(text: &[u8]) -> Result<Hash, UriError> {
+        // The common case, a well-formed URI, in one pass; anything else is described by
+        // the checks below, in their order.
+        if let Some((prefix, digits)) = split_uri(text) {
+            if prefix == URI_PREFIX {
+                if let Some(hash) = decode(digits) {
+                    return Ok(hash);
+                }
+            }
+        }
         let prefix_len = URI_PREFIX.len().min(text.len());
         if let Some(at) = (0..prefix_len).find(|&i| text[i] != URI_PREFIX[i]) {
             return Err(UriError::BadPrefix { at });
@@ -103,44 +172,26 @@ impl Hash {
         let digits = &text[URI_PREFIX.len()..];
         // Report a bad digit before a bad length: "uri:blake3:abc/..." is more usefully
         // described by the '/' than by its length.
-        for (i, &byte) in digits.iter().enumerate().take(HEX_LEN) {
-            if hex_value(byte).is_none() {
-                return Err(UriError::BadDigit {
-                    at: URI_PREFIX.len() + i,
-                    byte,
-                });
-            }
+        if let Some((i, byte)) = first_bad_digit(&digits[..digits.len().min(HEX_LEN)]) {
+            return Err(UriError::BadDigit {
+                at: URI_PREFIX.len() + i,
+                byte,
+            });
         }
-        if text.len() != URI_LEN {
-            return Err(UriError::BadLength { len: text.len() });
-        }
-        Ok(Hash::from_hex_digits(digits))
+        Err(UriError::BadLength { len: text.len() })
     }
 
     /// Parses 64 lowercase hex digits (a URI without its prefix, as in object file names).
     pub fn parse_hex(text: &[u8]) -> Result<Hash, UriError> {
-        for (at, &byte) in text.iter().enumerate().take(HEX_LEN) {
-            if hex_value(byte).is_none() {
-                return Err(UriError::BadDigit { at, byte });
-            }
+        if let Some(hash) = <&[u8; HEX_LEN]>::try_from(text).ok().and_then(decode) {
+            return Ok(hash);
         }
-        if text.len() != HEX_LEN {
-            return Err(UriError::BadLength {
-                len: text.len() + URI_PREFIX.len(),
-            });
+        if let Some((at, byte)) = first_bad_digit(&text[..text.len().min(HEX_LEN)]) {
+            return Err(UriError::BadDigit { at, byte });
         }
-        Ok(Hash::from_hex_digits(text))
-    }
-
-    /// `digits` must be 64 valid lowercase hex digits.
-    fn from_hex_digits(digits: &[u8]) -> Hash {
-        let mut out = [0u8; 32];
-        for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-            let hi = hex_value(pair[0]).unwrap_or(0);
-            let lo = hex_value(pair[1]).unwrap_or(0);
-            *byte = hi << 4 | lo;
-        }
-        Hash(out)
+        Err(UriError::BadLength {
+            len: text.len() + URI_PREFIX.len(),
+        })
     }
 
     /// Is `text` a URI? Cheap test used to tell `uri:` names from plain sonames.
@@ -266,6 +317,108 @@ mod tests {
         assert!(!Hash::is_uri(&PLACEHOLDER));
     }
 
+    /// The parser as first written (two passes, a `match` per digit): the reference the
+    /// one-pass parser must agree with, error for error.
+    mod reference {
+        use super::super::*;
+
+        fn hex_value(byte: u8) -> Option<u8> {
+            match byte {
+                b'0'..=b'9' => Some(byte - b'0'),
+                b'a'..=b'f' => Some(byte - b'a' + 10),
+                _ => None,
+            }
+        }
+
+        fn from_hex_digits(digits: &[u8]) -> Hash {
+            let mut out = [0u8; 32];
+            for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+                let hi = hex_value(pair[0]).unwrap_or(0);
+                let lo = hex_value(pair[1]).unwrap_or(0);
+                *byte = hi << 4 | lo;
+            }
+            Hash(out)
+        }
+
+        pub fn parse_uri(text: &[u8]) -> Result<Hash, UriError> {
+            let prefix_len = URI_PREFIX.len().min(text.len());
+            if let Some(at) = (0..prefix_len).find(|&i| text[i] != URI_PREFIX[i]) {
+                return Err(UriError::BadPrefix { at });
+            }
+            if text.len() < URI_PREFIX.len() {
+                return Err(UriError::BadLength { len: text.len() });
+            }
+            let digits = &text[URI_PREFIX.len()..];
+            for (i, &byte) in digits.iter().enumerate().take(HEX_LEN) {
+                if hex_value(byte).is_none() {
+                    return Err(UriError::BadDigit {
+                        at: URI_PREFIX.len() + i,
+                        byte,
+                    });
+                }
+            }
+            if text.len() != URI_LEN {
+                return Err(UriError::BadLength { len: text.len() });
+            }
+            Ok(from_hex_digits(digits))
+        }
+
+        pub fn parse_hex(text: &[u8]) -> Result<Hash, UriError> {
+            for (at, &byte) in text.iter().enumerate().take(HEX_LEN) {
+                if hex_value(byte).is_none() {
+                    return Err(UriError::BadDigit { at, byte });
+                }
+            }
+            if text.len() != HEX_LEN {
+                return Err(UriError::BadLength {
+                    len: text.len() + URI_PREFIX.len(),
+                });
+            }
+            Ok(from_hex_digits(text))
+        }
+    }
+
+    #[test]
+    fn every_byte_at_every_digit_agrees_with_the_reference() {
+        let sample = SAMPLE.as_bytes();
+        for at in URI_PREFIX.len()..URI_LEN {
+            for byte in 0..=255u8 {
+                let mut text = sample.to_vec();
+                text[at] = byte;
+                assert_eq!(
+                    Hash::parse_uri(&text),
+                    reference::parse_uri(&text),
+                    "{byte:#04x} at {at}"
+                );
+            }
+        }
+    }
+
+    /// A URI, often damaged: cut or extended to `len` bytes (half the time its own length), then up to four bytes replaced by
+    /// bytes near the digits' ranges (`/`, `:`, `@`, `` ` ``, `g`, `A`, `F`, ...) or any.
+    fn damaged_uri() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let byte = prop_oneof![
+            proptest::sample::select(b"/09:@AFG`afgx\0\xff".to_vec()),
+            any::<u8>(),
+        ];
+        (
+            proptest::array::uniform32(any::<u8>()),
+            prop_oneof![Just(URI_LEN), 0usize..90],
+            proptest::collection::vec((0usize..90, byte), 0..4),
+        )
+            .prop_map(|(hash, len, edits)| {
+                let mut text = Hash(hash).to_uri_bytes().to_vec();
+                text.resize(len, b'0');
+                for (at, b) in edits {
+                    if at < text.len() {
+                        text[at] = b;
+                    }
+                }
+                text
+            })
+    }
+
     proptest::proptest! {
         #[test]
         fn any_hash_round_trips(bytes in proptest::array::uniform32(0u8..)) {
@@ -278,6 +431,13 @@ mod tests {
         #[test]
         fn parse_never_panics(text in proptest::collection::vec(0u8.., 0..100)) {
             let _ = Hash::parse_uri(&text);
+        }
+
+        #[test]
+        fn parsers_agree_with_the_reference(text in damaged_uri()) {
+            proptest::prop_assert_eq!(Hash::parse_uri(&text), reference::parse_uri(&text));
+            let hex = text.get(URI_PREFIX.len()..).unwrap_or(&text);
+            proptest::prop_assert_eq!(Hash::parse_hex(hex), reference::parse_hex(hex));
         }
     }
 }
