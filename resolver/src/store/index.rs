@@ -45,13 +45,49 @@ pub struct IndexDiff {
     pub stale: Vec<OsString>,
     /// Whether the `glibc-hwcaps` links are missing or wrong.
     pub hwcaps: bool,
+    /// Temporary links (`.tmp-NAME`, relative to the index directory) that a writer killed
+    /// between making and renaming one left behind. Only a writer holding the writers'
+    /// lock makes them, so to the holder they are all leftovers; [`sync`] removes them.
+    pub temporaries: Vec<PathBuf>,
 }
 
 impl IndexDiff {
-    /// Whether the index matches the table.
+    /// Whether the index matches the table and holds nothing else.
     pub fn is_empty(&self) -> bool {
-        self.wrong.is_empty() && self.stale.is_empty() && !self.hwcaps
+        self.wrong.is_empty()
+            && self.stale.is_empty()
+            && !self.hwcaps
+            && self.temporaries.is_empty()
     }
+}
+
+/// The name of the temporary link [`replace_link`] makes for `name`.
+fn temporary_name(name: &OsStr) -> OsString {
+    let mut tmp = TEMPORARY_PREFIX.to_vec();
+    tmp.extend_from_slice(name.as_bytes());
+    OsString::from_vec(tmp)
+}
+
+/// How [`temporary_name`]s start.
+const TEMPORARY_PREFIX: &[u8] = b".tmp-";
+
+/// The temporary links in `dir`, as paths relative to the index directory under `under`.
+fn temporaries_in(dir: &Path, under: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    match fs::read_dir(dir) {
+        Ok(rd) => {
+            for e in rd {
+                let name = e?.file_name();
+                if name.as_bytes().starts_with(TEMPORARY_PREFIX) {
+                    out.push(under.join(name));
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The link target, relative to `TABLE_DIR/index`, of an object at `path` (relative to
@@ -110,6 +146,11 @@ pub fn diff(dir: &Path, want: &[IndexEntry]) -> io::Result<IndexDiff> {
     out.hwcaps = HWCAPS.iter().any(|level| {
         fs::read_link(dir.join("glibc-hwcaps").join(level)).ok() != Some(PathBuf::from(".."))
     });
+    out.temporaries = temporaries_in(dir, Path::new(""))?;
+    out.temporaries.extend(temporaries_in(
+        &dir.join("glibc-hwcaps"),
+        Path::new("glibc-hwcaps"),
+    )?);
     Ok(out)
 }
 
@@ -138,24 +179,30 @@ pub fn sync(dir: &Path, want: &[IndexEntry]) -> io::Result<()> {
         replace_link(dir, &w.name, &w.target)?;
     }
     for name in &d.stale {
-        match fs::remove_file(dir.join(name)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+        remove_if_there(&dir.join(name))?;
+    }
+    for tmp in &d.temporaries {
+        remove_if_there(&dir.join(tmp))?;
+    }
+    if d.temporaries.iter().any(|t| t.starts_with("glibc-hwcaps")) {
+        atomic::sync_dir(&dir.join("glibc-hwcaps"))?;
     }
     atomic::sync_dir(dir)
+}
+
+/// Removes `path`; one already gone is fine.
+fn remove_if_there(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Makes `dir/name` a symbolic link to `target`, atomically (a temporary link renamed over
 /// whatever is there).
 fn replace_link(dir: &Path, name: &OsStr, target: &Path) -> io::Result<()> {
-    let mut tmp = b".tmp-".to_vec();
-    tmp.extend_from_slice(name.as_bytes());
-    let tmp = dir.join(OsString::from_vec(tmp));
-    match fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
+    let tmp = dir.join(temporary_name(name));
+    remove_if_there(&tmp)?;
     symlink(target, &tmp)?;
     fs::rename(&tmp, dir.join(name))
 }
@@ -174,5 +221,42 @@ mod tests {
             link_target(Path::new("x-out/lib/ld-cas"), b"y-glibc/lib/libc.so.6"),
             PathBuf::from("../../../../y-glibc/lib/libc.so.6")
         );
+    }
+
+    /// A writer killed between making a temporary link and renaming it leaves the link;
+    /// the next writer's sync removes it, in the index and in `glibc-hwcaps`, and keeps
+    /// what the table lists.
+    #[test]
+    fn sync_removes_the_temporaries_of_a_killed_writer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(INDEX_DIR);
+        let name = OsString::from(format!("uri:blake3:{}", "ab".repeat(32)));
+        let want = [IndexEntry {
+            name: name.clone(),
+            target: PathBuf::from("../objects/ab/libc.so.6"),
+        }];
+        sync(&dir, &want).unwrap();
+        let killed = OsString::from(format!("uri:blake3:{}", "cd".repeat(32)));
+        symlink("../objects/cd/libm.so.6", dir.join(temporary_name(&killed))).unwrap();
+        let hwcaps = dir.join("glibc-hwcaps");
+        symlink("..", hwcaps.join(temporary_name(OsStr::new(HWCAPS[1])))).unwrap();
+        let d = diff(&dir, &want).unwrap();
+        assert_eq!(d.temporaries.len(), 2, "{d:?}");
+        assert!(
+            d.wrong.is_empty() && d.stale.is_empty() && !d.hwcaps,
+            "{d:?}"
+        );
+        sync(&dir, &want).unwrap();
+        let left = |d: &Path| -> Vec<OsString> {
+            let mut v: Vec<_> = fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(left(&dir), vec![OsString::from("glibc-hwcaps"), name]);
+        assert_eq!(left(&hwcaps).len(), HWCAPS.len());
+        assert!(diff(&dir, &want).unwrap().is_empty());
     }
 }
