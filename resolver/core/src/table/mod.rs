@@ -7,9 +7,11 @@
 //! or read out of bounds. The writer, which needs std, is `resolver::table::write`.
 
 pub mod format;
+mod path_check;
 mod read;
 
-pub use read::{entry_check, path_problem, Entries, Entry, Table, TableError};
+pub use path_check::path_problem;
+pub use read::{entry_check, Entries, Entry, Table, TableError};
 
 use core::fmt;
 

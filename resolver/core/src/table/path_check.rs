@@ -1,0 +1,208 @@
+//! The check of a table entry's path: that it names a place inside the store. One pass,
+//! eight bytes at a time, since ld-cas checks the path of every entry it uses at every
+//! program start.
+
+/// Why `path` is not a store-relative path that stays inside the store, naming the field:
+/// a table entry's path must be relative (no leading `/`), normalised (no empty and no `.`
+/// component, so no `//` and no trailing `/`), have no `..` component and no NUL byte.
+/// Any such path is accepted, wherever in the store it points (`objects/<hex>/<name>`,
+/// `bin/...`, `roots/<link>/...`). `None` when the path is fine.
+pub fn path_problem(path: &[u8]) -> Option<&'static str> {
+    if path.is_empty() {
+        return Some("the path field is empty");
+    }
+    if path[0] == b'/' {
+        return Some("the path field is absolute (it must be relative to the store)");
+    }
+    // One pass, eight bytes at a time. A NUL anywhere is reported before a bad component,
+    // so the first bad component is only remembered until the end.
+    let mut scan = Components {
+        path,
+        start: 0,
+        problem: None,
+    };
+    let mut words = path.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        if let Err(nul) = scan.word(u64::from_le_bytes(w), at) {
+            return Some(nul);
+        }
+        at += 8;
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        // Padded with `a`, which is neither NUL nor `/`.
+        let mut w = [b'a'; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        if let Err(nul) = scan.word(u64::from_le_bytes(w), at) {
+            return Some(nul);
+        }
+    }
+    scan.end(path.len());
+    scan.problem
+}
+
+/// The state of [`path_problem`]'s pass: where the current component starts, and the
+/// first bad component seen.
+struct Components<'a> {
+    path: &'a [u8],
+    start: usize,
+    problem: Option<&'static str>,
+}
+
+impl Components<'_> {
+    /// Scans the eight bytes of `word` (little-endian: byte `at` of the path lowest): a
+    /// NUL ends the pass, each `/` ends a component. Inlined, so the masks stay in
+    /// registers across the loop.
+    #[inline(always)]
+    fn word(&mut self, word: u64, at: usize) -> Result<(), &'static str> {
+        // NUL and `/` are both below `0`: most words hold neither.
+        if !has_byte_below_0(word) {
+            return Ok(());
+        }
+        if lanes_equal(word, 0) != 0 {
+            return Err("the path field contains a NUL byte");
+        }
+        let mut slashes = lanes_equal(word, b'/');
+        while slashes != 0 {
+            let end = at + (slashes.trailing_zeros() / 8) as usize;
+            self.end(end);
+            self.start = end + 1;
+            slashes &= slashes - 1;
+        }
+        Ok(())
+    }
+
+    /// Notes the problem of the component that ends at `end`, unless one was noted.
+    fn end(&mut self, end: usize) {
+        if self.problem.is_none() {
+            self.problem = self.path.get(self.start..end).and_then(component_problem);
+        }
+    }
+}
+
+/// What is wrong with one component of a table entry's path, if anything.
+fn component_problem(component: &[u8]) -> Option<&'static str> {
+    match component {
+        b"" => Some("the path field has an empty component (not normalised)"),
+        b"." => Some("the path field has a `.` component (not normalised)"),
+        b".." => Some("the path field has a `..` component (it leaves the store)"),
+        _ => None,
+    }
+}
+
+/// Each byte's low seven bits.
+const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+/// Each byte's top bit.
+const TOP: u64 = 0x8080_8080_8080_8080;
+/// One in each byte.
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// Whether one of the eight bytes of `word` is below `b'0'`. Exact: no byte borrows from
+/// or carries into another, as each is first cleared of its top bit, and a byte with its
+/// top bit set is not below `0`.
+fn has_byte_below_0(word: u64) -> bool {
+    // Per byte: its low seven bits plus 0x80 - 0x30 reach 0x80 unless the byte is below
+    // 0x30 (and stay below 0x100: at most 0x7f + 0x50).
+    let at_least_0 = (word & LOW) + (TOP - 0x30 * ONES);
+    (!(at_least_0 | word) & TOP) != 0
+}
+
+/// The top bit of each byte of `word` that is `byte`, every other bit clear. Exact, for
+/// the same reason as [`has_byte_below_0`]: a byte differing from `byte` has its top bit
+/// set in `x`, or its low seven bits plus 0x7f reach 0x80.
+fn lanes_equal(word: u64, byte: u8) -> u64 {
+    let x = word ^ (u64::from(byte) * ONES);
+    !(((x & LOW) + LOW) | x) & TOP
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::prelude::rust_2021::*;
+
+    /// `path_problem` as first written (a search for the NUL, then one for each `/`): the
+    /// reference the one-pass version must agree with.
+    fn path_problem_reference(path: &[u8]) -> Option<&'static str> {
+        if path.is_empty() {
+            return Some("the path field is empty");
+        }
+        if path[0] == b'/' {
+            return Some("the path field is absolute (it must be relative to the store)");
+        }
+        if path.contains(&0) {
+            return Some("the path field contains a NUL byte");
+        }
+        for component in path.split(|&c| c == b'/') {
+            match component {
+                b"" => return Some("the path field has an empty component (not normalised)"),
+                b"." => return Some("the path field has a `.` component (not normalised)"),
+                b".." => return Some("the path field has a `..` component (it leaves the store)"),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn path_problems() {
+        let cases: [(&[u8], Option<&str>); 12] = [
+            (b"objects/ab/libc.so.6", None),
+            (b"", Some("empty")),
+            (b"/objects/x", Some("absolute")),
+            (b"objects/x\0/..", Some("NUL")),
+            (b"./x\0", Some("NUL")),
+            (b"objects//x", Some("empty component")),
+            (b"objects/x/", Some("empty component")),
+            (b"objects/./x", Some("`.` component")),
+            (b"objects/x/..", Some("`..` component")),
+            (b"objects/.../x", None),
+            (b"abcdefg/..", Some("`..` component")),
+            (b"abcdefg./x./..", Some("`..` component")),
+        ];
+        for (path, want) in cases {
+            let got = path_problem(path);
+            assert_eq!(got, path_problem_reference(path), "{:?}", path);
+            match want {
+                None => assert_eq!(got, None, "{:?}", path),
+                Some(w) => assert!(
+                    matches!(got, Some(g) if g.contains(w)),
+                    "{:?}: {:?}",
+                    path,
+                    got
+                ),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn path_problem_agrees_with_the_reference(
+            path in proptest::collection::vec(
+                proptest::sample::select(b"//..ab\0\xff".to_vec()),
+                0..40,
+            ),
+        ) {
+            proptest::prop_assert_eq!(path_problem(&path), path_problem_reference(&path));
+        }
+
+        #[test]
+        fn path_problem_agrees_on_long_components(
+            path in proptest::collection::vec(
+                proptest::sample::select(b"/.abcdefghijklmnopqrstuvwxyz0123456789\0".to_vec()),
+                0..80,
+            ),
+        ) {
+            proptest::prop_assert_eq!(path_problem(&path), path_problem_reference(&path));
+        }
+
+        #[test]
+        fn path_problem_agrees_on_any_bytes(
+            path in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+        ) {
+            proptest::prop_assert_eq!(path_problem(&path), path_problem_reference(&path));
+        }
+    }
+}
