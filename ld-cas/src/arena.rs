@@ -9,6 +9,7 @@
 
 use core::ptr::addr_of_mut;
 
+use crate::near::{copy_parts, joined_len};
 use crate::out::die;
 use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 
@@ -62,22 +63,18 @@ pub unsafe fn alloc(len: usize, align: usize) -> *mut u8 {
     at as *mut u8
 }
 
-/// Copies `parts` (and a NUL) into memory that lives for the rest of the process.
+/// Copies `parts` (and a NUL) into memory that lives for the rest of the process: the
+/// bytes with their terminator.
 ///
 /// # Safety
 /// Callers are serialized (see the module's documentation).
 #[allow(unused_unsafe)]
-pub unsafe fn keep(parts: &[&[u8]]) -> *const u8 {
-    let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + 1;
-    // SAFETY: per the contract.
-    let p = unsafe { alloc(len, 1) };
-    let mut at = 0;
-    for part in parts {
-        // SAFETY: `alloc` returned `len` bytes at `p`.
-        unsafe { core::ptr::copy_nonoverlapping(part.as_ptr(), p.add(at), part.len()) };
-        at += part.len();
-    }
-    // SAFETY: as above; the terminator is the last of the `len` bytes.
-    unsafe { *p.add(at) = 0 };
-    p
+pub unsafe fn keep(parts: &[&[u8]]) -> &'static [u8] {
+    let len = joined_len(parts) + 1;
+    // SAFETY: per the contract; `alloc` returns `len` writable bytes that are never freed
+    // nor handed out again.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(alloc(len, 1), len) };
+    copy_parts(bytes, parts);
+    bytes[len - 1] = 0;
+    bytes
 }

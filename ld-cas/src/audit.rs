@@ -87,12 +87,12 @@ pub fn resolve(r: &mut Resolver, name: &[u8], requester: &[u8]) -> Option<Found>
 }
 
 /// [`resolve`], the path made by `keep`: it copies the parts it is given, and a NUL, into
-/// memory that lives for good, and returns the copy.
+/// memory that lives for good, and returns the copy with its NUL.
 pub fn resolve_with(
     r: &mut Resolver,
     name: &[u8],
     requester: &[u8],
-    keep: &mut dyn FnMut(&[&[u8]]) -> *const u8,
+    keep: &mut dyn FnMut(&[&[u8]]) -> &'static [u8],
 ) -> Option<Found> {
     if !name.starts_with(URI_PREFIX) {
         if r.debug {
@@ -148,19 +148,16 @@ pub fn resolve_with(
         Some(p) => core::slice::from_ref(p),
         None => &in_store,
     };
-    let path = keep(parts);
+    // SAFETY: `keep` copied the parts and a NUL; no part holds a NUL (the store's path and
+    // an override come from NUL-terminated strings, the reader checked the entry's path).
+    let kept = keep(parts);
+    let path = unsafe { sys::CPath::new_unchecked(kept) };
+    let file = path.bytes();
     if r.check_files {
         // One `stat` (no open): a regular file of the size the table records (an
         // `LD_CAS_OVERRIDE` file: of any size). ld.so would wait for ever on a FIFO and
         // map whatever else is there.
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        // SAFETY: `keep` copied the parts and a NUL, for good; no part holds a NUL (the
-        // store's path and an override come from NUL-terminated strings, the reader
-        // checked the entry's path), so its length is known without measuring it.
-        let with_nul =
-            unsafe { sys::CPath::new_unchecked(core::slice::from_raw_parts(path, len + 1)) };
-        let file = with_nul.bytes();
-        match sys::stat_at(sys::Dir::Cwd, with_nul, 0) {
+        match sys::stat_at(sys::Dir::Cwd, path, 0) {
             Ok(st)
                 if st.kind() == sys::S_IFREG
                     && (replacement.is_some() || st.size == entry.size) => {}
@@ -194,15 +191,14 @@ pub fn resolve_with(
     if r.debug {
         trace(|o| {
             o.bytes(name).str(" (").bytes(entry.soname).str(") => ");
-            // SAFETY: NUL-terminated copy made above.
-            o.bytes(unsafe { cstr(path) });
+            o.bytes(file);
             if replacement.is_some() {
                 o.str(" (LD_CAS_OVERRIDE)");
             }
         });
     }
     Some(Found::Path(
-        path,
+        kept.as_ptr(),
         if replacement.is_some() {
             None
         } else {
@@ -433,7 +429,7 @@ pub unsafe fn install(
     // SAFETY (keep): single-threaded before the hand-over. The string must outlive
     // ld-cas's stack: it goes in the arena, which is never freed.
     let kept = arena::keep(&[p.bytes()]);
-    let value = (kept as u64).wrapping_sub(strtab as u64);
+    let value = (kept.as_ptr() as u64).wrapping_sub(strtab as u64);
 
     let end = dynamic
         .iter()

@@ -437,7 +437,7 @@ fn name_the_loader(stack: &mut Stack, prog: &Program, loader: &[u8]) {
         match p.p_type {
             PT_PHDR => p.p_vaddr = (copy as u64).wrapping_sub(prog.bias as u64),
             PT_INTERP => {
-                p.p_vaddr = (path as u64).wrapping_sub(prog.bias as u64);
+                p.p_vaddr = (path.as_ptr() as u64).wrapping_sub(prog.bias as u64);
                 p.p_filesz = loader.len() as u64 + 1;
                 p.p_memsz = p.p_filesz;
             }

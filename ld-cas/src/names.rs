@@ -64,16 +64,16 @@ impl Moved {
         }
     }
 
-    /// Adds the path made of `parts` for the string at `from`: the path, NUL-terminated,
-    /// or `None` when full.
-    fn push(&mut self, near: &mut Near, from: u64, parts: &[&[u8]]) -> Option<*const u8> {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
+    /// Adds the path made of `parts` for the string at `from`: the path with its NUL, or
+    /// `None` when full.
+    fn push(&mut self, near: &mut Near, from: u64, parts: &[&[u8]]) -> Option<&'static [u8]> {
+        let len = near::joined_len(parts);
         let rec = near.alloc(16 + len + 1, 8)?;
         rec[..8].copy_from_slice(&from.to_ne_bytes());
         rec[8..16].copy_from_slice(&(len as u64).to_ne_bytes());
         near::copy_parts(&mut rec[16..], parts);
         self.end = near.end();
-        Some(rec[16..].as_ptr())
+        Some(&rec[16..])
     }
 
     /// The offset from the string table of `path`, one of ours.
@@ -246,10 +246,7 @@ fn search_the_index(prog: &mut Program, cx: &Context<'_>, near: &mut Near) -> Op
     let sep: &[u8] = if rest.is_empty() { b"" } else { b":" };
     let index = cx.index.parts();
     let parts = [index[0], index[1], index[2], index[3], sep, rest];
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    let kept = near.alloc(len + 1, 1)?;
-    near::copy_parts(kept, &parts);
-    let kept = kept.as_ptr();
+    let kept = near.alloc_joined(&parts, 1)?.as_ptr();
     let tag = match prog.dynamic[slot].d_tag {
         DT_RUNPATH => DT_RUNPATH,
         _ => DT_RPATH,

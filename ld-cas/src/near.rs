@@ -103,6 +103,20 @@ impl Near {
     pub fn end(&self) -> usize {
         self.base + self.used
     }
+
+    /// `parts` joined and NUL-terminated, for good, aligned to `align`: the bytes with
+    /// their terminator; `None` when full.
+    pub fn alloc_joined(&mut self, parts: &[&[u8]], align: usize) -> Option<&'static [u8]> {
+        let bytes = self.alloc(joined_len(parts) + 1, align)?;
+        // The byte after the parts stays the zero of a fresh allocation.
+        copy_parts(bytes, parts);
+        Some(bytes)
+    }
+}
+
+/// The length of `parts` joined.
+pub fn joined_len(parts: &[&[u8]]) -> usize {
+    parts.iter().map(|p| p.len()).sum()
 }
 
 /// Copies `parts` one after the other to the start of `dst` (which holds them).

@@ -1,7 +1,7 @@
 //! Finding the store and mapping its lookup table.
 
 use crate::cas::{Entry, Hash, Table, TableError, HEX_LEN};
-use crate::near::{copy_parts, Near};
+use crate::near::Near;
 use crate::path::PathBuf;
 use crate::sys::{self, Errno, Fd};
 use crate::trust::{self, Trust, WalkError, Want};
@@ -186,15 +186,13 @@ pub fn open_table(
 /// Opens the path made of `parts`, built in `near` only for the call (given back after):
 /// the table then goes where its path was, and no page of ld-cas's own is touched for it.
 fn open_built(near: &mut Near, parts: &[&[u8]]) -> Result<Fd, Errno> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
     let mark = near.mark();
-    let buf = near.alloc(len + 1, 8).ok_or(Errno::ENAMETOOLONG)?;
-    copy_parts(buf, parts);
-    // `alloc` zeroed the byte after the parts; a part holding a NUL is refused here.
-    let opened = sys::CPath::new(buf)
+    let path = near.alloc_joined(parts, 8).ok_or(Errno::ENAMETOOLONG)?;
+    // A part holding a NUL is refused here.
+    let opened = sys::CPath::new(path)
         .ok_or(Errno::ENAMETOOLONG)
         .and_then(sys::open);
-    near.give_back(mark, 0, len + 1);
+    near.give_back(mark, 0, path.len());
     opened
 }
 
