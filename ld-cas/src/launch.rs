@@ -179,24 +179,28 @@ pub fn handover(
         }
     };
 
-    // SAFETY: the loader was just mapped with these headers at this bias.
-    let glibc = matches!(
-        unsafe { Program::from_phdrs(ld.phdr, ld.phnum, Some(ld.bias)) }.tag_str(DT_SONAME),
-        Some(s) if s.starts_with(b"ld-linux")
-    );
+    // Whether the loader is glibc's ld.so, from its `DT_SONAME`: read only when it decides
+    // something (most starts neither need the name service nor map the loader themselves).
+    let glibc = || {
+        matches!(
+            // SAFETY: the loader was just mapped with these headers at this bias.
+            unsafe { Program::from_phdrs(ld.phdr, ld.phnum, Some(ld.bias)) }.tag_str(DT_SONAME),
+            Some(s) if s.starts_with(b"ld-linux")
+        )
+    };
     // The name service only where ld.so's own search cannot serve: a replacement of a
     // library (`LD_CAS_OVERRIDE`: the index would find the original for a library's own
     // names), traces (`LD_CAS_DEBUG`), or an object that may be loaded with a
     // `DT_RUNPATH` and `uri:` names (`elfpatch` flags the program). glibc ignores audit
     // modules named by path under `AT_SECURE`, and musl has none.
-    let name_service = glibc
-        && !secure
-        && (debug || !r.overrides.is_empty() || flags & LDCAS_FLAG_NAME_SERVICE != 0);
+    let name_service = !secure
+        && (debug || !r.overrides.is_empty() || flags & LDCAS_FLAG_NAME_SERVICE != 0)
+        && glibc();
     if merged.is_none() {
         if loader_uri.is_some() {
             name_the_loader(&mut stack, &prog, loader_path.bytes());
         }
-        if glibc && !(uses_uri && name_service) {
+        if !(uses_uri && name_service) && glibc() {
             debugger::forward_debug_state(&ld, page);
         }
     }
