@@ -17,7 +17,8 @@ struct LongerInterpreter {
     new: Seg,
 }
 
-/// Edits `input` to the interpreter [`LONG`] and checks it is there, in one new load.
+/// Edits `input` to the interpreter [`LONG`] and checks it is there, with one new load,
+/// read-only, that ends with the region's mark.
 fn longer_interpreter(t: &Target, input: &[u8]) -> LongerInterpreter {
     let mut e = Edit::new();
     e.set_interpreter(LONG);
@@ -28,6 +29,9 @@ fn longer_interpreter(t: &Target, input: &[u8]) -> LongerInterpreter {
     assert_eq!(after.interp.as_deref(), Some(LONG.as_bytes()), "{}", t.name);
     assert_eq!(after.loads().len(), before.loads().len() + 1, "{}", t.name);
     let new = *after.loads().last().expect("a load");
+    assert_eq!(new.flags, PF_R, "{}", t.name);
+    let end = (new.offset + new.filesz) as usize;
+    assert_eq!(&out[end - MARK.len()..end], MARK, "{}", t.name);
     LongerInterpreter {
         out,
         before,
@@ -40,23 +44,17 @@ fn longer_interpreter(t: &Target, input: &[u8]) -> LongerInterpreter {
 fn a_longer_interpreter_moves_to_an_appended_read_only_load() {
     for (t, input) in inputs() {
         let LongerInterpreter {
-            out,
-            before,
-            after,
-            new,
+            before, after, new, ..
         } = longer_interpreter(&t, &input);
         let old_end = before.loads().iter().map(|l| l.offset + l.filesz).max();
         assert!(Some(new.offset) >= old_end, "{}: {new:?}", t.name);
-        assert_eq!(new.flags, PF_R, "{}", t.name);
         let interp = after.seg(PT_INTERP).expect("PT_INTERP");
         assert!(
             interp.offset >= new.offset && interp.offset < new.offset + new.filesz,
             "{}: the interpreter is in the new segment",
             t.name
         );
-        // The region ends with its mark, and PT_PHDR follows the table.
-        let end = (new.offset + new.filesz) as usize;
-        assert_eq!(&out[end - MARK.len()..end], MARK, "{}", t.name);
+        // PT_PHDR follows the table.
         let phdr = after.seg(PT_PHDR).expect("PT_PHDR");
         assert_eq!(
             phdr.filesz as usize,
@@ -152,9 +150,6 @@ fn an_edit_that_needs_room_adds_one_read_only_load() {
             new,
         } = longer_interpreter(&t, &input);
         assert!(after.segs.len() > before.segs.len(), "{}", t.name);
-        assert_eq!(new.flags, PF_R, "{}", t.name);
-        let end = (new.offset + new.filesz) as usize;
-        assert_eq!(&out[end - MARK.len()..end], MARK, "{}", t.name);
         let interp = after.seg(PT_INTERP).expect("PT_INTERP");
         assert!(interp.offset >= new.offset, "{}", t.name);
         if !t.with_sections {
