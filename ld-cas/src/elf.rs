@@ -259,85 +259,11 @@ pub fn str_at(tab: &[u8], off: u64) -> &[u8] {
     }
 }
 
-/// The index of the first NUL of `bytes`. The names ld-cas reads are mostly 75-byte URIs:
-/// it looks at eight bytes at a time, with unaligned loads (as cheap as aligned ones on
-/// x86_64 and aarch64, and with no bytes to look at one by one before the first aligned
-/// word), the last eight bytes overlapping the word before them; only a slice shorter
-/// than eight bytes is read byte by byte.
-pub fn nul_position(bytes: &[u8]) -> Option<usize> {
-    let mut at = 0;
-    while let Some(w) = eight_at(bytes, at) {
-        if let Some(i) = first_zero_byte(w) {
-            return Some(at + i);
-        }
-        at += 8;
-    }
-    if at == bytes.len() {
-        return None;
-    }
-    match bytes.len().checked_sub(8) {
-        // Bytes `last..at` were looked at already: they hold no NUL.
-        Some(last) => eight_at(bytes, last)
-            .and_then(first_zero_byte)
-            .map(|i| last + i),
-        None => bytes.iter().position(|&b| b == 0),
-    }
-}
-
-/// Bytes `at..at + 8` of `bytes`, if they are all inside it.
-#[inline(always)]
-fn eight_at(bytes: &[u8], at: usize) -> Option<&[u8; 8]> {
-    let end = at.checked_add(8)?;
-    <&[u8; 8]>::try_from(bytes.get(at..end)?).ok()
-}
-
-/// The index of the first zero byte of `w` (inlined: a call per word would cost more
-/// than the test).
-#[inline(always)]
-fn first_zero_byte(w: &[u8; 8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const TOPS: u64 = 0x8080_8080_8080_8080;
-    // Byte `i` of `w` is byte `i` of the number, counted from the least significant.
-    let w = u64::from_le_bytes(*w);
-    // The top bit of each zero byte, and perhaps of bytes above one: `w - 0x01..01` sets
-    // the top bit of a zero byte, and the borrow it passes on only reaches the more
-    // significant bytes; `!w` keeps only bytes whose top bit was clear. So the least
-    // significant bit set is the first zero byte's.
-    let zeros = w.wrapping_sub(ONES) & !w & TOPS;
-    if zeros == 0 {
-        None
-    } else {
-        Some((zeros.trailing_zeros() / 8) as usize)
-    }
-}
+pub use resolver_core::bytes::nul_position;
 
 #[cfg(test)]
 mod tests {
-    use super::{nul_position, str_at};
-
-    #[test]
-    fn nul_position_at_every_place() {
-        // Every length, every alignment, no NUL or one at each place (with more after it,
-        // and bytes with their top bit set around it).
-        let mut buf = [0u8; 80];
-        for offset in 0..8 {
-            for len in 0..buf.len() - offset {
-                for nul in (0..len).map(Some).chain([None]) {
-                    for (i, b) in buf.iter_mut().enumerate() {
-                        *b = 0x80 | (i as u8 % 0x7f + 1);
-                    }
-                    let s = &mut buf[offset..offset + len];
-                    if let Some(n) = nul {
-                        s[n] = 0;
-                        s[n..].iter_mut().step_by(3).for_each(|b| *b = 0);
-                    }
-                    assert_eq!(nul_position(s), nul, "offset {offset} len {len}");
-                    let want = s.iter().position(|&b| b == 0);
-                    assert_eq!(nul_position(s), want);
-                }
-            }
-        }
-    }
+    use super::str_at;
 
     #[test]
     fn strings_of_a_table() {

@@ -17,6 +17,7 @@
 extern crate std;
 
 pub mod blake3;
+pub mod bytes;
 pub mod cycle_rule;
 pub mod refs;
 pub mod table;

@@ -5,6 +5,8 @@
 
 use core::fmt;
 
+use crate::bytes::{bytes_in, ONES, TOPS};
+
 /// The text every URI starts with.
 pub const URI_PREFIX: &[u8] = b"uri:blake3:";
 
@@ -92,24 +94,6 @@ fn first_bad_digit(digits: &[u8]) -> Option<(usize, u8)> {
         .iter()
         .position(|&b| !is_hex_digit(b))
         .map(|i| (i, digits[i]))
-}
-
-/// One in each byte of a word.
-const ONES: u64 = 0x0101_0101_0101_0101;
-/// The top bit of each byte of a word.
-const TOPS: u64 = ONES << 7;
-
-/// The top bit of each byte of `w` that lies in `lo..=hi` (both below 0x80), every other
-/// bit clear. Exact, byte by byte: each byte is first cleared of its top bit, so adding
-/// at most 0x80 to it never carries into the next one, and a byte with its top bit set
-/// is in no such range.
-fn bytes_in(w: u64, lo: u8, hi: u8) -> u64 {
-    let low = w & !TOPS;
-    // Reaches 0x80 when the byte is `lo` or more; stays below it when the byte is `hi`
-    // or less.
-    let at_least_lo = low + u64::from(0x80 - lo) * ONES;
-    let above_hi = low + u64::from(0x7f - hi) * ONES;
-    at_least_lo & !above_hi & !w & TOPS
 }
 
 /// The hash spelt by 64 hex digits, or `None` when one is not a lowercase hex digit. One

@@ -2,6 +2,8 @@
 //! eight bytes at a time, since ld-cas checks the path of every entry it uses at every
 //! program start.
 
+use crate::bytes::bytes_in;
+
 /// Why `path` is not a store-relative path that stays inside the store, naming the field:
 /// a table entry's path must be relative (no leading `/`), normalised (no empty and no `.`
 /// component, so no `//` and no trailing `/`), have no `..` component and no NUL byte.
@@ -59,13 +61,13 @@ impl Components<'_> {
     #[inline(always)]
     fn word(&mut self, word: u64, at: usize) -> Result<(), &'static str> {
         // NUL and `/` are both below `0`: most words hold neither.
-        if !has_byte_below_0(word) {
+        if bytes_in(word, 0, b'0' - 1) == 0 {
             return Ok(());
         }
-        if lanes_equal(word, 0) != 0 {
+        if bytes_in(word, 0, 0) != 0 {
             return Err("the path field contains a NUL byte");
         }
-        let mut slashes = lanes_equal(word, b'/');
+        let mut slashes = bytes_in(word, b'/', b'/');
         while slashes != 0 {
             let end = at + (slashes.trailing_zeros() / 8) as usize;
             self.end(end);
@@ -91,31 +93,6 @@ fn component_problem(component: &[u8]) -> Option<&'static str> {
         b".." => Some("the path field has a `..` component (it leaves the store)"),
         _ => None,
     }
-}
-
-/// Each byte's low seven bits.
-const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-/// Each byte's top bit.
-const TOP: u64 = 0x8080_8080_8080_8080;
-/// One in each byte.
-const ONES: u64 = 0x0101_0101_0101_0101;
-
-/// Whether one of the eight bytes of `word` is below `b'0'`. Exact: no byte borrows from
-/// or carries into another, as each is first cleared of its top bit, and a byte with its
-/// top bit set is not below `0`.
-fn has_byte_below_0(word: u64) -> bool {
-    // Per byte: its low seven bits plus 0x80 - 0x30 reach 0x80 unless the byte is below
-    // 0x30 (and stay below 0x100: at most 0x7f + 0x50).
-    let at_least_0 = (word & LOW) + (TOP - 0x30 * ONES);
-    (!(at_least_0 | word) & TOP) != 0
-}
-
-/// The top bit of each byte of `word` that is `byte`, every other bit clear. Exact, for
-/// the same reason as [`has_byte_below_0`]: a byte differing from `byte` has its top bit
-/// set in `x`, or its low seven bits plus 0x7f reach 0x80.
-fn lanes_equal(word: u64, byte: u8) -> u64 {
-    let x = word ^ (u64::from(byte) * ONES);
-    !(((x & LOW) + LOW) | x) & TOP
 }
 
 #[cfg(test)]
