@@ -112,7 +112,10 @@ impl<'s> Batch<'s> {
     }
 
     /// Lists every object the batch added in a new table, durably (the objects' directory
-    /// is synced first). Writes nothing when nothing was added. The lock stays held until
+    /// is synced first). When nothing was added it writes no table, but still brings the
+    /// index in line with the current one: a writer killed between replacing the table and
+    /// finishing the index left it behind (links missing, temporaries left). The lock
+    /// stays held until
     /// the returned [`Committed`] is dropped: what the writer does meanwhile (writing the
     /// programs that name the new objects, registering them as roots) cannot race a
     /// garbage collection, which would see the objects unreferenced.
@@ -131,7 +134,9 @@ impl<'s> Batch<'s> {
             store.write_table(&objects_dir, entries, generation + 1)?;
             return Ok(Committed { store, _lock: lock });
         }
-        if !self.added.is_empty() {
+        if self.added.is_empty() {
+            self.store.sync_index(&self.table.bytes)?;
+        } else {
             let old = self.table.table()?;
             self.store.install_table(&self.objects_dir, || {
                 table_write::extend(&old, self.added, self.generation + 1)
@@ -311,4 +316,44 @@ fn install_object(tmp: tempfile::NamedTempFile, path: &Path) -> Result<PathBuf, 
     })?;
     atomic::sync_dir(&dir).map_err(io_error(&dir, "cannot sync"))?;
     Ok(path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{index, Content, NewObject, Store};
+    use crate::table::Kind;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    /// A writer killed while it brought the index in line with its new table left a link
+    /// missing and a temporary behind; the next writer, even one that adds nothing, puts
+    /// the index right.
+    #[test]
+    fn a_commit_that_adds_nothing_repairs_the_index_a_killed_writer_left() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::init(&tmp.path().join("store")).unwrap();
+        let file = tmp.path().join("libx.so");
+        fs::write(&file, b"not really a library").unwrap();
+        let added = store
+            .add(&[NewObject {
+                content: Content::File(&file),
+                name: "libx.so".into(),
+                soname: b"libx.so".to_vec(),
+                kind: Kind::Library,
+            }])
+            .unwrap();
+        let dir = store.index_path();
+        let link = dir.join(added[0].hash.to_string());
+        let target = fs::read_link(&link).unwrap();
+        // As a kill between making the temporary link and renaming it leaves the index.
+        fs::remove_file(&link).unwrap();
+        let temporary = dir.join(format!(".tmp-{}", added[0].hash));
+        symlink(&target, &temporary).unwrap();
+
+        store.batch().unwrap().commit().unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), target);
+        assert!(!temporary.exists(), "the temporary link stayed");
+        let want = index::wanted(std::path::Path::new(""), &store.entries().unwrap());
+        assert!(index::diff(&dir, &want).unwrap().is_empty());
+    }
 }
