@@ -163,7 +163,7 @@ fn list(stack: &Stack, prog: &[u8], verify: bool, page: usize) -> ! {
         .map_or(&b""[..], |o| file.string(o));
     let table = store::open_table(dir, table_dir, &mut scratch, None, None)
         .ok()
-        .map(|t| t.0);
+        .map(|t| t.table);
     // Which objects replaced which (`elfpatch substitute`): optional.
     let mut record_path = PathBuf::new();
     record_path.push(dir);

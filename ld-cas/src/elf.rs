@@ -9,6 +9,8 @@ pub const PT_LOAD: u32 = 1;
 pub const PT_DYNAMIC: u32 = 2;
 /// `PT_PHDR`.
 pub const PT_PHDR: u32 = 6;
+/// Segment flag: writable.
+pub const PF_W: u32 = 2;
 
 /// `DT_NULL`.
 pub const DT_NULL: i64 = 0;

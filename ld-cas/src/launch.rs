@@ -1,10 +1,12 @@
 //! The hand-over: find the store and the real loader, install the name service, fix the
 //! auxiliary vector and jump into ld.so on the original stack.
 
+use core::cell::Cell;
+
 use crate::arch;
 use crate::arena;
 use crate::audit::{self, trace, InstallError};
-use crate::cas::{Entry, Hash, Kind};
+use crate::cas::{Entry, Hash, Kind, Table};
 use crate::debugger;
 use crate::elf::PT_INTERP;
 use crate::elf::{
@@ -112,19 +114,11 @@ pub fn handover(
 
     // Secure mode: the store directory, open, every object is opened from.
     let mut store_dir: Option<sys::Fd> = None;
-    // Where the names for ld.so, and a small table, go.
-    let mut near = if uses_uri {
-        match Near::map(&prog) {
-            Some(n) => Some(n),
-            None => die(127, |o| {
-                o.bytes(name).str(
-                    ": cannot map memory within reach of its string table for its library paths",
-                );
-            }),
-        }
-    } else {
-        None
-    };
+    // A small table is read here, into this frame: ld-cas's reads of it all come before
+    // the hand-over, and this function never returns (it ends in the jump into ld.so).
+    // The name service, which reads the table after the hand-over, is given a copy.
+    let mut room = [0u8; store::TABLE_ROOM];
+    let mut table_in_room = false;
     if uses_uri || loader_uri.is_some() {
         let at = StoreQuery {
             name,
@@ -140,7 +134,12 @@ pub fn handover(
             table_dir,
             debug,
         };
-        store_dir = at.open(&stack, r, scratch, trust.as_ref(), near.as_mut());
+        // SAFETY: the frame holding `room` outlives every use of the table read into it
+        // (see above): `r.table` is cleared or replaced by a copy before the hand-over.
+        let room = unsafe { &mut *core::ptr::addr_of_mut!(room) };
+        let opened = at.open(&stack, r, scratch, trust.as_ref(), Some(room));
+        store_dir = opened.store_dir;
+        table_in_room = opened.table_in_room;
     }
 
     // The ld.so merged into the interpreter file serves when it is the program's loader.
@@ -180,13 +179,17 @@ pub fn handover(
     };
 
     // Whether the loader is glibc's ld.so, from its `DT_SONAME`: read only when it decides
-    // something (most starts neither need the name service nor map the loader themselves).
+    // something, and once.
+    let is_glibc = Cell::new(None);
     let glibc = || {
-        matches!(
-            // SAFETY: the loader was just mapped with these headers at this bias.
-            unsafe { Program::from_phdrs(ld.phdr, ld.phnum, Some(ld.bias)) }.tag_str(DT_SONAME),
-            Some(s) if s.starts_with(b"ld-linux")
-        )
+        *is_glibc.get().get_or_insert_with(|| {
+            matches!(
+                // SAFETY: the loader was just mapped with these headers at this bias.
+                unsafe { Program::from_phdrs(ld.phdr, ld.phnum, Some(ld.bias)) }
+                    .tag_str(DT_SONAME),
+                Some(s) if s.starts_with(b"ld-linux")
+            )
+        })
     };
     // The name service only where ld.so's own search cannot serve: a replacement of a
     // library (`LD_CAS_OVERRIDE`: the index would find the original for a library's own
@@ -210,27 +213,56 @@ pub fn handover(
                 .str(": cannot run it: its dynamic section is not in a writable segment");
         });
     }
-    if uses_uri && name_service {
-        install_name_service(&mut prog, name, me, merged.is_some());
-    } else if uses_uri {
-        let cx = names::Context {
-            name,
-            index: names::IndexPath {
-                store: r.store,
-                table_dir,
-            },
-            index_first: flags & LDCAS_FLAG_INDEX_FIRST != 0,
-            secure: trust.as_ref().map(|t| (t, store_dir.as_ref())),
-        };
-        if let Some(near) = near.as_mut() {
-            names::hand_names(&mut prog, near, &cx);
+    if uses_uri {
+        // Only glibc leaves the rest of the program's last page alone (see `near`).
+        let mut near = Near::new(&prog, page, glibc(), name);
+        if name_service {
+            if table_in_room {
+                keep_table(r, &mut near, name);
+                table_in_room = false;
+            }
+            install_name_service(&mut prog, name, me, merged.is_some());
+        } else {
+            let cx = names::Context {
+                name,
+                index: names::IndexPath {
+                    store: r.store,
+                    table_dir,
+                },
+                index_first: flags & LDCAS_FLAG_INDEX_FIRST != 0,
+                secure: trust.as_ref().map(|t| (t, store_dir.as_ref())),
+            };
+            names::hand_names(&mut prog, &mut near, &cx);
         }
+    }
+    if table_in_room {
+        // Nothing reads it after the hand-over; the room is then ld.so's stack.
+        r.table = None;
     }
     // No descriptor of ld-cas's is left to the program.
     drop(store_dir);
     stack.set_aux(AT_BASE, ld.bias);
     // SAFETY: the stack is the process's initial stack, edited consistently; ld.so is mapped.
     unsafe { arch::jump(stack.sp, ld.entry) }
+}
+
+/// Gives the name service, which reads the table after the hand-over, a copy of the table
+/// read into the hand-over's frame.
+fn keep_table(r: &mut audit::Resolver, near: &mut Near, name: &[u8]) {
+    let copy = r.table.as_ref().and_then(|t| {
+        let bytes = t.bytes();
+        let room = near.alloc(bytes.len(), 8)?;
+        room.copy_from_slice(bytes);
+        let room: &'static [u8] = room;
+        Table::parse(room).ok()
+    });
+    if copy.is_none() {
+        die(127, |o| {
+            o.bytes(name)
+                .str(": cannot keep the lookup table for the name service");
+        });
+    }
+    r.table = copy;
 }
 
 /// Ends the process with one line when the program's headers cannot be used.

@@ -4,7 +4,6 @@
 
 use crate::audit::{self, trace};
 use crate::launch::{refused, unusable};
-use crate::near::Near;
 use crate::out::{cstr, die, Out};
 use crate::path::{dirname, PathBuf};
 use crate::startup::{Stack, AT_EXECFN};
@@ -34,17 +33,25 @@ pub(crate) struct StoreQuery<'a> {
     pub(crate) debug: bool,
 }
 
+/// What [`StoreQuery::open`] opened besides the table it gave the resolver.
+pub(crate) struct OpenedStore {
+    /// Secure mode: the store directory, open.
+    pub store_dir: Option<sys::Fd>,
+    /// Whether the table lies in the room given (which lasts only until the hand-over).
+    pub table_in_room: bool,
+}
+
 impl StoreQuery<'_> {
     /// Finds the store (into `r.store`) and its table (into `r.table`), or ends the process
-    /// with one line. Returns the store directory, open, in secure mode (`trust`).
+    /// with one line. A small table is read into `room` (see [`store::open_table`]).
     pub(crate) fn open(
         &self,
         stack: &Stack,
         r: &mut audit::Resolver,
         scratch: &mut PathBuf,
         trust: Option<&Trust>,
-        near: Option<&mut Near>,
-    ) -> Option<sys::Fd> {
+        room: Option<&'static mut [u8; store::TABLE_ROOM]>,
+    ) -> OpenedStore {
         let secure = trust.is_some();
         let env = if secure {
             None
@@ -83,10 +90,13 @@ impl StoreQuery<'_> {
                     .str(")");
             });
         }
-        match store::open_table(r.store, self.table_dir, scratch, trust, near) {
-            Ok((t, d)) => {
-                r.table = Some(t);
-                d
+        match store::open_table(r.store, self.table_dir, scratch, trust, room) {
+            Ok(t) => {
+                r.table = Some(t.table);
+                OpenedStore {
+                    store_dir: t.store_dir,
+                    table_in_room: t.in_room,
+                }
             }
             Err(e) => store_error(self.name, r.store, source, scratch, e),
         }

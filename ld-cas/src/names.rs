@@ -32,10 +32,10 @@ use crate::program::Program;
 use crate::sys::Fd;
 use crate::trust::Trust;
 
-/// The moved `DT_NEEDED` strings, one record per string in the [`Near`] mapping,
+/// The moved `DT_NEEDED` strings, one record per string in [`Near`],
 /// `[old offset: u64][length: u64][path][NUL]`, 8-aligned and adjacent (nothing else is
 /// allocated while they are written), so that a program with few libraries touches one
-/// page.
+/// page. Kept as positions in [`Near`], which stay valid when it moves to its mapping.
 struct Moved {
     /// Where the first record starts.
     start: usize,
@@ -56,7 +56,7 @@ struct MovedString {
 
 impl Moved {
     fn new(near: &Near, strtab: usize) -> Moved {
-        let start = near.next(8);
+        let start = near.position();
         Moved {
             start,
             end: start,
@@ -72,7 +72,7 @@ impl Moved {
         rec[..8].copy_from_slice(&from.to_ne_bytes());
         rec[8..16].copy_from_slice(&(len as u64).to_ne_bytes());
         near::copy_parts(&mut rec[16..], parts);
-        self.end = near.end();
+        self.end = near.position();
         Some(&rec[16..])
     }
 
@@ -81,17 +81,19 @@ impl Moved {
         (path as usize).wrapping_sub(self.strtab) as u64
     }
 
-    /// The records, in order.
-    fn iter(&self) -> impl Iterator<Item = MovedString> + '_ {
+    /// The records, in order, where `near` holds them now.
+    fn iter<'a>(&'a self, near: &'a Near) -> impl Iterator<Item = MovedString> + 'a {
         let mut at = self.start;
         core::iter::from_fn(move || {
             at = (at + 7) & !7;
             if at >= self.end {
                 return None;
             }
-            // SAFETY: a record written by `push`, 8-aligned, inside the mapping.
-            let (from, len) = unsafe { (*(at as *const u64), *((at + 8) as *const u64)) };
-            let to = (at + 16 - self.strtab) as u64;
+            let rec = near.address(at);
+            // SAFETY: a record written by `push`, 8-aligned, in `near`'s current room (a
+            // move copies every record).
+            let (from, len) = unsafe { (*(rec as *const u64), *((rec + 8) as *const u64)) };
+            let to = (rec + 16 - self.strtab) as u64;
             at += 16 + len as usize + 1;
             Some(MovedString { from, to })
         })
@@ -176,7 +178,7 @@ pub fn hand_names(prog: &mut Program, near: &mut Near, cx: &Context<'_>) {
                     && strings.get(at + needed.len()) == Some(&0))
         };
         // Most names are new: the set says so without a search of the records.
-        if seen.may_hold(needed) && moved.iter().any(|m| same(m.from)) {
+        if seen.may_hold(needed) && moved.iter(near).any(|m| same(m.from)) {
             // A second entry of a name: ld.so finds it in the index (see the module).
             continue;
         }
@@ -300,7 +302,7 @@ fn retarget_verneed(prog: &mut Program, moved: &Moved, near: &mut Near) -> Optio
     let mut vn = 0usize;
     for _ in 0..num {
         let file = u32::from_ne_bytes(copy[vn + 4..vn + 8].try_into().ok()?);
-        if let Some(m) = moved.iter().find(|m| m.from == u64::from(file)) {
+        if let Some(m) = moved.iter(near).find(|m| m.from == u64::from(file)) {
             copy[vn + 4..vn + 8].copy_from_slice(&(m.to as u32).to_ne_bytes());
         }
         let next = u32::from_ne_bytes(copy[vn + 12..vn + 16].try_into().ok()?) as usize;

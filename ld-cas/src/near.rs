@@ -1,30 +1,53 @@
-//! One anonymous mapping, within 4 GiB above the program's string table, for what ld-cas
-//! builds for ld.so: the libraries' absolute paths (`vn_file` is a 32-bit offset from the
-//! string table), the copy of `.gnu.version_r` that names them, and a small lookup table
-//! read into memory. One `mmap` instead of one per part (and no `mprotect` of the
-//! program's own pages): system calls that change the address space are the expensive
-//! ones. It is never unmapped, so what it holds lives as long as the process.
+//! Memory within 4 GiB above the program's string table for what ld-cas builds for
+//! ld.so: the libraries' absolute paths (`vn_file` is a 32-bit offset from the string
+//! table), the copy of `.gnu.version_r` that names them, the index's search path, and a
+//! copy of the lookup table when the name service will read it after the hand-over.
+//!
+//! It starts as the rest of the program's last writable page, past its `.bss`: the kernel
+//! zeroed that page at `execve`, so it costs neither a system call nor a fault, and under
+//! glibc nothing else ever uses it (glibc's ld.so starts its own allocations the same way,
+//! in the rest of its own last page). musl's loader gives that room to its `malloc`, so
+//! for it, and when the room is full, one anonymous mapping is made and what was built so
+//! far is copied to the same positions there: what was handed out stays where it is,
+//! valid, and positions ([`Near::position`]) keep naming the same bytes. One `mmap`
+//! at most (and no `mprotect` of the program's own pages): system calls that change the
+//! address space are the expensive ones. Nothing is ever unmapped, so what it holds lives
+//! as long as the process.
 
 use crate::elf;
+use crate::out::die;
 use crate::program::Program;
 use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 
-/// Its size: address space only; pages are touched as they are used.
+/// The mapping's size: address space only; pages are touched as they are used.
 const SIZE: usize = 1 << 19;
 
-/// A position in the mapping, from [`Near::mark`].
-#[derive(Clone, Copy)]
-pub struct Mark(usize);
-
-/// A bump allocator over the mapping.
+/// A bump allocator over the room, then over the mapping.
 pub struct Near {
+    /// Where position 0 is.
     base: usize,
+    /// Bytes handed out.
     used: usize,
+    /// Bytes the current room holds.
+    size: usize,
+    /// What the mapping must reach, until it is made.
+    unmapped: Option<Reach>,
+    /// The program, for the message when no mapping can be had.
+    name: &'static [u8],
+}
+
+/// Where the mapping may lie: above the program's end, within 4 GiB of its string table.
+#[derive(Clone, Copy)]
+struct Reach {
+    end: usize,
+    strtab: usize,
 }
 
 impl Near {
-    /// Maps it for `prog`, or `None` when no such mapping can be had.
-    pub fn map(prog: &Program) -> Option<Near> {
+    /// Memory for `prog` (`name` for messages): its last page's rest when `tail` (the
+    /// loader is glibc's) and that rest is usable, else nothing until the first
+    /// allocation maps. `page` is the kernel's page size.
+    pub fn new(prog: &Program, page: usize, tail: bool, name: &'static [u8]) -> Near {
         let end = prog
             .phdrs
             .iter()
@@ -32,76 +55,77 @@ impl Near {
             .map(|p| prog.bias.wrapping_add((p.p_vaddr + p.p_memsz) as usize))
             .max()
             .unwrap_or(prog.strtab);
-        // A 64 KiB-aligned hint 1 GiB above the program (clear of its heap's start), then
-        // others within reach when something already lies there.
-        for above in [1usize << 30, 1 << 31, 1 << 29, 3 << 30] {
-            let hint = end.checked_add(above)? & !0xffff;
-            // SAFETY: a fresh anonymous mapping (the address is only a hint).
-            let base = unsafe {
-                sys::mmap(
-                    hint,
-                    SIZE,
-                    PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            }
-            .ok()?;
-            let reach = base
-                .checked_sub(prog.strtab)
-                .and_then(|d| d.checked_add(SIZE));
-            if matches!(reach, Some(r) if r <= u32::MAX as usize) {
-                return Some(Near { base, used: 0 });
-            }
-            // SAFETY: our own fresh mapping, not handed out.
-            let _ = unsafe { sys::munmap(base, SIZE) };
+        let room = if tail {
+            last_page_rest(prog, page)
+        } else {
+            None
+        };
+        let (base, size) = room.unwrap_or((end, 0));
+        if size != 0 {
+            // SAFETY: `last_page_rest` checked that `[base, base + size)` is the rest of a
+            // writable page of the program's that nothing else uses; the kernel (or ld-cas,
+            // as a command) mapped it, and zeroing it makes it what a fresh mapping is.
+            unsafe { core::ptr::write_bytes(base as *mut u8, 0, size) };
         }
-        None
+        Near {
+            base,
+            used: 0,
+            size,
+            unmapped: Some(Reach {
+                end,
+                strtab: prog.strtab,
+            }),
+            name,
+        }
     }
 
-    /// `size` bytes aligned to `align` (a power of two), zeroed, for good; `None` when full.
+    /// `size` bytes aligned to `align` (a power of two, at most 8), zeroed, for good;
+    /// `None` when full.
     pub fn alloc(&mut self, size: usize, align: usize) -> Option<&'static mut [u8]> {
         let at = self.used.checked_add(align - 1)? & !(align - 1);
         let end = at.checked_add(size)?;
-        if end > SIZE {
-            return None;
+        if end > self.size {
+            if end > SIZE || self.unmapped.is_none() {
+                return None;
+            }
+            self.map();
         }
         self.used = end;
-        // SAFETY: `[base + at, base + end)` lies in our mapping, is handed out once, and the
-        // mapping is never unmapped (fresh anonymous pages are zero).
+        // SAFETY: `[base + at, base + end)` lies in the current room, is handed out once,
+        // and the room is never unmapped nor used by anything else (and it is zero).
         Some(unsafe { core::slice::from_raw_parts_mut((self.base + at) as *mut u8, size) })
     }
 
-    /// Where the next allocation starts, for [`Near::give_back`].
-    pub fn mark(&self) -> Mark {
-        Mark(self.used)
+    /// Moves to the mapping, with what was built so far copied to the same positions.
+    fn map(&mut self) {
+        let reach = match self.unmapped.take() {
+            Some(r) => r,
+            None => return,
+        };
+        let base = map_within(reach).unwrap_or_else(|| {
+            die(127, |o| {
+                o.bytes(self.name).str(
+                    ": cannot map memory within reach of its string table for its library paths",
+                );
+            })
+        });
+        // SAFETY: `[self.base, + used)` was handed out from the room, which stays mapped;
+        // the fresh mapping holds at least `SIZE >= used` bytes; they do not overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(self.base as *const u8, base as *mut u8, self.used)
+        };
+        self.base = base;
+        self.size = SIZE;
     }
 
-    /// Gives back what was allocated since `mark` but for its first `kept` bytes (the
-    /// allocation made right after the mark, of alignment at most 8): they stay handed
-    /// out, the rest is handed out again. The caller wrote at most its first `written`
-    /// bytes, which are zeroed again past `kept` (untouched pages stay untouched).
-    pub fn give_back(&mut self, mark: Mark, kept: usize, written: usize) {
-        let start = (mark.0 + 7) & !7;
-        let end = (start + kept).min(self.used);
-        let dirty = (start + written).min(self.used);
-        if dirty > end {
-            // SAFETY: `[base + end, base + dirty)` lies in our mapping, in the allocation
-            // the caller gives back and no longer uses past `kept`.
-            unsafe { core::ptr::write_bytes((self.base + end) as *mut u8, 0, dirty - end) };
-        }
-        self.used = end;
+    /// The position the next allocation starts at, before alignment.
+    pub fn position(&self) -> usize {
+        self.used
     }
 
-    /// The address the next allocation aligned to `align` starts at.
-    pub fn next(&self, align: usize) -> usize {
-        self.base + ((self.used + align - 1) & !(align - 1))
-    }
-
-    /// The address one past the last byte handed out.
-    pub fn end(&self) -> usize {
-        self.base + self.used
+    /// Where position `at` (below [`Near::position`]) lies now.
+    pub fn address(&self, at: usize) -> usize {
+        self.base + at
     }
 
     /// `parts` joined and NUL-terminated, for good, aligned to `align`: the bytes with
@@ -126,4 +150,60 @@ pub fn copy_parts(dst: &mut [u8], parts: &[&[u8]]) {
         dst[at..at + part.len()].copy_from_slice(part);
         at += part.len();
     }
+}
+
+/// The rest of the program's last writable page, past the end of its `.bss`: where it
+/// starts (8-aligned) and how long it is, or `None` when it cannot be used. It must be
+/// the end of the highest segment, one with a `.bss` (the kernel then zeroed the page's
+/// rest, so the page is in memory), and within reach of the string table.
+fn last_page_rest(prog: &Program, page: usize) -> Option<(usize, usize)> {
+    let end_of = |p: &elf::Phdr| prog.bias.wrapping_add((p.p_vaddr + p.p_memsz) as usize);
+    let loads = || prog.phdrs.iter().filter(|p| p.p_type == elf::PT_LOAD);
+    let last = loads().max_by_key(|p| end_of(p))?;
+    if last.p_flags & elf::PF_W == 0 || last.p_memsz <= last.p_filesz {
+        return None;
+    }
+    let start = end_of(last).checked_add(7)? & !7;
+    let stop = end_of(last).checked_add(page - 1)? & !(page - 1);
+    // A segment starting in the page would be mapped over it.
+    let shared = loads().any(|p| {
+        let at = prog.bias.wrapping_add(p.p_vaddr as usize);
+        at >= end_of(last) && at < stop
+    });
+    let reach = stop.checked_sub(prog.strtab)?;
+    if shared || start >= stop || start < prog.strtab || reach > u32::MAX as usize {
+        return None;
+    }
+    Some((start, stop - start))
+}
+
+/// One anonymous mapping of `SIZE` bytes above the program, all of it within 4 GiB above
+/// its string table, or `None`.
+fn map_within(reach: Reach) -> Option<usize> {
+    // A 64 KiB-aligned hint 1 GiB above the program (clear of its heap's start), then
+    // others within reach when something already lies there.
+    for above in [1usize << 30, 1 << 31, 1 << 29, 3 << 30] {
+        let hint = reach.end.checked_add(above)? & !0xffff;
+        // SAFETY: a fresh anonymous mapping (the address is only a hint).
+        let base = unsafe {
+            sys::mmap(
+                hint,
+                SIZE,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        }
+        .ok()?;
+        let fits = base
+            .checked_sub(reach.strtab)
+            .and_then(|d| d.checked_add(SIZE));
+        if matches!(fits, Some(r) if r <= u32::MAX as usize) {
+            return Some(base);
+        }
+        // SAFETY: our own fresh mapping, not handed out.
+        let _ = unsafe { sys::munmap(base, SIZE) };
+    }
+    None
 }

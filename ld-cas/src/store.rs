@@ -1,7 +1,7 @@
 //! Finding the store and mapping its lookup table.
 
 use crate::cas::{Entry, Hash, Table, TableError, HEX_LEN};
-use crate::near::Near;
+use crate::near;
 use crate::path::PathBuf;
 use crate::sys::{self, Errno, Fd};
 use crate::trust::{self, Trust, WalkError, Want};
@@ -117,11 +117,22 @@ pub enum OpenError {
     Refused(WalkError),
 }
 
-/// Maps `STORE/TABLE_DIR/table` (`table_dir` empty: `STORE/table`) with one `open`
-/// (`O_NONBLOCK`: a FIFO cannot make it wait), one `fstat` (it must be a regular file) and
-/// one `mmap`, and checks its header: the table is returned parsed, so that a look-up
-/// checks only the entry it finds. A small table is read instead, with one `pread` (and
-/// no `fstat` when the read is whole). `scratch` is used to build the path.
+/// A table opened by [`open_table`]: parsed, so that a look-up checks only the entry it
+/// finds.
+pub struct OpenedTable {
+    /// The table.
+    pub table: Table<'static>,
+    /// Whether it was read into the room given (else it is mapped, for good).
+    pub in_room: bool,
+    /// Secure mode: the store directory, open.
+    pub store_dir: Option<Fd>,
+}
+
+/// Opens `STORE/TABLE_DIR/table` (`table_dir` empty: `STORE/table`) with one `open`
+/// (`O_NONBLOCK`: a FIFO cannot make it wait) and checks its header. A small table is read
+/// into `room` with one `pread` (and no `fstat` when the read is whole); a larger one, or
+/// one that is not read whole, is checked with one `fstat` (it must be a regular file) and
+/// mapped. The path is built in `room` too, else in `scratch`.
 ///
 /// With `trust` (secure mode) the store is walked from `/` one component at a time and
 /// the store directory, the table's directory, the table, the index beside it and the
@@ -133,14 +144,14 @@ pub fn open_table(
     table_dir: &[u8],
     scratch: &mut PathBuf,
     trust: Option<&Trust>,
-    mut near: Option<&mut Near>,
-) -> Result<(Table<'static>, Option<Fd>), OpenError> {
-    let (fd, st, dir) = match trust {
+    mut room: Option<&'static mut [u8; TABLE_ROOM]>,
+) -> Result<OpenedTable, OpenError> {
+    let (fd, st, store_dir) = match trust {
         None => {
             let sep: &[u8] = if table_dir.is_empty() { b"" } else { b"/" };
             let parts: [&[u8]; 4] = [store, sep, table_dir, b"/table"];
-            let fd = match near.as_deref_mut() {
-                Some(n) => open_built(n, &parts),
+            let fd = match room.as_deref_mut() {
+                Some(r) => open_built(r, &parts),
                 None => {
                     scratch.clear();
                     for part in parts {
@@ -150,8 +161,12 @@ pub fn open_table(
                 }
             }
             .map_err(OpenError::Open)?;
-            if let Some(table) = near.as_deref_mut().and_then(|n| read_small(&fd, n)) {
-                return Ok((table, None));
+            if let Some(table) = room.take().and_then(|r| read_small(&fd, r)) {
+                return Ok(OpenedTable {
+                    table,
+                    in_room: true,
+                    store_dir: None,
+                });
             }
             let st = sys::fstat(&fd).map_err(OpenError::Map)?;
             (fd, st, None)
@@ -165,74 +180,54 @@ pub fn open_table(
         return Err(OpenError::NotFile(st.describe_kind()));
     }
     let size = st.size as usize;
-    // A small table is read into the mapping ld-cas needs anyway (one `pread` instead of an
-    // `mmap`); a large one is mapped.
-    let read = match near {
-        Some(n) if size <= SMALL_TABLE => n.alloc(size, 8),
-        _ => None,
-    };
-    let bytes: &'static [u8] = match read {
+    let (bytes, in_room): (&'static [u8], bool) = match room {
         // A short read (the file shrank meanwhile) leaves a prefix the reader refuses.
-        Some(buf) => {
-            let n = sys::pread_full(&fd, buf).map_err(OpenError::Map)?;
-            &buf[..n]
+        Some(r) if size <= SMALL_TABLE => {
+            let n = sys::pread_full(&fd, &mut r[..size]).map_err(OpenError::Map)?;
+            let r: &'static [u8] = r;
+            (&r[..n], true)
         }
-        None => sys::map_file(&fd, size).map_err(OpenError::Map)?,
+        _ => (sys::map_file(&fd, size).map_err(OpenError::Map)?, false),
     };
     let table = Table::parse(bytes).map_err(OpenError::Corrupt)?;
-    Ok((table, dir))
+    Ok(OpenedTable {
+        table,
+        in_room,
+        store_dir,
+    })
 }
 
-/// Opens the path made of `parts`, built in `near` only for the call (given back after):
-/// the table then goes where its path was, and no page of ld-cas's own is touched for it.
-fn open_built(near: &mut Near, parts: &[&[u8]]) -> Result<Fd, Errno> {
-    let mark = near.mark();
-    let path = near.alloc_joined(parts, 8).ok_or(Errno::ENAMETOOLONG)?;
+/// Opens the path made of `parts`, built in `room` only for the call: the table then goes
+/// where its path was.
+fn open_built(room: &mut [u8], parts: &[&[u8]]) -> Result<Fd, Errno> {
+    let len = near::joined_len(parts);
+    let path = room.get_mut(..len + 1).ok_or(Errno::ENAMETOOLONG)?;
+    near::copy_parts(path, parts);
+    path[len] = 0;
     // A part holding a NUL is refused here.
-    let opened = sys::CPath::new(path)
+    sys::CPath::new(path)
         .ok_or(Errno::ENAMETOOLONG)
-        .and_then(sys::open);
-    near.give_back(mark, 0, path.len());
-    opened
+        .and_then(sys::open)
 }
 
-/// The largest table read into memory rather than mapped: one page. A table read lands in
-/// fresh anonymous pages, one fault each, and is copied whole; a mapped one costs an `fstat`
-/// and an `mmap`, and the kernel maps up to 16 of its cached pages per fault. With a 42 KiB
+/// The largest table read into memory rather than mapped: one page. A table read costs
+/// one `pread` and lands in pages ld-cas touches anyway; a mapped one costs an `fstat` and
+/// an `mmap`, but the kernel maps up to 16 of its cached pages per fault. With a 42 KiB
 /// table (272 entries) mapping it saved 6 faults and about 23 µs per start of a trivial
 /// program, 9 faults and about 35 µs with 20 libraries, against reading it.
-const SMALL_TABLE: usize = 4 << 10;
+pub const SMALL_TABLE: usize = 4 << 10;
+
+/// The room a small table is read into: one byte more, to tell a larger table.
+pub const TABLE_ROOM: usize = SMALL_TABLE + 1;
 
 /// A small table read whole with one `pread` and no `fstat`: a read shorter than the room
-/// offered ended at the end of the file, and the reader accepts it. Anything else (a
-/// larger table, not a regular file, an error, a table the reader refuses) is `None`,
-/// and the caller takes the long way, which checks the file and says what is wrong; the
-/// room is then given back.
-fn read_small(fd: &Fd, near: &mut Near) -> Option<Table<'static>> {
-    let mark = near.mark();
-    let buf = near.alloc(SMALL_TABLE + 1, 8)?;
-    let read = sys::pread(fd, buf, 0);
-    let buf: &'static [u8] = buf;
-    match read {
-        Ok(n) if n <= SMALL_TABLE => match Table::parse(&buf[..n]) {
-            Ok(table) => {
-                near.give_back(mark, n, n);
-                Some(table)
-            }
-            Err(_) => {
-                near.give_back(mark, 0, n);
-                None
-            }
-        },
-        Ok(n) => {
-            near.give_back(mark, 0, n);
-            None
-        }
-        Err(_) => {
-            near.give_back(mark, 0, 0);
-            None
-        }
-    }
+/// ended at the end of the file, and the reader accepts it. Anything else (a larger
+/// table, not a regular file, an error, a table the reader refuses) is `None`, and the
+/// caller takes the long way, which checks the file and says what is wrong.
+fn read_small(fd: &Fd, room: &'static mut [u8; TABLE_ROOM]) -> Option<Table<'static>> {
+    let n = sys::pread(fd, room, 0).ok().filter(|&n| n <= SMALL_TABLE)?;
+    let bytes: &'static [u8] = room;
+    Table::parse(&bytes[..n]).ok()
 }
 
 /// Secure mode: walks to the store, its `objects/`, the table's directory, its index and

@@ -82,6 +82,15 @@ pub fn compile(compiler: &str, sources: &[&Path], output: &Path, args: &[&str]) 
     run_ok(&mut cmd);
 }
 
+/// Whether the `strace -e trace=mmap` output `trace` shows ld-cas's own mapping
+/// (`ld-cas/src/near.rs`: 512 KiB, anonymous, read-write), which it makes only when the
+/// rest of the program's last page cannot hold what it builds for ld.so.
+pub fn ld_cas_maps_its_own_memory(trace: &str) -> bool {
+    trace
+        .lines()
+        .any(|l| l.contains(", 524288, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)"))
+}
+
 /// The directory holding the C fixtures' sources.
 pub fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use elf_tests::attacker::setpriv_args;
 use elf_tests::conversion::{convert, init_store};
-use elf_tests::{compile, require_tool, run, run_ok};
+use elf_tests::{compile, ld_cas_maps_its_own_memory, require_tool, run, run_ok};
 
 /// Writes `source` to `dir/name` and returns the path.
 fn source(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -293,6 +293,76 @@ fn the_store_comes_from_the_merged_interpreter() {
         .arg(standalone.join("bin/prog")));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "euid 0 value 42\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("/proc/self/exe"));
+}
+
+/// A program `many` with `count` libraries `libm{i}-….so` (long names, so that their paths
+/// fill pages), which prints their sum; built in `dir`.
+fn many_libraries(dir: &Path, count: usize) -> PathBuf {
+    let lib = dir.join("lib");
+    fs::create_dir_all(&lib).unwrap();
+    let mut main = String::from("#include <stdio.h>\n");
+    let mut args = vec![format!("-L{}", lib.display())];
+    for i in 0..count {
+        let name = format!("libm{i}-with-a-name-long-enough-to-fill-pages-sooner.so");
+        let src = source(
+            dir,
+            &format!("m{i}.c"),
+            &format!("int m{i}(void) {{ return {i}; }}\n"),
+        );
+        let soname = format!("-Wl,-soname,{name}");
+        compile(
+            "gcc",
+            &[&src],
+            &lib.join(&name),
+            &["-shared", "-fPIC", &soname],
+        );
+        main.push_str(&format!("int m{i}(void);\n"));
+        args.push(format!("-l:{name}"));
+    }
+    main.push_str("int main(void) { int s = 0;\n");
+    for i in 0..count {
+        main.push_str(&format!("  s += m{i}();\n"));
+    }
+    main.push_str("  printf(\"sum %d\\n\", s); return 0; }\n");
+    let main = source(dir, "main.c", &main);
+    args.push(format!("-Wl,-rpath,{}", lib.display()));
+    let prog = dir.join("many");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    compile("gcc", &[&main], &prog, &args);
+    prog
+}
+
+/// The paths ld-cas gives ld.so, the copy of `.gnu.version_r` and the index's search path
+/// are built in the rest of the program's last writable page, past its `.bss`, which the
+/// kernel already zeroed: no system call, no fault. When that is full, they move to one
+/// mapping of ld-cas's own; the program still gets every library and every version, and
+/// the name service (`LD_CAS_DEBUG`), which reads the table after the hand-over, still
+/// finds it.
+#[test]
+fn the_names_go_to_the_rest_of_the_programs_last_page_until_it_is_full() {
+    require_tool("strace");
+    let tmp = tempfile::tempdir().unwrap();
+    let few = chain(&tmp.path().join("few"), 16);
+    let many = many_libraries(&tmp.path().join("many"), 80);
+    let store = converted(tmp.path(), &[few.clone(), many.clone()]);
+    let mmaps = |bin: &Path| {
+        let out = run(Command::new("strace").args(["-e", "trace=mmap"]).arg(bin));
+        (
+            out.clone(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (out, trace) = mmaps(&store.join("bin/prog"));
+    assert_same_run(&out, &run(&mut Command::new(&few)));
+    assert!(!ld_cas_maps_its_own_memory(&trace), "{trace}");
+    let many_bin = store.join("bin/many");
+    let (out, trace) = mmaps(&many_bin);
+    let original = run(&mut Command::new(&many));
+    assert_eq!(String::from_utf8_lossy(&original.stdout), "sum 3160\n");
+    assert_same_run(&out, &original);
+    assert!(ld_cas_maps_its_own_memory(&trace), "{trace}");
+    let debug = run(Command::new(&many_bin).env("LD_CAS_DEBUG", "1"));
+    assert_same_run(&debug, &original);
 }
 
 /// ld-cas's writable segment starts a page of its own and its file part (what start-up

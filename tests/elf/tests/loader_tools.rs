@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use elf_tests::conversion::{convert, init_store};
-use elf_tests::{compile, fixture_dir, require_tool, run, run_ok};
+use elf_tests::{compile, fixture_dir, ld_cas_maps_its_own_memory, require_tool, run, run_ok};
 
 mod loader_common;
 use loader_common::*;
@@ -233,6 +233,18 @@ fn musl_programs_run_with_content_addressed_libraries() {
     assert_eq!(stdout(&out), "musl 5\n", "{}", stderr(&out));
     assert!(
         stderr(&out).contains("ld-musl-x86_64.so.1"),
+        "{}",
+        stderr(&out)
+    );
+    // musl's loader gives the rest of the program's last page to its `malloc`: ld-cas
+    // builds its paths in a mapping of its own instead.
+    require_tool("strace");
+    let out = run(Command::new("strace")
+        .args(["-e", "trace=mmap"])
+        .arg(d.join("bin/musl")));
+    assert_eq!(stdout(&out), "musl 5\n", "{}", stderr(&out));
+    assert!(
+        ld_cas_maps_its_own_memory(&stderr(&out)),
         "{}",
         stderr(&out)
     );

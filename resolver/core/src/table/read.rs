@@ -131,6 +131,11 @@ fn region<'a>(
 }
 
 impl<'a> Table<'a> {
+    /// The table's bytes, the whole file.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
     /// Checks the header (magic, version, checksum, that every region lies inside `bytes`
     /// in order) in constant time, whatever the table's size. Damage after the header is
     /// found by [`Table::verify`] (the whole file) or [`Table::lookup_checked`] (one entry).
