@@ -1,6 +1,8 @@
 /* Start-up timer: runs each command in turn (interleaved rounds, so drift and noise hit
- * every variant alike; each round starts with a different command, so none always runs
- * right after the same neighbour) with vfork+execv, and reports per command the median,
+ * every variant alike; each round in its own order, a shuffle from a fixed seed, so none
+ * always runs right after the same neighbour: a program timed right after another that
+ * loads the same files starts sooner, by tens of µs here) with vfork+execv, and reports
+ * per command the median,
  * 10th percentile and mean wall time, and the median of its per-round difference from
  * the baseline command (the paired difference: the noise common to one round cancels),
  * in microseconds, tab-separated.
@@ -57,11 +59,23 @@ int main(int argc, char **argv)
 	for (int r = 0; r < warmup; r++)
 		for (int i = 0; i < n; i++)
 			run(progs[i]);
-	for (int r = 0; r < rounds; r++)
-		for (int k = 0; k < n; k++) {
-			int i = (r + k) % n;
-			t[i * rounds + r] = run(progs[i]);
+	int *order = calloc((size_t)n, sizeof *order);
+	unsigned long long seed = 0x9e3779b97f4a7c15ull;
+	for (int r = 0; r < rounds; r++) {
+		for (int k = 0; k < n; k++)
+			order[k] = k;
+		for (int k = n - 1; k > 0; k--) {
+			/* xorshift64: the same orders every run */
+			seed ^= seed << 13;
+			seed ^= seed >> 7;
+			seed ^= seed << 17;
+			int j = (int)(seed % (unsigned long long)(k + 1)), tmp = order[k];
+			order[k] = order[j];
+			order[j] = tmp;
 		}
+		for (int k = 0; k < n; k++)
+			t[order[k] * rounds + r] = run(progs[order[k]]);
+	}
 	for (int i = 0; i < n; i++) {
 		double *x = t + i * rounds, *b = t + base * rounds, sum = 0;
 		for (int r = 0; r < rounds; r++)
