@@ -132,3 +132,9 @@ for p in ["trivial", "many"]:
         orig_paired = res["original"][2]
         print(f"| {name} | {v} | {med:.0f} | {p10:.0f} | {paired:+.0f} | {(ab + paired) / ab:.3f} | {(ab + paired) / (ab + orig_paired):.3f} | {total} | {failed} | {uri} |")
 PY
+
+# How the page cache holds the copies of libc each variant loads (see folios.py).
+echo
+echo "Page cache (pages of each libc copy in large folios):"
+python3 "$root/benches/startup/folios.py" "$(readlink -f "$libc")" "$w/rp/d25/libc.so.6" \
+  "$(find "$w/store/objects" -name libc.so.6 | head -n 1)" | sed "s|$w/||; s/^/- /"
