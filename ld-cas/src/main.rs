@@ -19,6 +19,7 @@ mod cli;
 mod debugger;
 mod elf;
 mod launch;
+mod loader;
 mod loadmap;
 mod locate;
 mod mem;
