@@ -242,7 +242,7 @@ fn open_store(
         table_dir: s.table_dir,
         debug: s.debug,
     };
-    at.open(stack, r, scratch, s.trust.as_ref(), Some(room))
+    at.open(stack, r, scratch, s.trust.as_ref(), room)
 }
 
 /// How the program's `uri:` names reach ld.so: what the hand-over decided.

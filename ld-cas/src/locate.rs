@@ -50,7 +50,7 @@ impl StoreQuery<'_> {
         r: &mut audit::Resolver,
         scratch: &mut PathBuf,
         trust: Option<&Trust>,
-        room: Option<&'static mut [u8; store::TABLE_ROOM]>,
+        room: &'static mut [u8; store::TABLE_ROOM],
     ) -> OpenedStore {
         let secure = trust.is_some();
         let env = if secure {
@@ -90,7 +90,7 @@ impl StoreQuery<'_> {
                     .str(")");
             });
         }
-        match store::open_table(r.store, self.table_dir, scratch, trust, room) {
+        match store::open_table(r.store, self.table_dir, scratch, trust, Some(room)) {
             Ok(t) => {
                 r.table = Some(t.table);
                 OpenedStore {

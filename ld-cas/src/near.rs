@@ -61,12 +61,6 @@ impl Near {
             None
         };
         let (base, size) = room.unwrap_or((end, 0));
-        if size != 0 {
-            // SAFETY: `last_page_rest` checked that `[base, base + size)` is the rest of a
-            // writable page of the program's that nothing else uses; the kernel (or ld-cas,
-            // as a command) mapped it, and zeroing it makes it what a fresh mapping is.
-            unsafe { core::ptr::write_bytes(base as *mut u8, 0, size) };
-        }
         Near {
             base,
             used: 0,
@@ -92,8 +86,16 @@ impl Near {
         }
         self.used = end;
         // SAFETY: `[base + at, base + end)` lies in the current room, is handed out once,
-        // and the room is never unmapped nor used by anything else (and it is zero).
-        Some(unsafe { core::slice::from_raw_parts_mut((self.base + at) as *mut u8, size) })
+        // and the room is never unmapped nor used by anything else.
+        let bytes = unsafe { core::slice::from_raw_parts_mut((self.base + at) as *mut u8, size) };
+        if self.unmapped.is_some() {
+            // The kernel zeroes the whole page, but the ELF rules promise zeroes only up to
+            // `.bss`'s end (another loader, valgrind's say, may leave file bytes past it):
+            // zeroed as it is handed out, so only what is used is written. A fresh mapping
+            // is zero.
+            bytes.fill(0);
+        }
+        Some(bytes)
     }
 
     /// Moves to the mapping, with what was built so far copied to the same positions.
@@ -154,8 +156,8 @@ pub fn copy_parts(dst: &mut [u8], parts: &[&[u8]]) {
 
 /// The rest of the program's last writable page, past the end of its `.bss`: where it
 /// starts (8-aligned) and how long it is, or `None` when it cannot be used. It must be
-/// the end of the highest segment, one with a `.bss` (the kernel then zeroed the page's
-/// rest, so the page is in memory), and within reach of the string table.
+/// the end of the highest segment, one with a `.bss` (the kernel then zeroed the page, so
+/// it is in memory already), and within reach of the string table.
 fn last_page_rest(prog: &Program, page: usize) -> Option<(usize, usize)> {
     let end_of = |p: &elf::Phdr| prog.bias.wrapping_add((p.p_vaddr + p.p_memsz) as usize);
     let loads = || prog.phdrs.iter().filter(|p| p.p_type == elf::PT_LOAD);
