@@ -154,31 +154,26 @@ mod tests {
         }
     }
 
+    /// Paths of three kinds, a third of the cases each: made of the bytes that matter
+    /// (`/`, `.`, NUL, a high byte), with long components, and of any bytes.
+    fn paths() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::collection::vec;
+        use proptest::sample::select;
+        proptest::prop_oneof![
+            vec(select(b"//..ab\0\xff".to_vec()), 0..40),
+            vec(
+                select(b"/.abcdefghijklmnopqrstuvwxyz0123456789\0".to_vec()),
+                0..80
+            ),
+            vec(proptest::num::u8::ANY, 0..40),
+        ]
+    }
+
     proptest::proptest! {
+        // As many cases of each kind as when each kind had a test of its own.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(768))]
         #[test]
-        fn path_problem_agrees_with_the_reference(
-            path in proptest::collection::vec(
-                proptest::sample::select(b"//..ab\0\xff".to_vec()),
-                0..40,
-            ),
-        ) {
-            proptest::prop_assert_eq!(path_problem(&path), path_problem_reference(&path));
-        }
-
-        #[test]
-        fn path_problem_agrees_on_long_components(
-            path in proptest::collection::vec(
-                proptest::sample::select(b"/.abcdefghijklmnopqrstuvwxyz0123456789\0".to_vec()),
-                0..80,
-            ),
-        ) {
-            proptest::prop_assert_eq!(path_problem(&path), path_problem_reference(&path));
-        }
-
-        #[test]
-        fn path_problem_agrees_on_any_bytes(
-            path in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
-        ) {
+        fn path_problem_agrees_with_the_reference(path in paths()) {
             proptest::prop_assert_eq!(path_problem(&path), path_problem_reference(&path));
         }
     }
