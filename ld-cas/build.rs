@@ -4,8 +4,8 @@
 //! reference to itself (`-Bsymbolic`), leaving only relative relocations, which it applies
 //! to itself at start. The kernel runs it like a static PIE. See `src/audit.rs`.
 //!
-//! The arguments and the version script are files, `link/args` and `link/exports.map`,
-//! which the rustc 1.63 build (`scripts/build-rustc-1.63.sh`) reads too.
+//! The arguments are a file, `link/args` (which names the version script and the layout
+//! script beside it), which the rustc 1.63 build (`scripts/build-rustc-1.63.sh`) reads too.
 
 use std::env;
 use std::fs;
@@ -42,20 +42,16 @@ fn main() {
     let link =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("link");
     let args = link.join("args");
-    let exports = link.join("exports.map");
     let text = fs::read_to_string(&args).expect("ld-cas/link/args is readable");
-    // One argument per line; `#` starts a comment line.
+    let dir = link.to_str().expect("the source tree's path is UTF-8");
+    // One argument per line; `#` starts a comment line; `{link}` is this directory.
     for arg in text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
-        println!("cargo:rustc-link-arg-bins={arg}");
+        println!("cargo:rustc-link-arg-bins={}", arg.replace("{link}", dir));
     }
-    println!(
-        "cargo:rustc-link-arg-bins=-Wl,--version-script={}",
-        exports.display()
-    );
     // One read-only-and-executable segment instead of two saves a mapping in every process
     // (and in ld.so's load of the audit copy). GNU ld does that by itself with
     // `-z noseparate-code`; rust-lld, the default linker of x86_64-unknown-linux-gnu since
@@ -69,7 +65,8 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,separate-loadable-segments");
     }
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed={}", args.display());
-    println!("cargo:rerun-if-changed={}", exports.display());
+    for file in ["args", "exports.map", "layout.ld"] {
+        println!("cargo:rerun-if-changed={}", link.join(file).display());
+    }
     println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
 }

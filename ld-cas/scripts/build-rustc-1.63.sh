@@ -36,14 +36,13 @@ common=(--edition 2021 --target "$target" -C panic=abort -C opt-level=s -C strip
     -o "$work/lib$platform.rlib" "$root/$dir/src/lib.rs"
 "$rustc" "${common[@]}" --crate-type rlib --crate-name resolver_core \
     -o "$work/libresolver_core.rlib" "$root/resolver/core/src/lib.rs"
-# The link arguments of ld-cas/build.rs: ld-cas/link/args (one a line, `#` comments) and
-# the version script.
+# The link arguments of ld-cas/build.rs: ld-cas/link/args (one a line, `#` comments,
+# `{link}` the directory of the file).
 link=(-C "linker=$linker")
 while IFS= read -r a; do
   case $a in ''|'#'*) continue ;; esac
-  link+=(-C "link-arg=$a")
+  link+=(-C "link-arg=${a//\{link\}/$root/ld-cas/link}")
 done <"$root/ld-cas/link/args"
-link+=(-C "link-arg=-Wl,--version-script=$root/ld-cas/link/exports.map")
 "$rustc" "${common[@]}" --crate-type bin --crate-name ld_cas \
     --extern "$platform=$work/lib$platform.rlib" \
     --extern "resolver_core=$work/libresolver_core.rlib" \

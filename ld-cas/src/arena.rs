@@ -17,7 +17,8 @@ use crate::sys::{self, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 /// a chunk size, not the page size), so that few are needed.
 const CHUNK: usize = 64 << 10;
 // Small mutable statics live in `.data`, in the one writable page start-up touches anyway
-// (the relocated data is there); `.bss` holds only buffers a common start never uses.
+// (the relocated data is there); the buffers a common start never uses are cold
+// (`link/layout.ld`).
 #[link_section = ".data"]
 static mut ARENA_POS: usize = 0;
 #[link_section = ".data"]

@@ -43,8 +43,10 @@ pub fn interp(stack: Stack, own_base: usize) -> ! {
     handover(stack, prog, name, None, me, merged)
 }
 
-// Zeroed (`.bss`), past ld-cas's one hot writable page: a merged interpreter's common
-// start-up builds its paths in the near mapping and touches neither.
+// Cold (`link/layout.ld`), past ld-cas's one hot writable page: a merged interpreter's
+// common start-up builds its paths in the program's page or the near mapping and never
+// touches it.
+#[link_section = ".ldcas.cold"]
 static mut SCRATCH: PathBuf = PathBuf::new();
 
 /// The scratch path used for messages about the file at fault.

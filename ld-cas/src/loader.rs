@@ -19,8 +19,9 @@ use crate::store;
 use crate::sys;
 use crate::trust::Trust;
 
-// Zeroed (`.bss`), past ld-cas's one hot writable page: a merged interpreter's common
-// start-up never builds the loader's path.
+// Cold (`link/layout.ld`), past ld-cas's one hot writable page: a merged interpreter's
+// common start-up never builds the loader's path.
+#[link_section = ".ldcas.cold"]
 static mut LOADER: PathBuf = PathBuf::new();
 
 /// The buffer the loader's path is built in.

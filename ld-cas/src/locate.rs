@@ -11,10 +11,12 @@ use crate::store::{self, OpenError, Source};
 use crate::sys;
 use crate::trust::Trust;
 
-// Zeroed (`.bss`): pages past ld-cas's one hot writable page, untouched when unused.
+// Cold (`link/layout.ld`): pages past ld-cas's one hot writable page, untouched when unused.
+#[link_section = ".ldcas.cold"]
 static mut EXE: PathBuf = PathBuf::new();
 /// A store path that had to be built (recorded relative to the program's directory); it
 /// lives for good, since the name service may use it after the hand-over.
+#[link_section = ".ldcas.cold"]
 static mut STORE: PathBuf = PathBuf::new();
 
 /// Where the program's store is to be found, and how to report it.

@@ -365,37 +365,54 @@ fn the_names_go_to_the_rest_of_the_programs_last_page_until_it_is_full() {
     assert_same_run(&debug, &original);
 }
 
-/// ld-cas's writable segment starts a page of its own and its file part (what start-up
-/// relocates and writes: `.data.rel.ro`, `.data`, `.dynamic`, `.got`) fits in that page, so
-/// a start writes one page of it: the buffers only some starts use are `.bss`, after it.
+/// ld-cas's writable segment starts a page of its own, and what start-up relocates and
+/// writes (`.data.rel.ro`, `.data`, `.dynamic`, `.got`) fits in that page, so a start
+/// writes one page of it. The buffers only some starts use follow it in the file (the
+/// section `.ldcas.cold`, `link/layout.ld`), not as `.bss`: the segment has no part past its
+/// file, so the kernel maps it with one mapping and zeroes nothing.
 /// (x86_64, where rust-lld lays the segment out with `-z separate-loadable-segments`.)
 #[test]
 #[cfg(target_arch = "x86_64")]
 fn ld_cas_writes_one_page_of_its_own_at_start() {
     require_tool("readelf");
-    let out = run_ok(
-        Command::new("readelf")
-            .arg("-lW")
-            .arg(elf_tests::built_binary("ld-cas")),
-    );
-    let rw: Vec<Vec<u64>> = out
+    let ld_cas = elf_tests::built_binary("ld-cas");
+    let readelf = |flag: &str| run_ok(Command::new("readelf").arg(flag).arg(&ld_cas));
+    let hex = |h: &str| u64::from_str_radix(h.trim_start_matches("0x"), 16).unwrap();
+    let segments = readelf("-lW");
+    let rw: Vec<Vec<u64>> = segments
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
         .filter(|f| f.first() == Some(&"LOAD") && f.get(6) == Some(&"RW"))
-        .map(|f| {
-            f[1..5]
-                .iter()
-                .map(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).unwrap())
-                .collect()
-        })
+        .map(|f| f[1..6].iter().map(|h| hex(h)).collect())
         .collect();
-    assert_eq!(rw.len(), 1, "one writable segment:\n{out}");
-    let (offset, vaddr, filesz) = (rw[0][0], rw[0][1], rw[0][3]);
-    assert_eq!(offset % 4096, 0, "{out}");
-    assert_eq!(vaddr % 4096, 0, "{out}");
+    assert_eq!(rw.len(), 1, "one writable segment:\n{segments}");
+    let (offset, vaddr, filesz, memsz) = (rw[0][0], rw[0][1], rw[0][3], rw[0][4]);
+    assert_eq!(offset % 4096, 0, "{segments}");
+    assert_eq!(vaddr % 4096, 0, "{segments}");
+    assert_eq!(memsz, filesz, "no part past the file:\n{segments}");
+    // Section name, address and size, by name.
+    let sections = readelf("-SW");
+    let section = |name: &str| {
+        sections
+            .lines()
+            .filter_map(|l| l.split_once(']').map(|(_, rest)| rest))
+            .map(|rest| rest.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.first() == Some(&name))
+            .map(|f| (hex(f[2]), hex(f[4])))
+            .unwrap_or_else(|| panic!("no {name} in ld-cas:\n{sections}"))
+    };
+    for hot in [".data.rel.ro", ".data", ".dynamic", ".got"] {
+        let (addr, size) = section(hot);
+        assert!(
+            addr >= vaddr && addr + size <= vaddr + 4096,
+            "{hot} is not in the first writable page:\n{sections}"
+        );
+    }
+    let (cold, _) = section(".ldcas.cold");
+    assert!(cold >= section(".got").0, "{sections}");
     assert!(
-        filesz <= 4096,
-        "{filesz} bytes of file-backed writable data:\n{out}"
+        !sections.contains(" .bss "),
+        "no .bss: it would be a second mapping:\n{sections}"
     );
 }
 
