@@ -58,6 +58,8 @@ pub mod nr {
 global_asm!(
     ".hidden _DYNAMIC",
     ".hidden __ehdr_start",
+    // Its own section, so that the linker can place it with the code a start runs.
+    ".pushsection .text._start,\"ax\",%progbits",
     ".globl _start",
     ".type _start,%function",
     "_start:",
@@ -70,6 +72,7 @@ global_asm!(
     "add x2, x2, :lo12:__ehdr_start",
     "bl ldcas_start",
     "brk #0",
+    ".popsection",
 );
 
 /// Restores the initial stack pointer `sp` and jumps to `entry` with the register state the

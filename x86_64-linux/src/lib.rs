@@ -50,6 +50,8 @@ pub mod nr {
 // our own `_DYNAMIC` and of our own ELF header to `ldcas_start`, which relocates us before
 // touching any relocated data. `lea` is PC-relative, so it needs no relocation itself.
 global_asm!(
+    // Its own section, so that the linker can place it with the code a start runs.
+    ".pushsection .text._start,\"ax\",@progbits",
     ".globl _start",
     ".type _start,@function",
     "_start:",
@@ -60,6 +62,7 @@ global_asm!(
     "and rsp, -16",
     "call ldcas_start",
     "ud2",
+    ".popsection",
 );
 
 /// Restores the initial stack pointer `sp` and jumps to `entry` with the register state the

@@ -416,6 +416,49 @@ fn ld_cas_writes_one_page_of_its_own_at_start() {
     );
 }
 
+/// The code a common start runs is together at the start of ld-cas's executable segment
+/// (`.text.ldcas.hot`, `link/layout.ld`), within the first 64 KiB (one fault-around window),
+/// instead of spread over the whole segment among the code of the commands, the audit
+/// module and the messages.
+#[test]
+fn the_code_a_start_runs_is_together_at_the_start_of_ld_cas() {
+    require_tool("readelf");
+    require_tool("nm");
+    let ld_cas = elf_tests::built_binary("ld-cas");
+    let sections = run_ok(Command::new("readelf").arg("-SW").arg(&ld_cas));
+    let hex = |h: &str| u64::from_str_radix(h.trim_start_matches("0x"), 16).unwrap();
+    let hot = sections
+        .lines()
+        .filter_map(|l| l.split_once(']').map(|(_, rest)| rest))
+        .map(|rest| rest.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&".text.ldcas.hot"))
+        .map(|f| hex(f[2])..hex(f[2]) + hex(f[4]))
+        .unwrap_or_else(|| panic!("no .text.ldcas.hot in ld-cas:\n{sections}"));
+    assert!(
+        hot.end <= 64 << 10,
+        "{hot:x?} ends past 64 KiB:\n{sections}"
+    );
+    let symbols = run_ok(Command::new("nm").arg("-C").arg(&ld_cas));
+    for name in [
+        "_start",
+        "ldcas_start",
+        "ld_cas::launch::handover",
+        "ld_cas::startup::relocate_self",
+        "ld_cas::program::Program::from_phdrs",
+        "resolver_core::table::read::Table::lookup_checked",
+        "resolver_core::uri::decode",
+        "memset",
+    ] {
+        let at = symbols
+            .lines()
+            .map(|l| l.splitn(3, ' ').collect::<Vec<_>>())
+            .find(|f| f.len() == 3 && f[2] == name)
+            .map(|f| hex(f[0]))
+            .unwrap_or_else(|| panic!("no {name} in ld-cas:\n{symbols}"));
+        assert!(hot.contains(&at), "{name} at {at:#x} is not in {hot:x?}");
+    }
+}
+
 #[test]
 fn store_verify_names_a_damaged_index_and_store_init_repairs_it() {
     let tmp = tempfile::tempdir().unwrap();
