@@ -11,8 +11,17 @@
 #   merged-only     the same, with the store's merged interpreter as PT_INTERP (ld-cas runs
 #                   and finds nothing to do: no store, no names)
 #   merged          converted (uri: names, the store's table and index, merged interpreter)
-# then counts system calls (strace -f -c) and page faults (perf stat, address-space
-# randomization off so that the counts repeat) of each.
+# each timed run right after 3 untimed runs of itself (as in run.sh), then counts system
+# calls (strace -f -c) and page faults (perf stat, address-space randomization off so that
+# the counts repeat) of each.
+# Last, what priming leaves out: a start whose interpreter was not used since. Two copies
+# of the trivial program, each with files of its own that no other variant loads, are
+# timed unprimed among programs that use the system's ld.so and libc:
+#   lone-stock      a private copy of the system's ld.so and of libc
+#   lone-merged     a private copy of the merged interpreter (ld-cas finds nothing to do)
+#                   and of libc
+# so that their difference is ld-cas's own cost in a start whose pages are not in the
+# CPU's caches.
 # Usage: benches/startup/decompose.sh [RUNS]   (needs `cargo build --release --workspace`)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -46,7 +55,7 @@ for p in trivial many; do
   variants=("bin/$p-stock" "bin/$p-merged-only" "store/bin/$p-merged")
   for v in "${variants[@]}"; do "$v" || { echo "$v failed" >&2; exit 1; }; done
   echo "## $p"
-  ./spawn "$runs" 100 0 "${variants[@]}" |
+  ./spawn "$runs" 100 3 0 "${variants[@]}" |
     awk -F'\t' '{ printf "%-32s median %6.0f µs  paired Δ %+5.0f µs\n", $1, $2, $5 }'
   for v in "${variants[@]}"; do
     printf '%-32s %s system calls, %s page faults\n' "$v" \
@@ -54,3 +63,19 @@ for p in trivial many; do
       "$(setarch -R perf stat -x, -e minor-faults "$v" 2>&1 >/dev/null | awk -F, '/minor-faults/ { print $1 }')"
   done
 done
+
+echo "## trivial, unprimed, its interpreter not used since"
+libc=$(readlink -f /lib/x86_64-linux-gnu/libc.so.6)
+for v in stock merged; do
+  mkdir -p "lone-$v"
+  cp "$libc" "lone-$v/libc.so.6"
+  if [ "$v" = stock ]; then cp "$(readlink -f /lib64/ld-linux-x86-64.so.2)" "lone-$v/ld.so"; else cp "$merged" "lone-$v/ld.so"; fi
+  chmod 755 "lone-$v/ld.so"
+  cp bin/trivial-original "bin/trivial-lone-$v"
+  patchelf --set-interpreter "$PWD/lone-$v/ld.so" --replace-needed libc.so.6 "$PWD/lone-$v/libc.so.6" "bin/trivial-lone-$v"
+  "bin/trivial-lone-$v"
+done
+for k in 2 3; do cp bin/trivial-absolute "bin/trivial-absolute$k"; done
+./spawn "$runs" 100 0 0 bin/trivial-lone-stock bin/trivial-lone-merged bin/trivial-absolute \
+  bin/trivial-absolute2 bin/trivial-absolute3 bin/trivial-original |
+  awk -F'\t' 'NR <= 2 { printf "%-32s median %6.0f µs  paired Δ %+5.0f µs\n", $1, $2, $5 }'

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Start-up benchmark of ld-cas (results in BENCHMARKS.md).
 #
-# A trivial program (libc only) and a program with 20 libraries, each built four ways and
+# A trivial program (libc only) and a program with 20 libraries, each built five ways and
 # timed side by side: `spawn.c` runs the variants in interleaved rounds (so the noise of a
-# busy machine hits all alike) and reports medians, and the median of each variant's
-# per-round difference from the absolute variant (the paired difference, which cancels
-# the noise a round shares; the ratios are computed from it):
+# busy machine hits all alike), each timed run right after PRIME untimed runs of itself
+# (3, or LD_CAS_BENCH_PRIME: so that no variant gains from sharing its loader and libc
+# with more of the others; see spawn.c), and reports medians, and the median of each
+# variant's per-round difference from the absolute variant (the paired difference, which
+# cancels the noise a round shares; the ratios are computed from it):
 #   original   linked the ordinary way (libraries through one RUNPATH directory)
 #   runpath30  Nix-style: a RUNPATH of 30 directories, one library per directory, libc in
 #              the 25th
@@ -21,6 +23,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 runs=${1:-1000}
+prime=${LD_CAS_BENCH_PRIME:-3}
 ldcas=$root/target/release/ld-cas
 elfpatch=$root/target/release/elfpatch
 for tool in gcc patchelf strace python3; do
@@ -99,7 +102,7 @@ for p in trivial many; do
   cmds=()
   for v in "${variants[@]}"; do cmds+=("$(path $p $v)"); done
   # Baseline of the paired differences: the absolute variant (index 2).
-  "$w/spawn" "$runs" 100 2 "${cmds[@]}" >"$p.times"
+  "$w/spawn" "$runs" 100 "$prime" 2 "${cmds[@]}" >"$p.times"
   for v in "${variants[@]}"; do
     strace -f -c -o "$p-$v.count" "$(path $p $v)"
     strace -f -e trace=%file -o "$p-$v.files" "$(path $p $v)"

@@ -1,13 +1,19 @@
 /* Start-up timer: runs each command in turn (interleaved rounds, so drift and noise hit
  * every variant alike; each round in its own order, a shuffle from a fixed seed, so none
- * always runs right after the same neighbour: a program timed right after another that
- * loads the same files starts sooner, by tens of µs here) with vfork+execv, and reports
- * per command the median,
- * 10th percentile and mean wall time, and the median of its per-round difference from
- * the baseline command (the paired difference: the noise common to one round cancels),
- * in microseconds, tab-separated.
+ * always runs right after the same neighbour) with vfork+execv, and reports per command
+ * the median, 10th percentile and mean wall time, and the median of its per-round
+ * difference from the baseline command (the paired difference: the noise common to one
+ * round cancels), in microseconds, tab-separated.
  *
- * usage: spawn ROUNDS WARMUP BASELINE PROGRAM...   (BASELINE: 0-based index of a PROGRAM) */
+ * PRIME untimed runs of the same command come right before each timed run. A program
+ * timed right after others that load the same files (its loader, its libc) starts sooner,
+ * by tens of µs here, than one whose files were not used since; without priming, variants
+ * that share their files with more of the others (the system's ld.so is shared by most)
+ * gain from it in every round, and the paired differences measure which variants share
+ * files as much as the variants. Primed, each timed run follows runs of itself.
+ *
+ * usage: spawn ROUNDS WARMUP PRIME BASELINE PROGRAM...   (BASELINE: 0-based index of a
+ * PROGRAM; WARMUP: untimed rounds first) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -48,11 +54,12 @@ static double run(const char *prog)
 
 int main(int argc, char **argv)
 {
-	if (argc < 5)
+	if (argc < 6)
 		return 2;
-	int rounds = atoi(argv[1]), warmup = atoi(argv[2]), base = atoi(argv[3]), n = argc - 4;
-	char **progs = argv + 4;
-	if (rounds < 1 || base < 0 || base >= n)
+	int rounds = atoi(argv[1]), warmup = atoi(argv[2]), prime = atoi(argv[3]);
+	int base = atoi(argv[4]), n = argc - 5;
+	char **progs = argv + 5;
+	if (rounds < 1 || prime < 0 || base < 0 || base >= n)
 		return 2;
 	double *t = calloc((size_t)rounds * n, sizeof *t);
 	double *d = calloc((size_t)rounds, sizeof *d);
@@ -73,8 +80,11 @@ int main(int argc, char **argv)
 			order[k] = order[j];
 			order[j] = tmp;
 		}
-		for (int k = 0; k < n; k++)
+		for (int k = 0; k < n; k++) {
+			for (int p = 0; p < prime; p++)
+				run(progs[order[k]]);
 			t[order[k] * rounds + r] = run(progs[order[k]]);
+		}
 	}
 	for (int i = 0; i < n; i++) {
 		double *x = t + i * rounds, *b = t + base * rounds, sum = 0;
