@@ -42,6 +42,9 @@ pub struct Resolver {
     /// damaged store is reported by name. Off under `AT_SECURE`, where the objects are
     /// opened and checked one component at a time instead (see `crate::trust`).
     pub check_files: bool,
+    /// The store directory, open, while the hand-over checks the files of many names: each
+    /// `stat` then walks the path inside the store only. Closed before the hand-over ends.
+    pub store_dir: Option<sys::Fd>,
     /// Set once start-up loading is over: a missing object then fails `dlopen` instead of
     /// ending the process.
     running: bool,
@@ -54,6 +57,7 @@ static mut STATE: Resolver = Resolver {
     debug: false,
     overrides: &[],
     check_files: false,
+    store_dir: None,
     running: false,
 };
 
@@ -157,7 +161,16 @@ pub fn resolve_with(
         // One `stat` (no open): a regular file of the size the table records (an
         // `LD_CAS_OVERRIDE` file: of any size). ld.so would wait for ever on a FIFO and
         // map whatever else is there.
-        match sys::stat_at(sys::Dir::Cwd, path, 0) {
+        // Relative to the store directory when it is open: the part of `kept` past the
+        // store's path and its `/` is the entry's path and the NUL.
+        let at = match (&r.store_dir, &replacement) {
+            // SAFETY: as above, a suffix of `kept` up to its NUL.
+            (Some(dir), None) => (sys::Dir::Fd(dir), unsafe {
+                sys::CPath::new_unchecked(&kept[r.store.len() + 1..])
+            }),
+            _ => (sys::Dir::Cwd, path),
+        };
+        match sys::stat_at(at.0, at.1, 0) {
             Ok(st)
                 if st.kind() == sys::S_IFREG
                     && (replacement.is_some() || st.size == entry.size) => {}

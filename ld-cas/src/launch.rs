@@ -295,9 +295,33 @@ impl Names<'_> {
             index_first: s.flags & LDCAS_FLAG_INDEX_FIRST != 0,
             secure: s.trust.as_ref().map(|t| (t, self.store_dir)),
         };
+        if !s.secure() && prog.uri_needed_count() >= STORE_DIR_FROM {
+            r.store_dir = open_store_dir(r.store, &mut near);
+        }
         names::hand_names(prog, &mut near, &cx);
+        // No descriptor of ld-cas's is left to the program.
+        r.store_dir = None;
         table_in_room
     }
+}
+
+/// From how many `uri:` names of the program on each file's `stat` is made relative to the
+/// store directory, opened for it. A `stat` of a path walks every component of it (about
+/// 0.1 µs each here, 2.4 µs a `stat` of a store object), relative to the store only those
+/// inside the store (about 2.0 µs); opening and closing the directory costs about two
+/// `stat`s' worth.
+const STORE_DIR_FROM: usize = 6;
+
+/// The store directory, opened to name files relative to it (`O_PATH`: nothing is read),
+/// or `None` if it cannot be (each file is then checked by its full path, which reports
+/// the problem).
+fn open_store_dir(store: &[u8], near: &mut Near) -> Option<sys::Fd> {
+    let copy = near.alloc(store.len() + 1, 1)?;
+    copy[..store.len()].copy_from_slice(store);
+    copy[store.len()] = 0;
+    let copy: &[u8] = copy;
+    let path = sys::CPath::new(copy)?;
+    sys::openat(sys::Dir::Cwd, path, sys::O_PATH | sys::O_DIRECTORY).ok()
 }
 
 /// Gives the name service, which reads the table after the hand-over, a copy of the table

@@ -69,6 +69,8 @@ pub const MAP_FIXED: usize = 0x10;
 /// `MAP_ANONYMOUS`.
 pub const MAP_ANONYMOUS: usize = 0x20;
 
+/// `O_PATH`: a descriptor that only names the file (for the `*at` calls); nothing is read.
+pub const O_PATH: usize = 0o10000000;
 /// `O_NONBLOCK`: opening a FIFO (or a device) never waits.
 pub const O_NONBLOCK: usize = 0o4000;
 /// `O_DIRECTORY`.

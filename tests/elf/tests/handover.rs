@@ -332,6 +332,48 @@ fn many_libraries(dir: &Path, count: usize) -> PathBuf {
     prog
 }
 
+/// A program with many `uri:` names has each library's file checked relative to the store
+/// directory, opened for it: a FIFO or a file of the wrong size among them is still
+/// refused with one line naming it, and never makes the program wait.
+#[test]
+fn many_names_are_checked_relative_to_the_store_and_still_refused_when_damaged() {
+    require_tool("strace");
+    require_tool("mkfifo");
+    let tmp = tempfile::tempdir().unwrap();
+    let many = many_libraries(&tmp.path().join("many"), 8);
+    let store = converted(tmp.path(), std::slice::from_ref(&many));
+    let bin = store.join("bin/many");
+    let original = run(&mut Command::new(&many));
+    assert_eq!(String::from_utf8_lossy(&original.stdout), "sum 28\n");
+    let traced = run(Command::new("strace")
+        .args(["-e", "trace=newfstatat,fstatat64,statx"])
+        .arg(&bin));
+    assert_same_run(&traced, &original);
+    let trace = String::from_utf8_lossy(&traced.stderr);
+    assert!(trace.contains(", \"objects/"), "{trace}");
+    let name = "libm3-with-a-name-long-enough-to-fill-pages-sooner.so";
+    let object = fs::read_dir(store.join("objects"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join(name))
+        .find(|p| p.exists())
+        .expect("the library's object");
+    let bytes = fs::read(&object).unwrap();
+    let refused = |what: &str| {
+        let out = run(Command::new("timeout").arg("20").arg(&bin));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(127), "{err}");
+        assert!(err.contains(what) && err.contains(name), "{err}");
+    };
+    fs::remove_file(&object).unwrap();
+    run_ok(Command::new("mkfifo").arg(&object));
+    refused("a FIFO, not a regular file");
+    fs::remove_file(&object).unwrap();
+    fs::write(&object, [&bytes[..], b"x"].concat()).unwrap();
+    refused("the lookup table records");
+    fs::write(&object, &bytes).unwrap();
+    assert_same_run(&run(&mut Command::new(&bin)), &original);
+}
+
 /// The paths ld-cas gives ld.so, the copy of `.gnu.version_r` and the index's search path
 /// are built in the rest of the program's last writable page, past its `.bss`, which the
 /// kernel already zeroed: no system call, no fault. When that is full, they move to one
