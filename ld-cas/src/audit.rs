@@ -163,14 +163,14 @@ pub fn resolve_with(
         // map whatever else is there.
         // Relative to the store directory when it is open: the part of `kept` past the
         // store's path and its `/` is the entry's path and the NUL.
-        let at = match (&r.store_dir, &replacement) {
+        let (dir, checked) = match (&r.store_dir, &replacement) {
             // SAFETY: as above, a suffix of `kept` up to its NUL.
             (Some(dir), None) => (sys::Dir::Fd(dir), unsafe {
                 sys::CPath::new_unchecked(&kept[r.store.len() + 1..])
             }),
             _ => (sys::Dir::Cwd, path),
         };
-        match sys::stat_at(at.0, at.1, 0) {
+        match sys::stat_at(dir, checked, 0) {
             Ok(st)
                 if st.kind() == sys::S_IFREG
                     && (replacement.is_some() || st.size == entry.size) => {}

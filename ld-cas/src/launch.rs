@@ -305,11 +305,10 @@ impl Names<'_> {
     }
 }
 
-/// From how many `uri:` names of the program on each file's `stat` is made relative to the
-/// store directory, opened for it. A `stat` of a path walks every component of it (about
-/// 0.1 µs each here, 2.4 µs a `stat` of a store object), relative to the store only those
-/// inside the store (about 2.0 µs); opening and closing the directory costs about two
-/// `stat`s' worth.
+/// The number of the program's `uri:` names from which each library's `stat` is made
+/// relative to the store directory, opened for it. A `stat` walks every component of its
+/// path (2.4 µs a `stat` of a store object here), relative to the store only those inside
+/// it (about 2.0 µs); opening and closing the directory costs about two `stat`s' worth.
 const STORE_DIR_FROM: usize = 6;
 
 /// The store directory, opened to name files relative to it (`O_PATH`: nothing is read),
