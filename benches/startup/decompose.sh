@@ -11,6 +11,10 @@
 #   merged-only     the same, with the store's merged interpreter as PT_INTERP (ld-cas runs
 #                   and finds nothing to do: no store, no names)
 #   merged          converted (uri: names, the store's table and index, merged interpreter)
+#   short-paths     stock with its DT_NEEDED paths to hard links of the same objects in one
+#                   directory with a short path: the same files (inodes) as stock, so that
+#                   its difference from stock is what the store's long paths
+#                   (STORE/objects/<64 hex>/NAME) cost ld.so
 # each timed run right after 3 untimed runs of itself (as in run.sh), then counts system
 # calls (strace -f -c) and page faults (perf stat, address-space randomization off so that
 # the counts repeat) of each.
@@ -40,19 +44,27 @@ mkdir -p "$(dirname "$stock")"
 ln -sf "$(readlink -f /lib64/ld-linux-x86-64.so.2)" "$stock"
 # The store's copy of each library the converted programs load, by file name.
 object() { find "$PWD/store/objects" -name "$1" | head -n 1; }
+mkdir -p h
 for p in trivial many; do
   args=(--replace-needed libc.so.6 "$(object libc.so.6)")
-  for i in $(seq -w 1 20); do args+=(--replace-needed "libl$i.so" "$(object "libl$i.so")"); done
-  for v in stock merged-only; do
+  short=(--replace-needed libc.so.6 "$PWD/h/libc.so.6")
+  ln -f "$(object libc.so.6)" h/libc.so.6
+  for i in $(seq -w 1 20); do
+    args+=(--replace-needed "libl$i.so" "$(object "libl$i.so")")
+    short+=(--replace-needed "libl$i.so" "$PWD/h/libl$i.so")
+    ln -f "$(object "libl$i.so")" "h/libl$i.so"
+  done
+  for v in stock merged-only short-paths; do
     cp "bin/$p-original" "bin/$p-$v"
     interp=$stock
     [ "$v" = merged-only ] && interp=$merged
+    [ "$v" = short-paths ] && args=("${short[@]}")
     # The converted libraries need libc by URI: the index finds it, as for the program.
     patchelf "${args[@]}" "bin/$p-$v"
     patchelf --set-interpreter "$interp" "bin/$p-$v"
     patchelf --force-rpath --set-rpath "$PWD/store/index" "bin/$p-$v"
   done
-  variants=("bin/$p-stock" "bin/$p-merged-only" "store/bin/$p-merged")
+  variants=("bin/$p-stock" "bin/$p-merged-only" "store/bin/$p-merged" "bin/$p-short-paths")
   for v in "${variants[@]}"; do "$v" || { echo "$v failed" >&2; exit 1; }; done
   echo "## $p"
   ./spawn "$runs" 100 3 0 "${variants[@]}" |
