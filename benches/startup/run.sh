@@ -19,7 +19,8 @@
 # then counted with `strace -f -c` (all system calls) and `strace -f -e trace=%file`
 # (failed file look-ups).
 #
-# Usage: benches/startup/run.sh [RUNS]   (needs `cargo build --release --workspace`)
+# Usage: [LD_CAS_BENCH_PRIME=N] benches/startup/run.sh [RUNS]   (needs `cargo build
+# --release --workspace`; N untimed runs before each timed one, default 3, 0 unprimed)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 runs=${1:-1000}
