@@ -76,8 +76,8 @@ pub(crate) struct Start<'a> {
     pub(crate) debug: bool,
     /// The kernel's page size.
     pub(crate) page: usize,
-    /// It names libraries by `uri:`.
-    pub(crate) uses_uri: bool,
+    /// How many of its `DT_NEEDED` entries are `uri:` names.
+    pub(crate) uri_names: usize,
     /// Its `DT_LDCAS_LOADER`.
     pub(crate) loader_uri: Option<&'static [u8]>,
     /// Its `DT_LDCAS_TABLE` (empty: the store itself).
@@ -98,7 +98,7 @@ impl<'a> Start<'a> {
             trust: if secure { Some(Trust::of(stack)) } else { None },
             debug: debug_enabled(stack),
             page,
-            uses_uri: prog.has_uri_needed(),
+            uri_names: prog.uri_needed_count(),
             loader_uri: prog.tag_str(DT_LDCAS_LOADER),
             table_dir: prog.tag_str(DT_LDCAS_TABLE).unwrap_or(b""),
             flags: prog.tag_val(DT_LDCAS_FLAGS).unwrap_or(0),
@@ -107,6 +107,11 @@ impl<'a> Start<'a> {
 
     pub(crate) fn secure(&self) -> bool {
         self.trust.is_some()
+    }
+
+    /// It names libraries by `uri:`.
+    pub(crate) fn uses_uri(&self) -> bool {
+        self.uri_names > 0
     }
 }
 
@@ -168,12 +173,12 @@ pub fn handover(
         if s.loader_uri.is_some() {
             loader::name_it(&mut stack, &prog, loader_path.bytes());
         }
-        if !(s.uses_uri && name_service) && glibc() {
+        if !(s.uses_uri() && name_service) && glibc() {
             debugger::forward_debug_state(&ld, s.page);
         }
     }
     let mut table_in_room = opened.table_in_room;
-    if s.uses_uri {
+    if s.uses_uri() {
         let names = Names {
             me,
             merged: merged.is_some(),
@@ -224,7 +229,7 @@ fn open_store(
     scratch: &mut PathBuf,
     room: &'static mut [u8; store::TABLE_ROOM],
 ) -> OpenedStore {
-    if !s.uses_uri && s.loader_uri.is_none() {
+    if !s.uses_uri() && s.loader_uri.is_none() {
         return OpenedStore {
             store_dir: None,
             table_in_room: false,
@@ -295,7 +300,7 @@ impl Names<'_> {
             index_first: s.flags & LDCAS_FLAG_INDEX_FIRST != 0,
             secure: s.trust.as_ref().map(|t| (t, self.store_dir)),
         };
-        if !s.secure() && prog.uri_needed_count() >= STORE_DIR_FROM {
+        if !s.secure() && s.uri_names >= STORE_DIR_FROM {
             r.store_dir = open_store_dir(r.store, &mut near);
         }
         names::hand_names(prog, &mut near, &cx);
@@ -315,11 +320,7 @@ const STORE_DIR_FROM: usize = 6;
 /// or `None` if it cannot be (each file is then checked by its full path, which reports
 /// the problem).
 fn open_store_dir(store: &[u8], near: &mut Near) -> Option<sys::Fd> {
-    let copy = near.alloc(store.len() + 1, 1)?;
-    copy[..store.len()].copy_from_slice(store);
-    copy[store.len()] = 0;
-    let copy: &[u8] = copy;
-    let path = sys::CPath::new(copy)?;
+    let path = sys::CPath::new(near.alloc_joined(&[store], 1)?)?;
     sys::openat(sys::Dir::Cwd, path, sys::O_PATH | sys::O_DIRECTORY).ok()
 }
 

@@ -188,20 +188,13 @@ impl Program {
         self.entries().find(|d| d.d_tag == tag).map(|d| d.d_val)
     }
 
-    /// Whether any `DT_NEEDED` is a content address.
-    pub fn has_uri_needed(&self) -> bool {
-        self.uri_needed().next().is_some()
-    }
-
     /// How many `DT_NEEDED` entries name a library by `uri:`.
     pub fn uri_needed_count(&self) -> usize {
-        self.uri_needed().count()
-    }
-
-    fn uri_needed(&self) -> impl Iterator<Item = &Dyn> + '_ {
         let strings = self.strings;
-        self.entries().filter(move |d| {
-            d.d_tag == DT_NEEDED && elf::str_at(strings, d.d_val).starts_with(URI_PREFIX)
-        })
+        self.entries()
+            .filter(|d| {
+                d.d_tag == DT_NEEDED && elf::str_at(strings, d.d_val).starts_with(URI_PREFIX)
+            })
+            .count()
     }
 }
