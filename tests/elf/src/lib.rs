@@ -156,6 +156,34 @@ pub fn add_dynamic_string_tags(path: &Path, tags: &[(u64, &str)]) {
     }
     std::fs::write(path, data).unwrap();
 }
+/// A section as `readelf -SW` lists it.
+pub struct SectionRow {
+    /// Its address.
+    pub addr: u64,
+    /// Its file offset.
+    pub offset: u64,
+    /// Its size.
+    pub size: u64,
+}
+
+/// The section `name` of `file`, from `readelf -SW`.
+pub fn section_of(file: &Path, name: &str) -> SectionRow {
+    require_tool("readelf");
+    let listing = run_ok(Command::new("readelf").arg("-SW").arg(file));
+    let fields = listing
+        .lines()
+        .filter_map(|l| l.split_once(']'))
+        .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&name))
+        .unwrap_or_else(|| panic!("{}: no section {name}:\n{listing}", file.display()));
+    let hex = |s: &str| u64::from_str_radix(s, 16).expect("hex field");
+    SectionRow {
+        addr: hex(fields[2]),
+        offset: hex(fields[3]),
+        size: hex(fields[4]),
+    }
+}
+
 pub mod attacker;
 pub mod conversion;
 pub mod nixstyle;

@@ -407,6 +407,17 @@ fn the_names_go_to_the_rest_of_the_programs_last_page_until_it_is_full() {
     assert_same_run(&debug, &original);
 }
 
+/// A hexadecimal number as `readelf` and `nm` print it.
+fn hex(h: &str) -> u64 {
+    u64::from_str_radix(h.trim_start_matches("0x"), 16).unwrap()
+}
+
+/// The addresses of the section `name` of `file`.
+fn section(file: &Path, name: &str) -> std::ops::Range<u64> {
+    let s = elf_tests::section_of(file, name);
+    s.addr..s.addr + s.size
+}
+
 /// ld-cas's writable segment starts a page of its own, and what start-up relocates and
 /// writes (`.data.rel.ro`, `.data`, `.dynamic`, `.got`) fits in that page, so a start
 /// writes one page of it. The buffers only some starts use follow it in the file (the
@@ -419,7 +430,6 @@ fn ld_cas_writes_one_page_of_its_own_at_start() {
     require_tool("readelf");
     let ld_cas = elf_tests::built_binary("ld-cas");
     let readelf = |flag: &str| run_ok(Command::new("readelf").arg(flag).arg(&ld_cas));
-    let hex = |h: &str| u64::from_str_radix(h.trim_start_matches("0x"), 16).unwrap();
     let segments = readelf("-lW");
     let rw: Vec<Vec<u64>> = segments
         .lines()
@@ -432,26 +442,16 @@ fn ld_cas_writes_one_page_of_its_own_at_start() {
     assert_eq!(offset % 4096, 0, "{segments}");
     assert_eq!(vaddr % 4096, 0, "{segments}");
     assert_eq!(memsz, filesz, "no part past the file:\n{segments}");
-    // Section name, address and size, by name.
     let sections = readelf("-SW");
-    let section = |name: &str| {
-        sections
-            .lines()
-            .filter_map(|l| l.split_once(']').map(|(_, rest)| rest))
-            .map(|rest| rest.split_whitespace().collect::<Vec<_>>())
-            .find(|f| f.first() == Some(&name))
-            .map(|f| (hex(f[2]), hex(f[4])))
-            .unwrap_or_else(|| panic!("no {name} in ld-cas:\n{sections}"))
-    };
     for hot in [".data.rel.ro", ".data", ".dynamic", ".got"] {
-        let (addr, size) = section(hot);
+        let at = section(&ld_cas, hot);
         assert!(
-            addr >= vaddr && addr + size <= vaddr + 4096,
+            at.start >= vaddr && at.end <= vaddr + 4096,
             "{hot} is not in the first writable page:\n{sections}"
         );
     }
-    let (cold, _) = section(".ldcas.cold");
-    assert!(cold >= section(".got").0, "{sections}");
+    let cold = section(&ld_cas, ".ldcas.cold");
+    assert!(cold.start >= section(&ld_cas, ".got").end, "{sections}");
     assert!(
         !sections.contains(" .bss "),
         "no .bss: it would be a second mapping:\n{sections}"
@@ -468,14 +468,7 @@ fn the_code_a_start_runs_is_together_at_the_start_of_ld_cas() {
     require_tool("nm");
     let ld_cas = elf_tests::built_binary("ld-cas");
     let sections = run_ok(Command::new("readelf").arg("-SW").arg(&ld_cas));
-    let hex = |h: &str| u64::from_str_radix(h.trim_start_matches("0x"), 16).unwrap();
-    let hot = sections
-        .lines()
-        .filter_map(|l| l.split_once(']').map(|(_, rest)| rest))
-        .map(|rest| rest.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.first() == Some(&".text.ldcas.hot"))
-        .map(|f| hex(f[2])..hex(f[2]) + hex(f[4]))
-        .unwrap_or_else(|| panic!("no .text.ldcas.hot in ld-cas:\n{sections}"));
+    let hot = section(&ld_cas, ".text.ldcas.hot");
     assert!(
         hot.end <= 64 << 10,
         "{hot:x?} ends past 64 KiB:\n{sections}"

@@ -236,15 +236,8 @@ pub fn drop_section_headers(file: &Path) {
 
 /// File offset and size of the section `name` of `file`, from `readelf -SW`.
 pub fn section_range(file: &Path, name: &str) -> (usize, usize) {
-    let listing = readelf("-S", file);
-    let fields = listing
-        .lines()
-        .filter_map(|l| l.split_once(']'))
-        .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.first() == Some(&name))
-        .unwrap_or_else(|| panic!("{}: no section {name}:\n{listing}", file.display()));
-    let hex = |s: &str| usize::from_str_radix(s, 16).expect("hex field");
-    (hex(fields[3]), hex(fields[4]))
+    let s = elf_tests::section_of(file, name);
+    (s.offset as usize, s.size as usize)
 }
 
 /// The verify pass and `readelf -lSdW` accept `file`.
