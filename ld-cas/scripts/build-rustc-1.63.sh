@@ -39,10 +39,12 @@ common=(--edition 2021 --target "$target" -C panic=abort -C opt-level=s -C strip
 # The link arguments of ld-cas/build.rs: ld-cas/link/args (one a line, `#` comments,
 # `{link}` the directory of the file).
 link=(-C "linker=$linker")
+link_dir=$root/ld-cas/link
 while IFS= read -r a; do
   case $a in ''|'#'*) continue ;; esac
-  link+=(-C "link-arg=${a//\{link\}/$root/ld-cas/link}")
-done <"$root/ld-cas/link/args"
+  # The replacement quoted: bash 5.2 would put the match in place of an unquoted `&`.
+  link+=(-C "link-arg=${a//\{link\}/"$link_dir"}")
+done <"$link_dir/args"
 "$rustc" "${common[@]}" --crate-type bin --crate-name ld_cas \
     --extern "$platform=$work/lib$platform.rlib" \
     --extern "resolver_core=$work/libresolver_core.rlib" \
