@@ -188,12 +188,19 @@ impl Program {
         self.entries().find(|d| d.d_tag == tag).map(|d| d.d_val)
     }
 
-    /// How many `DT_NEEDED` entries name a library by `uri:`.
+    /// How many `DT_NEEDED` entries name a library by `uri:`. Only the prefix is read (the
+    /// same answer as reading each string to its NUL, which holds no NUL): the names are
+    /// read whole once, where they are used.
     pub fn uri_needed_count(&self) -> usize {
         let strings = self.strings;
         self.entries()
             .filter(|d| {
-                d.d_tag == DT_NEEDED && elf::str_at(strings, d.d_val).starts_with(URI_PREFIX)
+                let at = usize::try_from(d.d_val).unwrap_or(usize::MAX);
+                d.d_tag == DT_NEEDED
+                    && at
+                        .checked_add(URI_PREFIX.len())
+                        .and_then(|end| strings.get(at..end))
+                        == Some(URI_PREFIX)
             })
             .count()
     }
