@@ -15,6 +15,9 @@
 #                   directory with a short path: the same files (inodes) as stock, so that
 #                   its difference from stock is what the store's long paths
 #                   (STORE/objects/<64 hex>/NAME) cost ld.so
+#   short-dirs      the same with hard links in the store's layout but with object
+#                   directories named by 8 hex digits (STORE/o/<8 hex>/NAME): how much of
+#                   that a store with shorter directory names would save
 # each timed run right after 3 untimed runs of itself (as in run.sh), then counts system
 # calls (strace -f -c) and page faults (perf stat, address-space randomization off so that
 # the counts repeat) of each.
@@ -46,25 +49,33 @@ ln -sf "$(readlink -f /lib64/ld-linux-x86-64.so.2)" "$stock"
 object() { find "$PWD/store/objects" -name "$1" | head -n 1; }
 mkdir -p h
 for p in trivial many; do
-  args=(--replace-needed libc.so.6 "$(object libc.so.6)")
-  short=(--replace-needed libc.so.6 "$PWD/h/libc.so.6")
-  ln -f "$(object libc.so.6)" h/libc.so.6
-  for i in $(seq -w 1 20); do
-    args+=(--replace-needed "libl$i.so" "$(object "libl$i.so")")
-    short+=(--replace-needed "libl$i.so" "$PWD/h/libl$i.so")
-    ln -f "$(object "libl$i.so")" "h/libl$i.so"
+  args=()
+  short=()
+  dirs=()
+  names=(libc.so.6)
+  [ "$p" = many ] && for i in $(seq -w 1 20); do names+=("libl$i.so"); done
+  for name in "${names[@]}"; do
+    o=$(object "$name")
+    d=store/o/$(basename "$(dirname "$o")" | cut -c1-8)
+    mkdir -p "$d"
+    ln -f "$o" "h/$name"
+    ln -f "$o" "$d/$name"
+    args+=(--replace-needed "$name" "$o")
+    short+=(--replace-needed "$name" "$PWD/h/$name")
+    dirs+=(--replace-needed "$name" "$PWD/$d/$name")
   done
-  for v in stock merged-only short-paths; do
+  for v in stock merged-only short-paths short-dirs; do
     cp "bin/$p-original" "bin/$p-$v"
     interp=$stock
     [ "$v" = merged-only ] && interp=$merged
     [ "$v" = short-paths ] && args=("${short[@]}")
+    [ "$v" = short-dirs ] && args=("${dirs[@]}")
     # The converted libraries need libc by URI: the index finds it, as for the program.
     patchelf "${args[@]}" "bin/$p-$v"
     patchelf --set-interpreter "$interp" "bin/$p-$v"
     patchelf --force-rpath --set-rpath "$PWD/store/index" "bin/$p-$v"
   done
-  variants=("bin/$p-stock" "bin/$p-merged-only" "store/bin/$p-merged" "bin/$p-short-paths")
+  variants=("bin/$p-stock" "bin/$p-merged-only" "store/bin/$p-merged" "bin/$p-short-paths" "bin/$p-short-dirs")
   for v in "${variants[@]}"; do "$v" || { echo "$v failed" >&2; exit 1; }; done
   echo "## $p"
   ./spawn "$runs" 100 3 0 "${variants[@]}" |
