@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start-up benchmark of ld-cas (results in BENCHMARKS.md).
 #
-# A trivial program (libc only) and a program with 20 libraries, each built five ways and
+# A trivial program (libc only), a program with 20 libraries (each needing only libc) and a
+# program with a chain of 20 libraries (each needing the next, the last libc), each built five ways and
 # timed side by side: `spawn.c` runs the variants in interleaved rounds (so the noise of a
 # busy machine hits all alike), each timed run right after PRIME untimed runs of itself
 # (3, or LD_CAS_BENCH_PRIME: so that no variant gains from sharing its loader and libc
@@ -58,7 +59,26 @@ for i in $(seq -w 1 20); do
   libs+=("-l:libl$i.so")
 done
 
+# A chain of 20 libraries (program -> libk01 -> libk02 -> ... -> libk20 -> libc), as in real
+# closures, where libraries need each other: every library's name then is needed by a
+# library too, not only by the program.
+for i in $(seq -w 20 -1 1); do
+  next=$(printf %02d $((10#$i + 1)))
+  if [ "$i" = 20 ]; then
+    printf '#include <unistd.h>\nint k20(void) { return 20 + (getpid() < 0); }\n' >src/k20.c
+    needs=()
+  else
+    printf 'int k%s(void);\nint k%s(void) { return k%s(); }\n' "$next" "$i" "$next" >"src/k$i.c"
+    needs=(-Lclib "-l:libk$next.so")
+  fi
+  mkdir -p clib
+  gcc -O2 -shared -fPIC -Wl,-soname,libk$i.so -o "clib/libk$i.so" "src/k$i.c" "${needs[@]}" \
+    -Wl,-rpath,"$w/clib"
+done
+echo 'int k01(void); int main(void) { return k01() == 20 ? 0 : 1; }' >src/chain.c
+
 # original
+gcc -O2 -o bin/chain-original src/chain.c -Lclib -l:libk01.so -Wl,-rpath,"$w/clib"
 gcc -O2 -o bin/trivial-original src/trivial.c
 gcc -O2 -o bin/many-original src/many.c -Llib "${libs[@]}" -Wl,-rpath,"$w/lib"
 
@@ -69,6 +89,12 @@ for i in $(seq -w 1 20); do cp "lib/libl$i.so" "rp/d$i/"; done
 cp "$libc" rp/d25/
 gcc -O2 -o bin/trivial-runpath30 src/trivial.c -Wl,--enable-new-dtags,-rpath,"$rp"
 gcc -O2 -o bin/many-runpath30 src/many.c -Llib "${libs[@]}" -Wl,--enable-new-dtags,-rpath,"$rp"
+# The chain's libraries, one per directory, each with the 30 directories as its RUNPATH.
+for i in $(seq -w 1 20); do
+  cp "clib/libk$i.so" "rp/d$i/"
+  patchelf --set-rpath "$rp" "rp/d$i/libk$i.so"
+done
+gcc -O2 -o bin/chain-runpath30 src/chain.c -Lclib -l:libk01.so -Wl,--enable-new-dtags,-rpath,"$rp"
 
 # absolute
 for p in trivial many; do
@@ -78,27 +104,44 @@ for p in trivial many; do
   patchelf "${args[@]}" "bin/$p-absolute"
   patchelf --remove-rpath "bin/$p-absolute"
 done
+# The chain: the program lists the whole closure by path, in load order (as Shrinkwrap
+# does); the libraries are unchanged, so their names match the loaded libraries' sonames.
+# (One edit per patchelf call: this patchelf mixes up --replace-needed and --add-needed
+# given together.)
+cp bin/chain-original bin/chain-absolute
+patchelf --remove-needed libk01.so bin/chain-absolute
+args=()
+for i in $(seq -w 1 20); do args+=(--add-needed "$w/clib/libk$i.so"); done
+patchelf "${args[@]}" bin/chain-absolute
+patchelf --replace-needed libc.so.6 "$libc" bin/chain-absolute
+patchelf --remove-rpath bin/chain-absolute
 
 # ld-cas: converted by `elfpatch convert` into the store, as a user would (the 20
 # libraries are rewritten too: their libc.so.6 becomes a URI), programs in store/bin.
 "$elfpatch" store init --store store >/dev/null
 mkdir -p in
-for p in trivial many; do
+for p in trivial many chain; do
   cp "bin/$p-original" "in/$p-ld-cas"
   cp "bin/$p-original" "in/$p-merged"
 done
 "$elfpatch" convert --store store --interp "$ldcas" in/trivial-ld-cas in/many-ld-cas >/dev/null
 "$elfpatch" convert --store store in/trivial-merged in/many-merged >/dev/null
+# The chain in a store of its own, so that the first store's table stays as it was (one
+# page: a larger one is mapped instead of read, which costs the other programs more).
+"$elfpatch" store init --store chain-store >/dev/null
+"$elfpatch" convert --store chain-store --interp "$ldcas" in/chain-ld-cas >/dev/null
+"$elfpatch" convert --store chain-store in/chain-merged >/dev/null
 path() {
-  case $2 in
-    ld-cas | merged) echo "store/bin/$1-$2" ;;
+  case $1-$2 in
+    chain-ld-cas | chain-merged) echo "chain-store/bin/$1-$2" ;;
+    *-ld-cas | *-merged) echo "store/bin/$1-$2" ;;
     *) echo "bin/$1-$2" ;;
   esac
 }
 
 gcc -O2 -o spawn "$root/benches/startup/spawn.c"
 variants=(original runpath30 absolute ld-cas merged)
-for p in trivial many; do
+for p in trivial many chain; do
   for v in "${variants[@]}"; do "$(path $p $v)" || { echo "$(path $p $v) failed" >&2; exit 1; }; done
   cmds=()
   for v in "${variants[@]}"; do cmds+=("$(path $p $v)"); done
@@ -115,7 +158,8 @@ import re, sys
 variants = sys.argv[1:]
 print("| program | variant | median (µs) | p10 (µs) | paired Δ vs absolute (µs) | vs absolute | vs original | syscalls | failed file look-ups | look-ups of `uri:` names |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for p in ["trivial", "many"]:
+names = {"trivial": "trivial", "many": "20 libraries", "chain": "chain of 20"}
+for p in names:
     res = {}
     for line in open(f"{p}.times"):
         cmd, med, p10, mean, paired = line.split("\t")
@@ -131,7 +175,7 @@ for p in ["trivial", "many"]:
         failed = sum(1 for l in files if re.search(r"= -1 E", l))
         uri = sum(1 for l in files if "uri:blake3" in l)
         ab, orig = res["absolute"][0], res["original"][0]
-        name = "trivial" if p == "trivial" else "20 libraries"
+        name = names[p]
         # Ratios from the paired differences: (absolute + Δ) / absolute.
         orig_paired = res["original"][2]
         print(f"| {name} | {v} | {med:.0f} | {p10:.0f} | {paired:+.0f} | {(ab + paired) / ab:.3f} | {(ab + paired) / (ab + orig_paired):.3f} | {total} | {failed} | {uri} |")
