@@ -3,8 +3,9 @@
 #
 # A trivial program (libc only), a program with 20 libraries (each needing only libc) and a
 # program with a chain of 20 libraries (each needing the next, the last libc), each built
-# five ways and timed side by side: `spawn.c` runs the variants in interleaved rounds (so the noise of a
-# busy machine hits all alike), each timed run right after PRIME untimed runs of itself
+# five ways and timed side by side: `spawn.c` runs the variants in interleaved rounds (so
+# the noise of a busy machine hits all alike), each timed run right after PRIME untimed
+# runs of itself
 # (3, or LD_CAS_BENCH_PRIME: so that no variant gains from sharing its loader and libc
 # with more of the others; see spawn.c), and reports medians, and the median of each
 # variant's per-round difference from the absolute variant (the paired difference, which
