@@ -5,11 +5,10 @@
 # program with a chain of 20 libraries (each needing the next, the last libc), each built
 # five ways and timed side by side: `spawn.c` runs the variants in interleaved rounds (so
 # the noise of a busy machine hits all alike), each timed run right after PRIME untimed
-# runs of itself
-# (3, or LD_CAS_BENCH_PRIME: so that no variant gains from sharing its loader and libc
-# with more of the others; see spawn.c), and reports medians, and the median of each
-# variant's per-round difference from the absolute variant (the paired difference, which
-# cancels the noise a round shares; the ratios are computed from it):
+# runs of itself (3, or LD_CAS_BENCH_PRIME: so that no variant gains from sharing its
+# loader and libc with more of the others; see spawn.c), and reports medians, and the
+# median of each variant's per-round difference from the absolute variant (the paired
+# difference, which cancels the noise a round shares; the ratios are computed from it):
 #   original   linked the ordinary way (libraries through one RUNPATH directory)
 #   runpath30  Nix-style: a RUNPATH of 30 directories, one library per directory, libc in
 #              the 25th
