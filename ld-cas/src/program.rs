@@ -195,12 +195,10 @@ impl Program {
         let strings = self.strings;
         self.entries()
             .filter(|d| {
-                let at = usize::try_from(d.d_val).unwrap_or(usize::MAX);
-                d.d_tag == DT_NEEDED
-                    && at
-                        .checked_add(URI_PREFIX.len())
-                        .and_then(|end| strings.get(at..end))
-                        == Some(URI_PREFIX)
+                let rest = usize::try_from(d.d_val)
+                    .ok()
+                    .and_then(|at| strings.get(at..));
+                d.d_tag == DT_NEEDED && matches!(rest, Some(r) if r.starts_with(URI_PREFIX))
             })
             .count()
     }
