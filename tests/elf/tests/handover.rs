@@ -332,6 +332,40 @@ fn many_libraries(dir: &Path, count: usize) -> PathBuf {
     prog
 }
 
+/// [`many_libraries`] converted into a store: the store, the converted program, and a run of
+/// the original (checked to print the libraries' sum).
+struct ManyConverted {
+    store: PathBuf,
+    bin: PathBuf,
+    original: std::process::Output,
+}
+
+/// [`many_libraries`] with `count` libraries, built and converted in `dir`.
+fn many_converted(dir: &Path, count: usize) -> ManyConverted {
+    let many = many_libraries(&dir.join("many"), count);
+    let store = converted(dir, std::slice::from_ref(&many));
+    let original = run(&mut Command::new(&many));
+    let sum = count * count.saturating_sub(1) / 2;
+    assert_eq!(
+        String::from_utf8_lossy(&original.stdout),
+        format!("sum {sum}\n")
+    );
+    ManyConverted {
+        bin: store.join("bin/many"),
+        store,
+        original,
+    }
+}
+
+/// Runs `bin` under `timeout 20` (a wait for ever fails the test) and expects it refused:
+/// exit status 127. Its stderr.
+fn refused_run(bin: &Path) -> String {
+    let out = run(Command::new("timeout").arg("20").arg(bin));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(127), "{}: {err}", bin.display());
+    err
+}
+
 /// A program with many `uri:` names has each library's file checked relative to the store
 /// directory, opened for it: a FIFO or a file of the wrong size among them is still
 /// refused with one line naming it, and never makes the program wait.
@@ -340,11 +374,11 @@ fn many_names_are_checked_relative_to_the_store_and_still_refused_when_damaged()
     require_tool("strace");
     require_tool("mkfifo");
     let tmp = tempfile::tempdir().unwrap();
-    let many = many_libraries(&tmp.path().join("many"), 8);
-    let store = converted(tmp.path(), std::slice::from_ref(&many));
-    let bin = store.join("bin/many");
-    let original = run(&mut Command::new(&many));
-    assert_eq!(String::from_utf8_lossy(&original.stdout), "sum 28\n");
+    let ManyConverted {
+        store,
+        bin,
+        original,
+    } = many_converted(tmp.path(), 8);
     let traced = run(Command::new("strace")
         .args(["-e", "trace=newfstatat,fstatat64,statx"])
         .arg(&bin));
@@ -359,9 +393,7 @@ fn many_names_are_checked_relative_to_the_store_and_still_refused_when_damaged()
         .expect("the library's object");
     let bytes = fs::read(&object).unwrap();
     let refused = |what: &str| {
-        let out = run(Command::new("timeout").arg("20").arg(&bin));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(127), "{err}");
+        let err = refused_run(&bin);
         assert!(err.contains(what) && err.contains(name), "{err}");
     };
     fs::remove_file(&object).unwrap();
@@ -381,28 +413,26 @@ fn many_names_are_checked_relative_to_the_store_and_still_refused_when_damaged()
 #[test]
 fn a_damaged_table_entry_is_refused_among_many_names() {
     let tmp = tempfile::tempdir().unwrap();
-    let many = many_libraries(&tmp.path().join("many"), 70);
-    let store = converted(tmp.path(), std::slice::from_ref(&many));
-    let bin = store.join("bin/many");
-    let original = run(&mut Command::new(&many));
-    assert_eq!(String::from_utf8_lossy(&original.stdout), "sum 2415\n");
+    let ManyConverted {
+        store,
+        bin,
+        original,
+    } = many_converted(tmp.path(), 70);
     let names = needed(&bin);
     assert_eq!(names.len(), 71, "{names:?}");
     let table_file = store.join("table");
     let sound = fs::read(&table_file).unwrap();
+    let table = resolver::table::Table::parse(&sound).unwrap();
     for uri in [&names[0], &names[35], &names[names.len() - 1]] {
         // One byte of the entry's soname, in the string pool: no header field changes, so
         // only the entry's own check can tell.
-        let table = resolver::table::Table::parse(&sound).unwrap();
         let entry = table.lookup(&uri.parse().unwrap()).unwrap().unwrap();
         let at = entry.soname.as_ptr() as usize - sound.as_ptr() as usize;
         let mut damaged = sound.clone();
         damaged[at] ^= 0x20;
         fs::remove_file(&table_file).unwrap();
         fs::write(&table_file, &damaged).unwrap();
-        let out = run(Command::new("timeout").arg("20").arg(&bin));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(127), "{uri}: {err}");
+        let err = refused_run(&bin);
         assert!(
             err.contains(uri.as_str()) && err.contains("check value mismatch"),
             "{uri}: {err}"
