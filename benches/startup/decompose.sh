@@ -29,9 +29,13 @@
 #                   and of libc
 # so that their difference is ld-cas's own cost in a start whose pages are not in the
 # CPU's caches.
-# Usage: benches/startup/decompose.sh [RUNS]   (needs `cargo build --release --workspace`)
+# Before each timing, the page cache is dropped, as in run.sh (page-cache.sh).
+# Usage: [LD_CAS_BENCH_DROP=0] benches/startup/decompose.sh [RUNS]   (needs `cargo build
+# --release --workspace`)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=page-cache.sh
+. "$root/benches/startup/page-cache.sh"
 runs=${1:-2000}
 for tool in patchelf strace perf setarch; do
   command -v "$tool" >/dev/null || { echo "$tool is missing: run scripts/install-deps.sh" >&2; exit 1; }
@@ -78,6 +82,7 @@ for p in trivial many; do
   variants=("bin/$p-stock" "bin/$p-merged-only" "store/bin/$p-merged" "bin/$p-short-paths" "bin/$p-short-dirs")
   for v in "${variants[@]}"; do "$v" || { echo "$v failed" >&2; exit 1; }; done
   echo "## $p"
+  even_page_cache
   ./spawn "$runs" 100 3 0 "${variants[@]}" |
     awk -F'\t' '{ printf "%-32s median %6.0f µs  paired Δ %+5.0f µs\n", $1, $2, $5 }'
   for v in "${variants[@]}"; do
@@ -99,6 +104,7 @@ for v in stock merged; do
   "bin/trivial-lone-$v"
 done
 for k in 2 3; do cp bin/trivial-absolute "bin/trivial-absolute$k"; done
+even_page_cache
 ./spawn "$runs" 100 0 0 bin/trivial-lone-stock bin/trivial-lone-merged bin/trivial-absolute \
   bin/trivial-absolute2 bin/trivial-absolute3 bin/trivial-original |
   awk -F'\t' 'NR <= 2 { printf "%-32s median %6.0f µs  paired Δ %+5.0f µs\n", $1, $2, $5 }'

@@ -20,10 +20,16 @@
 # then counted with `strace -f -c` (all system calls) and `strace -f -e trace=%file`
 # (failed file look-ups).
 #
-# Usage: [LD_CAS_BENCH_PRIME=N] benches/startup/run.sh [RUNS]   (needs `cargo build
-# --release --workspace`; N untimed runs before each timed one, default 3, 0 unprimed)
+# Before timing, the page cache is dropped, so that every variant's files are in the same
+# state (see page-cache.sh; needs root, LD_CAS_BENCH_DROP=0 skips it).
+#
+# Usage: [LD_CAS_BENCH_PRIME=N] [LD_CAS_BENCH_DROP=0] benches/startup/run.sh [RUNS]   (needs
+# `cargo build --release --workspace`; N untimed runs before each timed one, default 3, 0
+# unprimed)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=page-cache.sh
+. "$root/benches/startup/page-cache.sh"
 runs=${1:-1000}
 prime=${LD_CAS_BENCH_PRIME:-3}
 ldcas=$root/target/release/ld-cas
@@ -141,6 +147,7 @@ path() {
 
 gcc -O2 -o spawn "$root/benches/startup/spawn.c"
 variants=(original runpath30 absolute ld-cas merged)
+even_page_cache
 for p in trivial many chain; do
   for v in "${variants[@]}"; do "$(path $p $v)" || { echo "$(path $p $v) failed" >&2; exit 1; }; done
   cmds=()
@@ -181,8 +188,11 @@ for p in names:
         print(f"| {name} | {v} | {med:.0f} | {p10:.0f} | {paired:+.0f} | {(ab + paired) / ab:.3f} | {(ab + paired) / (ab + orig_paired):.3f} | {total} | {failed} | {uri} |")
 PY
 
-# How the page cache holds the copies of libc each variant loads (see folios.py).
+# How the page cache held the copies of libc and the interpreters the variants load (see
+# folios.py): after the drop, each in 4 KiB pages.
 echo
-echo "Page cache (pages of each libc copy in large folios):"
+echo "Page cache after timing (pages of each copy of libc and of the interpreters in large folios):"
 python3 "$root/benches/startup/folios.py" "$(readlink -f "$libc")" "$w/rp/d25/libc.so.6" \
-  "$(find "$w/store/objects" -name libc.so.6 | head -n 1)" | sed "s|$w/||; s/^/- /"
+  "$(find "$w/store/objects" -name libc.so.6 | head -n 1)" \
+  "$(readlink -f /lib64/ld-linux-x86-64.so.2)" "$(find "$w/store/interp" -name 'ld-linux*' | head -n 1)" |
+  sed "s|$w/||; s/^/- /"
