@@ -29,7 +29,8 @@
 #                   and of libc
 # so that their difference is ld-cas's own cost in a start whose pages are not in the
 # CPU's caches.
-# Before each timing, the page cache is dropped, as in run.sh (page-cache.sh).
+# The page cache is dropped and the fixtures' libraries kept mapped, as in run.sh
+# (page-cache.sh); the unprimed copies at the end are not kept mapped.
 # Usage: [LD_CAS_BENCH_DROP=0] benches/startup/decompose.sh [RUNS]   (needs `cargo build
 # --release --workspace`)
 set -euo pipefail
@@ -52,6 +53,9 @@ ln -sf "$(readlink -f /lib64/ld-linux-x86-64.so.2)" "$stock"
 # The store's copy of each library the converted programs load, by file name.
 object() { find "$PWD/store/objects" -name "$1" | head -n 1; }
 mkdir -p h
+even_page_cache
+mapfile -t fixture_files < <(find "$PWD" -type f \( -name '*.so*' -o -name ld-cas \))
+hold_mapped "${fixture_files[@]}"
 for p in trivial many; do
   args=()
   short=()
@@ -82,7 +86,6 @@ for p in trivial many; do
   variants=("bin/$p-stock" "bin/$p-merged-only" "store/bin/$p-merged" "bin/$p-short-paths" "bin/$p-short-dirs")
   for v in "${variants[@]}"; do "$v" || { echo "$v failed" >&2; exit 1; }; done
   echo "## $p"
-  even_page_cache
   ./spawn "$runs" 100 3 0 "${variants[@]}" |
     awk -F'\t' '{ printf "%-32s median %6.0f µs  paired Δ %+5.0f µs\n", $1, $2, $5 }'
   for v in "${variants[@]}"; do

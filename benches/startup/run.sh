@@ -20,8 +20,9 @@
 # then counted with `strace -f -c` (all system calls) and `strace -f -e trace=%file`
 # (failed file look-ups).
 #
-# Before timing, the page cache is dropped, so that every variant's files are in the same
-# state (see page-cache.sh; needs root, LD_CAS_BENCH_DROP=0 skips it).
+# Before timing, the page cache is dropped and the fixtures' libraries and interpreters are
+# kept mapped by another process, so that every variant's files are in the same state as
+# the system's (see page-cache.sh; needs root, LD_CAS_BENCH_DROP=0 skips the drop).
 #
 # Usage: [LD_CAS_BENCH_PRIME=N] [LD_CAS_BENCH_DROP=0] benches/startup/run.sh [RUNS]   (needs
 # `cargo build --release --workspace`; N untimed runs before each timed one, default 3, 0
@@ -148,6 +149,10 @@ path() {
 gcc -O2 -o spawn "$root/benches/startup/spawn.c"
 variants=(original runpath30 absolute ld-cas merged)
 even_page_cache
+# Every library and interpreter of the fixtures stays mapped by another process, as the
+# system's are by the processes already running (page-cache.sh).
+mapfile -t fixture_files < <(find "$w" -type f \( -name '*.so*' -o -name ld-cas \))
+hold_mapped "${fixture_files[@]}"
 for p in trivial many chain; do
   for v in "${variants[@]}"; do "$(path $p $v)" || { echo "$(path $p $v) failed" >&2; exit 1; }; done
   cmds=()
