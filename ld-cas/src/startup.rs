@@ -8,8 +8,9 @@ const DT_RELA: i64 = 7;
 const DT_RELASZ: i64 = 8;
 const DT_RELAENT: i64 = 9;
 
-/// Written before anything else in ld-cas's writable page is touched ([`relocate_self`]).
-#[link_section = ".data"]
+/// Written before `_DYNAMIC`'s page is touched ([`relocate_self`]); right after
+/// `.dynamic` (`link/layout.ld`).
+#[link_section = ".ldcas.first"]
 static mut FIRST_WRITE: u8 = 0;
 
 /// Applies ld-cas's own `R_*_RELATIVE` relocations.
@@ -22,10 +23,9 @@ static mut FIRST_WRITE: u8 = 0;
 /// this must run exactly once, before any other Rust code.
 #[inline(never)]
 pub unsafe fn relocate_self(dynamic: *const Dyn, base: usize) {
-    // The writable page's first touch is a write. Were it the read of `_DYNAMIC` below,
-    // the kernel would map the file's page for it and copy the page at the first
-    // relocation: two page faults instead of one. (`.data` and `.dynamic` share the page;
-    // the static's address is PC-relative, nothing relocated.)
+    // The first touch of `_DYNAMIC`'s page is a write. Were it the read below, the kernel
+    // would map the file's page for it and copy the page at the first write to it: two
+    // page faults instead of one. (The static's address is PC-relative, nothing relocated.)
     core::ptr::write_volatile(core::ptr::addr_of_mut!(FIRST_WRITE), 1);
     let (mut rela, mut size, mut ent) = (0usize, 0usize, 24usize);
     let mut d = dynamic;
