@@ -43,7 +43,8 @@ for tool in patchelf strace perf setarch; do
 done
 w=$(mktemp -d /tmp/ld-cas-decompose.XXXXXX)
 trap 'rm -rf "$w"' EXIT
-LD_CAS_BENCH_DIR=$w/run "$root/benches/startup/run.sh" 3 >/dev/null
+# Only the fixtures are wanted: no drop of the page cache there, this script drops it.
+LD_CAS_BENCH_DROP=0 LD_CAS_BENCH_DIR=$w/run "$root/benches/startup/run.sh" 3 >/dev/null
 cd "$w/run"
 merged=$(patchelf --print-interpreter store/bin/trivial-merged)
 # A path to the system's ld.so exactly as long as the merged interpreter's.
@@ -54,8 +55,7 @@ ln -sf "$(readlink -f /lib64/ld-linux-x86-64.so.2)" "$stock"
 object() { find "$PWD/store/objects" -name "$1" | head -n 1; }
 mkdir -p h
 even_page_cache
-mapfile -t fixture_files < <(find "$PWD" -type f \( -name '*.so*' -o -name ld-cas \))
-hold_mapped "${fixture_files[@]}"
+hold_fixtures "$PWD"
 for p in trivial many; do
   args=()
   short=()

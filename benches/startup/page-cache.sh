@@ -1,6 +1,6 @@
 # Sourced by run.sh and decompose.sh: puts every variant's files in the same page-cache
 # state before they are timed (even_page_cache), and keeps the fixtures' files mapped as
-# the system's are (hold_mapped).
+# the system's are (hold_fixtures).
 #
 # On this kernel a file written recently sits in the page cache in large folios, and one
 # read back from disk in 4 KiB pages; a program whose ld.so and libc are in large folios
@@ -38,4 +38,11 @@ hold_mapped() {
     kill -0 "$held" 2>/dev/null || { echo "hold.py could not map the fixtures' files" >&2; exit 1; }
     sleep 0.1
   done
+}
+
+# Keeps every library and interpreter under DIR (the fixtures) mapped: hold_mapped.
+hold_fixtures() {
+  local files
+  mapfile -t files < <(find "$1" -type f \( -name '*.so*' -o -name ld-cas \))
+  hold_mapped "${files[@]}"
 }

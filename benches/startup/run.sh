@@ -151,8 +151,7 @@ variants=(original runpath30 absolute ld-cas merged)
 even_page_cache
 # Every library and interpreter of the fixtures stays mapped by another process, as the
 # system's are by the processes already running (page-cache.sh).
-mapfile -t fixture_files < <(find "$w" -type f \( -name '*.so*' -o -name ld-cas \))
-hold_mapped "${fixture_files[@]}"
+hold_fixtures "$w"
 for p in trivial many chain; do
   for v in "${variants[@]}"; do "$(path $p $v)" || { echo "$(path $p $v) failed" >&2; exit 1; }; done
   cmds=()
