@@ -18,6 +18,7 @@ use crate::names;
 use crate::near::Near;
 use crate::out::{cstr, die, Out};
 use crate::path::{dirname, PathBuf};
+use crate::phase::{self, Phase};
 use crate::startup::{self, Stack, AT_BASE, AT_EXECFN, AT_PHDR, AT_PHNUM, AT_SECURE};
 use crate::store;
 use crate::sys;
@@ -140,13 +141,16 @@ pub fn handover(
     // SAFETY: the frame holding `room` outlives every use of the table read into it
     // (see above): `r.table` is cleared or replaced by a copy before the hand-over.
     let room = unsafe { &mut *core::ptr::addr_of_mut!(room) };
+    phase::reached(Phase::Started);
     let opened = open_store(&s, &stack, &prog, merged.as_ref(), r, scratch, room);
+    phase::reached(Phase::TableRead);
     // The ld.so merged into the interpreter file serves when it is the program's loader.
     let merged = merged.filter(|m| match s.loader_uri {
         Some(u) => matches!(Hash::parse_uri(u), Ok(h) if h.0 == m.loader_hash),
         None => true,
     });
     let ld = loader::map(&s, merged.as_ref(), r, loader_path, scratch, &opened);
+    phase::reached(Phase::LoaderMapped);
 
     // Whether the loader is glibc's ld.so, from its `DT_SONAME`: read only when it decides
     // something, and once.
@@ -195,6 +199,7 @@ pub fn handover(
     // No descriptor of ld-cas's is left to the program.
     drop(opened);
     stack.set_aux(AT_BASE, ld.bias);
+    phase::reached(Phase::NamesHanded);
     // SAFETY: the stack is the process's initial stack, edited consistently; ld.so is mapped.
     unsafe { arch::jump(stack.sp, ld.entry) }
 }

@@ -28,6 +28,7 @@ mod names;
 mod near;
 mod out;
 mod path;
+mod phase;
 mod program;
 mod startup;
 mod store;
@@ -49,8 +50,10 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 /// Only the entry point may call this, once.
 #[no_mangle]
 pub unsafe extern "C" fn ldcas_start(sp: *mut usize, dynamic: *const elf::Dyn, base: usize) -> ! {
+    phase::reached(phase::Phase::Entry);
     // SAFETY: called once from `_start` with our own dynamic section and load address.
     startup::relocate_self(dynamic, base);
+    phase::reached(phase::Phase::Relocated);
     // SAFETY: `sp` is the initial stack pointer.
     let stack = startup::Stack::new(sp);
     if stack.aux(startup::AT_BASE) == 0 {
