@@ -74,11 +74,20 @@ pub unsafe fn state() -> &'static mut Resolver {
 
 /// Outcome of resolving one `uri:` name.
 pub enum Found {
-    /// The object's path (store + store-relative path, NUL-terminated, kept for good), and
-    /// its table entry (`None` for an `LD_CAS_OVERRIDE` path).
-    Path(*const u8, Option<Entry<'static>>),
+    /// The object.
+    Path(Object),
     /// Not a `uri:` name: ld.so searches it as usual.
     Plain,
+}
+
+/// Where a `uri:` name's object is.
+pub struct Object {
+    /// The object's path (store + store-relative path, NUL-terminated, kept for good).
+    pub path: *const u8,
+    /// Its table entry (`None` for an `LD_CAS_OVERRIDE` path).
+    pub entry: Option<Entry<'static>>,
+    /// How many names (hard links) its file has, when the file was checked.
+    pub links: Option<u32>,
 }
 
 /// Resolves `name` against the table. On failure prints one line and either exits 127
@@ -157,6 +166,7 @@ pub fn resolve_with(
     let kept = keep(parts);
     let path = unsafe { sys::CPath::new_unchecked(kept) };
     let file = path.bytes();
+    let mut links = None;
     if r.check_files {
         // One `stat` (no open): a regular file of the size the table records (an
         // `LD_CAS_OVERRIDE` file: of any size). ld.so would wait for ever on a FIFO and
@@ -173,7 +183,10 @@ pub fn resolve_with(
         match sys::stat_at(dir, checked, 0) {
             Ok(st)
                 if st.kind() == sys::S_IFREG
-                    && (replacement.is_some() || st.size == entry.size) => {}
+                    && (replacement.is_some() || st.size == entry.size) =>
+            {
+                links = Some(st.links)
+            }
             Ok(st) if st.kind() != sys::S_IFREG => {
                 return fail(r, &|o| {
                     o.bytes(file)
@@ -210,14 +223,15 @@ pub fn resolve_with(
             }
         });
     }
-    Some(Found::Path(
-        kept.as_ptr(),
-        if replacement.is_some() {
+    Some(Found::Path(Object {
+        path: kept.as_ptr(),
+        entry: if replacement.is_some() {
             None
         } else {
             Some(entry)
         },
-    ))
+        links,
+    }))
 }
 
 /// The path `LD_CAS_OVERRIDE` gives for `soname`: the list is `SONAME=PATH` entries
@@ -296,7 +310,7 @@ extern "C" fn objsearch(name: *const u8, requester: *const usize) -> *const u8 {
     };
     let req = if req.is_empty() { r.program } else { req };
     match resolve(r, n, req) {
-        Some(Found::Path(p, _)) => p,
+        Some(Found::Path(object)) => object.path,
         Some(Found::Plain) => name,
         None => core::ptr::null(),
     }

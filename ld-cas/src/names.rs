@@ -20,7 +20,8 @@
 //!   object without a `DT_RUNPATH`), with no failed look-up, and in secure mode too:
 //!   glibc honours an absolute `DT_RPATH` then.
 
-use crate::audit::{self, Found};
+use crate::audit::{self, Found, Object};
+use crate::cas::Entry;
 use crate::elf::{
     self, Dyn, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH,
     DT_VERNEED, DT_VERNEEDNUM,
@@ -29,7 +30,7 @@ use crate::launch;
 use crate::near::{self, Near};
 use crate::out::die;
 use crate::program::Program;
-use crate::sys::Fd;
+use crate::sys::{self, Dir, Fd, AT_SYMLINK_NOFOLLOW, S_IFREG};
 use crate::trust::Trust;
 
 /// The moved `DT_NEEDED` strings, one record per string in [`Near`],
@@ -189,8 +190,12 @@ pub fn hand_names(prog: &mut Program, near: &mut Near, cx: &Context<'_>) {
                 .push(near, d.d_val, parts)
                 .unwrap_or_else(|| fail("has too many content-addressed libraries"))
         };
-        let (path, entry) = match audit::resolve_with(r, needed, cx.name, &mut keep) {
-            Some(Found::Path(p, Some(e))) => (p, e),
+        let (path, entry, mut links) = match audit::resolve_with(r, needed, cx.name, &mut keep) {
+            Some(Found::Path(Object {
+                path,
+                entry: Some(entry),
+                links,
+            })) => (path, entry, links),
             _ => continue,
         };
         if let Some((trust, store_dir)) = cx.secure {
@@ -198,17 +203,19 @@ pub fn hand_names(prog: &mut Program, near: &mut Near, cx: &Context<'_>) {
             // a time, by the trust rule, and must have the recorded size.
             // SAFETY: single-threaded before the hand-over.
             let at = unsafe { launch::scratch() };
-            if let Err(err) =
-                launch::open_trusted(store_dir, entry.path, Some(entry.size), trust, at)
-            {
-                die(127, |o| {
+            match launch::open_trusted(store_dir, entry.path, Some(entry.size), trust, at) {
+                Ok((_, st)) => links = Some(st.links),
+                Err(err) => die(127, |o| {
                     o.bytes(cx.name)
                         .str(": cannot load ")
                         .bytes(needed)
                         .str(": ");
                     launch::refused(o, at, err);
-                });
+                }),
             }
+        }
+        if let Some(links) = links {
+            refuse_a_copied_index_entry(cx, needed, &entry, links);
         }
         prog.dynamic[i].d_val = moved.offset_of(path);
     }
@@ -216,6 +223,46 @@ pub fn hand_names(prog: &mut Program, near: &mut Near, cx: &Context<'_>) {
         .unwrap_or_else(|| fail("has a version table too large to copy"));
     search_the_index(prog, cx, near)
         .unwrap_or_else(|| fail("cannot name the store's index: no free slot in its dynamic section (convert it again with elfpatch)"));
+}
+
+/// Refuses a store copied without its hard links. The index holds a hard link of each of
+/// the store's own objects (`resolver/src/store/index.rs`), so an object with one name only
+/// has a symbolic link there (made where the file system refused a hard link, or by an
+/// older version: fine) or a second file of the same bytes, which a copy that does not keep
+/// hard links (`cp -r`, `rsync -a` without `-H`) makes: ld.so would load that file, found
+/// for a library's own `uri:` name, as a second library beside the object. So for such an
+/// object only (a start with a hard-linked index spends nothing here) the entry is looked
+/// at, with one `lstat`. Indexes of tables in trees are all symbolic links.
+fn refuse_a_copied_index_entry(cx: &Context<'_>, uri: &[u8], entry: &Entry<'_>, links: u32) {
+    let store = cx.index.store;
+    if links >= 2 || !cx.index.table_dir.is_empty() || !entry.path.starts_with(b"objects/") {
+        return;
+    }
+    // SAFETY: single-threaded before the hand-over.
+    let at = unsafe { launch::scratch() };
+    at.clear();
+    for part in cx.index.parts() {
+        at.push(part);
+    }
+    at.push(b"/");
+    at.push(uri);
+    // A symbolic link, or nothing (ld.so's search then fails and says so), is left to ld.so.
+    let copy = !at.overflowed()
+        && matches!(sys::stat_at(Dir::Cwd, at.c(), AT_SYMLINK_NOFOLLOW), Ok(st) if st.kind() == S_IFREG);
+    if copy {
+        die(127, |o| {
+            o.bytes(cx.name)
+                .str(": cannot load ")
+                .bytes(uri)
+                .str(": the store's index holds a copy of ")
+                .bytes(store)
+                .str("/")
+                .bytes(entry.path)
+                .str(", not a link to it (the store was copied without its hard links: copy stores with `cp -a`, `rsync -aH` or `tar`; `elfpatch store init --store ")
+                .bytes(store)
+                .str("` links its index again)");
+        });
+    }
 }
 
 /// Puts the index first in the program's search path: its `DT_RUNPATH` when it has one

@@ -99,6 +99,8 @@ pub struct Stat {
     pub mode: u32,
     /// `st_uid`: the owner.
     pub uid: u32,
+    /// `st_nlink`: the number of names (hard links) the file has.
+    pub links: u32,
     /// `st_size`.
     pub size: u64,
 }
@@ -109,6 +111,7 @@ impl Stat {
         Stat {
             mode: word(crate::arch::STAT_MODE_OFFSET),
             uid: word(crate::arch::STAT_UID_OFFSET),
+            links: word(crate::arch::STAT_NLINK_OFFSET),
             size: st[6],
         }
     }

@@ -20,6 +20,9 @@ pub const STAT_MODE_OFFSET: usize = 24;
 /// Offset of `st_uid` in the kernel's `struct stat` (`st_gid` follows it).
 pub const STAT_UID_OFFSET: usize = 28;
 
+/// Offset of `st_nlink` in the kernel's `struct stat` (64 bits here; its low half is read).
+pub const STAT_NLINK_OFFSET: usize = 16;
+
 /// `O_DIRECTORY`: fail unless the path names a directory.
 pub const O_DIRECTORY: usize = 0o200000;
 

@@ -323,7 +323,7 @@ mod tests {
     use super::super::{index, Content, NewObject, Store};
     use crate::table::Kind;
     use std::fs;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::MetadataExt;
 
     /// A writer killed while it brought the index in line with its new table left a link
     /// missing and a temporary behind; the next writer, even one that adds nothing, puts
@@ -344,16 +344,22 @@ mod tests {
             .unwrap();
         let dir = store.index_path();
         let link = dir.join(added[0].hash.to_string());
-        let target = fs::read_link(&link).unwrap();
+        // The object's entry is a hard link of it.
+        let object = fs::metadata(&added[0].path).unwrap().ino();
+        assert_eq!(fs::symlink_metadata(&link).unwrap().ino(), object);
         // As a kill between making the temporary link and renaming it leaves the index.
         fs::remove_file(&link).unwrap();
         let temporary = dir.join(format!(".tmp-{}", added[0].hash));
-        symlink(&target, &temporary).unwrap();
+        fs::hard_link(&added[0].path, &temporary).unwrap();
 
         store.batch().unwrap().commit().unwrap();
-        assert_eq!(fs::read_link(&link).unwrap(), target);
+        assert_eq!(fs::symlink_metadata(&link).unwrap().ino(), object);
         assert!(!temporary.exists(), "the temporary link stayed");
-        let want = index::wanted(std::path::Path::new(""), &store.entries().unwrap());
+        let want = index::wanted(
+            std::path::Path::new(""),
+            &store.entries().unwrap(),
+            index::Links::HardForObjects,
+        );
         assert!(index::diff(&dir, &want).unwrap().is_empty());
     }
 }

@@ -1,21 +1,32 @@
-//! The index beside a lookup table: `index/uri:blake3:<hex>`, one relative symbolic link
-//! per table entry to the object's file, and `index/glibc-hwcaps/x86-64-v{2,3,4}`, links
-//! back to the index itself.
+//! The index beside a lookup table: `index/uri:blake3:<hex>`, one entry per table entry
+//! for the object's file, and `index/glibc-hwcaps/x86-64-v{2,3,4}`, links back to the
+//! index itself.
 //!
 //! ld.so finds `uri:` names there by its own search (ld-cas puts the index first in a
 //! converted program's `DT_RPATH`; see `docs/ld-cas.md`): glibc probes the `glibc-hwcaps`
 //! subdirectory of the highest level the CPU supports first, so that first probe is the
 //! entry, and no look-up fails. The index is derived from the table: it is rewritten under
 //! the writers' lock each time the table is replaced (new entries first, stale ones after),
-//! its links are relative (the store can move), and [`Store::verify`](super::Store::verify)
-//! checks it against the table.
+//! and [`Store::verify`](super::Store::verify) checks it against the table.
+//!
+//! A store's own objects (`objects/...`) are entered as hard links ([`Links::HardForObjects`]):
+//! the entry is the object's inode, so ld.so's open of it walks no symbolic link (about
+//! 2 µs less per library whose `uri:` name ld.so searches, BENCHMARKS.md), and nothing is
+//! stored twice. Where the file system refuses one (another file system, a file of another
+//! owner under `fs.protected_hardlinks`), and for every other entry (a file in a tree keeps
+//! its home, which may be replaced), the entry is a relative symbolic link, so the store can
+//! move. A copy of the store that does not keep its hard links (`cp -r`, `rsync -a` without
+//! `-H`) turns each hard-linked entry into a second file of the same bytes: ld.so would
+//! load it as a second library beside the object. The next write repairs it, `verify`
+//! reports it, and ld-cas refuses to start a program one of whose objects has no second link
+//! while its entry is a regular file (docs/ld-cas.md).
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{symlink, DirBuilderExt};
+use std::os::unix::fs::{symlink, DirBuilderExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::atomic;
@@ -27,20 +38,41 @@ pub const INDEX_DIR: &str = "index";
 /// The glibc-hwcaps subdirectories glibc 2.33+ probes on x86_64, each a link to `..`.
 pub const HWCAPS: [&str; 3] = ["x86-64-v2", "x86-64-v3", "x86-64-v4"];
 
-/// One link the index should hold.
+/// One entry the index should hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
-    /// The link's name: the URI.
+    /// The entry's name: the URI.
     pub name: OsString,
-    /// Its target, relative to the index directory.
+    /// The object's file, relative to the index directory (a symbolic link's target).
     pub target: PathBuf,
+    /// Whether the entry is a hard link of the object when the file system allows it (else
+    /// a symbolic link to it).
+    pub hard_link: bool,
 }
+
+/// Which entries of an index are hard links of their objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Links {
+    /// None: every entry is a symbolic link (the index of a table in a tree converted in
+    /// place, whose files keep their homes).
+    Symbolic,
+    /// Those of the store's own objects (`objects/...`), which the store alone writes and
+    /// never changes.
+    HardForObjects,
+}
+
+/// The directory of a store's own objects, as table paths start.
+const OBJECTS_PREFIX: &[u8] = b"objects/";
 
 /// How the index differs from what the table says.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IndexDiff {
-    /// Entries missing or pointing elsewhere.
+    /// Entries missing, pointing elsewhere, or a file that is not the object's (a copy).
     pub wrong: Vec<IndexEntry>,
+    /// Entries that are symbolic links to the right file but could be hard links (made by
+    /// an earlier version, or where a hard link was refused): fine as they are; [`sync`]
+    /// tries to make them hard links.
+    pub linkable: Vec<IndexEntry>,
     /// Names the table does not list.
     pub stale: Vec<OsString>,
     /// Whether the `glibc-hwcaps` links are missing or wrong.
@@ -107,26 +139,49 @@ pub fn link_target(table_dir: &Path, path: &[u8]) -> PathBuf {
 }
 
 /// What the index of a table listing `entries` holds.
-pub fn wanted(table_dir: &Path, entries: &[NewEntry]) -> Vec<IndexEntry> {
+pub fn wanted(table_dir: &Path, entries: &[NewEntry], links: Links) -> Vec<IndexEntry> {
     entries
         .iter()
         .map(|e| IndexEntry {
             name: OsString::from(e.hash.to_string()),
             target: link_target(table_dir, &e.path),
+            hard_link: links == Links::HardForObjects && e.path.starts_with(OBJECTS_PREFIX),
         })
         .collect()
 }
 
+/// What an index entry is.
+enum Have {
+    /// A symbolic link to this target.
+    Symlink(PathBuf),
+    /// A file: its device and inode.
+    File(u64, u64),
+    /// Anything else, or unreadable.
+    Other,
+}
+
+impl Have {
+    fn of(path: &Path) -> Have {
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                fs::read_link(path).map_or(Have::Other, Have::Symlink)
+            }
+            Ok(m) if m.file_type().is_file() => Have::File(m.dev(), m.ino()),
+            _ => Have::Other,
+        }
+    }
+}
+
 /// Compares the index directory `dir` with `want`.
 pub fn diff(dir: &Path, want: &[IndexEntry]) -> io::Result<IndexDiff> {
-    let mut have: HashMap<OsString, Option<PathBuf>> = HashMap::new();
+    let mut have: HashMap<OsString, Have> = HashMap::new();
     match fs::read_dir(dir) {
         Ok(rd) => {
             for e in rd {
                 let e = e?;
                 let name = e.file_name();
                 if name.as_bytes().starts_with(URI_PREFIX) {
-                    have.insert(name, fs::read_link(e.path()).ok());
+                    have.insert(name, Have::of(&e.path()));
                 }
             }
         }
@@ -136,7 +191,13 @@ pub fn diff(dir: &Path, want: &[IndexEntry]) -> io::Result<IndexDiff> {
     let mut out = IndexDiff::default();
     for w in want {
         match have.remove(&w.name) {
-            Some(Some(t)) if t == w.target => {}
+            Some(Have::Symlink(t)) if t == w.target => {
+                if w.hard_link {
+                    out.linkable.push(w.clone());
+                }
+            }
+            Some(Have::File(dev, ino))
+                if w.hard_link && is_file(&dir.join(&w.target), dev, ino) => {}
             _ => out.wrong.push(w.clone()),
         }
     }
@@ -154,15 +215,22 @@ pub fn diff(dir: &Path, want: &[IndexEntry]) -> io::Result<IndexDiff> {
     Ok(out)
 }
 
-/// Brings the index directory `dir` in line with `want`: missing and wrong links are
-/// (re)made by a rename over them, stale ones removed, then the directory is synced.
+/// Whether `path` is the file with this device and inode.
+fn is_file(path: &Path, dev: u64, ino: u64) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+}
+
+/// Brings the index directory `dir` in line with `want`: missing and wrong entries are
+/// (re)made by a rename over them, symbolic links that can be hard links made hard links
+/// (until the file system refuses one), stale entries removed, then the directory is
+/// synced.
 pub fn sync(dir: &Path, want: &[IndexEntry]) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
         .create(dir.join("glibc-hwcaps"))?;
     let d = diff(dir, want)?;
-    if d.is_empty() {
+    if d.is_empty() && d.linkable.is_empty() {
         return Ok(());
     }
     if d.hwcaps {
@@ -176,7 +244,12 @@ pub fn sync(dir: &Path, want: &[IndexEntry]) -> io::Result<()> {
         atomic::sync_dir(&dir.join("glibc-hwcaps"))?;
     }
     for w in &d.wrong {
-        replace_link(dir, &w.name, &w.target)?;
+        replace_entry(dir, w)?;
+    }
+    for w in &d.linkable {
+        if !replace_by_hard_link(dir, w)? {
+            break;
+        }
     }
     for name in &d.stale {
         remove_if_there(&dir.join(name))?;
@@ -207,6 +280,30 @@ fn replace_link(dir: &Path, name: &OsStr, target: &Path) -> io::Result<()> {
     fs::rename(&tmp, dir.join(name))
 }
 
+/// Makes the entry `w` in `dir`: a hard link of its object when it should be one and the
+/// file system allows it, else a symbolic link.
+fn replace_entry(dir: &Path, w: &IndexEntry) -> io::Result<()> {
+    if w.hard_link && replace_by_hard_link(dir, w)? {
+        return Ok(());
+    }
+    replace_link(dir, &w.name, &w.target)
+}
+
+/// Makes the entry `w` in `dir` a hard link of its object, atomically (a temporary link
+/// renamed over whatever is there). `false`, and nothing changed, when the file system
+/// refuses the link (another file system, a file of another owner, no hard links).
+fn replace_by_hard_link(dir: &Path, w: &IndexEntry) -> io::Result<bool> {
+    let tmp = dir.join(temporary_name(&w.name));
+    remove_if_there(&tmp)?;
+    if fs::hard_link(dir.join(&w.target), &tmp).is_err() {
+        return Ok(false);
+    }
+    fs::rename(&tmp, dir.join(&w.name))?;
+    // A rename onto a link of the same file does nothing and leaves the temporary.
+    remove_if_there(&tmp)?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +331,7 @@ mod tests {
         let want = [IndexEntry {
             name: name.clone(),
             target: PathBuf::from("../objects/ab/libc.so.6"),
+            hard_link: false,
         }];
         sync(&dir, &want).unwrap();
         let killed = OsString::from(format!("uri:blake3:{}", "cd".repeat(32)));
@@ -258,5 +356,108 @@ mod tests {
         assert_eq!(left(&dir), vec![OsString::from("glibc-hwcaps"), name]);
         assert_eq!(left(&hwcaps).len(), HWCAPS.len());
         assert!(diff(&dir, &want).unwrap().is_empty());
+    }
+
+    /// A store with one object (`objects/ab/libc.so.6`) and one file in a tree, the index
+    /// directory, and what it should hold (`Links::HardForObjects`).
+    fn store_with_an_object_and_a_tree() -> (tempfile::TempDir, PathBuf, Vec<IndexEntry>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        for (dir, file) in [("objects/ab", "libc.so.6"), ("roots/app/lib", "libapp.so")] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+            fs::write(root.join(dir).join(file), file).unwrap();
+        }
+        let entry = |hex: &str, path: &str| NewEntry {
+            hash: crate::uri::Hash::parse_hex(hex.repeat(32).as_bytes()).unwrap(),
+            path: path.as_bytes().to_vec(),
+            soname: Vec::new(),
+            size: 0,
+            kind: crate::table::Kind::Library,
+        };
+        let entries = [
+            entry("ab", "objects/ab/libc.so.6"),
+            entry("cd", "roots/app/lib/libapp.so"),
+        ];
+        let want = wanted(Path::new(""), &entries, Links::HardForObjects);
+        let dir = root.join(INDEX_DIR);
+        (tmp, dir, want)
+    }
+
+    #[test]
+    fn objects_are_entered_as_hard_links_and_files_in_trees_as_symbolic_links() {
+        let (tmp, dir, want) = store_with_an_object_and_a_tree();
+        assert_eq!(
+            want.iter().map(|w| w.hard_link).collect::<Vec<_>>(),
+            [true, false]
+        );
+        let symbolic = wanted(
+            Path::new(""),
+            &[NewEntry {
+                hash: crate::uri::Hash([0xab; 32]),
+                path: b"objects/ab/libc.so.6".to_vec(),
+                soname: Vec::new(),
+                size: 0,
+                kind: crate::table::Kind::Library,
+            }],
+            Links::Symbolic,
+        );
+        assert!(!symbolic[0].hard_link);
+        sync(&dir, &want).unwrap();
+        let object = fs::metadata(tmp.path().join("objects/ab/libc.so.6")).unwrap();
+        let entry = fs::symlink_metadata(dir.join(&want[0].name)).unwrap();
+        assert!(entry.file_type().is_file());
+        assert_eq!((entry.dev(), entry.ino()), (object.dev(), object.ino()));
+        assert_eq!(
+            fs::read_link(dir.join(&want[1].name)).unwrap(),
+            PathBuf::from("../roots/app/lib/libapp.so")
+        );
+        let d = diff(&dir, &want).unwrap();
+        assert!(d.is_empty() && d.linkable.is_empty(), "{d:?}");
+    }
+
+    /// A copy of the store that lost its hard links holds a second file for the object:
+    /// wrong (so `verify` reports it), and the next sync links the object again.
+    #[test]
+    fn a_copy_in_place_of_a_hard_link_is_wrong_and_linked_again() {
+        let (tmp, dir, want) = store_with_an_object_and_a_tree();
+        sync(&dir, &want).unwrap();
+        let at = dir.join(&want[0].name);
+        fs::remove_file(&at).unwrap();
+        fs::copy(tmp.path().join("objects/ab/libc.so.6"), &at).unwrap();
+        assert_eq!(diff(&dir, &want).unwrap().wrong, vec![want[0].clone()]);
+        sync(&dir, &want).unwrap();
+        let object = fs::metadata(tmp.path().join("objects/ab/libc.so.6")).unwrap();
+        assert_eq!(fs::metadata(&at).unwrap().ino(), object.ino());
+        assert!(diff(&dir, &want).unwrap().is_empty());
+    }
+
+    /// An index made by an earlier version (symbolic links) is right as it is, and the next
+    /// sync makes its objects' entries hard links; an entry whose link is refused stays a
+    /// symbolic link.
+    #[test]
+    fn symbolic_links_of_objects_are_made_hard_links_where_the_file_system_allows() {
+        let (tmp, dir, mut want) = store_with_an_object_and_a_tree();
+        fs::create_dir_all(&dir).unwrap();
+        for w in &want {
+            symlink(&w.target, dir.join(&w.name)).unwrap();
+        }
+        let d = diff(&dir, &want).unwrap();
+        assert!(d.wrong.is_empty() && d.stale.is_empty(), "{d:?}");
+        assert_eq!(d.linkable, vec![want[0].clone()]);
+        sync(&dir, &want).unwrap();
+        assert!(fs::symlink_metadata(dir.join(&want[0].name))
+            .unwrap()
+            .file_type()
+            .is_file());
+        // No file to link (as when the file system refuses): a symbolic link, as before.
+        want[0].target = PathBuf::from("../objects/ab/missing.so");
+        sync(&dir, &want).unwrap();
+        assert_eq!(
+            fs::read_link(dir.join(&want[0].name)).unwrap(),
+            want[0].target
+        );
+        let d = diff(&dir, &want).unwrap();
+        assert!(d.is_empty() && d.temporaries.is_empty(), "{d:?}");
+        drop(tmp);
     }
 }

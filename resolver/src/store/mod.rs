@@ -455,7 +455,11 @@ impl Store {
         };
         let table = Table::parse(bytes).map_err(damaged)?;
         let entries = table_write::checked_entries(&table).map_err(damaged)?;
-        Ok(index::wanted(Path::new(""), &entries))
+        Ok(index::wanted(
+            Path::new(""),
+            &entries,
+            index::Links::HardForObjects,
+        ))
     }
 
     /// Brings the index in line with the table `bytes` (the caller holds the lock).

@@ -129,7 +129,11 @@ impl Store {
     /// How the index differs from the table (the next write repairs it).
     fn index_problems(&self, entries: &[NewEntry]) -> Result<Vec<Problem>, StoreError> {
         let dir = self.index_path();
-        let want = super::index::wanted(std::path::Path::new(""), entries);
+        let want = super::index::wanted(
+            std::path::Path::new(""),
+            entries,
+            super::index::Links::HardForObjects,
+        );
         let diff = super::index::diff(&dir, &want)
             .map_err(super::io_error(&dir, "cannot read the index"))?;
         let mut found: Vec<Problem> = diff

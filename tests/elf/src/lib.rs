@@ -185,5 +185,6 @@ pub fn section_of(file: &Path, name: &str) -> SectionRow {
 }
 
 pub mod attacker;
+pub mod chain;
 pub mod conversion;
 pub mod nixstyle;

@@ -203,6 +203,12 @@ fn fifos_and_directories_never_make_it_wait() {
     let _ = fs::remove_file(&lib);
     fs::write(&lib, &bytes).unwrap();
     fs::set_permissions(&lib, fs::Permissions::from_mode(0o444)).unwrap();
+    // A new file: the index still holds the first one (its hard link), until linked again.
+    assert_refused(
+        &as_user(&setuid, &[], &[], Path::new("/")),
+        &["the store's index holds a copy of"],
+    );
+    elf_tests::conversion::init_store(&site.store());
     let out = as_user(&setuid, &[], &[], Path::new("/"));
     assert_eq!(stdout(&out), "euid 0 value 40\n", "{}", stderr(&out));
 }

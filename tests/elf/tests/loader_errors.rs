@@ -70,12 +70,14 @@ fn missing_library_names_uri_store_and_program() {
     );
 
     // An object the table lists but whose file is gone (a damaged store), needed by a
-    // library: ld.so's search of the index finds a dangling link and says so, naming the
-    // URI (an object the program itself needs is checked by ld-cas: above).
+    // library: ld.so's search of the index finds nothing and says so, naming the URI (an
+    // object the program itself needs is checked by ld-cas: above). The index entry is a
+    // hard link of the object: the file is gone once both its names are.
     let c_hex = c_uri.strip_prefix("uri:blake3:").unwrap();
     let dir = tempfile::tempdir().unwrap();
     copy_world(w, dir.path());
     fs::remove_file(object_of(&dir.path().join("store"), c_hex)).unwrap();
+    fs::remove_file(dir.path().join("store/index").join(c_uri)).unwrap();
     let prog = dir.path().join("bin/chain");
     let out = run(&mut Command::new(&prog));
     assert_eq!(out.status.code(), Some(127));

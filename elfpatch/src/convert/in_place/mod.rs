@@ -365,7 +365,8 @@ impl Run<'_> {
             .with_context(|| format!("cannot write {}", file.display()))?;
             report.bytes_written += bytes.len() as u64;
         }
-        let want = index::wanted(Path::new(""), &entries);
+        // Files in trees keep their homes, which their packages may replace: symbolic links.
+        let want = index::wanted(Path::new(""), &entries, index::Links::Symbolic);
         index::sync(&dir.join(index::INDEX_DIR), &want)
             .with_context(|| format!("cannot write the index of {}", dir.display()))?;
         report.outputs.push(OutputReport {

@@ -196,12 +196,12 @@ pub fn evil_store(site: &Site, at: &Path) -> PathBuf {
     let evil = &extras().evil_lib;
     fs::copy(evil, store.join("objects/evil-libchain_c.so")).unwrap();
     let size = fs::metadata(evil).unwrap().len();
-    point_entry(
-        &store,
-        world().uri("libchain_c.so"),
-        b"objects/evil-libchain_c.so",
-        size,
-    );
+    let uri = world().uri("libchain_c.so");
+    point_entry(&store, uri, b"objects/evil-libchain_c.so", size);
+    // And its index entry, as a write of the store would make it (a hard link of the object).
+    let entry = store.join("index").join(uri);
+    fs::remove_file(&entry).unwrap();
+    fs::hard_link(store.join("objects/evil-libchain_c.so"), &entry).unwrap();
     give_to_attacker(at);
     store
 }
