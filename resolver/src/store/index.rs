@@ -154,8 +154,8 @@ pub fn wanted(table_dir: &Path, entries: &[NewEntry], links: Links) -> Vec<Index
 enum Have {
     /// A symbolic link to this target.
     Symlink(PathBuf),
-    /// A file: its device and inode.
-    File(u64, u64),
+    /// A file.
+    File { dev: u64, ino: u64 },
     /// Anything else, or unreadable.
     Other,
 }
@@ -166,7 +166,10 @@ impl Have {
             Ok(m) if m.file_type().is_symlink() => {
                 fs::read_link(path).map_or(Have::Other, Have::Symlink)
             }
-            Ok(m) if m.file_type().is_file() => Have::File(m.dev(), m.ino()),
+            Ok(m) if m.file_type().is_file() => Have::File {
+                dev: m.dev(),
+                ino: m.ino(),
+            },
             _ => Have::Other,
         }
     }
@@ -196,7 +199,7 @@ pub fn diff(dir: &Path, want: &[IndexEntry]) -> io::Result<IndexDiff> {
                     out.linkable.push(w.clone());
                 }
             }
-            Some(Have::File(dev, ino))
+            Some(Have::File { dev, ino })
                 if w.hard_link && is_file(&dir.join(&w.target), dev, ino) => {}
             _ => out.wrong.push(w.clone()),
         }
