@@ -226,4 +226,21 @@ fn aarch64_closure_converts_with_sysroot() {
     );
     assert_eq!(merged.file_name().unwrap(), "ld-linux-aarch64.so.1");
     assert_eq!(qemu(&moved.join("bin/prog2")), original);
+
+    // A copy that lost the index's hard links is refused: the aarch64 ld-cas reads the
+    // objects' link counts (`st_nlink` of the generic `struct stat`) as the x86_64 one does.
+    let copied = tmp.path().join("copied");
+    run_ok(Command::new("cp").arg("-r").arg(&moved).arg(&copied));
+    run_ok(
+        Command::new(built_binary("elfpatch"))
+            .args(["relocate", "--store"])
+            .arg(&copied),
+    );
+    let out = Command::new("qemu-aarch64")
+        .arg(copied.join("bin/prog2"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{err}");
+    assert!(err.contains("the store's index holds a copy of"), "{err}");
 }
