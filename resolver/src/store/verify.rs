@@ -139,9 +139,10 @@ impl Store {
         let mut found: Vec<Problem> = diff
             .wrong
             .into_iter()
-            .map(|w| Problem::Index {
-                path: dir.join(&w.name),
-                problem: format!("should link to {}", w.target.display()),
+            .map(|w| {
+                let path = dir.join(&w.name);
+                let problem = wrong_entry(&path, &w);
+                Problem::Index { path, problem }
             })
             .collect();
         found.extend(diff.stale.into_iter().map(|name| Problem::Index {
@@ -156,7 +157,25 @@ impl Store {
         }
         Ok(found)
     }
+}
 
+/// What is wrong with the index entry at `path` that should be `w`, for `verify`'s report.
+fn wrong_entry(path: &std::path::Path, w: &super::index::IndexEntry) -> String {
+    let should = if w.hard_link {
+        format!("should be a hard link of {}", w.target.display())
+    } else {
+        format!("should link to {}", w.target.display())
+    };
+    match std::fs::symlink_metadata(path) {
+        Err(_) => format!("is missing: it {should}"),
+        Ok(m) if m.file_type().is_file() => {
+            format!("is another file (a copy of the store that lost its hard links?): it {should}")
+        }
+        Ok(_) => format!("is wrong: it {should}"),
+    }
+}
+
+impl Store {
     /// The listed objects that resolve (through symbolic links) to a place outside the
     /// store and outside every registered root's target.
     fn outside_store(&self, entries: &[NewEntry]) -> Result<Vec<Problem>, StoreError> {

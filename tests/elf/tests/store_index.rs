@@ -96,7 +96,11 @@ fn a_store_copied_without_its_hard_links_is_refused_until_its_index_is_linked_ag
     );
     let report = verify(&lost);
     assert_eq!(report.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&report.stderr).contains("index entry"));
+    let report = String::from_utf8_lossy(&report.stderr);
+    assert!(
+        report.contains("index entry") && report.contains("lost its hard links"),
+        "{report}"
+    );
 
     init_store(&lost);
     assert_eq!(
