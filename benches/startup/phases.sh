@@ -21,12 +21,13 @@
 #                   code): the kernel's execve of it and of ld.so (4 segments), and the exit
 #   absolute        as in run.sh: the whole start
 # timed side by side by spawn.c, each timed run right after 3 untimed runs of itself, the
-# paired differences against exec-floor. So a phase's cost is its row's difference minus
-# the row above; ld.so's work after the hand-over is `converted` minus `at-names`, to be
-# read against `absolute` minus 0. A point's difference counts the page faults ld-cas takes
-# on pages that ld.so would fault in anyway (the program's headers and dynamic section,
-# ld.so's first page): in the whole start those are moved, not added, so the phases add up
-# to more than `converted` costs over `absolute`.
+# paired differences against exec-floor; then the page faults of each (perf stat). So a
+# phase's cost is its row's difference minus the row above; ld.so's work after the
+# hand-over is `converted` minus `at-names`, to be read against `absolute` minus 0. A
+# point's difference counts the page faults ld-cas takes on pages that ld.so would fault
+# in anyway (the program's headers and dynamic section, ld.so's first page): in the whole
+# start those are moved, not added, so the phases add up to more than `converted` costs
+# over `absolute`.
 # The page cache is dropped and the fixtures' files kept mapped, as in run.sh
 # (page-cache.sh).
 # Usage: [LD_CAS_BENCH_DROP=0] benches/startup/phases.sh [RUNS]   (needs `cargo build
@@ -36,7 +37,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=page-cache.sh
 . "$root/benches/startup/page-cache.sh"
 runs=${1:-2000}
-for tool in patchelf python3 cargo; do
+for tool in patchelf python3 cargo perf setarch; do
   command -v "$tool" >/dev/null || { echo "$tool is missing: run scripts/install-deps.sh" >&2; exit 1; }
 done
 [ "$(uname -m)" = x86_64 ] || { echo "phases.sh writes x86_64 code into ld.so: run it on x86_64" >&2; exit 1; }
@@ -126,4 +127,9 @@ for p in trivial many chain; do
     awk -F'\t' '{ printf "%-36s median %6.0f µs  paired Δ %+6.1f µs", $1, $2, $5 }
       NR > 1 && $1 !~ /absolute$/ { printf "  step %+6.1f µs", $5 - prev }
       { prev = $5; print "" }'
+  # Page faults of each (address-space randomisation off, so that the counts repeat).
+  for v in "${variants[@]}"; do
+    printf '%-36s %s page faults\n' "$v" \
+      "$(setarch -R perf stat -x, -e minor-faults "$v" 2>&1 >/dev/null | awk -F, '/minor-faults/ { print $1 }')"
+  done
 done
