@@ -165,6 +165,16 @@ fn aarch64_closure_converts_with_sysroot() {
         fs::read(store.join("ld-cas-aarch64")).unwrap(),
         fs::read(&built).unwrap()
     );
+    // What a start writes of the aarch64 ld-cas (GNU ld's layout: `.dynamic`, `.got`, then
+    // `.ldcas.data`, link/layout.ld) lies in two 4 KiB pages, the cold buffers after it.
+    let hot = elf_tests::section_of(&built, ".dynamic").addr;
+    let data = elf_tests::section_of(&built, ".ldcas.data");
+    let hot_end = data.addr + data.size;
+    assert!(
+        hot_end.div_ceil(4096) - hot / 4096 <= 2,
+        "{hot:#x}..{hot_end:#x}"
+    );
+    assert!(elf_tests::section_of(&built, ".ldcas.cold").addr >= hot_end);
 
     // The aarch64 ld-cas runs it: the same output, from the store, then from a moved store.
     let qemu = |program: &Path| run_ok(Command::new("qemu-aarch64").arg(program));

@@ -436,7 +436,8 @@ fn section(file: &Path, name: &str) -> std::ops::Range<u64> {
 }
 
 /// ld-cas's writable segment starts a page of its own, and what start-up relocates and
-/// writes (`.data.rel.ro`, `.data`, `.dynamic`, `.got`) fits in that page, so a start
+/// writes (`.dynamic`, `.got`, and `.data.rel.ro` and `.data` in `.ldcas.data`) fits in
+/// that page, so a start
 /// writes one page of it. The buffers only some starts use follow it in the file (the
 /// section `.ldcas.cold`, `link/layout.ld`), not as `.bss`: the segment has no part past its
 /// file, so the kernel maps it with one mapping and zeroes nothing.
@@ -460,7 +461,7 @@ fn ld_cas_writes_one_page_of_its_own_at_start() {
     assert_eq!(vaddr % 4096, 0, "{segments}");
     assert_eq!(memsz, filesz, "no part past the file:\n{segments}");
     let sections = readelf("-SW");
-    for hot in [".data.rel.ro", ".data", ".dynamic", ".got"] {
+    for hot in [".dynamic", ".ldcas.first", ".got", ".ldcas.data"] {
         let at = section(&ld_cas, hot);
         assert!(
             at.start >= vaddr && at.end <= vaddr + 4096,
@@ -468,7 +469,16 @@ fn ld_cas_writes_one_page_of_its_own_at_start() {
         );
     }
     let cold = section(&ld_cas, ".ldcas.cold");
-    assert!(cold.start >= section(&ld_cas, ".got").end, "{sections}");
+    assert!(
+        cold.start >= section(&ld_cas, ".ldcas.data").end,
+        "{sections}"
+    );
+    for name in [".data.rel.ro", ".data"] {
+        assert!(
+            !sections.contains(&format!(" {name} ")),
+            "{name} is outside .ldcas.data:\n{sections}"
+        );
+    }
     assert!(
         !sections.contains(" .bss "),
         "no .bss: it would be a second mapping:\n{sections}"
