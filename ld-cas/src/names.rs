@@ -21,7 +21,7 @@
 //!   glibc honours an absolute `DT_RPATH` then.
 
 use crate::audit::{self, Found, Object};
-use crate::cas::Entry;
+use crate::cas::{layout, Entry};
 use crate::elf::{
     self, Dyn, DT_LDCAS_LOADER, DT_LDCAS_STORE, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH,
     DT_VERNEED, DT_VERNEEDNUM,
@@ -235,7 +235,7 @@ pub fn hand_names(prog: &mut Program, near: &mut Near, cx: &Context<'_>) {
 /// at, with one `lstat`. Indexes of tables in trees are all symbolic links.
 fn refuse_a_copied_index_entry(cx: &Context<'_>, uri: &[u8], entry: &Entry<'_>, links: u32) {
     let store = cx.index.store;
-    if links >= 2 || !cx.index.table_dir.is_empty() || !entry.path.starts_with(b"objects/") {
+    if links >= 2 || !cx.index.table_dir.is_empty() || !layout::is_own_object(entry.path) {
         return;
     }
     // SAFETY: single-threaded before the hand-over.
@@ -294,7 +294,7 @@ fn search_the_index(prog: &mut Program, cx: &Context<'_>, near: &mut Near) -> Op
     };
     let sep: &[u8] = if rest.is_empty() { b"" } else { b":" };
     let index = cx.index.parts();
-    let parts = [index[0], index[1], index[2], index[3], sep, rest];
+    let parts = [index[0], index[1], index[2], index[3], index[4], sep, rest];
     let kept = near.alloc_joined(&parts, 1)?.as_ptr();
     let tag = match prog.dynamic[slot].d_tag {
         DT_RUNPATH => DT_RUNPATH,
@@ -415,8 +415,14 @@ pub struct IndexPath<'a> {
 
 impl<'a> IndexPath<'a> {
     /// The path's parts, in order.
-    fn parts(&self) -> [&'a [u8]; 4] {
+    fn parts(&self) -> [&'a [u8]; 5] {
         let sep: &[u8] = if self.table_dir.is_empty() { b"" } else { b"/" };
-        [self.store, sep, self.table_dir, b"/index"]
+        [
+            self.store,
+            sep,
+            self.table_dir,
+            b"/",
+            layout::INDEX_DIR.as_bytes(),
+        ]
     }
 }

@@ -1,6 +1,6 @@
 //! Finding the store and mapping its lookup table.
 
-use crate::cas::{Entry, Hash, Table, TableError, HEX_LEN};
+use crate::cas::{layout, Entry, Hash, Table, TableError, HEX_LEN};
 use crate::near;
 use crate::path::PathBuf;
 use crate::sys::{self, Errno, Fd};
@@ -252,7 +252,7 @@ fn open_trusted_table(
     let (dir, _) = trust::walk(None, store, Want::Dir, t, true, scratch).map_err(refused)?;
     optional(trust::walk(
         Some(&dir),
-        b"objects",
+        layout::OBJECTS_DIR.as_bytes(),
         Want::Dir,
         t,
         false,
@@ -268,7 +268,7 @@ fn open_trusted_table(
     let at = tdir.as_ref().unwrap_or(&dir);
     optional(trust::walk(
         Some(at),
-        b"index",
+        layout::INDEX_DIR.as_bytes(),
         Want::Dir,
         t,
         false,

@@ -11,7 +11,7 @@
 //! hashing with the `blake3` crate, the table writer, the store.
 #![deny(unsafe_code)]
 
-pub use resolver_core::{bytes, refs, tags, uri};
+pub use resolver_core::{bytes, layout, refs, tags, uri};
 
 pub mod atomic;
 pub mod cycle_rule;

@@ -10,7 +10,9 @@
 //! - [`cycle_rule`]: the cycle rule of `docs/uri.md` (the placeholder, the blanking of a
 //!   cycle's references, the components of a reference graph, the members' addresses);
 //! - [`blake3`]: a small portable BLAKE3 hasher, for code that cannot use the `blake3` crate;
-//! - [`tags`]: the dynamic-section tags by which a converted program talks to ld-cas.
+//! - [`tags`]: the dynamic-section tags by which a converted program talks to ld-cas;
+//! - [`layout`]: the store's directory names both sides use, and which index entries are
+//!   hard links.
 #![no_std]
 
 #[cfg(test)]
@@ -19,6 +21,7 @@ extern crate std;
 pub mod blake3;
 pub mod bytes;
 pub mod cycle_rule;
+pub mod layout;
 pub mod refs;
 pub mod table;
 pub mod tags;

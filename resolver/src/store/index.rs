@@ -34,7 +34,7 @@ use crate::table::write::NewEntry;
 use crate::uri::URI_PREFIX;
 
 /// Directory of the index, beside the table.
-pub const INDEX_DIR: &str = "index";
+pub use crate::layout::INDEX_DIR;
 /// The glibc-hwcaps subdirectories glibc 2.33+ probes on x86_64, each a link to `..`.
 pub const HWCAPS: [&str; 3] = ["x86-64-v2", "x86-64-v3", "x86-64-v4"];
 
@@ -60,9 +60,6 @@ pub enum Links {
     /// never changes.
     HardForObjects,
 }
-
-/// The directory of a store's own objects, as table paths start.
-const OBJECTS_PREFIX: &[u8] = b"objects/";
 
 /// How the index differs from what the table says.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -145,7 +142,7 @@ pub fn wanted(table_dir: &Path, entries: &[NewEntry], links: Links) -> Vec<Index
         .map(|e| IndexEntry {
             name: OsString::from(e.hash.to_string()),
             target: link_target(table_dir, &e.path),
-            hard_link: links == Links::HardForObjects && e.path.starts_with(OBJECTS_PREFIX),
+            hard_link: links == Links::HardForObjects && crate::layout::is_own_object(&e.path),
         })
         .collect()
 }

@@ -49,7 +49,7 @@ pub const TABLE_FILE: &str = "table";
 /// File name of the writers' lock inside a store.
 pub const LOCK_FILE: &str = "lock";
 /// Directory of the objects inside a store.
-pub const OBJECTS_DIR: &str = "objects";
+pub use crate::layout::OBJECTS_DIR;
 /// File name of the store's own copy of the interpreter, for the host's architecture
 /// (`ld-cas-<arch>` for another one), which converted programs name by default.
 pub const LD_CAS_FILE: &str = "ld-cas";
