@@ -447,7 +447,7 @@ impl Store {
     }
 
     /// What the index of the table `bytes` holds.
-    fn wanted_index(&self, bytes: &[u8]) -> Result<Vec<index::IndexEntry>, StoreError> {
+    fn wanted_index(&self, bytes: &[u8]) -> Result<index::Wanted, StoreError> {
         let path = self.table_path();
         let damaged = |problem| StoreError::Table {
             path: path.clone(),

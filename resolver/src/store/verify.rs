@@ -149,12 +149,19 @@ impl Store {
             path: dir.join(name),
             problem: "names nothing the table lists".into(),
         }));
-        if diff.hwcaps {
-            found.push(Problem::Index {
-                path: dir.join("glibc-hwcaps"),
-                problem: "should hold x86-64-v2, x86-64-v3 and x86-64-v4, each a link to ..".into(),
-            });
-        }
+        let probes = &diff.probes;
+        found.extend(probes.wrong.iter().map(|l| Problem::Index {
+            path: dir.join(l.path()),
+            problem: format!(
+                "should be a link to {} (the index holds {})",
+                l.target,
+                super::index::probes::describe(&want.probes)
+            ),
+        }));
+        found.extend(probes.unwanted.iter().map(|l| Problem::Index {
+            path: dir.join(l.path()),
+            problem: "is a link the table does not call for (no aarch64 ld.so is listed)".into(),
+        }));
         Ok(found)
     }
 }

@@ -5,9 +5,15 @@
 //! Conversion here uses Debian's `patchelf` (`--replace-needed`, `--set-interpreter`) and
 //! `elfpatch store add`, so that ld-cas is tested apart from the converter; one test also
 //! runs `elfpatch convert`. The C library and its ld.so are taken into the store as they are.
+//!
+//! A world is built for one machine ([`Arch`]): x86_64, run natively, or aarch64, built with
+//! the cross toolchain and run under `qemu-aarch64` through the aarch64 ld-cas (Debian's
+//! rustc 1.63 builds it), the cross toolchain's sysroot standing for the system's library
+//! directories (`qemu-aarch64 -L`), where plain sonames such as `libstdc++.so.6` are found.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,12 +21,124 @@ use std::sync::OnceLock;
 
 use elf_tests::{
     add_dynamic_string_tags, built_binary, compile, fixture_dir, require_tool, run_ok,
+    workspace_root,
 };
+
+/// The cross toolchain's root: the aarch64 C library, its ld.so and the plain libraries.
+pub const AARCH64_SYSROOT: &str = "/usr/aarch64-linux-gnu";
+
+/// The machine a world is built for, and how its programs are started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// This machine: programs run directly.
+    X86_64,
+    /// Built with `aarch64-linux-gnu-gcc`, run under `qemu-aarch64`.
+    Aarch64,
+}
+
+impl Arch {
+    /// The C compiler.
+    pub fn cc(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "gcc",
+            Arch::Aarch64 => "aarch64-linux-gnu-gcc",
+        }
+    }
+
+    /// The compiler of the source file `src` (C++ for `.cpp`).
+    pub fn compiler_for(self, src: &str) -> &'static str {
+        match (self, src.ends_with(".cpp")) {
+            (Arch::X86_64, true) => "g++",
+            (Arch::Aarch64, true) => "aarch64-linux-gnu-g++",
+            (_, false) => self.cc(),
+        }
+    }
+
+    /// The C library.
+    pub fn libc(self) -> &'static Path {
+        Path::new(match self {
+            Arch::X86_64 => "/lib/x86_64-linux-gnu/libc.so.6",
+            Arch::Aarch64 => "/usr/aarch64-linux-gnu/lib/libc.so.6",
+        })
+    }
+
+    /// glibc's ld.so.
+    pub fn ld_so(self) -> &'static Path {
+        Path::new(match self {
+            Arch::X86_64 => "/lib64/ld-linux-x86-64.so.2",
+            Arch::Aarch64 => "/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1",
+        })
+    }
+
+    /// The ld-cas of this machine: the workspace's build, or for aarch64 one built once per
+    /// test binary by `ld-cas/scripts/build-rustc-1.63.sh`.
+    pub fn ld_cas(self) -> PathBuf {
+        match self {
+            Arch::X86_64 => built_binary("ld-cas"),
+            Arch::Aarch64 => {
+                static BUILT: OnceLock<PathBuf> = OnceLock::new();
+                BUILT
+                    .get_or_init(|| {
+                        require_tool("aarch64-linux-gnu-gcc");
+                        let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                            .join(concat!("ld-cas-aarch64-", env!("CARGO_CRATE_NAME")));
+                        run_ok(
+                            Command::new(
+                                workspace_root().join("ld-cas/scripts/build-rustc-1.63.sh"),
+                            )
+                            .arg("aarch64-unknown-linux-gnu")
+                            .arg(&out),
+                        );
+                        out
+                    })
+                    .clone()
+            }
+        }
+    }
+
+    /// A command that starts `program`, a file of this machine.
+    pub fn command(self, program: impl AsRef<OsStr>) -> Command {
+        self.under_qemu(&[], program)
+    }
+
+    /// A command that starts `program` and writes every system call it makes with a path
+    /// to its stderr, as `strace` shows them (`NAME(ARGS) = RESULT`, failures `= -1 …`).
+    /// Under qemu, qemu's own record of the guest's calls: `strace` would also show qemu
+    /// looking for every absolute path in the sysroot first.
+    pub fn trace_files(self, program: impl AsRef<OsStr>) -> Command {
+        match self {
+            Arch::X86_64 => {
+                require_tool("strace");
+                let mut cmd = Command::new("strace");
+                cmd.args(["-f", "-e", "trace=%file"]).arg(program);
+                cmd
+            }
+            Arch::Aarch64 => self.under_qemu(&["-strace"], program),
+        }
+    }
+
+    /// `program` itself, or for aarch64 `qemu-aarch64 -L SYSROOT QEMU_ARGS program`.
+    fn under_qemu(self, qemu_args: &[&str], program: impl AsRef<OsStr>) -> Command {
+        match self {
+            Arch::X86_64 => Command::new(program),
+            Arch::Aarch64 => {
+                require_tool("qemu-aarch64");
+                let mut cmd = Command::new("qemu-aarch64");
+                cmd.args(["-L", AARCH64_SYSROOT])
+                    .args(qemu_args)
+                    .arg(program);
+                cmd
+            }
+        }
+    }
+}
 
 pub use resolver::tags::{DT_LDCAS_LOADER, DT_LDCAS_STORE};
 
 /// Converted fixtures: `root/bin/<program>` next to `root/store`.
 pub struct World {
+    /// The machine its files are for.
+    pub arch: Arch,
     pub root: PathBuf,
     /// soname → URI of everything put into the store.
     pub uris: BTreeMap<String, String>,
@@ -36,6 +154,14 @@ impl World {
     }
     pub fn uri(&self, soname: &str) -> &str {
         &self.uris[soname]
+    }
+    /// A command that starts `program`, one of this world's files (a path).
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        self.arch.command(program)
+    }
+    /// A command that starts the world's program `name`.
+    pub fn run_bin(&self, name: &str) -> Command {
+        self.command(self.bin(name))
     }
 }
 
@@ -75,12 +201,24 @@ pub fn convert_program(
     loader_uri: &str,
     store: &str,
 ) {
+    convert_program_for(Arch::X86_64, src, dst, uris, loader_uri, store)
+}
+
+/// [`convert_program`] for a program of the machine `arch`.
+pub fn convert_program_for(
+    arch: Arch,
+    src: &Path,
+    dst: &Path,
+    uris: &BTreeMap<String, String>,
+    loader_uri: &str,
+    store: &str,
+) {
     fs::copy(src, dst).unwrap();
     replace_needed(dst, uris);
     run_ok(
         Command::new("patchelf")
             .arg("--set-interpreter")
-            .arg(ld_cas())
+            .arg(arch.ld_cas())
             .arg(dst),
     );
     add_dynamic_string_tags(
@@ -89,9 +227,9 @@ pub fn convert_program(
     );
 }
 
-pub fn build_world(dir: &Path) -> World {
-    require_tool("gcc");
-    require_tool("g++");
+pub fn build_world(dir: &Path, arch: Arch) -> World {
+    require_tool(arch.cc());
+    require_tool(arch.compiler_for(".cpp"));
     require_tool("patchelf");
     let _ = fs::remove_dir_all(dir);
     let (build, bin, store) = (dir.join("build"), dir.join("bin"), dir.join("store"));
@@ -104,11 +242,8 @@ pub fn build_world(dir: &Path) -> World {
             .arg(&store),
     );
     let mut uris = BTreeMap::new();
-    uris.insert(
-        "libc.so.6".to_string(),
-        store_add(&store, Path::new("/lib/x86_64-linux-gnu/libc.so.6")),
-    );
-    let loader_uri = store_add(&store, Path::new("/lib64/ld-linux-x86-64.so.2"));
+    uris.insert("libc.so.6".to_string(), store_add(&store, arch.libc()));
+    let loader_uri = store_add(&store, arch.ld_so());
     let fx = fixture_dir().join("loader");
 
     // Libraries, bottom-up: build, rewrite their own needs, add to the store.
@@ -126,7 +261,7 @@ pub fn build_world(dir: &Path) -> World {
     ];
     for (soname, src, deps) in libs {
         let out = build.join(soname);
-        let compiler = if src.ends_with(".cpp") { "g++" } else { "gcc" };
+        let compiler = arch.compiler_for(src);
         let mut args = vec![
             "-shared".to_string(),
             "-fPIC".into(),
@@ -157,7 +292,7 @@ pub fn build_world(dir: &Path) -> World {
     ];
     for (name, src, deps) in programs {
         let out = build.join(name);
-        let compiler = if src.ends_with(".cpp") { "g++" } else { "gcc" };
+        let compiler = arch.compiler_for(src);
         let mut args = vec![
             "-g".to_string(),
             format!("-L{}", build.display()),
@@ -172,23 +307,55 @@ pub fn build_world(dir: &Path) -> World {
         }));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         compile(compiler, &[&fx.join(src)], &out, &args);
-        convert_program(&out, &bin.join(name), &uris, &loader_uri, "../store");
+        convert_program_for(arch, &out, &bin.join(name), &uris, &loader_uri, "../store");
     }
     World {
+        arch,
         root: dir.to_path_buf(),
         uris,
         loader_uri,
     }
 }
 
+/// The x86_64 world, built once per test binary.
 pub fn world() -> &'static World {
-    static WORLD: OnceLock<World> = OnceLock::new();
-    WORLD.get_or_init(|| {
-        build_world(
-            &Path::new(env!("CARGO_TARGET_TMPDIR"))
-                .join(concat!("loader-", env!("CARGO_CRATE_NAME"))),
-        )
-    })
+    world_on(Arch::X86_64)
+}
+
+/// The world of the machine `arch`, built once per test binary.
+pub fn world_on(arch: Arch) -> &'static World {
+    static X86_64: OnceLock<World> = OnceLock::new();
+    static AARCH64: OnceLock<World> = OnceLock::new();
+    let (cell, dir) = match arch {
+        Arch::X86_64 => (&X86_64, concat!("loader-", env!("CARGO_CRATE_NAME"))),
+        Arch::Aarch64 => (
+            &AARCH64,
+            concat!("loader-aarch64-", env!("CARGO_CRATE_NAME")),
+        ),
+    };
+    cell.get_or_init(|| build_world(&Path::new(env!("CARGO_TARGET_TMPDIR")).join(dir), arch))
+}
+
+/// Defines each test once per machine, as `NAME::x86_64` and `NAME::aarch64` (under qemu):
+/// the body gets that machine's world as `w`.
+#[macro_export]
+macro_rules! on_each_arch {
+    ($($(#[doc = $doc:literal])* fn $name:ident($w:ident) $body:block)*) => {$(
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body($w: &'static World) $body
+            #[test]
+            fn x86_64() {
+                body(world_on(Arch::X86_64))
+            }
+            #[test]
+            fn aarch64() {
+                body(world_on(Arch::Aarch64))
+            }
+        }
+    )*};
 }
 
 pub fn stdout(out: &Output) -> String {

@@ -1,10 +1,10 @@
 //! The index beside a lookup table: `index/uri:blake3:<hex>`, one entry per table entry
-//! for the object's file, and `index/glibc-hwcaps/x86-64-v{2,3,4}`, links back to the
-//! index itself.
+//! for the object's file, and links back to the index itself ([`probes`]:
+//! `index/glibc-hwcaps/x86-64-v{2,3,4}`, and for aarch64 stores `index/{tls,aarch64,atomics}`).
 //!
 //! ld.so finds `uri:` names there by its own search (ld-cas puts the index first in a
-//! converted program's `DT_RPATH`; see `docs/ld-cas.md`): glibc probes the `glibc-hwcaps`
-//! subdirectory of the highest level the CPU supports first, so that first probe is the
+//! converted program's `DT_RPATH`; see `docs/ld-cas.md`): glibc probes subdirectories the
+//! CPU chooses first, each of which leads back to the index, so that first probe is the
 //! entry, and no look-up fails. The index is derived from the table: it is rewritten under
 //! the writers' lock each time the table is replaced (new entries first, stale ones after),
 //! and [`Store::verify`](super::Store::verify) checks it against the table.
@@ -35,8 +35,18 @@ use crate::uri::URI_PREFIX;
 
 /// Directory of the index, beside the table.
 pub use crate::layout::INDEX_DIR;
-/// The glibc-hwcaps subdirectories glibc 2.33+ probes on x86_64, each a link to `..`.
-pub const HWCAPS: [&str; 3] = ["x86-64-v2", "x86-64-v3", "x86-64-v4"];
+
+pub mod probes;
+use probes::{ProbeDiff, ProbeLink, HWCAPS_DIR};
+
+/// What the index of a table holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    /// One entry per table entry.
+    pub entries: Vec<IndexEntry>,
+    /// The links back to the index.
+    pub probes: Vec<ProbeLink>,
+}
 
 /// One entry the index should hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,8 +82,8 @@ pub struct IndexDiff {
     pub linkable: Vec<IndexEntry>,
     /// Names the table does not list.
     pub stale: Vec<OsString>,
-    /// Whether the `glibc-hwcaps` links are missing or wrong.
-    pub hwcaps: bool,
+    /// The links back to the index that are missing, wrong or not wanted.
+    pub probes: ProbeDiff,
     /// Temporary links (`.tmp-NAME`, relative to the index directory) that a writer killed
     /// between making and renaming one left behind. Only a writer holding the writers'
     /// lock makes them, so to the holder they are all leftovers; [`sync`] removes them.
@@ -85,7 +95,7 @@ impl IndexDiff {
     pub fn is_empty(&self) -> bool {
         self.wrong.is_empty()
             && self.stale.is_empty()
-            && !self.hwcaps
+            && self.probes.is_empty()
             && self.temporaries.is_empty()
     }
 }
@@ -136,15 +146,18 @@ pub fn link_target(table_dir: &Path, path: &[u8]) -> PathBuf {
 }
 
 /// What the index of a table listing `entries` holds.
-pub fn wanted(table_dir: &Path, entries: &[NewEntry], links: Links) -> Vec<IndexEntry> {
-    entries
-        .iter()
-        .map(|e| IndexEntry {
-            name: OsString::from(e.hash.to_string()),
-            target: link_target(table_dir, &e.path),
-            hard_link: links == Links::HardForObjects && crate::layout::is_own_object(&e.path),
-        })
-        .collect()
+pub fn wanted(table_dir: &Path, entries: &[NewEntry], links: Links) -> Wanted {
+    Wanted {
+        entries: entries
+            .iter()
+            .map(|e| IndexEntry {
+                name: OsString::from(e.hash.to_string()),
+                target: link_target(table_dir, &e.path),
+                hard_link: links == Links::HardForObjects && crate::layout::is_own_object(&e.path),
+            })
+            .collect(),
+        probes: probes::wanted(entries),
+    }
 }
 
 /// What an index entry is.
@@ -173,7 +186,7 @@ impl Have {
 }
 
 /// Compares the index directory `dir` with `want`.
-pub fn diff(dir: &Path, want: &[IndexEntry]) -> io::Result<IndexDiff> {
+pub fn diff(dir: &Path, want: &Wanted) -> io::Result<IndexDiff> {
     let mut have: HashMap<OsString, Have> = HashMap::new();
     match fs::read_dir(dir) {
         Ok(rd) => {
@@ -189,7 +202,7 @@ pub fn diff(dir: &Path, want: &[IndexEntry]) -> io::Result<IndexDiff> {
         Err(e) => return Err(e),
     }
     let mut out = IndexDiff::default();
-    for w in want {
+    for w in &want.entries {
         match have.remove(&w.name) {
             Some(Have::Symlink(t)) if t == w.target => {
                 if w.hard_link {
@@ -204,13 +217,11 @@ pub fn diff(dir: &Path, want: &[IndexEntry]) -> io::Result<IndexDiff> {
     let mut stale: Vec<OsString> = have.into_keys().collect();
     stale.sort();
     out.stale = stale;
-    out.hwcaps = HWCAPS.iter().any(|level| {
-        fs::read_link(dir.join("glibc-hwcaps").join(level)).ok() != Some(PathBuf::from(".."))
-    });
+    out.probes = probes::diff(dir, &want.probes);
     out.temporaries = temporaries_in(dir, Path::new(""))?;
     out.temporaries.extend(temporaries_in(
-        &dir.join("glibc-hwcaps"),
-        Path::new("glibc-hwcaps"),
+        &dir.join(HWCAPS_DIR),
+        Path::new(HWCAPS_DIR),
     )?);
     Ok(out)
 }
@@ -220,28 +231,28 @@ fn is_file(path: &Path, dev: u64, ino: u64) -> bool {
     fs::metadata(path).is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
-/// Brings the index directory `dir` in line with `want`: missing and wrong entries are
-/// (re)made by a rename over them, symbolic links that can be hard links made hard links
-/// (until the file system refuses one), stale entries removed, then the directory is
-/// synced.
-pub fn sync(dir: &Path, want: &[IndexEntry]) -> io::Result<()> {
+/// Brings the index directory `dir` in line with `want`: missing and wrong entries and
+/// links back to the index are (re)made by a rename over them, symbolic links that can be
+/// hard links made hard links (until the file system refuses one), stale entries and
+/// unwanted links removed, then the directory is synced.
+pub fn sync(dir: &Path, want: &Wanted) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
-        .create(dir.join("glibc-hwcaps"))?;
+        .create(dir.join(HWCAPS_DIR))?;
     let d = diff(dir, want)?;
     if d.is_empty() && d.linkable.is_empty() {
         return Ok(());
     }
-    if d.hwcaps {
-        for level in HWCAPS {
-            replace_link(
-                &dir.join("glibc-hwcaps"),
-                OsStr::new(level),
-                Path::new(".."),
-            )?;
-        }
-        atomic::sync_dir(&dir.join("glibc-hwcaps"))?;
+    for l in &d.probes.wrong {
+        replace_link(&dir.join(l.dir), OsStr::new(l.name), Path::new(l.target))?;
+    }
+    for l in &d.probes.unwanted {
+        probes::remove(dir, l)?;
+    }
+    let touched = || d.probes.wrong.iter().chain(&d.probes.unwanted);
+    if touched().any(|l| l.dir == HWCAPS_DIR) {
+        atomic::sync_dir(&dir.join(HWCAPS_DIR))?;
     }
     for w in &d.wrong {
         replace_entry(dir, w)?;
@@ -257,8 +268,8 @@ pub fn sync(dir: &Path, want: &[IndexEntry]) -> io::Result<()> {
     for tmp in &d.temporaries {
         remove_if_there(&dir.join(tmp))?;
     }
-    if d.temporaries.iter().any(|t| t.starts_with("glibc-hwcaps")) {
-        atomic::sync_dir(&dir.join("glibc-hwcaps"))?;
+    if d.temporaries.iter().any(|t| t.starts_with(HWCAPS_DIR)) {
+        atomic::sync_dir(&dir.join(HWCAPS_DIR))?;
     }
     atomic::sync_dir(dir)
 }
@@ -328,20 +339,24 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join(INDEX_DIR);
         let name = OsString::from(format!("uri:blake3:{}", "ab".repeat(32)));
-        let want = [IndexEntry {
-            name: name.clone(),
-            target: PathBuf::from("../objects/ab/libc.so.6"),
-            hard_link: false,
-        }];
+        let want = Wanted {
+            entries: vec![IndexEntry {
+                name: name.clone(),
+                target: PathBuf::from("../objects/ab/libc.so.6"),
+                hard_link: false,
+            }],
+            probes: probes::X86_64.to_vec(),
+        };
         sync(&dir, &want).unwrap();
         let killed = OsString::from(format!("uri:blake3:{}", "cd".repeat(32)));
         symlink("../objects/cd/libm.so.6", dir.join(temporary_name(&killed))).unwrap();
         let hwcaps = dir.join("glibc-hwcaps");
-        symlink("..", hwcaps.join(temporary_name(OsStr::new(HWCAPS[1])))).unwrap();
+        let level = OsStr::new(probes::X86_64[1].name);
+        symlink("..", hwcaps.join(temporary_name(level))).unwrap();
         let d = diff(&dir, &want).unwrap();
         assert_eq!(d.temporaries.len(), 2, "{d:?}");
         assert!(
-            d.wrong.is_empty() && d.stale.is_empty() && !d.hwcaps,
+            d.wrong.is_empty() && d.stale.is_empty() && d.probes.is_empty(),
             "{d:?}"
         );
         sync(&dir, &want).unwrap();
@@ -354,13 +369,67 @@ mod tests {
             v
         };
         assert_eq!(left(&dir), vec![OsString::from("glibc-hwcaps"), name]);
-        assert_eq!(left(&hwcaps).len(), HWCAPS.len());
+        assert_eq!(left(&hwcaps).len(), probes::X86_64.len());
         assert!(diff(&dir, &want).unwrap().is_empty());
+    }
+
+    /// The index of a table that lists the aarch64 ld.so leads glibc's legacy probes back to
+    /// itself (`tls/aarch64/atomics/NAME` is the entry `NAME`); once the table no longer
+    /// lists it, the links go.
+    #[test]
+    fn an_aarch64_table_leads_every_legacy_probe_back_to_the_index() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fs::create_dir_all(root.join("objects/ab")).unwrap();
+        fs::write(root.join("objects/ab/ld-linux-aarch64.so.1"), "ld.so").unwrap();
+        let loader = NewEntry {
+            hash: crate::uri::Hash([0xab; 32]),
+            path: b"objects/ab/ld-linux-aarch64.so.1".to_vec(),
+            soname: probes::AARCH64_LOADER.to_vec(),
+            size: 5,
+            kind: crate::table::Kind::Interpreter,
+        };
+        let dir = root.join(INDEX_DIR);
+        let want = wanted(
+            Path::new(""),
+            std::slice::from_ref(&loader),
+            Links::HardForObjects,
+        );
+        assert_eq!(
+            want.probes.len(),
+            probes::X86_64.len() + probes::AARCH64.len()
+        );
+        sync(&dir, &want).unwrap();
+        let name = loader.hash.to_string();
+        for probe in [
+            "tls/aarch64/atomics",
+            "tls/aarch64",
+            "tls/atomics",
+            "tls",
+            "aarch64/atomics",
+            "aarch64",
+            "atomics",
+            "glibc-hwcaps/x86-64-v3",
+        ] {
+            assert_eq!(
+                fs::read(dir.join(probe).join(&name)).unwrap(),
+                b"ld.so",
+                "{probe}"
+            );
+        }
+        assert!(diff(&dir, &want).unwrap().is_empty());
+        // Without the aarch64 ld.so the links are unwanted, and the next sync removes them.
+        let x86 = wanted(Path::new(""), &[], Links::HardForObjects);
+        let d = diff(&dir, &x86).unwrap();
+        assert_eq!(d.probes.unwanted, probes::AARCH64.to_vec(), "{d:?}");
+        sync(&dir, &x86).unwrap();
+        assert!(!dir.join("tls").exists() && !dir.join("atomics").exists());
+        assert!(diff(&dir, &x86).unwrap().is_empty());
     }
 
     /// A store with one object (`objects/ab/libc.so.6`) and one file in a tree, the index
     /// directory, and what it should hold (`Links::HardForObjects`).
-    fn store_with_an_object_and_a_tree() -> (tempfile::TempDir, PathBuf, Vec<IndexEntry>) {
+    fn store_with_an_object_and_a_tree() -> (tempfile::TempDir, PathBuf, Wanted) {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         for (dir, file) in [("objects/ab", "libc.so.6"), ("roots/app/lib", "libapp.so")] {
@@ -387,7 +456,7 @@ mod tests {
     fn objects_are_entered_as_hard_links_and_files_in_trees_as_symbolic_links() {
         let (tmp, dir, want) = store_with_an_object_and_a_tree();
         assert_eq!(
-            want.iter().map(|w| w.hard_link).collect::<Vec<_>>(),
+            want.entries.iter().map(|w| w.hard_link).collect::<Vec<_>>(),
             [true, false]
         );
         let symbolic = wanted(
@@ -401,14 +470,14 @@ mod tests {
             }],
             Links::Symbolic,
         );
-        assert!(!symbolic[0].hard_link);
+        assert!(!symbolic.entries[0].hard_link);
         sync(&dir, &want).unwrap();
         let object = fs::metadata(tmp.path().join("objects/ab/libc.so.6")).unwrap();
-        let entry = fs::symlink_metadata(dir.join(&want[0].name)).unwrap();
+        let entry = fs::symlink_metadata(dir.join(&want.entries[0].name)).unwrap();
         assert!(entry.file_type().is_file());
         assert_eq!((entry.dev(), entry.ino()), (object.dev(), object.ino()));
         assert_eq!(
-            fs::read_link(dir.join(&want[1].name)).unwrap(),
+            fs::read_link(dir.join(&want.entries[1].name)).unwrap(),
             PathBuf::from("../roots/app/lib/libapp.so")
         );
         let d = diff(&dir, &want).unwrap();
@@ -421,10 +490,13 @@ mod tests {
     fn a_copy_in_place_of_a_hard_link_is_wrong_and_linked_again() {
         let (tmp, dir, want) = store_with_an_object_and_a_tree();
         sync(&dir, &want).unwrap();
-        let at = dir.join(&want[0].name);
+        let at = dir.join(&want.entries[0].name);
         fs::remove_file(&at).unwrap();
         fs::copy(tmp.path().join("objects/ab/libc.so.6"), &at).unwrap();
-        assert_eq!(diff(&dir, &want).unwrap().wrong, vec![want[0].clone()]);
+        assert_eq!(
+            diff(&dir, &want).unwrap().wrong,
+            vec![want.entries[0].clone()]
+        );
         sync(&dir, &want).unwrap();
         let object = fs::metadata(tmp.path().join("objects/ab/libc.so.6")).unwrap();
         assert_eq!(fs::metadata(&at).unwrap().ino(), object.ino());
@@ -438,23 +510,23 @@ mod tests {
     fn symbolic_links_of_objects_are_made_hard_links_where_the_file_system_allows() {
         let (tmp, dir, mut want) = store_with_an_object_and_a_tree();
         fs::create_dir_all(&dir).unwrap();
-        for w in &want {
+        for w in &want.entries {
             symlink(&w.target, dir.join(&w.name)).unwrap();
         }
         let d = diff(&dir, &want).unwrap();
         assert!(d.wrong.is_empty() && d.stale.is_empty(), "{d:?}");
-        assert_eq!(d.linkable, vec![want[0].clone()]);
+        assert_eq!(d.linkable, vec![want.entries[0].clone()]);
         sync(&dir, &want).unwrap();
-        assert!(fs::symlink_metadata(dir.join(&want[0].name))
+        assert!(fs::symlink_metadata(dir.join(&want.entries[0].name))
             .unwrap()
             .file_type()
             .is_file());
         // No file to link (as when the file system refuses): a symbolic link, as before.
-        want[0].target = PathBuf::from("../objects/ab/missing.so");
+        want.entries[0].target = PathBuf::from("../objects/ab/missing.so");
         sync(&dir, &want).unwrap();
         assert_eq!(
-            fs::read_link(dir.join(&want[0].name)).unwrap(),
-            want[0].target
+            fs::read_link(dir.join(&want.entries[0].name)).unwrap(),
+            want.entries[0].target
         );
         let d = diff(&dir, &want).unwrap();
         assert!(d.is_empty() && d.temporaries.is_empty(), "{d:?}");
