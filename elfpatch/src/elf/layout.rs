@@ -38,6 +38,14 @@ use writes::{phdr_table_writes, region_writes, section_writes};
 /// segment a linker made (which it must never drop) and rebuild it.
 const MARK: &[u8; 16] = b"\0elfpatch:region";
 
+/// How far the appended read-write segment (the new `.dynamic`) reaches past its bytes in
+/// the file, as the last writable segment a linker writes does with its `.bss`: the kernel
+/// then clears the rest of its last page at `execve`, so the page is in memory before the
+/// program starts. ld.so's write of `DT_DEBUG` finds it there, and so does ld-cas, which
+/// puts what it builds for ld.so in the rest of the program's last page
+/// (`ld-cas/src/near.rs`) instead of a mapping of its own.
+const DYNAMIC_ZERO_TAIL: u64 = 8;
+
 /// What moves to the appended region.
 #[derive(Clone, Copy, Debug)]
 struct Moves {

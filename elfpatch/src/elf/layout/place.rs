@@ -5,7 +5,7 @@ use super::super::consts::*;
 use super::super::error::{malformed, Error, Result};
 use super::super::parse::Elf;
 use super::slack::Slack;
-use super::{Plan, MARK};
+use super::{Plan, DYNAMIC_ZERO_TAIL, MARK};
 
 /// Keeping a program's `vaddr - offset` for the new region means padding the file up to
 /// the end of its address space; past this much padding (a huge `.bss`) the region is
@@ -242,9 +242,9 @@ fn place_dynamic(
     add(at.vaddr, bytes + page)?;
     region.at.dynamic = Some(at);
     region.marks.push(at.offset + bytes);
-    region
-        .loads
-        .push(new_load(PF_R | PF_W, at, bytes + MARK.len() as u64, page));
+    let mut load = new_load(PF_R | PF_W, at, bytes + MARK.len() as u64, page);
+    load.p_memsz = add(load.p_memsz, DYNAMIC_ZERO_TAIL)?;
+    region.loads.push(load);
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use super::super::codec::Shdr;
 use super::super::consts::*;
 use super::super::parse::Elf;
 use super::super::sections;
-use super::MARK;
+use super::{DYNAMIC_ZERO_TAIL, MARK};
 
 /// The program header table and the pieces that may move, as file ranges.
 fn pieces(elf: &Elf) -> Vec<(u64, u64)> {
@@ -139,7 +139,8 @@ impl Scan<'_, '_> {
         end <= base
             && (!dropped.is_empty()
                 || end <= self.end_of_region && self.zeros(end, self.end_of_region))
-            && p.p_filesz == p.p_memsz
+            && (p.p_memsz == p.p_filesz
+                || p.p_flags & PF_W != 0 && p.p_memsz == p.p_filesz + DYNAMIC_ZERO_TAIL)
             && p.p_filesz > 0
             && (start >= self.shdr_end || self.trailer && end <= elf.shoff)
             && others_before

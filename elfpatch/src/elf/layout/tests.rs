@@ -3,7 +3,7 @@
 use super::super::synth::{build_with_slack, build_with_symbols, Target};
 use super::super::testing::{inputs, parsed, targets, Parsed, Seg};
 use super::super::{Edit, Elf, Shdr};
-use super::MARK;
+use super::{DYNAMIC_ZERO_TAIL, MARK};
 use object::elf::{PF_R, PF_W, PT_DYNAMIC, PT_INTERP, PT_LOAD, PT_PHDR};
 
 const LONG: &str = "/nix/store/0123456789abcdefghijklmnopqrstuv-glibc-2.40/lib/ld.so";
@@ -189,6 +189,16 @@ fn successive_edits_rebuild_the_region_after_the_moved_sections() {
         // load for `.dynamic`.
         let base = parsed(&input).loads().len();
         assert_eq!(parsed(&once).loads().len(), base + 2, "{}", t.name);
+        // The read-write load reaches past its bytes, as a `.bss` does: the kernel clears
+        // the rest of its page, where ld-cas builds the names it gives ld.so.
+        let parsed_once = Elf::parse(&once).expect("parse");
+        let rw = parsed_once
+            .phdrs
+            .iter()
+            .rfind(|p| p.p_type == PT_LOAD)
+            .expect("a load");
+        assert_eq!(rw.p_flags, PF_R | PF_W, "{}", t.name);
+        assert_eq!(rw.p_memsz, rw.p_filesz + DYNAMIC_ZERO_TAIL, "{}", t.name);
         let mut out = once;
         for k in 0..3 {
             let mut next = Edit::new();
