@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::arch::Arch;
 use crate::compile;
 
 /// Writes `source` to `dir/name` and returns the path.
@@ -16,6 +17,11 @@ pub fn source(dir: &Path, name: &str, text: &str) -> PathBuf {
 /// A program `prog` needing `libouter.so`, which needs `libinner.so` (both in `dir/lib`),
 /// built in `dir`. The inner library holds `tls_bytes` of initial-exec TLS.
 pub fn chain(dir: &Path, tls_bytes: usize) -> PathBuf {
+    chain_on(Arch::X86_64, dir, tls_bytes)
+}
+
+/// [`chain`], built for `arch`.
+pub fn chain_on(arch: Arch, dir: &Path, tls_bytes: usize) -> PathBuf {
     let lib = dir.join("lib");
     fs::create_dir_all(&lib).unwrap();
     let inner = source(
@@ -39,15 +45,16 @@ pub fn chain(dir: &Path, tls_bytes: usize) -> PathBuf {
          int main(void) { printf(\"euid %d value %d\\n\", (int)geteuid(), outer(20)); return 0; }\n",
     );
     let l = format!("-L{}", lib.display());
-    let r = format!("-Wl,-rpath,{}", lib.display());
+    let r = arch.rpath(dir, &lib);
+    let r_lib = arch.rpath(&lib, &lib);
     compile(
-        "gcc",
+        arch.cc(),
         &[&inner],
         &lib.join("libinner.so"),
         &["-shared", "-fPIC", "-Wl,-soname,libinner.so"],
     );
     compile(
-        "gcc",
+        arch.cc(),
         &[&outer],
         &lib.join("libouter.so"),
         &[
@@ -56,10 +63,10 @@ pub fn chain(dir: &Path, tls_bytes: usize) -> PathBuf {
             "-Wl,-soname,libouter.so",
             &l,
             "-l:libinner.so",
-            &r,
+            &r_lib,
         ],
     );
     let prog = dir.join("prog");
-    compile("gcc", &[&main], &prog, &[&l, "-l:libouter.so", &r]);
+    compile(arch.cc(), &[&main], &prog, &[&l, "-l:libouter.so", &r]);
     prog
 }

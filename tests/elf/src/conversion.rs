@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::arch::Arch;
 use crate::{built_binary, run_ok};
 
 /// A command running the built `elfpatch`.
@@ -23,21 +24,44 @@ pub fn stable_ld_cas(dir: &Path) -> PathBuf {
 
 /// `elfpatch store init`, installing the built ld-cas as `STORE/ld-cas`.
 pub fn init_store(store: &Path) {
-    run_ok(
-        elfpatch()
-            .args(["store", "init", "--store"])
-            .arg(store)
-            .arg("--ld-cas")
-            .arg(built_binary("ld-cas")),
-    );
+    init_store_on(Arch::X86_64, store);
+}
+
+/// `elfpatch store init`, installing the ld-cas of `arch` (for aarch64 as
+/// `STORE/ld-cas-aarch64`, the x86_64 one as `STORE/ld-cas` beside it).
+pub fn init_store_on(arch: Arch, store: &Path) {
+    let mut builds = vec![built_binary("ld-cas")];
+    if arch != Arch::X86_64 {
+        builds.push(arch.ld_cas());
+    }
+    for ld_cas in builds {
+        run_ok(
+            elfpatch()
+                .args(["store", "init", "--store"])
+                .arg(store)
+                .arg("--ld-cas")
+                .arg(ld_cas),
+        );
+    }
 }
 
 /// `elfpatch convert --json --store STORE EXTRA... PATHS...`, its report parsed.
 pub fn convert(store: &Path, extra: &[&str], paths: &[PathBuf]) -> serde_json::Value {
+    convert_on(Arch::X86_64, store, extra, paths)
+}
+
+/// [`convert`] of programs of `arch` (for aarch64, from the cross toolchain's sysroot).
+pub fn convert_on(
+    arch: Arch,
+    store: &Path,
+    extra: &[&str],
+    paths: &[PathBuf],
+) -> serde_json::Value {
     let out = run_ok(
         elfpatch()
             .args(["convert", "--json", "--store"])
             .arg(store)
+            .args(arch.convert_args())
             .args(extra)
             .args(paths),
     );

@@ -82,13 +82,36 @@ pub fn compile(compiler: &str, sources: &[&Path], output: &Path, args: &[&str]) 
     run_ok(&mut cmd);
 }
 
-/// Whether the `strace -e trace=mmap` output `trace` shows ld-cas's own mapping
+/// Whether the `strace -e trace=mmap` output `trace` (or qemu's `-strace`) shows ld-cas's own mapping
 /// (`ld-cas/src/near.rs`: 512 KiB, anonymous, read-write), which it makes only when the
 /// rest of the program's last page cannot hold what it builds for ld.so.
 pub fn ld_cas_maps_its_own_memory(trace: &str) -> bool {
-    trace
-        .lines()
-        .any(|l| l.contains(", 524288, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)"))
+    trace.lines().any(|l| {
+        l.replace(' ', "")
+            .contains(",524288,PROT_READ|PROT_WRITE,MAP_PRIVATE|MAP_ANONYMOUS,-1,0)")
+    })
+}
+
+/// Defines each test once per machine, as `NAME::x86_64` and `NAME::aarch64` (under qemu,
+/// [`arch`]): the body gets the machine as the named [`arch::Arch`].
+#[macro_export]
+macro_rules! on_each_arch {
+    ($($(#[doc = $doc:literal])* fn $name:ident($arch:ident) $body:block)*) => {$(
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body($arch: $crate::arch::Arch) $body
+            #[test]
+            fn x86_64() {
+                body($crate::arch::Arch::X86_64)
+            }
+            #[test]
+            fn aarch64() {
+                body($crate::arch::Arch::Aarch64)
+            }
+        }
+    )*};
 }
 
 /// The directory holding the C fixtures' sources.
@@ -184,6 +207,7 @@ pub fn section_of(file: &Path, name: &str) -> SectionRow {
     }
 }
 
+pub mod arch;
 pub mod attacker;
 pub mod chain;
 pub mod conversion;

@@ -14,7 +14,7 @@ use elf_tests::{compile, fixture_dir, require_tool, run, run_ok};
 mod loader_common;
 use loader_common::*;
 
-on_each_arch! {
+on_each_world! {
     fn hello_runs_with_its_own_exe_and_arguments(w) {
         let hello = w.bin("hello");
         let out = run_ok(w.command(&hello).args(["one", "two"]).env_clear());

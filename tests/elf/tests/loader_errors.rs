@@ -15,7 +15,7 @@ use elf_tests::{compile, fixture_dir, require_tool, run, run_ok};
 mod loader_common;
 use loader_common::*;
 
-on_each_arch! {
+on_each_world! {
     fn missing_library_names_uri_store_and_program(w) {
         let dir = tempfile::tempdir().unwrap();
         copy_world(w, dir.path());

@@ -6,10 +6,8 @@
 //! `elfpatch store add`, so that ld-cas is tested apart from the converter; one test also
 //! runs `elfpatch convert`. The C library and its ld.so are taken into the store as they are.
 //!
-//! A world is built for one machine ([`Arch`]): x86_64, run natively, or aarch64, built with
-//! the cross toolchain and run under `qemu-aarch64` through the aarch64 ld-cas (Debian's
-//! rustc 1.63 builds it), the cross toolchain's sysroot standing for the system's library
-//! directories (`qemu-aarch64 -L`), where plain sonames such as `libstdc++.so.6` are found.
+//! A world is built for one machine ([`Arch`], `elf_tests::arch`): x86_64, or aarch64 run
+//! under `qemu-aarch64`.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -19,119 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub use elf_tests::arch::Arch;
 use elf_tests::{
     add_dynamic_string_tags, built_binary, compile, fixture_dir, require_tool, run_ok,
-    workspace_root,
 };
-
-/// The cross toolchain's root: the aarch64 C library, its ld.so and the plain libraries.
-pub const AARCH64_SYSROOT: &str = "/usr/aarch64-linux-gnu";
-
-/// The machine a world is built for, and how its programs are started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arch {
-    /// This machine: programs run directly.
-    X86_64,
-    /// Built with `aarch64-linux-gnu-gcc`, run under `qemu-aarch64`.
-    Aarch64,
-}
-
-impl Arch {
-    /// The C compiler.
-    pub fn cc(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "gcc",
-            Arch::Aarch64 => "aarch64-linux-gnu-gcc",
-        }
-    }
-
-    /// The compiler of the source file `src` (C++ for `.cpp`).
-    pub fn compiler_for(self, src: &str) -> &'static str {
-        match (self, src.ends_with(".cpp")) {
-            (Arch::X86_64, true) => "g++",
-            (Arch::Aarch64, true) => "aarch64-linux-gnu-g++",
-            (_, false) => self.cc(),
-        }
-    }
-
-    /// The C library.
-    pub fn libc(self) -> &'static Path {
-        Path::new(match self {
-            Arch::X86_64 => "/lib/x86_64-linux-gnu/libc.so.6",
-            Arch::Aarch64 => "/usr/aarch64-linux-gnu/lib/libc.so.6",
-        })
-    }
-
-    /// glibc's ld.so.
-    pub fn ld_so(self) -> &'static Path {
-        Path::new(match self {
-            Arch::X86_64 => "/lib64/ld-linux-x86-64.so.2",
-            Arch::Aarch64 => "/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1",
-        })
-    }
-
-    /// The ld-cas of this machine: the workspace's build, or for aarch64 one built once per
-    /// test binary by `ld-cas/scripts/build-rustc-1.63.sh`.
-    pub fn ld_cas(self) -> PathBuf {
-        match self {
-            Arch::X86_64 => built_binary("ld-cas"),
-            Arch::Aarch64 => {
-                static BUILT: OnceLock<PathBuf> = OnceLock::new();
-                BUILT
-                    .get_or_init(|| {
-                        require_tool("aarch64-linux-gnu-gcc");
-                        let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
-                            .join(concat!("ld-cas-aarch64-", env!("CARGO_CRATE_NAME")));
-                        run_ok(
-                            Command::new(
-                                workspace_root().join("ld-cas/scripts/build-rustc-1.63.sh"),
-                            )
-                            .arg("aarch64-unknown-linux-gnu")
-                            .arg(&out),
-                        );
-                        out
-                    })
-                    .clone()
-            }
-        }
-    }
-
-    /// A command that starts `program`, a file of this machine.
-    pub fn command(self, program: impl AsRef<OsStr>) -> Command {
-        self.under_qemu(&[], program)
-    }
-
-    /// A command that starts `program` and writes every system call it makes with a path
-    /// to its stderr, as `strace` shows them (`NAME(ARGS) = RESULT`, failures `= -1 …`).
-    /// Under qemu, qemu's own record of the guest's calls: `strace` would also show qemu
-    /// looking for every absolute path in the sysroot first.
-    pub fn trace_files(self, program: impl AsRef<OsStr>) -> Command {
-        match self {
-            Arch::X86_64 => {
-                require_tool("strace");
-                let mut cmd = Command::new("strace");
-                cmd.args(["-f", "-e", "trace=%file"]).arg(program);
-                cmd
-            }
-            Arch::Aarch64 => self.under_qemu(&["-strace"], program),
-        }
-    }
-
-    /// `program` itself, or for aarch64 `qemu-aarch64 -L SYSROOT QEMU_ARGS program`.
-    fn under_qemu(self, qemu_args: &[&str], program: impl AsRef<OsStr>) -> Command {
-        match self {
-            Arch::X86_64 => Command::new(program),
-            Arch::Aarch64 => {
-                require_tool("qemu-aarch64");
-                let mut cmd = Command::new("qemu-aarch64");
-                cmd.args(["-L", AARCH64_SYSROOT])
-                    .args(qemu_args)
-                    .arg(program);
-                cmd
-            }
-        }
-    }
-}
 
 pub use resolver::tags::{DT_LDCAS_LOADER, DT_LDCAS_STORE};
 
@@ -336,26 +225,19 @@ pub fn world_on(arch: Arch) -> &'static World {
     cell.get_or_init(|| build_world(&Path::new(env!("CARGO_TARGET_TMPDIR")).join(dir), arch))
 }
 
-/// Defines each test once per machine, as `NAME::x86_64` and `NAME::aarch64` (under qemu):
-/// the body gets that machine's world as `w`.
+/// Defines each test once per machine (`elf_tests::on_each_arch!`): the body gets that
+/// machine's world as `w`.
 #[macro_export]
-macro_rules! on_each_arch {
-    ($($(#[doc = $doc:literal])* fn $name:ident($w:ident) $body:block)*) => {$(
-        $(#[doc = $doc])*
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            fn body($w: &'static World) $body
-            #[test]
-            fn x86_64() {
-                body(world_on(Arch::X86_64))
+macro_rules! on_each_world {
+    ($($(#[doc = $doc:literal])* fn $name:ident($w:ident) $body:block)*) => {
+        elf_tests::on_each_arch! {$(
+            $(#[doc = $doc])*
+            fn $name(arch) {
+                let $w = world_on(arch);
+                $body
             }
-            #[test]
-            fn aarch64() {
-                body(world_on(Arch::Aarch64))
-            }
-        }
-    )*};
+        )*}
+    };
 }
 
 pub fn stdout(out: &Output) -> String {
