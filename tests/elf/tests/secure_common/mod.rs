@@ -41,8 +41,17 @@ pub fn with_env(cmd: &mut Command, env: &[(&str, &Path)], cwd: &Path) {
 
 /// `prog args` run by root (no set-user-ID transition: not secure mode), under `timeout`.
 pub fn as_root(prog: &Path, args: &[&Path], env: &[(&str, &Path)]) -> Output {
+    as_root_on(Arch::X86_64, prog, args, env)
+}
+
+/// [`as_root`] for a program of `arch` (under qemu for aarch64).
+pub fn as_root_on(arch: Arch, prog: &Path, args: &[&Path], env: &[(&str, &Path)]) -> Output {
+    let started = arch.command(prog);
     let mut cmd = Command::new("timeout");
-    cmd.args(["-k", "5", TIMEOUT]).arg(prog).args(args);
+    cmd.args(["-k", "5", TIMEOUT])
+        .arg(started.get_program())
+        .args(started.get_args())
+        .args(args);
     with_env(&mut cmd, env, Path::new("/"));
     run(&mut cmd)
 }
@@ -75,9 +84,19 @@ pub struct Extras {
 }
 
 pub fn extras() -> &'static Extras {
-    static EXTRAS: OnceLock<Extras> = OnceLock::new();
-    EXTRAS.get_or_init(|| {
-        let w = world();
+    extras_on(Arch::X86_64)
+}
+
+/// [`extras`] built for `arch`.
+pub fn extras_on(arch: Arch) -> &'static Extras {
+    static X86_64: OnceLock<Extras> = OnceLock::new();
+    static AARCH64: OnceLock<Extras> = OnceLock::new();
+    let cell = match arch {
+        Arch::X86_64 => &X86_64,
+        Arch::Aarch64 => &AARCH64,
+    };
+    cell.get_or_init(|| {
+        let w = world_on(arch);
         let dir = w.root.join("secure-extras");
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
@@ -87,13 +106,23 @@ pub fn extras() -> &'static Extras {
             evil_lib: dir.join("libchain_c.so"),
             tiny_lib: dir.join("libtiny.so"),
         };
-        compile("gcc", &[&fx.join("spawn_root.c")], &e.spawn_root, &["-g"]);
+        compile(
+            arch.cc(),
+            &[&fx.join("spawn_root.c")],
+            &e.spawn_root,
+            &["-g"],
+        );
         for (src, out, soname) in [
             ("evil_chain_c.c", &e.evil_lib, "libchain_c.so"),
             ("tiny.c", &e.tiny_lib, "libtiny.so"),
         ] {
             let soname = format!("-Wl,-soname,{soname}");
-            compile("gcc", &[&fx.join(src)], out, &["-shared", "-fPIC", &soname]);
+            compile(
+                arch.cc(),
+                &[&fx.join(src)],
+                out,
+                &["-shared", "-fPIC", &soname],
+            );
         }
         e
     })
@@ -103,16 +132,24 @@ pub fn extras() -> &'static Extras {
 /// with the extra programs converted into its `bin/`.
 pub struct Site {
     pub dir: tempfile::TempDir,
+    /// The machine of its files.
+    pub arch: Arch,
 }
 
 impl Site {
     pub fn new() -> Site {
-        let w = world();
-        let x = extras();
+        Site::on(Arch::X86_64)
+    }
+
+    /// A site of the world of `arch`.
+    pub fn on(arch: Arch) -> Site {
+        let w = world_on(arch);
+        let x = extras_on(arch);
         let dir = tempfile::tempdir().unwrap();
         copy_world(w, dir.path());
-        let site = Site { dir };
-        convert_program(
+        let site = Site { dir, arch };
+        convert_program_for(
+            arch,
             &x.spawn_root,
             &site.bin("spawn_root"),
             &w.uris,
@@ -128,6 +165,16 @@ impl Site {
     }
     pub fn root(&self) -> &Path {
         self.dir.path()
+    }
+    /// `prog` (set-user-ID root) run by the attacker from `/`; `None` for a site of
+    /// another machine, whose programs qemu-user runs: it ignores the set-user-ID bit, so
+    /// no aarch64 start is in secure mode.
+    pub fn as_user_setuid(&self, prog: &Path) -> Option<Output> {
+        (self.arch == Arch::X86_64).then(|| as_user(prog, &[], &[], Path::new("/")))
+    }
+    /// [`as_root_on`] this site's machine.
+    pub fn as_root(&self, prog: &Path, args: &[&Path], env: &[(&str, &Path)]) -> Output {
+        as_root_on(self.arch, prog, args, env)
     }
     pub fn bin(&self, name: &str) -> PathBuf {
         self.root().join("bin").join(name)
