@@ -5,7 +5,7 @@
 use crate::arch;
 use crate::arena;
 use crate::audit::{self, trace};
-use crate::cas::{Entry, Hash, Kind};
+use crate::cas::{layout, Entry, Hash, Kind};
 use crate::elf::{Phdr, PT_INTERP, PT_PHDR};
 use crate::launch::{open_trusted, refused, unusable, Start};
 use crate::loadmap::{self, MapError, Role};
@@ -95,8 +95,10 @@ fn loader_path_of(
                         .str(": its loader ")
                         .bytes(uri)
                         .str(": the lookup table ")
-                        .bytes(r.store);
-                    let _ = core::fmt::write(o, format_args!("/table {}", e));
+                        .bytes(r.store)
+                        .str("/")
+                        .str(layout::TABLE_FILE);
+                    let _ = core::fmt::write(o, format_args!(" {}", e));
                 }),
                 _ => die(127, |o| {
                     o.bytes(name)

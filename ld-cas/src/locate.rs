@@ -3,6 +3,7 @@
 //! table, opened; and the one line that says why when it cannot be used.
 
 use crate::audit::{self, trace};
+use crate::cas::layout::TABLE_FILE;
 use crate::launch::{refused, unusable};
 use crate::out::{cstr, die, Out};
 use crate::path::{dirname, PathBuf};
@@ -171,20 +172,26 @@ fn store_error(
             OpenError::Open(e) | OpenError::Map(e) => {
                 o.str("cannot read the lookup table ")
                     .bytes(store)
-                    .str("/table: ")
+                    .str("/")
+                    .str(TABLE_FILE)
+                    .str(": ")
                     .str(e.describe());
             }
             OpenError::NotFile(k) => {
                 o.str("cannot read the lookup table ")
                     .bytes(store)
-                    .str("/table: it is ")
+                    .str("/")
+                    .str(TABLE_FILE)
+                    .str(": it is ")
                     .str(k)
                     .str(", not a regular file");
             }
             OpenError::Corrupt(t) => {
-                let _ = core::fmt::write(o, format_args!("the lookup table "));
-                o.bytes(store);
-                let _ = core::fmt::write(o, format_args!("/table is corrupt: {}", t));
+                o.str("the lookup table ")
+                    .bytes(store)
+                    .str("/")
+                    .str(TABLE_FILE);
+                let _ = core::fmt::write(o, format_args!(" is corrupt: {}", t));
             }
             OpenError::Refused(w) => {
                 o.str("cannot use the store ").bytes(store).str(": ");

@@ -1,6 +1,7 @@
 //! Finding the store and mapping its lookup table.
 
-use crate::cas::{layout, Entry, Hash, Table, TableError, HEX_LEN};
+use crate::cas::layout::{self, TABLE_FILE};
+use crate::cas::{Entry, Hash, Table, TableError, HEX_LEN};
 use crate::near;
 use crate::path::PathBuf;
 use crate::sys::{self, Errno, Fd};
@@ -149,7 +150,7 @@ pub fn open_table(
     let (fd, st, store_dir) = match trust {
         None => {
             let sep: &[u8] = if table_dir.is_empty() { b"" } else { b"/" };
-            let parts: [&[u8]; 4] = [store, sep, table_dir, b"/table"];
+            let parts: [&[u8]; 5] = [store, sep, table_dir, b"/", TABLE_FILE.as_bytes()];
             let fd = match room.as_deref_mut() {
                 Some(r) => open_built(r, &parts),
                 None => {
@@ -274,12 +275,19 @@ fn open_trusted_table(
         false,
         scratch,
     ))?;
-    let (fd, st) =
-        trust::walk(Some(at), b"table", Want::File, t, false, scratch).map_err(|e| match e {
-            WalkError::Sys(e) => OpenError::Open(e),
-            WalkError::Kind(k) => OpenError::NotFile(k),
-            e => OpenError::Refused(e),
-        })?;
+    let (fd, st) = trust::walk(
+        Some(at),
+        TABLE_FILE.as_bytes(),
+        Want::File,
+        t,
+        false,
+        scratch,
+    )
+    .map_err(|e| match e {
+        WalkError::Sys(e) => OpenError::Open(e),
+        WalkError::Kind(k) => OpenError::NotFile(k),
+        e => OpenError::Refused(e),
+    })?;
     Ok((fd, st, dir))
 }
 

@@ -4,6 +4,9 @@
 /// The directory of the store's own objects, in the store's root.
 pub const OBJECTS_DIR: &str = "objects";
 
+/// The lookup table's file, in the store's root (or in a tree's table directory).
+pub const TABLE_FILE: &str = "table";
+
 /// The index directory, beside the table (`resolver/src/store/index.rs`).
 pub const INDEX_DIR: &str = "index";
 

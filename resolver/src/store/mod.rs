@@ -45,7 +45,7 @@ use crate::table::{Kind, Table, TableError};
 use crate::uri::Hash;
 
 /// File name of the lookup table inside a store.
-pub const TABLE_FILE: &str = "table";
+pub use crate::layout::TABLE_FILE;
 /// File name of the writers' lock inside a store.
 pub const LOCK_FILE: &str = "lock";
 /// Directory of the objects inside a store.
