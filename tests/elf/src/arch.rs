@@ -3,9 +3,10 @@
 //! 1.63 builds it), the cross toolchain's sysroot standing for the system's library
 //! directories (`qemu-aarch64 -L`), where plain sonames such as `libstdc++.so.6` are found.
 //!
-//! What qemu-user cannot do is not tested on aarch64: it ignores the set-user-ID bit (no
-//! secure mode), starts no child of another machine without `binfmt_misc`, and runs
-//! neither `valgrind` nor the system's `ldd`.
+//! qemu-user ignores a guest's set-user-ID bit: the attack tests reach the aarch64 ld-cas's
+//! secure mode through a set-user-ID copy of qemu instead (`secure_common::Site`). What it
+//! cannot do at all is not tested on aarch64: it starts no child of another machine
+//! without `binfmt_misc`, and runs neither `valgrind` nor the system's `ldd`.
 
 use std::ffi::OsStr;
 use std::fs;

@@ -3,7 +3,7 @@
 //! directories where files should be, closures past `--verify`'s limits. Each failure must
 //! be one line and exit status 127 (1 for the commands), never a signal or a hang; every
 //! run is under `timeout`, next to the legitimate case. Each test runs on x86_64 and on
-//! aarch64 under qemu; the set-user-ID runs only on x86_64 (qemu-user has no secure mode).
+//! aarch64 under qemu (its set-user-ID runs through a set-user-ID qemu: `Site::as_user`).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -30,6 +30,14 @@ on_each_arch! {
         let evil = evil_dir.join("libchain_c.so");
         fs::copy(&extras_on(arch).evil_lib, &evil).unwrap();
         let evil_size = fs::metadata(&evil).unwrap().len();
+
+        // The attacker's runs are in secure mode, which ignores LD_CAS_DEBUG; root's are not.
+        let debug: &[(&str, &Path)] = &[("LD_CAS_DEBUG", Path::new("1"))];
+        let traced = site.as_root(&prog, &[], debug);
+        assert!(stderr(&traced).contains("ld-cas: "), "{}", stderr(&traced));
+        let secure = site.as_user(&site.setuid("setuid"), &[], debug, Path::new("/"));
+        assert_eq!(stdout(&secure), "euid 0 value 40\n", "{}", stderr(&secure));
+        assert_eq!(stderr(&secure), "");
 
         // Any normalised path inside the store is fine (a library kept in a converted tree).
         let home = store.join("roots/tree/lib");
@@ -59,9 +67,7 @@ on_each_arch! {
         // Secure mode the same.
         let setuid = site.setuid("setuid");
         point_entry(&store, uri, b"../evil/libchain_c.so", evil_size);
-        if let Some(out) = site.as_user_setuid(&setuid) {
-            assert_refused(&out, &["path field"]);
-        }
+        assert_refused(&site.as_user_setuid(&setuid), &["path field"]);
 
         // The loader's entry likewise.
         point_entry(&store, uri, &good.path, good.size);
@@ -144,9 +150,7 @@ on_each_arch! {
         let out = site.as_root(&arch.ld_cas(), &[&needed], &[]);
         assert_refused(&out, &["DT_NEEDED"]);
         fs::set_permissions(&needed, fs::Permissions::from_mode(0o4755)).unwrap();
-        if let Some(out) = site.as_user_setuid(&needed) {
-            assert_refused(&out, &["DT_NEEDED"]);
-        }
+        assert_refused(&site.as_user_setuid(&needed), &["DT_NEEDED"]);
         works();
     }
 }
@@ -159,9 +163,7 @@ on_each_arch! {
         let hello = site.bin("hello");
         make_fifo(&site.store().join("table"));
         assert_refused(&site.as_root(&hello, &[], &[]), &["lookup table", "a FIFO"]);
-        if let Some(out) = site.as_user_setuid(&site.setuid("hello")) {
-            assert_refused(&out, &["a FIFO"]);
-        }
+        assert_refused(&site.as_user_setuid(&site.setuid("hello")), &["a FIFO"]);
         let _ = fs::remove_file(site.store().join("table"));
         fs::create_dir(site.store().join("table")).unwrap();
         assert_refused(&site.as_root(&hello, &[], &[]), &["lookup table", "a directory"]);
@@ -173,9 +175,7 @@ on_each_arch! {
             &site.as_root(&site.bin("hello"), &[], &[]),
             &["cannot load the loader", "a FIFO"],
         );
-        if let Some(out) = site.as_user_setuid(&site.setuid("hello")) {
-            assert_refused(&out, &["loader", "a FIFO"]);
-        }
+        assert_refused(&site.as_user_setuid(&site.setuid("hello")), &["loader", "a FIFO"]);
 
         // A library, with and without set-user-ID; then one of the wrong size.
         let site = Site::on(arch);
@@ -196,23 +196,17 @@ on_each_arch! {
         let out = site.as_root(&site.bin("chain"), &[], &[("LD_CAS_OVERRIDE", &over)]);
         assert_refused(&out, &["a FIFO"]);
         let setuid = site.setuid("setuid");
-        if let Some(out) = site.as_user_setuid(&setuid) {
-            assert_refused(&out, &["a FIFO"]);
-        }
+        assert_refused(&site.as_user_setuid(&setuid), &["a FIFO"]);
         let _ = fs::remove_file(&lib);
         fs::write(&lib, [&bytes[..], b"x"].concat()).unwrap();
         fs::set_permissions(&lib, fs::Permissions::from_mode(0o444)).unwrap();
         assert_refused(&site.as_root(&prog, &[], &[]), &["the lookup table records"]);
-        if let Some(out) = site.as_user_setuid(&setuid) {
-            assert_refused(&out, &["the lookup table records"]);
-        }
+        assert_refused(&site.as_user_setuid(&setuid), &["the lookup table records"]);
         let _ = fs::remove_file(&lib);
         fs::write(&lib, &bytes).unwrap();
         fs::set_permissions(&lib, fs::Permissions::from_mode(0o444)).unwrap();
         // A new file: the index still holds the first one (its hard link), until linked again.
-        if let Some(out) = site.as_user_setuid(&setuid) {
-            assert_refused(&out, &["the store's index holds a copy of"]);
-        }
+        assert_refused(&site.as_user_setuid(&setuid), &["the store's index holds a copy of"]);
         assert_refused(
             &site.as_root(&prog, &[], &[]),
             &["the store's index holds a copy of"],
@@ -220,9 +214,8 @@ on_each_arch! {
         elf_tests::conversion::init_store_on(arch, &site.store());
         let out = site.as_root(&prog, &[], &[]);
         assert_eq!(stdout(&out), "euid 0 value 40\n", "{}", stderr(&out));
-        if let Some(out) = site.as_user_setuid(&setuid) {
-            assert_eq!(stdout(&out), "euid 0 value 40\n", "{}", stderr(&out));
-        }
+        let out = site.as_user_setuid(&setuid);
+        assert_eq!(stdout(&out), "euid 0 value 40\n", "{}", stderr(&out));
     }
 }
 

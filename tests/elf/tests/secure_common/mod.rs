@@ -161,16 +161,70 @@ impl Site {
                 .args(["-R", "a+rX,go-w"])
                 .arg(site.root()),
         );
+        if arch == Arch::Aarch64 {
+            site.install_setuid_qemu();
+        }
         site
+    }
+
+    /// For an aarch64 site: `qemu-aarch64` set-user-ID root at [`Site::setuid_qemu`], in a
+    /// directory of root's that only the attacker's group may enter (mode 0750). qemu-user
+    /// ignores a guest's set-user-ID bit; started set-user-ID itself by the attacker, it
+    /// runs the guest as root with the kernel's `AT_SECURE` (it hands the guest its own),
+    /// as the kernel starts a set-user-ID program: the aarch64 ld-cas in secure mode. It
+    /// goes with the site.
+    fn install_setuid_qemu(&self) {
+        require_tool("qemu-aarch64");
+        let user = elf_tests::attacker::user();
+        let qemu = self.setuid_qemu();
+        let dir = qemu.parent().expect("a directory");
+        fs::create_dir(dir).unwrap();
+        fs::copy(
+            run_ok(Command::new("sh").args(["-c", "command -v qemu-aarch64"])).trim(),
+            &qemu,
+        )
+        .unwrap();
+        run_ok(
+            Command::new("chown")
+                .arg(format!("0:{}", user.gid))
+                .arg(dir)
+                .arg(&qemu),
+        );
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o750)).unwrap();
+        fs::set_permissions(&qemu, fs::Permissions::from_mode(0o4750)).unwrap();
+    }
+
+    /// Where an aarch64 site's set-user-ID `qemu-aarch64` is.
+    pub fn setuid_qemu(&self) -> PathBuf {
+        self.root().join("setuid-qemu/qemu-aarch64")
     }
     pub fn root(&self) -> &Path {
         self.dir.path()
     }
-    /// `prog` (set-user-ID root) run by the attacker from `/`; `None` for a site of
-    /// another machine, whose programs qemu-user runs: it ignores the set-user-ID bit, so
-    /// no aarch64 start is in secure mode.
-    pub fn as_user_setuid(&self, prog: &Path) -> Option<Output> {
-        (self.arch == Arch::X86_64).then(|| as_user(prog, &[], &[], Path::new("/")))
+    /// `prog` (set-user-ID root) run by the attacker from `/`: in secure mode, as root.
+    /// On aarch64 through the site's set-user-ID qemu, with no `-L`: ld-cas opens the
+    /// store from `/` one component at a time there, and qemu would take `/` for the
+    /// sysroot.
+    pub fn as_user_setuid(&self, prog: &Path) -> Output {
+        self.as_user(prog, &[], &[], Path::new("/"))
+    }
+
+    /// [`as_user`] of a program of this site's machine (see [`Site::as_user_setuid`]).
+    pub fn as_user(
+        &self,
+        prog: &Path,
+        args: &[&Path],
+        env: &[(&str, &Path)],
+        cwd: &Path,
+    ) -> Output {
+        match self.arch {
+            Arch::X86_64 => as_user(prog, args, env, cwd),
+            Arch::Aarch64 => {
+                let mut all = vec![prog];
+                all.extend_from_slice(args);
+                as_user(&self.setuid_qemu(), &all, env, cwd)
+            }
+        }
     }
     /// [`as_root_on`] this site's machine.
     pub fn as_root(&self, prog: &Path, args: &[&Path], env: &[(&str, &Path)]) -> Output {
