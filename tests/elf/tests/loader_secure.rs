@@ -4,6 +4,10 @@
 //! crafted tables, crafted programs, FIFOs as table, loader and library. Every attack is
 //! run next to the legitimate case, which must still work, and every run is under
 //! `timeout`: each failure must be one line and exit status 127, never a signal or a hang.
+//! The tests in `on_each_arch!` run on aarch64 too, through a set-user-ID qemu
+//! (`secure_common::Site`); the others need what it cannot give: a child of the program
+//! (qemu starts no aarch64 child), a start without `/proc` (qemu answers
+//! `/proc/self/exe` itself), or another user than root gained (qemu is root's).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -12,7 +16,7 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 
 use elf_tests::attacker::{setpriv_args, user};
-use elf_tests::{require_tool, run, run_ok};
+use elf_tests::{on_each_arch, require_tool, run, run_ok};
 
 mod loader_common;
 use loader_common::*;
@@ -146,60 +150,61 @@ fn no_store_from_the_working_directory_without_proc() {
     assert_refused(&out, &["/proc/self/exe"]);
 }
 
-#[test]
-fn a_setuid_program_uses_only_a_trusted_store() {
-    let site = Site::new();
-    let prog = site.setuid("setuid");
-    let store = site.store();
-    let w = world();
-    let lib = object(&store, w.uri("libchain_c.so"));
-    let loader = object(&store, &w.loader_uri);
-    let works = |why: &str| {
-        let out = as_user(&prog, &[], &[], Path::new("/"));
-        assert_eq!(stdout(&out), "euid 0 value 40\n", "{why}: {}", stderr(&out));
-    };
-    works("as converted");
+on_each_arch! {
+    fn a_setuid_program_uses_only_a_trusted_store(arch) {
+        let site = Site::on(arch);
+        let prog = site.setuid("setuid");
+        let store = site.store();
+        let w = world_on(arch);
+        let lib = object(&store, w.uri("libchain_c.so"));
+        let loader = object(&store, &w.loader_uri);
+        let works = |why: &str| {
+            let out = site.as_user(&prog, &[], &[], Path::new("/"));
+            assert_eq!(stdout(&out), "euid 0 value 40\n", "{why}: {}", stderr(&out));
+        };
+        works("as converted");
 
-    let uid = user().uid.clone();
-    let owner = format!("is owned by uid {uid}");
-    let cases: &[(&Path, &str, &str, &str)] = &[
-        (
-            &store.join("objects"),
-            "o+w",
-            "755",
-            "is writable by group or others",
-        ),
-        (
-            &store.join("table"),
-            "g+w",
-            "644",
-            "is writable by group or others",
-        ),
-        (&store, "o+w", "755", "is writable by group or others"),
-        (&lib, "o+w", "444", "is writable by group or others"),
-        (&loader, "g+w", "444", "is writable by group or others"),
-        (&store.join("table"), "chown", "root", &owner),
-        (&store.join("objects"), "chown", "root", &owner),
-        (&lib, "chown", "root", &owner),
-    ];
-    for (path, change, restore, why) in cases {
-        let mode = fs::metadata(path).unwrap().permissions().mode();
-        if *change == "chown" {
-            run_ok(Command::new("chown").arg(&uid).arg(path));
-        } else {
-            run_ok(Command::new("chmod").arg(change).arg(path));
+        let uid = user().uid.clone();
+        let owner = format!("is owned by uid {uid}");
+        let cases: &[(&Path, &str, &str, &str)] = &[
+            (
+                &store.join("objects"),
+                "o+w",
+                "755",
+                "is writable by group or others",
+            ),
+            (
+                &store.join("table"),
+                "g+w",
+                "644",
+                "is writable by group or others",
+            ),
+            (&store, "o+w", "755", "is writable by group or others"),
+            (&lib, "o+w", "444", "is writable by group or others"),
+            (&loader, "g+w", "444", "is writable by group or others"),
+            (&store.join("table"), "chown", "root", &owner),
+            (&store.join("objects"), "chown", "root", &owner),
+            (&lib, "chown", "root", &owner),
+        ];
+        for (path, change, restore, why) in cases {
+            let mode = fs::metadata(path).unwrap().permissions().mode();
+            if *change == "chown" {
+                run_ok(Command::new("chown").arg(&uid).arg(path));
+            } else {
+                run_ok(Command::new("chmod").arg(change).arg(path));
+            }
+            let out = site.as_user(&prog, &[], &[], Path::new("/"));
+            let name = path.file_name().unwrap().to_str().unwrap();
+            assert_refused(&out, &["refused", name, why]);
+            // Not secure: the same store is the user's own business.
+            let out = site.as_root(&prog, &[], &[]);
+            assert_eq!(stdout(&out), "euid 0 value 40\n", "{}", stderr(&out));
+            if *change == "chown" {
+                run_ok(Command::new("chown").arg(restore).arg(path));
+            }
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+            works(&format!("{} restored", path.display()));
         }
-        let out = as_user(&prog, &[], &[], Path::new("/"));
-        let name = path.file_name().unwrap().to_str().unwrap();
-        assert_refused(&out, &["refused", name, why]);
-        // Not secure: the same store is the user's own business.
-        let out = as_root(&prog, &[], &[]);
-        assert_eq!(stdout(&out), "euid 0 value 40\n", "{}", stderr(&out));
-        if *change == "chown" {
-            run_ok(Command::new("chown").arg(restore).arg(path));
-        }
-        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-        works(&format!("{} restored", path.display()));
     }
 }
 
@@ -231,33 +236,34 @@ impl Drop for ProtectedHardlinks {
     }
 }
 
-#[test]
-fn a_hard_link_beside_the_callers_store_is_refused() {
-    let site = Site::new();
-    let prog = site.setuid("setuid");
-    let (attacker, bin) = attacker_beside_evil_store(&site, "bin");
-    let link = bin.join("setuid");
-    {
-        let _relaxed = ProtectedHardlinks::set("0");
-        let mut ln = Command::new("timeout");
-        ln.args(["-k", "5", TIMEOUT]);
-        setpriv_args(&mut ln);
-        ln.arg("ln").arg(&prog).arg(&link);
-        with_env(&mut ln, &[], attacker.path());
-        run_ok(&mut ln);
-    }
-    assert!(fs::metadata(&link).unwrap().permissions().mode() & 0o4000 != 0);
+on_each_arch! {
+    fn a_hard_link_beside_the_callers_store_is_refused(arch) {
+        let site = Site::on(arch);
+        let prog = site.setuid("setuid");
+        let (attacker, bin) = attacker_beside_evil_store(&site, "bin");
+        let link = bin.join("setuid");
+        {
+            let _relaxed = ProtectedHardlinks::set("0");
+            let mut ln = Command::new("timeout");
+            ln.args(["-k", "5", TIMEOUT]);
+            setpriv_args(&mut ln);
+            ln.arg("ln").arg(&prog).arg(&link);
+            with_env(&mut ln, &[], attacker.path());
+            run_ok(&mut ln);
+        }
+        assert!(fs::metadata(&link).unwrap().permissions().mode() & 0o4000 != 0);
 
-    // Run by the link, the program's directory is the attacker's, and `../store` their
-    // store: not owned by root, refused.
-    let out = as_user(&link, &[], &[], attacker.path());
-    assert_refused(
-        &out,
-        &["refused", &format!("is owned by uid {}", user().uid)],
-    );
-    // The same file by its own path works.
-    let out = as_user(&prog, &[], &[], attacker.path());
-    assert_eq!(stdout(&out), "euid 0 value 40\n", "{}", stderr(&out));
+        // Run by the link, the program's directory is the attacker's, and `../store` their
+        // store: not owned by root, refused.
+        let out = site.as_user(&link, &[], &[], attacker.path());
+        assert_refused(
+            &out,
+            &["refused", &format!("is owned by uid {}", user().uid)],
+        );
+        // The same file by its own path works.
+        let out = site.as_user(&prog, &[], &[], attacker.path());
+        assert_eq!(stdout(&out), "euid 0 value 40\n", "{}", stderr(&out));
+    }
 }
 
 #[test]

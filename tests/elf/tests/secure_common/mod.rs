@@ -294,10 +294,10 @@ pub fn point_entry(store: &Path, uri: &str, path: &[u8], size: u64) {
 pub fn evil_store(site: &Site, at: &Path) -> PathBuf {
     run_ok(Command::new("cp").arg("-a").arg(site.store()).arg(at));
     let store = at.join("store");
-    let evil = &extras().evil_lib;
+    let evil = &extras_on(site.arch).evil_lib;
     fs::copy(evil, store.join("objects/evil-libchain_c.so")).unwrap();
     let size = fs::metadata(evil).unwrap().len();
-    let uri = world().uri("libchain_c.so");
+    let uri = world_on(site.arch).uri("libchain_c.so");
     point_entry(&store, uri, b"objects/evil-libchain_c.so", size);
     // And its index entry, as a write of the store would make it (a hard link of the object).
     let entry = store.join("index").join(uri);
