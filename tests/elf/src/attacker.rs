@@ -1,6 +1,9 @@
 //! An unprivileged local user for the attack tests: created once (concurrent creations by
 //! other test processes are fine), and commands run as that user through `setpriv`.
 
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -84,4 +87,32 @@ pub fn give_to_attacker(path: &std::path::Path) {
             .arg(format!("{}:{}", u.uid, u.gid))
             .arg(path),
     );
+}
+
+/// Where [`install_setuid_qemu`] puts qemu, relative to its directory.
+pub const SETUID_QEMU: &str = "setuid-qemu/qemu-aarch64";
+
+/// Installs `qemu-aarch64` set-user-ID root at `dir/`[`SETUID_QEMU`], in a directory of
+/// root's that only the attacker's group may enter (mode 0750), and returns its path.
+/// qemu-user ignores a guest's set-user-ID bit; started set-user-ID itself by the
+/// attacker, it runs the guest as root with the kernel's `AT_SECURE` (it hands the guest
+/// its own), as the kernel starts a set-user-ID program: an aarch64 start in secure mode.
+/// It lives as long as `dir` (a test's temporary directory).
+pub fn install_setuid_qemu(dir: &Path) -> PathBuf {
+    require_tool("qemu-aarch64");
+    let u = user();
+    let qemu = dir.join(SETUID_QEMU);
+    let home = qemu.parent().expect("a directory");
+    fs::create_dir(home).unwrap();
+    let found = run_ok(Command::new("sh").args(["-c", "command -v qemu-aarch64"]));
+    fs::copy(found.trim(), &qemu).unwrap();
+    run_ok(
+        Command::new("chown")
+            .arg(format!("0:{}", u.gid))
+            .arg(home)
+            .arg(&qemu),
+    );
+    fs::set_permissions(home, fs::Permissions::from_mode(0o750)).unwrap();
+    fs::set_permissions(&qemu, fs::Permissions::from_mode(0o4750)).unwrap();
+    qemu
 }

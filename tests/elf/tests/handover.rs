@@ -63,30 +63,40 @@ on_each_arch! {
     }
 }
 
-#[test]
-fn a_set_user_id_program_whose_library_needs_uri_names_runs_for_an_unprivileged_user() {
-    let tmp = tempfile::tempdir().unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let prog = chain(tmp.path(), 16);
-    let store = converted(tmp.path(), &[prog]);
-    let bin = store.join("bin/prog");
-    // libinner is only needed by libouter: its name reaches ld.so as a uri: name.
-    let outer = fs::read_dir(store.join("objects"))
-        .unwrap()
-        .filter_map(|e| fs::read_dir(e.unwrap().path()).ok())
-        .flatten()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.ends_with("libouter.so"))
-        .unwrap();
-    assert!(String::from_utf8_lossy(&fs::read(outer).unwrap()).contains("uri:blake3:"));
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o4755)).unwrap();
-    let out = run(setpriv_args(&mut Command::new("env")).arg(&bin));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "euid 0 value 42\n",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+on_each_arch! {
+    /// On aarch64 the attacker starts a set-user-ID qemu with the program
+    /// (`elf_tests::attacker::install_setuid_qemu`): qemu ignores the program's own bit.
+    fn a_set_user_id_program_whose_library_needs_uri_names_runs_for_an_unprivileged_user(arch) {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let prog = chain_on(arch, tmp.path(), 16);
+        let store = converted_on(arch, tmp.path(), &[prog]);
+        let bin = store.join("bin/prog");
+        // libinner is only needed by libouter: its name reaches ld.so as a uri: name.
+        let outer = fs::read_dir(store.join("objects"))
+            .unwrap()
+            .filter_map(|e| fs::read_dir(e.unwrap().path()).ok())
+            .flatten()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.ends_with("libouter.so"))
+            .unwrap();
+        assert!(String::from_utf8_lossy(&fs::read(outer).unwrap()).contains("uri:blake3:"));
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o4755)).unwrap();
+        let mut attacker = Command::new("env");
+        setpriv_args(&mut attacker);
+        if arch == Arch::Aarch64 {
+            attacker.arg(elf_tests::attacker::install_setuid_qemu(tmp.path()));
+        }
+        // Secure mode ignores LD_CAS_DEBUG: no trace.
+        let out = run(attacker.arg(&bin).env("LD_CAS_DEBUG", "1"));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "euid 0 value 42\n",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    }
 }
 
 #[test]

@@ -162,41 +162,15 @@ impl Site {
                 .arg(site.root()),
         );
         if arch == Arch::Aarch64 {
-            site.install_setuid_qemu();
+            elf_tests::attacker::install_setuid_qemu(site.root());
         }
         site
     }
 
-    /// For an aarch64 site: `qemu-aarch64` set-user-ID root at [`Site::setuid_qemu`], in a
-    /// directory of root's that only the attacker's group may enter (mode 0750). qemu-user
-    /// ignores a guest's set-user-ID bit; started set-user-ID itself by the attacker, it
-    /// runs the guest as root with the kernel's `AT_SECURE` (it hands the guest its own),
-    /// as the kernel starts a set-user-ID program: the aarch64 ld-cas in secure mode. It
-    /// goes with the site.
-    fn install_setuid_qemu(&self) {
-        require_tool("qemu-aarch64");
-        let user = elf_tests::attacker::user();
-        let qemu = self.setuid_qemu();
-        let dir = qemu.parent().expect("a directory");
-        fs::create_dir(dir).unwrap();
-        fs::copy(
-            run_ok(Command::new("sh").args(["-c", "command -v qemu-aarch64"])).trim(),
-            &qemu,
-        )
-        .unwrap();
-        run_ok(
-            Command::new("chown")
-                .arg(format!("0:{}", user.gid))
-                .arg(dir)
-                .arg(&qemu),
-        );
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o750)).unwrap();
-        fs::set_permissions(&qemu, fs::Permissions::from_mode(0o4750)).unwrap();
-    }
-
-    /// Where an aarch64 site's set-user-ID `qemu-aarch64` is.
+    /// Where an aarch64 site's set-user-ID `qemu-aarch64` is
+    /// ([`elf_tests::attacker::install_setuid_qemu`]).
     pub fn setuid_qemu(&self) -> PathBuf {
-        self.root().join("setuid-qemu/qemu-aarch64")
+        self.root().join(elf_tests::attacker::SETUID_QEMU)
     }
     pub fn root(&self) -> &Path {
         self.dir.path()
