@@ -1,7 +1,7 @@
 //! A foreign-architecture closure: an aarch64 C program and its libraries, found under
 //! `--sysroot /usr/aarch64-linux-gnu` exactly as the aarch64 ld.so would find them, convert
 //! into a store and run under `qemu-aarch64` through the aarch64 ld-cas (built with Debian's
-//! rustc 1.63 by `ld-cas/scripts/build-rustc-1.63.sh`), before and after the store moves. No
+//! rustc 1.63 by `ld-cas/scripts/build-rustc-1.63.sh`, `elf_tests::arch`), before and after the store moves. No
 //! `-L` is given to qemu: the loader and every library come from the store.
 
 use std::fs;
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use elf_tests::conversion::needed as needed_names;
-use elf_tests::{built_binary, compile, fixture_dir, require_tool, run_ok, workspace_root};
+use elf_tests::{built_binary, compile, fixture_dir, require_tool, run_ok};
 
 const SYSROOT: &str = "/usr/aarch64-linux-gnu";
 
@@ -148,12 +148,7 @@ fn aarch64_closure_converts_with_sysroot() {
             .join("ld-cas-aarch64")
             .to_str()
     );
-    let built = tmp.path().join("ld-cas-built");
-    run_ok(
-        Command::new(workspace_root().join("ld-cas/scripts/build-rustc-1.63.sh"))
-            .arg("aarch64-unknown-linux-gnu")
-            .arg(&built),
-    );
+    let built = elf_tests::arch::Arch::Aarch64.ld_cas();
     run_ok(
         Command::new(built_binary("elfpatch"))
             .args(["store", "init", "--store"])
