@@ -1,8 +1,9 @@
 //! A foreign-architecture closure: an aarch64 C program and its libraries, found under
 //! `--sysroot /usr/aarch64-linux-gnu` exactly as the aarch64 ld.so would find them, convert
 //! into a store and run under `qemu-aarch64` through the aarch64 ld-cas (built with Debian's
-//! rustc 1.63 by `ld-cas/scripts/build-rustc-1.63.sh`, `elf_tests::arch`), before and after the store moves. No
-//! `-L` is given to qemu: the loader and every library come from the store.
+//! rustc 1.63 by `ld-cas/scripts/build-rustc-1.63.sh`, `elf_tests::arch`), before and after
+//! the store moves. No `-L` is given to qemu: the loader and every library come from the
+//! store.
 
 use std::fs;
 use std::path::{Path, PathBuf};
