@@ -1,7 +1,6 @@
 //! ld-cas end-to-end: failures (missing libraries, broken stores and loaders), running
-//! ld-cas as a command, and setuid programs. All but the setuid test run on x86_64 and on
-//! aarch64 under qemu (`NAME::x86_64`, `NAME::aarch64`): qemu-user does not honour the
-//! set-user-ID bit, so the kernel never starts an aarch64 program in secure mode there.
+//! ld-cas as a command, and setuid programs. Each test runs on x86_64 and on aarch64 under
+//! qemu (`NAME::x86_64`, `NAME::aarch64`).
 #![allow(unused_imports)]
 
 use std::collections::BTreeMap;
@@ -154,74 +153,56 @@ on_each_world! {
     }
 }
 
-#[test]
-fn environment_does_not_choose_the_store_for_setuid_programs() {
-    require_tool("useradd");
-    require_tool("setpriv");
-    let w = world();
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test creates a user: run it as root"
-    );
-    let user = "ldcas-test";
-    if run(Command::new("id").arg(user)).status.code() != Some(0) {
-        run_ok(Command::new("useradd").args(["--no-create-home", "--shell", "/bin/false", user]));
+on_each_world! {
+    /// Run by an unprivileged user (`elf_tests::attacker`; on aarch64 through a set-user-ID
+    /// qemu, which hands the guest `AT_SECURE`: qemu ignores the program's own bit).
+    fn environment_does_not_choose_the_store_for_setuid_programs(w) {
+        let dir = tempfile::tempdir().unwrap();
+        copy_world(w, dir.path());
+        run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(dir.path()));
+        let prog = dir.path().join("bin/setuid");
+        run_ok(Command::new("chmod").arg("4755").arg(&prog));
+        let qemu = (w.arch == Arch::Aarch64)
+            .then(|| elf_tests::attacker::install_setuid_qemu(dir.path()));
+
+        // A hostile store the caller points at: it must be ignored.
+        let evil = tempfile::tempdir().unwrap();
+        run_ok(Command::new("chmod").arg("755").arg(evil.path()));
+        let as_user = |prog: &Path, env: &[(&str, &Path)]| {
+            let mut cmd = Command::new("env");
+            elf_tests::attacker::setpriv_args(&mut cmd);
+            cmd.args(qemu.iter()).arg(prog);
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            run(&mut cmd)
+        };
+        let out = as_user(
+            &prog,
+            &[
+                ("LD_CAS_STORE", evil.path()),
+                ("LD_CAS_DEBUG", Path::new("1")),
+                // Were it honoured, the program could not start: the path does not exist.
+                (
+                    "LD_CAS_OVERRIDE",
+                    Path::new("libchain_c.so=/nonexistent/libchain_c.so"),
+                ),
+            ],
+        );
+        assert_eq!(stdout(&out), "euid 0 value 40\n", "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            "",
+            "LD_CAS_DEBUG must be ignored under AT_SECURE"
+        );
+
+        // A setuid program whose library needs further uri: names: ld.so finds them in the
+        // store's index, by the absolute search path ld-cas gives it (honoured in secure mode).
+        let chain = dir.path().join("bin/chain");
+        run_ok(Command::new("chmod").arg("4755").arg(&chain));
+        let out = as_user(&chain, &[]);
+        assert_eq!(stdout(&out), "chain 42\n", "{}", stderr(&out));
     }
-    let uid = run_ok(Command::new("id").args(["-u", user]))
-        .trim()
-        .to_string();
-    let gid = run_ok(Command::new("id").args(["-g", user]))
-        .trim()
-        .to_string();
-
-    let dir = tempfile::tempdir().unwrap();
-    copy_world(w, dir.path());
-    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(dir.path()));
-    let prog = dir.path().join("bin/setuid");
-    run_ok(Command::new("chmod").arg("4755").arg(&prog));
-
-    // A hostile store the caller points at: it must be ignored.
-    let evil = tempfile::tempdir().unwrap();
-    run_ok(Command::new("chmod").arg("755").arg(evil.path()));
-    let setpriv = |prog: &Path, env: &[(&str, &Path)]| {
-        let mut cmd = Command::new("setpriv");
-        cmd.args([
-            &format!("--reuid={uid}"),
-            &format!("--regid={gid}"),
-            "--clear-groups",
-        ])
-        .arg(prog);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        run(&mut cmd)
-    };
-    let out = setpriv(
-        &prog,
-        &[
-            ("LD_CAS_STORE", evil.path()),
-            ("LD_CAS_DEBUG", Path::new("1")),
-            // Were it honoured, the program could not start: the path does not exist.
-            (
-                "LD_CAS_OVERRIDE",
-                Path::new("libchain_c.so=/nonexistent/libchain_c.so"),
-            ),
-        ],
-    );
-    assert_eq!(stdout(&out), "euid 0 value 40\n", "{}", stderr(&out));
-    assert_eq!(
-        stderr(&out),
-        "",
-        "LD_CAS_DEBUG must be ignored under AT_SECURE"
-    );
-
-    // A setuid program whose library needs further uri: names: ld.so finds them in the
-    // store's index, by the absolute search path ld-cas gives it (honoured in secure mode).
-    let chain = dir.path().join("bin/chain");
-    run_ok(Command::new("chmod").arg("4755").arg(&chain));
-    let out = setpriv(&chain, &[]);
-    assert_eq!(stdout(&out), "chain 42\n", "{}", stderr(&out));
 }
 
 /// The file of the object whose hash is `hex` in `store` (`objects/<hex>/<name>`).
