@@ -226,6 +226,12 @@ fn plan<'l>(elf: &Elf, lg: &'l Logical, tail: &Tail, opts: Options) -> Result<Op
         || names.place.is_some();
     if count_for(&kept, own_load(r_wanted || moves.phdrs, moves.phdrs)) > slots {
         kept.retain(|p| p.p_type != PT_NULL);
+        // One slot more, and the table stays (no segment for it): the `PT_NOTE` that
+        // only repeats `PT_GNU_PROPERTY`.
+        let fewer = without_property_note(&kept);
+        if fewer.len() < kept.len() && count_for(&fewer, own_load(r_wanted, false)) <= slots {
+            kept = fewer;
+        }
         if count_for(&kept, own_load(r_wanted, false)) > slots {
             if !opts.may_move_phdrs && !moves.phdrs && !elf.sections.is_empty() {
                 return Ok(None);
@@ -269,6 +275,24 @@ fn plan<'l>(elf: &Elf, lg: &'l Logical, tail: &Tail, opts: Options) -> Result<Op
         note,
         names,
     }))
+}
+
+/// `kept` without the `PT_NOTE` that maps exactly what `PT_GNU_PROPERTY` maps (GNU ld
+/// writes both for `.note.gnu.property`): the kernel (5.8 and later) and glibc (2.32 and
+/// later) read the properties through `PT_GNU_PROPERTY`, and the note stays in the file
+/// and in its section. Every other note (the build ID, the ABI tag) keeps its header.
+fn without_property_note(kept: &[Phdr]) -> Vec<Phdr> {
+    let property = kept.iter().find(|p| p.p_type == PT_GNU_PROPERTY);
+    let same = |p: &Phdr, q: &Phdr| {
+        (p.p_offset, p.p_vaddr, p.p_filesz, p.p_memsz, p.p_align)
+            == (q.p_offset, q.p_vaddr, q.p_filesz, q.p_memsz, q.p_align)
+    };
+    let repeat = property.and_then(|g| kept.iter().position(|p| p.p_type == PT_NOTE && same(p, g)));
+    let mut out = kept.to_vec();
+    if let Some(i) = repeat {
+        out.remove(i);
+    }
+    out
 }
 
 /// The slack the moving interpreter (`interp`) and strings go to, when they fit after

@@ -134,3 +134,76 @@ fn an_edit_repeated_gives_the_same_bytes_when_dynstr_ended_the_moved_block() {
         "a repeated edit changed the file"
     );
 }
+
+/// The program headers of `file` of type `kind` (`readelf -lW`'s name), as text.
+fn headers_of(file: &std::path::Path, kind: &str) -> Vec<String> {
+    readelf("-lW", file)
+        .lines()
+        .filter(|l| l.split_whitespace().next() == Some(kind))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// GNU ld maps `.note.gnu.property` twice, by a `PT_NOTE` and by `PT_GNU_PROPERTY`. When an
+/// edit needs one program header more than the table holds (a `.dynamic` that moves to a
+/// segment of its own), that `PT_NOTE` gives its slot: the table stays where it is and no
+/// segment is added to hold it. The other notes (build ID, ABI tag) keep their header; an
+/// edit that needs no slot keeps every header.
+#[test]
+fn the_note_that_repeats_gnu_property_gives_its_slot_to_a_moved_dynamic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prog = dir.path().join("hello");
+    elf_tests::compile(
+        "gcc",
+        &[&elf_tests::fixture_dir().join("loader/hello.c")],
+        &prog,
+        &[],
+    );
+    let property = headers_of(&prog, "GNU_PROPERTY");
+    let notes = headers_of(&prog, "NOTE");
+    assert_eq!(property.len(), 1, "{}", readelf("-lW", &prog));
+    let offset = |h: &str| h.split_whitespace().nth(1).map(str::to_owned);
+    assert!(notes.iter().any(|n| offset(n) == offset(&property[0])));
+    let original = elf_tests::run_ok(std::process::Command::new(&prog).arg("x"));
+
+    // One more entry fits the section: nothing moves, every header stays.
+    let small = dir.path().join("small");
+    std::fs::copy(&prog, &small).expect("copy");
+    patch(&small, &["--add-needed", "libm.so.6"]);
+    assert_eq!(headers_of(&small, "NOTE"), notes);
+
+    // Five more do not: `.dynamic` moves to a new segment, the only one added.
+    let moved = dir.path().join("moved");
+    std::fs::copy(&prog, &moved).expect("copy");
+    let mut args = Vec::new();
+    for lib in [
+        "libm.so.6",
+        "libdl.so.2",
+        "libpthread.so.0",
+        "librt.so.1",
+        "libutil.so.1",
+    ] {
+        args.extend(["--add-needed", lib]);
+    }
+    patch(&moved, &args);
+    let loads = |f: &std::path::Path| headers_of(f, "LOAD").len();
+    assert_eq!(
+        loads(&moved),
+        loads(&prog) + 1,
+        "{}",
+        readelf("-lW", &moved)
+    );
+    assert_eq!(headers_of(&moved, "PHDR"), headers_of(&prog, "PHDR"));
+    assert_eq!(headers_of(&moved, "GNU_PROPERTY"), property);
+    let kept: Vec<String> = notes
+        .iter()
+        .filter(|n| offset(n) != offset(&property[0]))
+        .cloned()
+        .collect();
+    assert_eq!(headers_of(&moved, "NOTE"), kept);
+    let out = elf_tests::run_ok(std::process::Command::new(&moved).arg("x"));
+    assert_eq!(
+        out.replace(moved.to_str().expect("utf-8"), "P"),
+        original.replace(prog.to_str().expect("utf-8"), "P")
+    );
+}
