@@ -90,6 +90,9 @@ struct Plan<'l> {
     table_changes: bool,
     note: NoteWork,
     names: NamesWork,
+    /// The moving interpreter and strings go into the new `.dynamic`'s segment, before it
+    /// (no read-only region).
+    beside_dynamic: bool,
 }
 
 /// Produces the edited image of `elf` with the logical content `lg`, or `None` when the
@@ -221,9 +224,16 @@ fn plan<'l>(elf: &Elf, lg: &'l Logical, tail: &Tail, opts: Options) -> Result<Op
             + new_ro as usize
             + moves.dynamic as usize
     };
-    let r_wanted = (slack.is_none() && (moves.interp || moves.strings))
+    let r_needed = (slack.is_none() && (moves.interp || moves.strings))
         || note.place.is_some()
         || names.place.is_some();
+    // The interpreter and strings alone would need a read-only segment of their own: with
+    // a `.dynamic` that moves anyway, they go before it, in its read-write segment (one
+    // segment for ld.so to map, not two; ld.so writes `.dynamic` there already, so the
+    // strings gain no protection from a segment of their own).
+    let may_share =
+        moves.dynamic && continued.is_none() && note.place.is_none() && names.place.is_none();
+    let r_wanted = r_needed && !may_share;
     if count_for(&kept, own_load(r_wanted || moves.phdrs, moves.phdrs)) > slots {
         kept.retain(|p| p.p_type != PT_NULL);
         // One slot more, and the table stays (no segment for it): the `PT_NOTE` that
@@ -239,7 +249,8 @@ fn plan<'l>(elf: &Elf, lg: &'l Logical, tail: &Tail, opts: Options) -> Result<Op
             moves.phdrs = true;
         }
     }
-    moves.region = r_wanted || moves.phdrs;
+    let beside_dynamic = may_share && r_needed && !moves.phdrs;
+    moves.region = (r_needed && !beside_dynamic) || moves.phdrs;
     if let Some(s) = &slack {
         if let Some(p) = kept.iter_mut().find(|p| **p == s.load) {
             *p = s.grown;
@@ -274,6 +285,7 @@ fn plan<'l>(elf: &Elf, lg: &'l Logical, tail: &Tail, opts: Options) -> Result<Op
         table_changes,
         note,
         names,
+        beside_dynamic,
     }))
 }
 

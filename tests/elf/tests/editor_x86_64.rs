@@ -207,3 +207,75 @@ fn the_note_that_repeats_gnu_property_gives_its_slot_to_a_moved_dynamic() {
         original.replace(prog.to_str().expect("utf-8"), "P")
     );
 }
+
+/// When `.dynamic` must move and the strings (or the interpreter) do not fit the slack of
+/// a segment, both go into one new read-write segment, the strings before `.dynamic`: one
+/// segment more, not two. Edited again the same way, the file is the same.
+#[test]
+fn strings_that_move_with_a_moved_dynamic_share_its_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prog = dir.path().join("hello");
+    elf_tests::compile(
+        "gcc",
+        &[&elf_tests::fixture_dir().join("loader/hello.c")],
+        &prog,
+        &[],
+    );
+    let original = elf_tests::run_ok(std::process::Command::new(&prog).arg("x"));
+    let moved = dir.path().join("moved");
+    std::fs::copy(&prog, &moved).expect("copy");
+    // A run path longer than any slack, and five more entries than `.dynamic` holds.
+    let rpath = format!("/nix/store/{}-none/lib", "r".repeat(4000));
+    let mut args = vec!["--set-rpath", rpath.as_str()];
+    for lib in [
+        "libm.so.6",
+        "libdl.so.2",
+        "libpthread.so.0",
+        "librt.so.1",
+        "libutil.so.1",
+    ] {
+        args.extend(["--add-needed", lib]);
+    }
+    patch(&moved, &args);
+    let loads = |f: &std::path::Path| headers_of(f, "LOAD");
+    let (before, after) = (loads(&prog), loads(&moved));
+    assert_eq!(after.len(), before.len() + 1, "{}", readelf("-lW", &moved));
+    let new = after.last().expect("a load");
+    assert!(new.contains(" RW "), "{new}");
+    // `.dynstr` and `.dynamic` both lie in it.
+    let field = |l: &str, i: usize| {
+        u64::from_str_radix(
+            l.split_whitespace()
+                .nth(i)
+                .expect("field")
+                .trim_start_matches("0x"),
+            16,
+        )
+        .expect("hex")
+    };
+    let (start, size) = (field(new, 2), field(new, 5));
+    for name in [".dynstr", ".dynamic"] {
+        let (at, _) = section_range(&moved, name);
+        let vaddr = readelf("-SW", &moved)
+            .lines()
+            .find(|l| l.contains(&format!(" {name} ")))
+            .and_then(|l| l.split(']').nth(1))
+            .map(|l| field(l, 2))
+            .expect("the section");
+        assert!(
+            vaddr >= start && vaddr < start + size,
+            "{name} at {vaddr:#x} ({at})"
+        );
+    }
+    let out = elf_tests::run_ok(std::process::Command::new(&moved).arg("x"));
+    assert_eq!(
+        out.replace(moved.to_str().expect("utf-8"), "P"),
+        original.replace(prog.to_str().expect("utf-8"), "P")
+    );
+    let once = std::fs::read(&moved).expect("read");
+    patch(&moved, &args);
+    assert!(
+        std::fs::read(&moved).expect("read") == once,
+        "a repeated edit changed the file"
+    );
+}

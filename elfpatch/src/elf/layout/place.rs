@@ -113,7 +113,7 @@ pub(super) fn place_region(elf: &Elf, plan: &Plan, page: u64, base_len: u64) -> 
         v_next = align_up(add(end.vaddr, page)?, page).ok_or_else(overflow)? - page;
     }
     if plan.moves.dynamic {
-        place_dynamic(elf, &mut region, page, cursor, v_next)?;
+        place_dynamic(elf, plan, &mut region, page, cursor, v_next)?;
     }
     Ok(region)
 }
@@ -225,9 +225,11 @@ fn place_in_slack(plan: &Plan, placed: &mut Placed, slack: &Slack) -> Result<()>
     Ok(())
 }
 
-/// The read-write segment with the new `.dynamic` (ld.so writes `DT_DEBUG` into it).
+/// The read-write segment with the new `.dynamic` (ld.so writes `DT_DEBUG` into it), after
+/// the moving interpreter and strings when the plan puts them there.
 fn place_dynamic(
     elf: &Elf,
+    plan: &Plan,
     region: &mut Region,
     page: u64,
     cursor: u64,
@@ -235,14 +237,38 @@ fn place_dynamic(
 ) -> Result<()> {
     let ds = elf.codec.dyn_size();
     let bytes = region.at.dyn_entries * ds;
-    let at = At {
+    let start = At {
         offset: cursor,
         vaddr: add(v_next, cursor % page)?,
+    };
+    let mut before = 0u64;
+    if plan.beside_dynamic {
+        let placed = &mut region.at;
+        let m = plan.moves;
+        let at = |n: u64| -> Result<At> {
+            Ok(At {
+                offset: add(start.offset, n)?,
+                vaddr: add(start.vaddr, n)?,
+            })
+        };
+        if m.interp && placed.interp.is_none() {
+            placed.interp = Some(at(before)?);
+            before = add(before, plan.interp.as_ref().map_or(0, |v| v.len() as u64))?;
+        }
+        if m.strings && placed.strings.is_none() {
+            placed.strings = Some(at(before)?);
+            before = add(before, plan.lg.strings.len() as u64)?;
+        }
+        before = align_up(before, ds).ok_or_else(overflow)?;
+    }
+    let at = At {
+        offset: add(start.offset, before)?,
+        vaddr: add(start.vaddr, before)?,
     };
     add(at.vaddr, bytes + page)?;
     region.at.dynamic = Some(at);
     region.marks.push(at.offset + bytes);
-    let mut load = new_load(PF_R | PF_W, at, bytes + MARK.len() as u64, page);
+    let mut load = new_load(PF_R | PF_W, start, before + bytes + MARK.len() as u64, page);
     load.p_memsz = add(load.p_memsz, DYNAMIC_ZERO_TAIL)?;
     region.loads.push(load);
     Ok(())
