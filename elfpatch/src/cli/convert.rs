@@ -62,7 +62,9 @@ pub struct ConvertArgs {
     #[arg(long, value_name = "PATH")]
     interp: Option<PathBuf>,
     /// Look dependencies up under this root, as the target system's ld.so would (for
-    /// example /usr/aarch64-linux-gnu for an aarch64 closure).
+    /// example /usr/aarch64-linux-gnu for an aarch64 closure): absolute RPATH and RUNPATH
+    /// entries, ld.so.cache and the default directories are read under DIR, `$ORIGIN` is
+    /// where each file really lies.
     #[arg(long, value_name = "DIR")]
     sysroot: Option<PathBuf>,
     /// Leave needed names matching this glob as plain sonames, found by the usual search at
