@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::{require_tool, run, run_ok};
+use crate::{require_tool, run, run_ok, tool_path};
 
 /// The attacker's user and group ids.
 pub struct User {
@@ -99,13 +99,12 @@ pub const SETUID_QEMU: &str = "setuid-qemu/qemu-aarch64";
 /// its own), as the kernel starts a set-user-ID program: an aarch64 start in secure mode.
 /// It lives as long as `dir` (a test's temporary directory).
 pub fn install_setuid_qemu(dir: &Path) -> PathBuf {
-    require_tool("qemu-aarch64");
+    let found = tool_path("qemu-aarch64");
     let u = user();
     let qemu = dir.join(SETUID_QEMU);
     let home = qemu.parent().expect("a directory");
     fs::create_dir(home).unwrap();
-    let found = run_ok(Command::new("sh").args(["-c", "command -v qemu-aarch64"]));
-    fs::copy(found.trim(), &qemu).unwrap();
+    fs::copy(found, &qemu).unwrap();
     run_ok(
         Command::new("chown")
             .arg(format!("0:{}", u.gid))

@@ -34,13 +34,21 @@ pub fn built_binary(name: &str) -> PathBuf {
 
 /// Fails the test (never skips) when `tool` is not on `PATH`.
 pub fn require_tool(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{tool}` is not installed: run `scripts/install-deps.sh` (it installs every tool the tests use)"
-    );
+    tool_path(tool);
+}
+
+/// Where `tool` is on `PATH`; fails the test (never skips) when it is not there.
+pub fn tool_path(tool: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(tool))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "`{tool}` is not installed: run `scripts/install-deps.sh` (it installs every tool the tests use)"
+        )
+    })
 }
 
 /// Runs `cmd`, panicking with its stderr when it cannot be started.

@@ -144,6 +144,66 @@ fn headers_of(file: &std::path::Path, kind: &str) -> Vec<String> {
         .collect()
 }
 
+/// The loader fixtures' `hello`, built by gcc (GNU ld: `.note.gnu.property` mapped by a
+/// `PT_NOTE` and by `PT_GNU_PROPERTY`) in a directory of its own, and its output.
+struct Hello {
+    dir: tempfile::TempDir,
+    prog: std::path::PathBuf,
+    original: String,
+}
+
+impl Hello {
+    fn build() -> Hello {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let prog = dir.path().join("hello");
+        elf_tests::compile(
+            "gcc",
+            &[&elf_tests::fixture_dir().join("loader/hello.c")],
+            &prog,
+            &[],
+        );
+        let original = elf_tests::run_ok(std::process::Command::new(&prog).arg("x"));
+        Hello {
+            dir,
+            prog,
+            original,
+        }
+    }
+
+    /// A copy of the program named `name`, edited with `args`.
+    fn edited(&self, name: &str, args: &[&str]) -> std::path::PathBuf {
+        let copy = self.dir.path().join(name);
+        std::fs::copy(&self.prog, &copy).expect("copy");
+        patch(&copy, args);
+        copy
+    }
+
+    /// `copy` runs as the program does (its own path aside).
+    fn assert_runs_alike(&self, copy: &std::path::Path) {
+        let out = elf_tests::run_ok(std::process::Command::new(copy).arg("x"));
+        assert_eq!(
+            out.replace(copy.to_str().expect("utf-8"), "P"),
+            self.original
+                .replace(self.prog.to_str().expect("utf-8"), "P")
+        );
+    }
+}
+
+/// `--add-needed` arguments for five libraries every glibc system has: more entries than
+/// the fixtures' `.dynamic` holds.
+const FIVE_MORE_NEEDED: [&str; 10] = [
+    "--add-needed",
+    "libm.so.6",
+    "--add-needed",
+    "libdl.so.2",
+    "--add-needed",
+    "libpthread.so.0",
+    "--add-needed",
+    "librt.so.1",
+    "--add-needed",
+    "libutil.so.1",
+];
+
 /// GNU ld maps `.note.gnu.property` twice, by a `PT_NOTE` and by `PT_GNU_PROPERTY`. When an
 /// edit needs one program header more than the table holds (a `.dynamic` that moves to a
 /// segment of its own), that `PT_NOTE` gives its slot: the table stays where it is and no
@@ -151,49 +211,23 @@ fn headers_of(file: &std::path::Path, kind: &str) -> Vec<String> {
 /// edit that needs no slot keeps every header.
 #[test]
 fn the_note_that_repeats_gnu_property_gives_its_slot_to_a_moved_dynamic() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let prog = dir.path().join("hello");
-    elf_tests::compile(
-        "gcc",
-        &[&elf_tests::fixture_dir().join("loader/hello.c")],
-        &prog,
-        &[],
-    );
-    let property = headers_of(&prog, "GNU_PROPERTY");
-    let notes = headers_of(&prog, "NOTE");
-    assert_eq!(property.len(), 1, "{}", readelf("-lW", &prog));
+    let hello = Hello::build();
+    let prog = &hello.prog;
+    let property = headers_of(prog, "GNU_PROPERTY");
+    let notes = headers_of(prog, "NOTE");
+    assert_eq!(property.len(), 1, "{}", readelf("-lW", prog));
     let offset = |h: &str| h.split_whitespace().nth(1).map(str::to_owned);
     assert!(notes.iter().any(|n| offset(n) == offset(&property[0])));
-    let original = elf_tests::run_ok(std::process::Command::new(&prog).arg("x"));
 
     // One more entry fits the section: nothing moves, every header stays.
-    let small = dir.path().join("small");
-    std::fs::copy(&prog, &small).expect("copy");
-    patch(&small, &["--add-needed", "libm.so.6"]);
+    let small = hello.edited("small", &["--add-needed", "libm.so.6"]);
     assert_eq!(headers_of(&small, "NOTE"), notes);
 
     // Five more do not: `.dynamic` moves to a new segment, the only one added.
-    let moved = dir.path().join("moved");
-    std::fs::copy(&prog, &moved).expect("copy");
-    let mut args = Vec::new();
-    for lib in [
-        "libm.so.6",
-        "libdl.so.2",
-        "libpthread.so.0",
-        "librt.so.1",
-        "libutil.so.1",
-    ] {
-        args.extend(["--add-needed", lib]);
-    }
-    patch(&moved, &args);
+    let moved = hello.edited("moved", &FIVE_MORE_NEEDED);
     let loads = |f: &std::path::Path| headers_of(f, "LOAD").len();
-    assert_eq!(
-        loads(&moved),
-        loads(&prog) + 1,
-        "{}",
-        readelf("-lW", &moved)
-    );
-    assert_eq!(headers_of(&moved, "PHDR"), headers_of(&prog, "PHDR"));
+    assert_eq!(loads(&moved), loads(prog) + 1, "{}", readelf("-lW", &moved));
+    assert_eq!(headers_of(&moved, "PHDR"), headers_of(prog, "PHDR"));
     assert_eq!(headers_of(&moved, "GNU_PROPERTY"), property);
     let kept: Vec<String> = notes
         .iter()
@@ -201,11 +235,7 @@ fn the_note_that_repeats_gnu_property_gives_its_slot_to_a_moved_dynamic() {
         .cloned()
         .collect();
     assert_eq!(headers_of(&moved, "NOTE"), kept);
-    let out = elf_tests::run_ok(std::process::Command::new(&moved).arg("x"));
-    assert_eq!(
-        out.replace(moved.to_str().expect("utf-8"), "P"),
-        original.replace(prog.to_str().expect("utf-8"), "P")
-    );
+    hello.assert_runs_alike(&moved);
 }
 
 /// When `.dynamic` must move and the strings (or the interpreter) do not fit the slack of
@@ -213,65 +243,30 @@ fn the_note_that_repeats_gnu_property_gives_its_slot_to_a_moved_dynamic() {
 /// segment more, not two. Edited again the same way, the file is the same.
 #[test]
 fn strings_that_move_with_a_moved_dynamic_share_its_segment() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let prog = dir.path().join("hello");
-    elf_tests::compile(
-        "gcc",
-        &[&elf_tests::fixture_dir().join("loader/hello.c")],
-        &prog,
-        &[],
-    );
-    let original = elf_tests::run_ok(std::process::Command::new(&prog).arg("x"));
-    let moved = dir.path().join("moved");
-    std::fs::copy(&prog, &moved).expect("copy");
+    let hello = Hello::build();
     // A run path longer than any slack, and five more entries than `.dynamic` holds.
     let rpath = format!("/nix/store/{}-none/lib", "r".repeat(4000));
     let mut args = vec!["--set-rpath", rpath.as_str()];
-    for lib in [
-        "libm.so.6",
-        "libdl.so.2",
-        "libpthread.so.0",
-        "librt.so.1",
-        "libutil.so.1",
-    ] {
-        args.extend(["--add-needed", lib]);
-    }
-    patch(&moved, &args);
-    let loads = |f: &std::path::Path| headers_of(f, "LOAD");
-    let (before, after) = (loads(&prog), loads(&moved));
+    args.extend(FIVE_MORE_NEEDED);
+    let moved = hello.edited("moved", &args);
+    let (before, after) = (headers_of(&hello.prog, "LOAD"), headers_of(&moved, "LOAD"));
     assert_eq!(after.len(), before.len() + 1, "{}", readelf("-lW", &moved));
     let new = after.last().expect("a load");
     assert!(new.contains(" RW "), "{new}");
     // `.dynstr` and `.dynamic` both lie in it.
-    let field = |l: &str, i: usize| {
-        u64::from_str_radix(
-            l.split_whitespace()
-                .nth(i)
-                .expect("field")
-                .trim_start_matches("0x"),
-            16,
-        )
-        .expect("hex")
+    let field = |i: usize| {
+        let hex = new.split_whitespace().nth(i).expect("field");
+        u64::from_str_radix(hex.trim_start_matches("0x"), 16).expect("hex")
     };
-    let (start, size) = (field(new, 2), field(new, 5));
+    let (start, size) = (field(2), field(5));
     for name in [".dynstr", ".dynamic"] {
-        let (at, _) = section_range(&moved, name);
-        let vaddr = readelf("-SW", &moved)
-            .lines()
-            .find(|l| l.contains(&format!(" {name} ")))
-            .and_then(|l| l.split(']').nth(1))
-            .map(|l| field(l, 2))
-            .expect("the section");
+        let vaddr = elf_tests::section_of(&moved, name).addr;
         assert!(
             vaddr >= start && vaddr < start + size,
-            "{name} at {vaddr:#x} ({at})"
+            "{name} at {vaddr:#x}"
         );
     }
-    let out = elf_tests::run_ok(std::process::Command::new(&moved).arg("x"));
-    assert_eq!(
-        out.replace(moved.to_str().expect("utf-8"), "P"),
-        original.replace(prog.to_str().expect("utf-8"), "P")
-    );
+    hello.assert_runs_alike(&moved);
     let once = std::fs::read(&moved).expect("read");
     patch(&moved, &args);
     assert!(

@@ -168,14 +168,7 @@ fn place_read_only(
         placed.ph = Some(at(0)?);
         size = plan.count * elf.codec.phdr_size();
     }
-    if m.interp && placed.interp.is_none() {
-        placed.interp = Some(at(size)?);
-        size += plan.interp.as_ref().map_or(0, |v| v.len() as u64);
-    }
-    if m.strings && placed.strings.is_none() {
-        placed.strings = Some(at(size)?);
-        size += plan.lg.strings.len() as u64;
-    }
+    size = place_interp_and_strings(plan, placed, &at, size)?;
     if let Some(b) = &plan.names.place {
         placed.names = Some(o_r + size);
         size += b.len() as u64;
@@ -205,6 +198,27 @@ fn place_read_only(
         offset: o_r + size,
         vaddr: add(v_r, size)?,
     })
+}
+
+/// Places the moving interpreter, then the strings (those not already placed in slack),
+/// from `size` bytes into a segment whose byte `n` is at `at(n)`; returns the size after
+/// them.
+fn place_interp_and_strings(
+    plan: &Plan,
+    placed: &mut Placed,
+    at: &dyn Fn(u64) -> Result<At>,
+    mut size: u64,
+) -> Result<u64> {
+    let m = plan.moves;
+    if m.interp && placed.interp.is_none() {
+        placed.interp = Some(at(size)?);
+        size = add(size, plan.interp.as_ref().map_or(0, |v| v.len() as u64))?;
+    }
+    if m.strings && placed.strings.is_none() {
+        placed.strings = Some(at(size)?);
+        size = add(size, plan.lg.strings.len() as u64)?;
+    }
+    Ok(size)
 }
 
 /// The moving interpreter, then the strings, in the slack the plan grows a load over.
@@ -243,22 +257,13 @@ fn place_dynamic(
     };
     let mut before = 0u64;
     if plan.beside_dynamic {
-        let placed = &mut region.at;
-        let m = plan.moves;
         let at = |n: u64| -> Result<At> {
             Ok(At {
                 offset: add(start.offset, n)?,
                 vaddr: add(start.vaddr, n)?,
             })
         };
-        if m.interp && placed.interp.is_none() {
-            placed.interp = Some(at(before)?);
-            before = add(before, plan.interp.as_ref().map_or(0, |v| v.len() as u64))?;
-        }
-        if m.strings && placed.strings.is_none() {
-            placed.strings = Some(at(before)?);
-            before = add(before, plan.lg.strings.len() as u64)?;
-        }
+        before = place_interp_and_strings(plan, &mut region.at, &at, 0)?;
         before = align_up(before, ds).ok_or_else(overflow)?;
     }
     let at = At {
